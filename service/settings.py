@@ -1,0 +1,158 @@
+"""Settings: one frozen dataclass, built and validated from the environment at start."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+
+DEFAULT_PORT = 8189
+MIN_API_KEY_LENGTH = 16
+_CHECKOUT = Path(__file__).resolve().parent.parent
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def default_data_dir() -> Path:
+    """The embedded data folder: inside the checkout when run from one, else the working folder."""
+    base = _CHECKOUT if (_CHECKOUT / "pyproject.toml").is_file() else Path.cwd()
+    return base / "data"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the service is told from outside. Build with `from_env` or directly in tests."""
+
+    catalog_dir: Path
+    models_dir: Path
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    api_key: str | None = field(default=None, repr=False)
+    civitai_api_key: str | None = field(default=None, repr=False)
+    civitai_base_url: str = "https://civitai.com"
+    civitai_timeout_s: float = 30.0
+    watch_debounce_ms: int = 200
+    watch_force_polling: bool | None = None
+    watch_poll_interval_ms: int = 1000
+    reconcile_interval_s: float = 300.0
+    extra_model_paths: Path | None = None
+    cors_origins: tuple[str, ...] = ()
+    log_level: str = "INFO"
+    shutdown_timeout_s: float = 5.0
+    max_body_bytes: int = 64 * 1024
+
+    def __post_init__(self) -> None:
+        if self.api_key is not None and len(self.api_key) < MIN_API_KEY_LENGTH:
+            raise ConfigError(
+                f"API_KEY is too short ({len(self.api_key)} characters); use at least "
+                f"{MIN_API_KEY_LENGTH}, or leave it unset to have a key generated."
+            )
+        if self.api_key is not None and not (
+            self.api_key.isascii() and self.api_key.isprintable() and self.api_key.strip() == self.api_key
+        ):
+            raise ConfigError("API_KEY must be printable ASCII without surrounding spaces.")
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"PORT must be between 1 and 65535, not {self.port}.")
+        if not self.civitai_base_url.startswith(("http://", "https://")):
+            raise ConfigError("CIVITAI_BASE_URL must start with http:// or https://.")
+        if self.watch_debounce_ms < 1:
+            raise ConfigError("WATCH_DEBOUNCE_MS must be a positive number of milliseconds.")
+        if self.watch_poll_interval_ms < 10:
+            raise ConfigError("WATCH_POLL_INTERVAL_MS must be at least 10 milliseconds.")
+        if self.reconcile_interval_s <= 0:
+            raise ConfigError("RECONCILE_INTERVAL_S must be a positive number of seconds.")
+        if self.civitai_timeout_s <= 0:
+            raise ConfigError("CIVITAI_TIMEOUT_S must be a positive number of seconds.")
+        for origin in self.cors_origins:
+            if not origin.startswith(("http://", "https://", "chrome-extension://")) or origin.endswith("/"):
+                raise ConfigError(
+                    f"CORS_ORIGINS entry {origin!r} is not an origin like https://example.com (no path, no trailing slash)."
+                )
+
+    @property
+    def is_loopback(self) -> bool:
+        """True when the service listens only on this machine."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Read and validate every setting; raise ConfigError naming the first bad variable."""
+        data = default_data_dir()
+        key = env.get("API_KEY") or None
+        return cls(
+            catalog_dir=_path(env, "CATALOG_DIR", data / "catalogs"),
+            models_dir=_path(env, "MODELS_DIR", data / "models"),
+            host=env.get("HOST") or "127.0.0.1",
+            port=_int(env, "PORT", DEFAULT_PORT),
+            api_key=key,
+            civitai_api_key=env.get("CIVITAI_API_KEY") or None,
+            civitai_base_url=(env.get("CIVITAI_BASE_URL") or "https://civitai.com").rstrip("/"),
+            civitai_timeout_s=_float(env, "CIVITAI_TIMEOUT_S", 30.0),
+            watch_debounce_ms=_int(env, "WATCH_DEBOUNCE_MS", 200),
+            watch_force_polling=_tristate(env, "WATCH_FORCE_POLLING"),
+            watch_poll_interval_ms=_int(env, "WATCH_POLL_INTERVAL_MS", 1000),
+            reconcile_interval_s=_float(env, "RECONCILE_INTERVAL_S", 300.0),
+            extra_model_paths=_path(env, "EXTRA_MODEL_PATHS", None),
+            cors_origins=tuple(o.strip() for o in (env.get("CORS_ORIGINS") or "").split(",") if o.strip()),
+            log_level=_log_level(env),
+            shutdown_timeout_s=_float(env, "SHUTDOWN_TIMEOUT_S", 5.0),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", 64 * 1024),
+        )
+
+
+def _path(env: Mapping[str, str], name: str, default: Path | None) -> Path | None:
+    raw = env.get(name)
+    if not raw:
+        return default
+    if "\x00" in raw:
+        raise ConfigError(f"{name} contains a NUL character.")
+    return Path(raw).expanduser().absolute()
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, not {raw!r}.") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {raw!r}.") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ConfigError(f"{name} must be a finite number, not {raw!r}.")
+    return value
+
+
+def _tristate(env: Mapping[str, str], name: str) -> bool | None:
+    raw = (env.get(name) or "auto").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    if raw == "auto":
+        return None
+    raise ConfigError(f"{name} must be one of true, false or auto, not {raw!r}.")
+
+
+def _log_level(env: Mapping[str, str]) -> str:
+    raw = (env.get("LOG_LEVEL") or "INFO").strip().upper()
+    if raw not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ConfigError(f"LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {raw!r}.")
+    return raw
