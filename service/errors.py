@@ -47,6 +47,16 @@ class Conflict(ServiceError):
     code = "conflict"
 
 
+class TooLarge(ServiceError):
+    status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    code = "too_large"
+
+
+class UnsupportedMedia(ServiceError):
+    status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+    code = "unsupported_media_type"
+
+
 class Unprocessable(ServiceError):
     """The input is well formed but cannot be acted on (e.g. a model type ComfyUI has no folder for)."""
 

@@ -1,0 +1,44 @@
+# Two commands for a newcomer: `make run` and `make test`. Both install into .venv first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench lint smoke clean
+
+$(PY):
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11 or newer is needed (found $$($(PYTHON) --version))"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+data/catalogs/models.json:
+	@mkdir -p data
+	cp -R demo/. data/
+	@echo "Seeded ./data with the demo catalogs and models."
+
+## Start the service on ./data (seeded from ./demo on first run); prints the URL and the API key.
+run: $(STAMP) data/catalogs/models.json
+	$(PY) -m service
+
+## Install and run the whole test suite.
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+## Measure throughput, freshness, start time and memory (see bench/README.md).
+bench: $(STAMP)
+	$(PY) bench/run.py $(BENCH_ARGS)
+
+## Lint the Dockerfile and check docker-compose.yml.
+lint:
+	bash deploy/lint.sh
+
+## Build the container image and check it serves /health and the map.
+smoke:
+	bash deploy/smoke-test.sh
+
+clean:
+	rm -rf $(VENV) data .pytest_cache

@@ -1,0 +1,106 @@
+"""`python -m service`: read the settings, prepare the folders, print where to connect, serve."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from .app import create_app
+from .auth import key_file, load_or_create_key
+from .errors import ConfigError
+from .middlewares import QuietAccessLogger
+from .settings import Settings, default_data_dir
+
+MAX_HEADER_BYTES = 8190
+FLAGS = {"host": "HOST", "port": "PORT", "catalog_dir": "CATALOG_DIR", "models_dir": "MODELS_DIR"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Start the service; return the process exit code."""
+    args = _parse_args(argv)
+    env = dict(os.environ)
+    env.update({var: str(getattr(args, flag)) for flag, var in FLAGS.items() if getattr(args, flag) is not None})
+    try:
+        settings = Settings.from_env(env)
+        prepare_folders(settings)
+        api_key, generated = load_or_create_key(settings)
+    except ConfigError as exc:
+        print(f"comfy-catalog: {exc}", file=sys.stderr)
+        return 2
+    if args.print_key:
+        print(api_key)
+        return 0
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(settings.log_level)
+    _print_banner(settings, api_key, generated)
+    try:
+        web.run_app(
+            create_app(settings, api_key),
+            host=settings.host,
+            port=settings.port,
+            shutdown_timeout=settings.shutdown_timeout_s,
+            access_log_class=QuietAccessLogger,
+            print=None,
+            max_line_size=MAX_HEADER_BYTES,
+            max_field_size=MAX_HEADER_BYTES,
+        )
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            print(f"comfy-catalog: PORT {settings.port} is already in use on {settings.host}.", file=sys.stderr)
+            return 2
+        if exc.errno == errno.EADDRNOTAVAIL:
+            print(f"comfy-catalog: HOST {settings.host} is not an address of this machine.", file=sys.stderr)
+            return 2
+        raise
+    return 0
+
+
+def prepare_folders(settings: Settings) -> None:
+    """Create the catalog folder (and the embedded models folder); check both can be used."""
+    try:
+        settings.catalog_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"CATALOG_DIR cannot be created ({exc.strerror}): {settings.catalog_dir}") from None
+    if not os.access(settings.catalog_dir, os.W_OK | os.X_OK):
+        raise ConfigError(f"CATALOG_DIR is not writable by this user: {settings.catalog_dir}")
+    if settings.models_dir.is_relative_to(default_data_dir()):
+        settings.models_dir.mkdir(parents=True, exist_ok=True)
+    if not settings.models_dir.is_dir():
+        raise ConfigError(f"MODELS_DIR is not a folder: {settings.models_dir}")
+    if not os.access(settings.models_dir, os.R_OK | os.X_OK):
+        raise ConfigError(f"MODELS_DIR is not readable by this user: {settings.models_dir}")
+
+
+def _print_banner(settings: Settings, api_key: str, generated: bool) -> None:
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    lines = [
+        f"ComfyUI catalog service on http://{host}:{settings.port}",
+        f"  catalogs: {settings.catalog_dir}",
+        f"  models:   {settings.models_dir}",
+    ]
+    if settings.api_key:
+        lines.append("  API key:  the one set in API_KEY")
+    else:
+        note = "generated now" if generated else "kept"
+        lines.append(f"  API key:  {api_key}  ({note} in {key_file(settings)}, owner-only)")
+    print("\n".join(lines), flush=True)
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m service", description="ComfyUI catalog service")
+    parser.add_argument("--host", help="address to listen on (HOST)")
+    parser.add_argument("--port", help="port to listen on (PORT)")
+    parser.add_argument("--catalog-dir", help="folder holding models.json and loras.json (CATALOG_DIR)")
+    parser.add_argument("--models-dir", help="ComfyUI's models folder (MODELS_DIR)")
+    parser.add_argument("--print-key", action="store_true", help="print the API key and exit")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""The app factory. `create_app` does no I/O; everything real happens in cleanup contexts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from .civitai import CivitaiClient
+from .library import Library
+from .middlewares import cors_middleware, errors_middleware, guard_middleware
+from .mounts import network_paths
+from .mutations import CatalogEditor
+from .presence import FolderSource
+from .settings import Settings
+from .typedefs import CIVITAI, EDITOR, LIBRARY, SETTINGS, WATCHER
+from .views import add_version, civitai_map, health, promote_to_lora, ready, remove_from_catalog
+from .watcher import Watcher, reconcile_forever
+
+logger = logging.getLogger(__name__)
+
+WATCHER_START_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 3.0
+
+
+def model_sources(settings: Settings) -> tuple[FolderSource, ...]:
+    """The folders whose files count as on disk."""
+    return (FolderSource(str(settings.models_dir)),)
+
+
+def create_app(settings: Settings, api_key: str) -> web.Application:
+    """Build the application for these settings and this API key."""
+    app = web.Application(
+        middlewares=[
+            cors_middleware(settings.cors_origins),
+            errors_middleware,
+            guard_middleware(api_key, settings.max_body_bytes),
+        ],
+        client_max_size=settings.max_body_bytes,
+    )
+    library = Library(settings.catalog_dir, model_sources(settings))
+    civitai = CivitaiClient(settings.civitai_base_url, settings.civitai_api_key, settings.civitai_timeout_s)
+    app[SETTINGS] = settings
+    app[LIBRARY] = library
+    app[CIVITAI] = civitai
+    app[EDITOR] = CatalogEditor(settings.catalog_dir, library, civitai)
+    app[WATCHER] = Watcher(
+        library,
+        settings.catalog_dir,
+        debounce_ms=settings.watch_debounce_ms,
+        polling=bool(settings.watch_force_polling),
+        poll_interval_ms=settings.watch_poll_interval_ms,
+    )
+    app.cleanup_ctx.extend([catalog_files_ctx, civitai_ctx, library_ctx])
+    app.router.add_get("/health", health)
+    app.router.add_get("/ready", ready)
+    app.router.add_get("/api/admin/models/civitai-map", civitai_map)
+    app.router.add_post("/api/admin/civitai/add/{version_id}", add_version)
+    app.router.add_post("/api/admin/civitai/promote-to-lora/{version_id}", promote_to_lora)
+    app.router.add_delete("/api/admin/models/{filename}/catalog", remove_from_catalog)
+    return app
+
+
+async def catalog_files_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Missing catalogs are created as empty ones before anything reads them."""
+    for store in app[EDITOR].stores.values():
+        if await asyncio.to_thread(store.ensure_exists):
+            logger.info("created an empty %s", store.path.name)
+    yield
+
+
+async def civitai_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The one outbound HTTP session, closed at shutdown."""
+    await app[CIVITAI].open()
+    yield
+    await app[CIVITAI].close()
+
+
+async def library_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Watch, build the index in the background (so /health answers at once), reconcile; stop all."""
+    settings, library, watcher = app[SETTINGS], app[LIBRARY], app[WATCHER]
+    if settings.watch_force_polling is None:
+        remote = await asyncio.to_thread(network_paths, [s.path for s in library.sources] + [str(settings.catalog_dir)])
+        if remote:
+            watcher.polling = True
+            logger.info("polling for changes: %d watched folder(s) sit on a network or FUSE filesystem", len(remote))
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(watcher.run(stop), name="watcher")]
+
+    async def build() -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(watcher.live.wait(), WATCHER_START_TIMEOUT_S)
+        await library.start()
+        tasks.append(asyncio.create_task(reconcile_forever(library, settings.reconcile_interval_s, stop), name="reconcile"))
+
+    tasks.append(asyncio.create_task(build(), name="index-build"))
+    yield
+    stop.set()
+    _done, pending = await asyncio.wait(tasks, timeout=STOP_TIMEOUT_S)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    logger.info("watcher stopped")

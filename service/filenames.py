@@ -1,0 +1,113 @@
+"""Checks that a name from outside is safe to use as one file name (or a relative folder) under a models folder."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable
+
+from .errors import Invalid
+
+MAX_NAME_BYTES = 255
+PARTIAL_SUFFIXES: tuple[str, ...] = (".part", ".partial", ".tmp", ".download", ".crdownload", ".aria2")
+
+# Line/paragraph separators and the bidirectional embedding, override and isolate controls (plus the
+# invisible direction marks), which can make a name display differently from what it is.
+_INVISIBLE_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u2028\u2029\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+_DRIVE_PREFIX = re.compile(r"^[A-Za-z]:")
+_UNSAFE_NAME = "unsafe_file_name"
+_UNSAFE_FOLDER = "unsafe_folder"
+
+
+def is_partial_download(name: str) -> bool:
+    """True when the name ends, in any case, in a suffix that download tools give unfinished files."""
+    return name.lower().endswith(PARTIAL_SUFFIXES)
+
+
+def _is_control(char: str) -> bool:
+    return unicodedata.category(char) == "Cc" or char in _INVISIBLE_CONTROLS
+
+
+def _has_control(name: str) -> bool:
+    return any(_is_control(char) for char in name)
+
+
+def _has_surrogate(name: str) -> bool:
+    return any(unicodedata.category(char) == "Cs" for char in name)
+
+
+def _has_separator(name: str) -> bool:
+    return "/" in name or "\\" in name
+
+
+def _is_dot_name(name: str) -> bool:
+    return name in {".", ".."}
+
+
+def _has_outer_space(name: str) -> bool:
+    return name != name.strip()
+
+
+def _too_long(name: str) -> bool:
+    return len(name.encode("utf-8")) > MAX_NAME_BYTES
+
+
+# (test, problem) pairs checked in order; the first that matches names the problem.
+# Whitespace-only and control characters come first so later sentences can quote the name safely.
+_Rule = tuple[Callable[[str], bool], str]
+_COMPONENT_RULES: tuple[_Rule, ...] = (
+    (lambda name: not name.strip(), "is empty"),
+    (_has_control, "contains a control or invisible formatting character"),
+    (_has_surrogate, "contains an unpaired surrogate, which cannot be written as UTF-8"),
+    (_has_separator, "contains a path separator ('/' or '\\')"),
+    (_is_dot_name, "is a reference to a folder ('.' or '..')"),
+    (lambda name: bool(_DRIVE_PREFIX.match(name)), "starts with a Windows drive prefix"),
+    (_has_outer_space, "starts or ends with whitespace"),
+    (lambda name: name.startswith("."), "starts with '.' (hidden files are not allowed)"),
+    (_too_long, f"is longer than {MAX_NAME_BYTES} bytes in UTF-8"),
+)
+_PARTIAL_RULE: _Rule = (is_partial_download, "ends in a partial-download suffix")
+
+
+def _quote(name: str) -> str:
+    shown = name if len(name) <= 80 else name[:77] + "..."
+    return repr(shown)
+
+
+def _problem(name: str, rules: tuple[_Rule, ...]) -> str | None:
+    return next((problem for test, problem in rules if test(name)), None)
+
+
+def check_file_name(name: object, *, what: str = "file name") -> str:
+    """Return the name unchanged if it is safe as one file name in a models folder, else raise Invalid."""
+    if not isinstance(name, str):
+        raise Invalid(f"The {what} must be a string, not {type(name).__name__}.", code=_UNSAFE_NAME)
+    problem = _problem(name, (*_COMPONENT_RULES, _PARTIAL_RULE))
+    if problem is not None:
+        raise Invalid(f"The {what} {_quote(name)} {problem}.", code=_UNSAFE_NAME)
+    return name
+
+
+def check_relative_folder(dest: object) -> str:
+    """Return a catalog dest folder ('a' or 'a/b') minus a trailing slash if every part is safe, else raise."""
+    if not isinstance(dest, str):
+        raise Invalid(f"The folder must be a string, not {type(dest).__name__}.", code=_UNSAFE_FOLDER)
+    if dest.startswith("/"):
+        raise Invalid(
+            f"The folder {_quote(dest)} is an absolute path; give one relative to the models folder.",
+            code=_UNSAFE_FOLDER,
+        )
+    if "\\" in dest:
+        raise Invalid(
+            f"The folder {_quote(dest)} contains a backslash; separate folders with '/'.", code=_UNSAFE_FOLDER
+        )
+    trimmed = dest[:-1] if dest.endswith("/") else dest
+    for part in trimmed.split("/"):
+        problem = _problem(part, _COMPONENT_RULES)
+        if problem is not None:
+            raise Invalid(
+                f"The folder {_quote(dest)} has a part {_quote(part)} that {problem}.", code=_UNSAFE_FOLDER
+            )
+    return trimmed

@@ -1,0 +1,209 @@
+"""The in-memory civitai-map: built from both catalogs and the presence of files on disk.
+
+Each catalog entry is serialized once, when its catalog is (re)loaded, into a fragment
+that stops just before its status. The map body is the join of those fragments with
+`present"}` or `missing"}` after each, so a file event patches a few slots and joins
+bytes; nothing is serialized again. Every published answer is an immutable `MapSnapshot`
+swapped in with one assignment; handlers only ever read the current one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import orjson
+
+from .catalog import Doc, canonical_folder, iter_entries, model_id_of, version_id_of
+from .presence import Presence
+
+PRESENT = b'present"}'
+MISSING = b'missing"}'
+_OPEN = b'{"by_version":{'
+_MIDDLE = b'},"by_model":'
+_CLOSE = b"}"
+GZIP_LEVEL = 6
+
+
+@dataclass(frozen=True, slots=True)
+class MapEntry:
+    """One catalog entry as the map shows it, pre-serialized up to its status."""
+
+    version_id: int
+    model_id: int | None
+    file: str
+    folder: str  # canonical logical folder, for presence
+    catalog: str
+    head: bytes
+
+
+def extract_entries(doc: Doc, catalog: str) -> list[MapEntry]:
+    """Map entries of one catalog: entries with a CivitAI version id, a file and a folder."""
+    entries: list[MapEntry] = []
+    for _category, entry in iter_entries(doc):
+        version_id = version_id_of(entry)
+        file, dest = entry.get("file"), entry.get("dest")
+        if version_id is None or not isinstance(file, str) or not file or not isinstance(dest, str):
+            continue
+        model_id = model_id_of(entry)
+        view = {
+            "file": file,
+            "dest": dest,
+            "name": entry.get("name") if isinstance(entry.get("name"), str) else file,
+            "base_model": entry.get("base_model") if isinstance(entry.get("base_model"), str) else None,
+            "civitai_model_id": model_id,
+            "catalog": catalog,
+        }
+        head = b'"%d":' % version_id + orjson.dumps(view)[:-1] + b',"status":"'
+        entries.append(MapEntry(version_id, model_id, file, canonical_folder(dest), catalog, head))
+    return entries
+
+
+@dataclass(slots=True)
+class Layout:
+    """The merged map of both catalogs, with one status slot per version."""
+
+    entries: dict[int, MapEntry]
+    parts: list[bytes]
+    slots: dict[int, int]
+    by_file: dict[str, list[int]]
+    by_model: dict[int, list[int]]
+
+
+def build_layout(catalogs: Iterable[list[MapEntry]]) -> Layout:
+    """Merge catalogs in order of precedence: a version already placed is not replaced.
+
+    Pass loras first: an entry in both files is a promote cut short, and loras.json is
+    where it was going.
+    """
+    entries: dict[int, MapEntry] = {}
+    for catalog in catalogs:
+        for entry in catalog:
+            entries.setdefault(entry.version_id, entry)
+    parts: list[bytes] = [_OPEN]
+    slots: dict[int, int] = {}
+    by_file: dict[str, list[int]] = {}
+    by_model: dict[int, list[int]] = {}
+    for version_id in sorted(entries):
+        entry = entries[version_id]
+        if len(parts) > 1:
+            parts.append(b",")
+        parts.append(entry.head)
+        slots[version_id] = len(parts)
+        parts.append(MISSING)
+        by_file.setdefault(entry.file, []).append(version_id)
+        if entry.model_id is not None:
+            by_model.setdefault(entry.model_id, []).append(version_id)
+    parts += [_MIDDLE, orjson.dumps(by_model, option=orjson.OPT_NON_STR_KEYS), _CLOSE]
+    return Layout(entries, parts, slots, by_file, by_model)
+
+
+@dataclass(slots=True)
+class MapSnapshot:
+    """One published answer: the body, its tag, and its gzip variant made on first demand."""
+
+    body: bytes
+    etag: str
+    _gzip: asyncio.Future[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def gzip_etag(self) -> str:
+        """The tag of the gzip variant (a different representation, so a different tag)."""
+        return self.etag[:-1] + '-gz"'
+
+    async def gzip_body(self) -> bytes:
+        """The body compressed once, in a worker thread; concurrent callers share one job."""
+        if self._gzip is None:
+            self._gzip = asyncio.ensure_future(asyncio.to_thread(gzip.compress, self.body, GZIP_LEVEL, mtime=0))
+        return await asyncio.shield(self._gzip)
+
+
+class CivitaiIndex:
+    """The live map. Owned by the event loop; every method runs there and never blocks."""
+
+    def __init__(self, presence: Presence) -> None:
+        self.presence = presence
+        self._boot = secrets.token_hex(4)
+        self._generation = 0
+        self._layout = build_layout([])
+        self._status: dict[int, bool] = {}
+        self.snapshot = MapSnapshot(b"".join(self._layout.parts), self._etag())
+        self.changed = asyncio.Event()  # set on every publish; for push listeners
+
+    def __len__(self) -> int:
+        return len(self._layout.entries)
+
+    def entry(self, version_id: int) -> MapEntry | None:
+        """The map entry of a version, if catalogued."""
+        return self._layout.entries.get(version_id)
+
+    def is_present(self, version_id: int) -> bool:
+        """The last known status of a catalogued version."""
+        return self._status.get(version_id, False)
+
+    def versions_of_model(self, model_id: int) -> list[int]:
+        """Catalogued versions of a CivitAI model."""
+        return list(self._layout.by_model.get(model_id, ()))
+
+    def holds_file(self, file: str, folder: str) -> MapEntry | None:
+        """A catalogued entry with this file name in this (canonical) folder."""
+        for version_id in self._layout.by_file.get(file, ()):
+            entry = self._layout.entries[version_id]
+            if entry.folder == canonical_folder(folder):
+                return entry
+        return None
+
+    def set_layout(self, layout: Layout) -> bool:
+        """Swap in a new layout and fill every status from presence; publish when the body changed."""
+        self._layout = layout
+        self._status = {}
+        for version_id, entry in layout.entries.items():
+            present = self.presence.is_present(entry.file, entry.folder)
+            self._status[version_id] = present
+            if present:
+                layout.parts[layout.slots[version_id]] = PRESENT
+        return self._publish()
+
+    def files_changed(self, names: Iterable[str]) -> bool:
+        """Re-check the versions whose file names changed on disk; publish when any status moved."""
+        layout = self._layout
+        moved = False
+        for name in names:
+            for version_id in layout.by_file.get(name, ()):
+                entry = layout.entries[version_id]
+                present = self.presence.is_present(entry.file, entry.folder)
+                if present != self._status.get(version_id):
+                    self._status[version_id] = present
+                    layout.parts[layout.slots[version_id]] = PRESENT if present else MISSING
+                    moved = True
+        return self._publish() if moved else False
+
+    def point_answer(self, version_ids: Iterable[int] = (), model_ids: Iterable[int] = ()) -> bytes:
+        """The map restricted to some versions and to every version of some models."""
+        layout = self._layout
+        wanted = {v for v in version_ids if v in layout.entries}
+        for model_id in model_ids:
+            wanted.update(layout.by_model.get(model_id, ()))
+        fragments = [layout.entries[v].head + (PRESENT if self._status.get(v) else MISSING) for v in sorted(wanted)]
+        by_model: dict[int, list[int]] = {}
+        for version_id in sorted(wanted):
+            model_id = layout.entries[version_id].model_id
+            if model_id is not None:
+                by_model.setdefault(model_id, []).append(version_id)
+        return _OPEN + b",".join(fragments) + _MIDDLE + orjson.dumps(by_model, option=orjson.OPT_NON_STR_KEYS) + _CLOSE
+
+    def _publish(self) -> bool:
+        body = b"".join(self._layout.parts)
+        if body == self.snapshot.body:
+            return False
+        self._generation += 1
+        self.snapshot = MapSnapshot(body, self._etag())
+        self.changed.set()
+        self.changed = asyncio.Event()
+        return True
+
+    def _etag(self) -> str:
+        return f'"{self._boot}-{self._generation}"'

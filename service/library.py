@@ -1,0 +1,159 @@
+"""The library: both catalogs, what is on disk, and the map made from them.
+
+Every change goes through here, from the watcher, the periodic reconcile or a mutation.
+Blocking work (reading, parsing, scanning, probing) runs in worker threads; the results
+are applied on the event loop, under one lock for catalog changes so layouts land in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .catalog import CATALOG_NAMES, CatalogFormatError, parse_catalog
+from .index import CivitaiIndex, MapEntry, build_layout, extract_entries
+from .presence import FolderSource, Presence, probe, scan_sources
+
+logger = logging.getLogger(__name__)
+
+
+def digest(raw: bytes) -> str:
+    """The content hash used to recognise a catalog we have already read or written."""
+    return hashlib.sha256(raw).hexdigest()
+
+
+@dataclass(slots=True)
+class CatalogState:
+    """The last good reading of one catalog file, and what is wrong with it now, if anything."""
+
+    name: str
+    path: Path
+    digest: str | None = None
+    entries: list[MapEntry] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogReading:
+    digest: str
+    entries: list[MapEntry] | None
+    error: str | None
+
+
+def read_catalog(path: Path, name: str, known_digest: str | None) -> CatalogReading:
+    """Read a catalog file; parse it only when its content is new to us."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return CatalogReading("", None, "the file is missing")
+    except OSError as exc:
+        return CatalogReading("", None, f"the file cannot be read ({exc.strerror})")
+    content_digest = digest(raw)
+    if content_digest == known_digest:
+        return CatalogReading(content_digest, None, None)
+    try:
+        doc = parse_catalog(raw)
+    except CatalogFormatError as exc:
+        return CatalogReading(content_digest, None, str(exc))
+    return CatalogReading(content_digest, extract_entries(doc, name), None)
+
+
+class Library:
+    """Keeps the index true to the catalogs and the model folders."""
+
+    def __init__(self, catalog_dir: Path, sources: tuple[FolderSource, ...]) -> None:
+        self.catalogs = {name: CatalogState(name, catalog_dir / f"{name}.json") for name in CATALOG_NAMES}
+        self.sources = sources
+        self.presence = Presence(sources)
+        self.index = CivitaiIndex(self.presence)
+        self.unreadable: list[str] = []
+        self.ready = False
+        self.last_reconcile: float | None = None
+        self._catalog_lock = asyncio.Lock()
+        self._touched: set[str] | None = None
+
+    @property
+    def healthy_catalogs(self) -> bool:
+        """True when every catalog parsed at its last reading."""
+        return all(state.error is None for state in self.catalogs.values())
+
+    async def start(self) -> None:
+        """First full build: both catalogs and a scan of every root."""
+        started = time.perf_counter()
+        for name in CATALOG_NAMES:
+            await self.reload_catalog(name, rebuild=False)
+        await self._rebuild()
+        await self.reconcile()
+        self.ready = True
+        logger.info(
+            "index ready: %d catalogued versions, %d files on disk, in %.2f s",
+            len(self.index),
+            len(self.presence),
+            time.perf_counter() - started,
+        )
+
+    async def reload_catalog(self, name: str, *, rebuild: bool = True) -> bool:
+        """Re-read one catalog; keep the last good entries when it does not parse. True if the map changed."""
+        state = self.catalogs[name]
+        async with self._catalog_lock:
+            reading = await asyncio.to_thread(read_catalog, state.path, name, state.digest)
+            if reading.error is not None:
+                if reading.error != state.error:
+                    logger.warning("%s.json is unusable, keeping the last good version: %s", name, reading.error)
+                state.error = reading.error
+                return False
+            if state.error is not None:
+                logger.info("%s.json parses again", name)
+                state.error = None
+            if reading.entries is None:
+                return False
+            state.digest = reading.digest
+            state.entries = reading.entries
+            logger.info("%s.json loaded: %d versions", name, len(reading.entries))
+            return await self._rebuild() if rebuild else False
+
+    async def accept_writes(self, written: dict[str, tuple[str, list[MapEntry]]]) -> None:
+        """Take in catalogs this service has just written, so the map shows them at once."""
+        async with self._catalog_lock:
+            for name, (content_digest, entries) in written.items():
+                state = self.catalogs[name]
+                state.digest, state.entries, state.error = content_digest, entries, None
+            await self._rebuild()
+
+    async def paths_changed(self, paths: Iterable[str]) -> bool:
+        """Look at changed paths under the model roots and update their files' statuses."""
+        paths = list(paths)
+        if self._touched is not None:
+            self._touched.update(paths)
+        facts = await asyncio.to_thread(probe, self.sources, paths)
+        return self.index.files_changed(self.presence.apply(facts))
+
+    async def reconcile(self) -> bool:
+        """Rescan every root; the safety net for events that never arrived. True if the map changed."""
+        self._touched = set()
+        try:
+            scan = await asyncio.to_thread(scan_sources, self.sources)
+            changed = self.presence.replace(scan)
+            for _ in range(5):  # re-look at paths that changed while the scan ran
+                touched, self._touched = self._touched, set()
+                if not touched:
+                    break
+                changed |= self.presence.apply(await asyncio.to_thread(probe, self.sources, touched))
+        finally:
+            self._touched = None
+        if scan.unreadable != self.unreadable:
+            for path in set(scan.unreadable) - set(self.unreadable):
+                logger.warning("a model folder cannot be read: %s", path)
+        self.unreadable = scan.unreadable
+        self.last_reconcile = time.time()
+        return self.index.files_changed(changed)
+
+    async def _rebuild(self) -> bool:
+        catalogs = [self.catalogs["loras"].entries, self.catalogs["models"].entries]
+        layout = await asyncio.to_thread(build_layout, catalogs)
+        return self.index.set_layout(layout)

@@ -1,0 +1,295 @@
+"""Turns a CivitAI model-version body (GET /api/v1/model-versions/{id}) into a catalog entry."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import Unprocessable, UpstreamError
+from .filenames import check_file_name
+
+# Base-model families, first match wins. One table serves both folder_for and lora_category.
+_FAMILIES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (family, re.compile(pattern, re.IGNORECASE))
+    for family, pattern in (
+        ("flux", r"\bflux(?![a-z])"),
+        ("wan", r"\bwan(?![a-z])"),
+        ("hunyuan_video", r"\bhunyuan[\s_-]*video\b"),
+        ("cogvideox", r"\bcog[\s_-]*video[\s_-]*x\b"),
+        ("ltxv", r"\bltx(?:v|[\s_-]*video)?(?![a-z])"),
+        ("auraflow", r"\bpony[\s_-]*v[\s_-]*7\b|\baura[\s_-]*flow\b"),  # Pony V7 is AuraFlow, not SDXL
+        ("sdxl", r"\bsdxl(?![a-z])"),
+        ("pony", r"\bpony\b"),
+        ("illustrious", r"\billustrious\b"),
+        ("noobai", r"\bnoob[\s_-]*ai\b"),
+        ("sd15", r"\bsd[\s_-]*1\.[45]\b"),
+    )
+)
+_DIFFUSION_MODEL_FAMILIES = frozenset({"flux", "wan", "hunyuan_video", "cogvideox", "ltxv"})
+_LORA_CATEGORY_BY_FAMILY: dict[str, str] = {
+    "wan": "wan_loras",
+    "flux": "flux_loras",
+    "sdxl": "sdxl_loras",
+    "pony": "sdxl_loras",
+    "illustrious": "sdxl_loras",
+    "noobai": "sdxl_loras",
+    "sd15": "sd15_loras",
+}
+
+# CivitAI model type (lower case) -> (category id, folder under the models folder).
+_FOLDER_BY_TYPE: dict[str, tuple[str, str]] = {
+    "checkpoint": ("checkpoints", "checkpoints"),
+    "lora": ("loras", "loras"),
+    "locon": ("loras", "loras"),
+    "dora": ("loras", "loras"),
+    "vae": ("vae", "vae"),
+    "textualinversion": ("embeddings", "embeddings"),
+    "controlnet": ("controlnet", "controlnet"),
+    "upscaler": ("upscalers", "upscale_models"),
+}
+_SUPPORTED_TYPES = "Checkpoint, LORA, LoCon, DoRA, VAE, TextualInversion, Controlnet, Upscaler"
+_DIFFUSION_MODELS = ("diffusion_models", "diffusion_models")
+
+_CATEGORY_NAMES: dict[str, str] = {
+    "checkpoints": "Checkpoints",
+    "diffusion_models": "Diffusion Models",
+    "upscalers": "Upscalers",
+    "sdxl_loras": "SDXL LoRAs",
+    "sd15_loras": "SD 1.5 LoRAs",
+    "wan_loras": "Wan LoRAs",
+    "flux_loras": "Flux LoRAs",
+    "other_loras": "Other LoRAs",
+    "loras": "LoRAs",
+    "vae": "VAE",
+    "embeddings": "Embeddings",
+    "controlnet": "ControlNet",
+}
+
+_DOWNLOAD = "download"
+_RESTRICTION_REASONS: dict[str, str] = {
+    "generation": "CivitAI allows it only for on-site generation, not download.",
+    "inferenceonly": "CivitAI allows it only for inference on its own services, not download.",
+}
+_DEFAULT_RESTRICTION = "CivitAI does not allow it to be downloaded."
+
+# File types that hold the model itself, in order of preference when no usable file is primary.
+_MODEL_FILE_TYPES: tuple[str, ...] = ("model", "pruned model")
+_KB_PER_GB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class MappedVersion:
+    """A model version mapped to a catalog entry, or the reason it cannot be downloaded."""
+
+    entry: dict[str, Any] | None  # None when restricted
+    category: str | None  # category id, e.g. "checkpoints"
+    restricted_reason: str | None  # set when usageControl is not Download
+
+
+def _bad_body(what: str) -> UpstreamError:
+    return UpstreamError(
+        f"CivitAI answered with a model version this service cannot read: {what}.", code="upstream_bad_body"
+    )
+
+
+def _base_family(base_model: str | None) -> str | None:
+    if not base_model:
+        return None
+    return next((family for family, pattern in _FAMILIES if pattern.search(base_model)), None)
+
+
+def folder_for(model_type: str, base_model: str | None) -> tuple[str, str]:
+    """Return (category id, dest folder) for a CivitAI model type and base model, or raise Unprocessable."""
+    if not isinstance(model_type, str) or not model_type.strip():
+        raise Unprocessable(
+            "This model version has no model type, so there is no ComfyUI folder to put it in.",
+            code="unsupported_type",
+        )
+    folder = _FOLDER_BY_TYPE.get(model_type.strip().lower())
+    if folder is None:
+        raise Unprocessable(
+            f"CivitAI model type {model_type!r} has no ComfyUI folder this service files into "
+            f"(supported: {_SUPPORTED_TYPES}).",
+            code="unsupported_type",
+        )
+    if folder[0] == "checkpoints" and _base_family(base_model) in _DIFFUSION_MODEL_FAMILIES:
+        return _DIFFUSION_MODELS
+    return folder
+
+
+def lora_category(base_model: str | None) -> str:
+    """Return the style-LoRA category id for a LoRA's base model ('other_loras' when no family fits)."""
+    return _LORA_CATEGORY_BY_FAMILY.get(_base_family(base_model) or "", "other_loras")
+
+
+def category_display_name(category_id: str) -> str:
+    """Return the name people see for a category id; unknown ids are title-cased from underscores."""
+    known = _CATEGORY_NAMES.get(category_id)
+    if known is not None:
+        return known
+    return " ".join(word[:1].upper() + word[1:] for word in category_id.split("_") if word)
+
+
+# ---- reading the body ------------------------------------------------------------------------------
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _int_field(body: dict[str, Any], key: str, where: str) -> int:
+    value = body.get(key)
+    if not _is_int(value):
+        raise _bad_body(f"{where}'{key}' is missing or not an integer")
+    return value
+
+
+def _optional_str(body: dict[str, Any], key: str, where: str) -> str | None:
+    """A string field that may be absent or null; blank counts as absent."""
+    value = body.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _bad_body(f"{where}'{key}' is not a string")
+    return value.strip() or None
+
+
+def _optional_dict(body: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = body.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _bad_body(f"{where}'{key}' is not an object")
+    return value
+
+
+def _model(body: dict[str, Any]) -> dict[str, Any]:
+    model = body.get("model")
+    if not isinstance(model, dict):
+        raise _bad_body("'model' is missing or not an object")
+    return model
+
+
+def _files(body: dict[str, Any]) -> list[dict[str, Any]]:
+    files = body.get("files")
+    if not isinstance(files, list):
+        raise _bad_body("'files' is missing or not a list")
+    for index, file in enumerate(files):
+        if not isinstance(file, dict):
+            raise _bad_body(f"files[{index}] is not an object")
+    return files
+
+
+def _trigger_words(body: dict[str, Any]) -> list[str]:
+    words = body.get("trainedWords")
+    if words is None:
+        return []
+    if not isinstance(words, list) or not all(isinstance(word, str) for word in words):
+        raise _bad_body("'trainedWords' is not a list of strings")
+    return [word.strip() for word in words if word.strip()]
+
+
+def _size_gb(file: dict[str, Any]) -> float:
+    size_kb = file.get("sizeKB")
+    is_number = isinstance(size_kb, int | float) and not isinstance(size_kb, bool)
+    if not is_number or not math.isfinite(size_kb) or size_kb < 0:
+        raise _bad_body("the model file's 'sizeKB' is missing or not a non-negative number")
+    return round(size_kb / _KB_PER_GB, 3)
+
+
+# ---- decisions ----------------------------------------------------------------------------------
+
+
+def _restriction(body: dict[str, Any]) -> str | None:
+    usage = _optional_str(body, "usageControl", "")
+    if usage is None or usage.lower() == _DOWNLOAD:
+        return None
+    explanation = _RESTRICTION_REASONS.get(usage.lower(), _DEFAULT_RESTRICTION)
+    return f"This version's usage control is {usage!r}: {explanation}"
+
+
+def _file_type(file: dict[str, Any]) -> str:
+    kind = file.get("type")
+    return kind.strip().lower() if isinstance(kind, str) else ""
+
+
+def _choose_file(files: list[dict[str, Any]], version_id: int) -> dict[str, Any]:
+    usable = [file for file in files if _file_type(file) in _MODEL_FILE_TYPES]
+    primary = next((file for file in usable if file.get("primary") is True), None)
+    if primary is not None:
+        return primary
+    for kind in _MODEL_FILE_TYPES:
+        chosen = next((file for file in usable if _file_type(file) == kind), None)
+        if chosen is not None:
+            return chosen
+    listed = ", ".join(repr(file.get("type")) for file in files) or "none"
+    raise Unprocessable(
+        f"Model version {version_id} has no model file to download (file types listed: {listed}).",
+        code="no_model_file",
+    )
+
+
+def _display_name(model_name: str | None, version_name: str | None, base_model: str | None, fp: str | None) -> str:
+    def folded(text: str | None) -> str:
+        return " ".join((text or "").split()).casefold()
+
+    parts = [model_name]
+    if folded(version_name) != folded(model_name):
+        parts.append(version_name)
+    tag = " ".join(part for part in (base_model, fp.upper() if fp else None) if part)
+    if tag:
+        parts.append(f"[{tag}]")
+    return " ".join(" ".join(part for part in parts if part).split())
+
+
+def _file_fp(file: dict[str, Any]) -> str | None:
+    return _optional_str(_optional_dict(file, "metadata", "the model file's "), "fp", "the model file's metadata ")
+
+
+def _file_hash(file: dict[str, Any]) -> str | None:
+    return _optional_str(_optional_dict(file, "hashes", "the model file's "), "SHA256", "the model file's hashes ")
+
+
+def _build_entry(body: dict[str, Any], file: dict[str, Any], dest: str) -> dict[str, Any]:
+    version_id = _int_field(body, "id", "")
+    model = _model(body)
+    base_model = _optional_str(body, "baseModel", "")
+    name = _display_name(
+        _optional_str(model, "name", "model "), _optional_str(body, "name", ""), base_model, _file_fp(file)
+    )
+    entry: dict[str, Any] = {
+        "name": name or f"CivitAI model version {version_id}",
+        "file": check_file_name(file.get("name"), what="CivitAI file name"),
+        "dest": dest,
+        "source": "civitai",
+        "civitai_version_id": version_id,
+        "civitai_model_id": _int_field(body, "modelId", ""),
+        "civitai_file_id": _int_field(file, "id", "the model file's "),
+        "size_gb": _size_gb(file),
+        "base_model": base_model,
+    }
+    trigger_words = _trigger_words(body)
+    if trigger_words:
+        entry["trigger_words"] = trigger_words
+    file_hash = _file_hash(file)
+    if file_hash is not None:
+        entry["hash"] = file_hash
+    entry["tags"] = []
+    return entry
+
+
+def version_to_entry(version: object) -> MappedVersion:
+    """Map a CivitAI model-version body to a catalog entry, or say why CivitAI does not allow its download."""
+    if not isinstance(version, dict):
+        raise _bad_body(f"the body is {type(version).__name__}, not an object")
+    version_id = _int_field(version, "id", "")
+    _int_field(version, "modelId", "")
+    reason = _restriction(version)
+    if reason is not None:
+        return MappedVersion(entry=None, category=None, restricted_reason=reason)
+    model_type = _optional_str(_model(version), "type", "model ")
+    category, dest = folder_for(model_type or "", _optional_str(version, "baseModel", ""))
+    file = _choose_file(_files(version), version_id)
+    return MappedVersion(entry=_build_entry(version, file, dest), category=category, restricted_reason=None)

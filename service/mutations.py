@@ -1,0 +1,209 @@
+"""Add, promote and remove: each a pure plan over fresh readings, run as one locked transaction.
+
+A plan function edits the docs it is given and says which catalogs to write, in order.
+The runner takes both sidecar locks (always in the same order), reads, plans, writes, and
+starts over from a fresh reading when a file changed under it. Whatever was written is
+handed to the library before the request answers, so the next GET already shows it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .catalog import (
+    CATALOG_NAMES,
+    Entry,
+    add_entry,
+    canonical_folder,
+    find_file,
+    find_version,
+    iter_entries,
+    remove_entries,
+    version_id_of,
+)
+from .civitai import CivitaiClient
+from .errors import Conflict, Invalid, NotFound, ServiceError, Unavailable, UpstreamError
+from .filenames import is_partial_download
+from .index import MapEntry, extract_entries
+from .library import Library
+from .mapping import MappedVersion, category_display_name, lora_category, version_to_entry
+from .store import CatalogStore, Reading, StaleRead
+
+logger = logging.getLogger(__name__)
+
+ATTEMPTS = 5
+Answer = dict[str, Any]
+Readings = dict[str, Reading]
+
+
+@dataclass(slots=True)
+class Plan:
+    """What a mutation answers, and which catalogs it changed (written in this order)."""
+
+    answer: Answer
+    writes: tuple[str, ...] = ()
+
+
+@dataclass(slots=True)
+class Outcome:
+    answer: Answer | None = None
+    written: dict[str, tuple[str, list[MapEntry]]] = field(default_factory=dict)
+    error: BaseException | None = None
+
+
+def plan_add(readings: Readings, mapped: MappedVersion) -> Plan:
+    """Add a mapped CivitAI version to models.json unless that version or file is already catalogued."""
+    entry = mapped.entry
+    assert entry is not None and mapped.category is not None
+    version_id = entry["civitai_version_id"]
+    for name in CATALOG_NAMES:
+        doc = readings[name].doc
+        found = find_version(doc, version_id)
+        if found is not None:
+            return Plan({"status": "already_exists", "file": found[1].get("file")})
+        if find_file(doc, entry["file"], entry["dest"]):
+            return Plan({"status": "already_exists", "file": entry["file"]})
+    add_entry(readings["models"].doc, mapped.category, category_display_name(mapped.category), dict(entry))
+    answer = {"status": "added", "file": entry["file"], "name": entry["name"], "category": mapped.category, "dest": entry["dest"]}
+    return Plan(answer, writes=("models",))
+
+
+def plan_promote(readings: Readings, version_id: int) -> Plan:
+    """Move a LoRA entry from models.json to loras.json; finish a move a crash cut short."""
+    models, loras = readings["models"].doc, readings["loras"].doc
+    in_models = [entry for _c, entry in iter_entries(models) if version_id_of(entry) == version_id]
+    in_loras = find_version(loras, version_id)
+    if in_loras is not None:
+        answer = {"status": "already_exists", "file": in_loras[1].get("file")}
+        if in_models:  # loras.json got it but models.json was never saved: complete the move
+            remove_entries(models, in_models)
+            return Plan(answer, writes=("models",))
+        return Plan(answer)
+    if not in_models:
+        raise NotFound(f"Version {version_id} is not in models.json.", code="not_in_catalog")
+    entry = in_models[0]
+    dest = entry.get("dest")
+    if not isinstance(dest, str) or canonical_folder(dest).split("/")[0] != "loras":
+        raise Invalid(
+            f"Version {version_id} is filed under {dest!r}, not 'loras'; only LoRAs can be promoted.",
+            code="not_a_lora",
+        )
+    category = lora_category(entry.get("base_model") if isinstance(entry.get("base_model"), str) else None)
+    add_entry(loras, category, category_display_name(category), entry)
+    remove_entries(models, in_models)
+    return Plan({"status": "promoted", "file": entry.get("file"), "category": category}, writes=("loras", "models"))
+
+
+def plan_remove(readings: Readings, file: str, on_disk: Callable[[Entry], bool]) -> Plan:
+    """Remove every models.json entry with that file name, unless its file is on disk."""
+    matches = [entry for _c, entry in find_file(readings["models"].doc, file)]
+    if not matches:
+        raise NotFound(f"{file!r} is not in models.json.", code="not_in_catalog")
+    for entry in matches:
+        if on_disk(entry):
+            raise Conflict(
+                f"{file!r} is still on disk under {entry.get('dest')!r}; delete the file first, then remove it from the catalog.",
+                code="file_on_disk",
+            )
+    remove_entries(readings["models"].doc, matches)
+    return Plan({"status": "removed", "file": file}, writes=("models",))
+
+
+class CatalogEditor:
+    """Runs mutations against the catalog files and keeps the library in step with them."""
+
+    def __init__(self, catalog_dir: Path, library: Library, civitai: CivitaiClient) -> None:
+        self.stores = {name: CatalogStore(catalog_dir / f"{name}.json") for name in CATALOG_NAMES}
+        self.library = library
+        self.civitai = civitai
+
+    async def add(self, version_id: int) -> Answer:
+        """Add a CivitAI version to models.json (metadata only)."""
+        known = self.library.index.entry(version_id)
+        if known is not None:
+            return {"status": "already_exists", "file": known.file}
+        body = await self.civitai.model_version(version_id)
+        try:
+            mapped = version_to_entry(body)
+        except Invalid as exc:  # a hostile or broken file name from CivitAI is CivitAI's fault, not the client's
+            raise UpstreamError(f"CivitAI's file for version {version_id} was refused: {exc.detail}", code=exc.code) from None
+        if mapped.restricted_reason is not None:
+            return {"status": "restricted", "reason": mapped.restricted_reason}
+        assert mapped.entry is not None
+        if mapped.entry["civitai_version_id"] != version_id:
+            raise UpstreamError(f"CivitAI answered with a different version than {version_id}.", code="upstream_bad_body")
+        answer = await self._transact(lambda readings: plan_add(readings, mapped))
+        if answer["status"] == "added":
+            logger.info("added version %d as %s/%s", version_id, answer["dest"], answer["file"])
+        return answer
+
+    async def promote(self, version_id: int) -> Answer:
+        """Move a LoRA from models.json to the style-LoRA catalog."""
+        answer = await self._transact(lambda readings: plan_promote(readings, version_id))
+        if answer["status"] == "promoted":
+            logger.info("promoted version %d to loras.json (%s)", version_id, answer["category"])
+        return answer
+
+    async def remove(self, file: str) -> Answer:
+        """Remove an entry from models.json when its file is not on disk."""
+        places = self.library.presence.places(file)
+        roots = [source for source in self.library.sources if not source.logical]
+
+        def on_disk(entry: Entry) -> bool:
+            folder = canonical_folder(str(entry.get("dest", "")))
+            if any(place == folder or place.startswith(folder + "/") for place in places):
+                return True
+            return any(_complete_file(Path(root.path) / str(entry.get("dest", "")) / file) for root in roots)
+
+        answer = await self._transact(lambda readings: plan_remove(readings, file, on_disk))
+        logger.info("removed %s from models.json", file)
+        return answer
+
+    async def _transact(self, plan: Callable[[Readings], Plan]) -> Answer:
+        async with contextlib.AsyncExitStack() as stack:
+            for name in CATALOG_NAMES:
+                await stack.enter_async_context(self.stores[name].local_lock)
+            outcome = await asyncio.to_thread(self._run, plan)
+            if outcome.written:
+                await self.library.accept_writes(outcome.written)
+        if outcome.error is not None:
+            raise outcome.error
+        assert outcome.answer is not None
+        return outcome.answer
+
+    def _run(self, plan: Callable[[Readings], Plan]) -> Outcome:
+        outcome = Outcome()
+        try:
+            with contextlib.ExitStack() as stack:
+                for name in CATALOG_NAMES:
+                    stack.enter_context(self.stores[name].locked())
+                for _ in range(ATTEMPTS):
+                    readings = {name: self.stores[name].read() for name in CATALOG_NAMES}
+                    decided = plan(readings)
+                    try:
+                        for name in decided.writes:
+                            written = self.stores[name].write(readings[name])
+                            outcome.written[name] = (written.digest, extract_entries(readings[name].doc, name))
+                    except StaleRead:
+                        logger.info("a catalog changed while being saved; applying the change again")
+                        continue
+                    outcome.answer = decided.answer
+                    return outcome
+                raise Conflict("The catalogs kept changing while this change was being saved; nothing more was written.", code="catalog_busy")
+        except ServiceError as exc:
+            outcome.error = exc
+        except OSError as exc:
+            logger.error("saving a catalog failed: %s", exc.strerror)
+            outcome.error = Unavailable(f"The catalog could not be saved ({exc.strerror}); nothing was lost.", code="write_failed")
+        return outcome
+
+
+def _complete_file(path: Path) -> bool:
+    return path.is_file() and not is_partial_download(path.name) and not Path(f"{path}.aria2").exists()

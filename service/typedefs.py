@@ -1,0 +1,20 @@
+"""Typed application keys, in one place so no module imports another in a circle."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from .civitai import CivitaiClient
+    from .library import Library
+    from .mutations import CatalogEditor
+    from .settings import Settings
+    from .watcher import Watcher
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+LIBRARY: web.AppKey[Library] = web.AppKey("library")
+EDITOR: web.AppKey[CatalogEditor] = web.AppKey("editor")
+CIVITAI: web.AppKey[CivitaiClient] = web.AppKey("civitai")
+WATCHER: web.AppKey[Watcher] = web.AppKey("watcher")

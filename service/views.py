@@ -1,0 +1,136 @@
+"""Route handlers: validate, call the domain, answer JSON. No logic that belongs elsewhere."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+import orjson
+from aiohttp import web
+
+from .errors import Invalid, Unavailable
+from .filenames import check_relative_folder
+from .typedefs import EDITOR, LIBRARY, WATCHER
+
+MAX_POINT_IDS = 500
+JSON = "application/json"
+
+
+async def health(request: web.Request) -> web.Response:
+    """Liveness: the process serves."""
+    return web.json_response({"status": "ok"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    """Readiness: index built, watcher alive, catalogs parsed. 503 otherwise."""
+    library, watcher = request.app[LIBRARY], request.app[WATCHER]
+    catalogs = {
+        name: {"state": "ok"} if state.error is None else {"state": "unusable", "reason": state.error}
+        for name, state in library.catalogs.items()
+    }
+    watcher_ok = watcher.state == "running"
+    is_ready = library.ready and watcher_ok and library.healthy_catalogs
+    body = {
+        "ready": is_ready,
+        "index": {"state": "ready" if library.ready else "building", "versions": len(library.index), "files_on_disk": len(library.presence)},
+        "watcher": {"state": watcher.state, "mode": watcher.mode},
+        "catalogs": catalogs,
+        "model_folders": {"unreadable": len(library.unreadable)},
+    }
+    status = HTTPStatus.OK if is_ready else HTTPStatus.SERVICE_UNAVAILABLE
+    return web.Response(status=status, body=orjson.dumps(body), content_type=JSON, headers={"Cache-Control": "no-store"})
+
+
+async def civitai_map(request: web.Request) -> web.Response:
+    """The map of every catalogued version, or of some versions/models with ?versions= / ?models=."""
+    library = request.app[LIBRARY]
+    if not library.ready:
+        raise Unavailable("The index is still being built; try again in a moment.", code="not_ready", retry_after=1)
+    query = request.rel_url.query
+    if "versions" in query or "models" in query:
+        body = library.index.point_answer(_ids(query, "versions"), _ids(query, "models"))
+        return web.Response(body=body, content_type=JSON, headers={"Cache-Control": "no-cache"})
+    snapshot = library.index.snapshot
+    wants_gzip = _accepts_gzip(request.headers.get("Accept-Encoding", ""))
+    etag = snapshot.gzip_etag if wants_gzip else snapshot.etag
+    headers = {"ETag": etag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
+    if _matches(request.headers.get("If-None-Match"), etag):
+        return web.Response(status=HTTPStatus.NOT_MODIFIED, headers=headers)
+    if wants_gzip:
+        headers["Content-Encoding"] = "gzip"
+        return web.Response(body=await snapshot.gzip_body(), content_type=JSON, headers=headers)
+    return web.Response(body=snapshot.body, content_type=JSON, headers=headers)
+
+
+async def add_version(request: web.Request) -> web.Response:
+    """Add a CivitAI version to models.json."""
+    answer = await request.app[EDITOR].add(_version_id(request))
+    return web.json_response(answer, dumps=_dumps)
+
+
+async def promote_to_lora(request: web.Request) -> web.Response:
+    """Move a LoRA from models.json to loras.json."""
+    answer = await request.app[EDITOR].promote(_version_id(request))
+    return web.json_response(answer, dumps=_dumps)
+
+
+async def remove_from_catalog(request: web.Request) -> web.Response:
+    """Remove an entry (by file name) from models.json when its file is not on disk."""
+    file = request.match_info["filename"]
+    if "/" in file or "\\" in file:
+        raise Invalid("The file name may not contain a path separator.", code="unsafe_file_name")
+    check_relative_folder(file)
+    answer = await request.app[EDITOR].remove(file)
+    return web.json_response(answer, dumps=_dumps)
+
+
+def _dumps(value: object) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _version_id(request: web.Request) -> int:
+    raw = request.match_info["version_id"]
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 12 or int(raw) == 0:
+        raise Invalid("The version id must be a positive whole number, as in CivitAI's URLs.", code="invalid_version_id")
+    return int(raw)
+
+
+def _ids(query: object, key: str) -> list[int]:
+    values = query.getall(key, [])  # type: ignore[attr-defined]
+    ids: list[int] = []
+    for value in values:
+        for part in value.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if not part.isascii() or not part.isdigit() or len(part) > 12:
+                raise Invalid(f"?{key}= takes comma-separated positive whole numbers; {part[:20]!r} is not one.", code="invalid_ids")
+            ids.append(int(part))
+    if len(ids) > MAX_POINT_IDS:
+        raise Invalid(f"?{key}= takes at most {MAX_POINT_IDS} ids at once.", code="too_many_ids")
+    return ids
+
+
+def _accepts_gzip(header: str) -> bool:
+    for token in header.split(","):
+        name, _, params = token.strip().partition(";")
+        if name.strip().lower() in ("gzip", "x-gzip"):
+            q = params.strip().lower()
+            return not (q.startswith("q=") and _q_is_zero(q[2:]))
+    return False
+
+
+def _q_is_zero(value: str) -> bool:
+    try:
+        return float(value) == 0
+    except ValueError:
+        return False
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    if not if_none_match:
+        return False
+    for tag in if_none_match.split(","):
+        tag = tag.strip()
+        if tag == "*" or tag.removeprefix("W/") == etag:
+            return True
+    return False

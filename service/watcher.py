@@ -1,0 +1,174 @@
+"""The watcher: keeps the library true while files and catalogs change on disk.
+
+It watches the catalog *folder* (an atomic replace of a watched file kills a watch on
+it) and every model root recursively. Changes are looked at again when handled, so the
+kind of event and its order do not matter. A periodic full reconcile catches whatever
+the events missed (network volumes, symlinked folders, a watcher restart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from pathlib import Path
+
+from watchfiles import Change, awatch
+
+from .catalog import CATALOG_NAMES
+from .library import Library
+from .filenames import is_partial_download
+from .presence import ARIA2_SUFFIX
+
+logger = logging.getLogger(__name__)
+
+STEP_MS = 50  # quiet time that ends a batch of changes
+RESTART_DELAYS_S = (0.5, 1, 2, 5, 10, 30)
+
+
+class Watcher:
+    """Runs watchfiles over the catalog folder and the model roots, and restarts it if it dies."""
+
+    def __init__(
+        self,
+        library: Library,
+        catalog_dir: Path,
+        *,
+        debounce_ms: int,
+        polling: bool,
+        poll_interval_ms: int,
+    ) -> None:
+        self.library = library
+        self.catalog_dir = str(catalog_dir)
+        self.roots: list[str] = []
+        self.debounce_ms = debounce_ms
+        self.polling = polling
+        self.poll_interval_ms = poll_interval_ms
+        self.state = "starting"
+        self.batches = 0
+        self.live = asyncio.Event()
+
+    @property
+    def mode(self) -> str:
+        """How changes are noticed: "inotify" (events) or "polling"."""
+        return "polling" if self.polling else "inotify"
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Watch until `stop` is set, restarting after failures with a growing delay."""
+        failures = 0
+        while not stop.is_set():
+            try:
+                await self._watch(stop)
+                failures = 0
+            except Exception:
+                self.state = "restarting"
+                self.live.clear()
+                delay = RESTART_DELAYS_S[min(failures, len(RESTART_DELAYS_S) - 1)]
+                failures += 1
+                logger.exception("the file watcher failed; restarting in %.1f s", delay)
+                try:
+                    await asyncio.wait_for(stop.wait(), delay)
+                except TimeoutError:
+                    continue
+        self.state = "stopped"
+
+    async def _watch(self, stop: asyncio.Event) -> None:
+        self.roots = [source.path for source in self.library.sources if os.path.isdir(source.path)]
+        changes = awatch(
+            self.catalog_dir,
+            *self.roots,
+            watch_filter=self._wanted,
+            debounce=self.debounce_ms,
+            step=min(STEP_MS, self.debounce_ms),
+            stop_event=stop,
+            force_polling=self.polling,
+            poll_delay_ms=self.poll_interval_ms,
+            recursive=True,
+            ignore_permission_denied=True,
+        )
+        pending = asyncio.ensure_future(anext(changes, None))
+        poller = asyncio.create_task(self._poll_catalogs(stop)) if self.polling else None
+        try:
+            # awatch sets up its watches synchronously, then awaits its first batch: once the
+            # generator is suspended there, nothing that happens on disk can be missed.
+            while changes.ag_await is None and not pending.done():
+                await asyncio.sleep(0)
+            if not self.live.is_set() and self.library.ready:
+                await self.library.reconcile()  # a restart: catch up on what happened meanwhile
+            self.state = "running"
+            self.live.set()
+            while (batch := await pending) is not None:
+                await self._handle(batch)
+                pending = asyncio.ensure_future(anext(changes, None))
+        finally:
+            for task in (pending, poller):
+                if task is not None and not task.done():
+                    task.cancel()
+            await changes.aclose()
+
+    async def _poll_catalogs(self, stop: asyncio.Event) -> None:
+        """In polling mode, stat the two catalog files ourselves: the generic poller only sees
+        mtime changes across a second boundary, and a catalog edit must never go unseen."""
+        paths = {name: os.path.join(self.catalog_dir, f"{name}.json") for name in CATALOG_NAMES}
+        seen = {name: await asyncio.to_thread(_signature, path) for name, path in paths.items()}
+        while not stop.is_set():
+            await asyncio.sleep(self.poll_interval_ms / 1000)
+            for name, path in paths.items():
+                signature = await asyncio.to_thread(_signature, path)
+                if signature != seen[name]:
+                    seen[name] = signature
+                    try:
+                        await self.library.reload_catalog(name)
+                    except Exception:
+                        logger.exception("reloading %s.json failed", name)
+
+    async def _handle(self, batch: set[tuple[Change, str]]) -> None:
+        self.batches += 1
+        catalogs: set[str] = set()
+        paths: set[str] = set()
+        for _change, path in batch:
+            if os.path.dirname(path) == self.catalog_dir and path.endswith(".json"):
+                catalogs.add(os.path.basename(path)[: -len(".json")])
+            else:
+                paths.add(path)
+        for name in sorted(catalogs):
+            try:
+                await self.library.reload_catalog(name)
+            except Exception:
+                logger.exception("reloading %s.json failed", name)
+        if paths:
+            try:
+                await self.library.paths_changed(paths)
+            except Exception:
+                logger.exception("updating presence for %d changed paths failed", len(paths))
+
+    def _wanted(self, _change: Change, path: str) -> bool:
+        directory, name = os.path.split(path)
+        if directory == self.catalog_dir:
+            return name in {f"{n}.json" for n in CATALOG_NAMES}
+        if path.startswith(self.catalog_dir + os.sep) and not any(path.startswith(r + os.sep) for r in self.roots):
+            return False
+        return name.endswith(ARIA2_SUFFIX) or not is_partial_download(name)
+
+
+def _signature(path: str) -> tuple[int, int, int] | None:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+async def reconcile_forever(library: Library, interval_s: float, stop: asyncio.Event) -> None:
+    """Rescan every root at a fixed interval until `stop` is set."""
+    while True:
+        try:
+            await asyncio.wait_for(stop.wait(), interval_s)
+            return
+        except TimeoutError:
+            pass
+        try:
+            if await library.reconcile():
+                logger.info("reconcile found changes the watcher had missed")
+        except Exception:
+            logger.exception("the periodic reconcile failed")

@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from service.app import create_app
+from service.settings import Settings
+
+from .helpers import API_KEY, AUTH, CIVITAI, MAP, eventually
+
+
+@pytest.fixture
+def catalog_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "catalogs"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def models_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "models"
+    for folder in ("checkpoints", "loras", "vae", "diffusion_models"):
+        (path / folder).mkdir(parents=True)
+    return path
+
+
+@pytest.fixture
+def settings(catalog_dir: Path, models_dir: Path) -> Settings:
+    return Settings(
+        catalog_dir=catalog_dir,
+        models_dir=models_dir,
+        api_key=API_KEY,
+        civitai_base_url=CIVITAI,
+        watch_debounce_ms=50,
+    )
+
+
+StartClient = Callable[..., Awaitable[TestClient]]
+
+
+@pytest.fixture
+def start(aiohttp_client: Any, settings: Settings) -> StartClient:
+    """Start the real app (optionally with other settings) and wait until it is ready."""
+
+    async def _start(wait_ready: bool = True, **changes: Any) -> TestClient:
+        client = await aiohttp_client(create_app(replace(settings, **changes), API_KEY))
+        if wait_ready:
+
+            async def is_ready() -> bool:
+                return (await client.get("/ready")).status == 200
+
+            await eventually(is_ready, what="readiness")
+        return client
+
+    return _start
+
+
+async def get_map(client: TestClient, **params: str) -> dict[str, Any]:
+    response = await client.get(MAP, headers=AUTH, params=params)
+    assert response.status == 200, await response.text()
+    return await response.json()

@@ -1,0 +1,69 @@
+"""Test helpers: catalog builders and polling with a deadline (never sleeping past a debounce)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+API_KEY = "test-key-0123456789abcdef"
+AUTH = {"X-API-Key": API_KEY}
+CIVITAI = "https://civitai.test"
+MAP = "/api/admin/models/civitai-map"
+
+
+def entry(version_id: int, file: str, dest: str = "checkpoints", *, model_id: int | None = None, **extra: Any) -> dict[str, Any]:
+    """A catalog entry as users' catalogs hold them."""
+    data: dict[str, Any] = {
+        "name": f"Model {version_id}",
+        "file": file,
+        "dest": dest,
+        "source": "civitai",
+        "civitai_version_id": version_id,
+        "civitai_model_id": model_id if model_id is not None else version_id * 10,
+        "base_model": "SDXL 1.0",
+        "tags": [],
+    }
+    data.update(extra)
+    return data
+
+
+def catalog(*entries: dict[str, Any], category: str = "checkpoints", version: int = 1) -> dict[str, Any]:
+    """A catalog document with the entries in one category."""
+    return {"version": version, "date": "2026-11-23 14:05", "categories": [{"id": category, "name": category.title(), "models": list(entries)}]}
+
+
+def write_json(path: Path, doc: Any) -> None:
+    """Write a file in place (as an editor that does not replace would)."""
+    path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+
+
+def replace_json(path: Path, doc: Any) -> None:
+    """Write a file atomically (temp file + rename), as many programs and editors do."""
+    temp = path.with_name(f".{path.name}.edit~")
+    temp.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+    os.replace(temp, path)
+
+
+def read_json(path: Path) -> Any:
+    return orjson.loads(path.read_bytes())
+
+
+def touch(path: Path, data: bytes = b"") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], *, timeout: float = 5.0, what: str = "condition") -> None:
+    """Poll `check` until it is true, failing after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        if loop.time() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout} s")
+        await asyncio.sleep(0.01)

@@ -1,0 +1,59 @@
+"""The key on every /api/ route, in constant time, and errors in one envelope."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import StartClient
+from .helpers import API_KEY, MAP
+
+
+@pytest.mark.parametrize(
+    ("headers", "code"),
+    [
+        ({}, "missing_api_key"),
+        ({"X-API-Key": "wrong-key-0123456789abcdef"}, "bad_api_key"),
+        ({"X-API-Key": API_KEY[:-1]}, "bad_api_key"),
+        ({"Authorization": f"Basic {API_KEY}"}, "missing_api_key"),
+        ({"Authorization": "Bearer nope"}, "bad_api_key"),
+        ({"X-API-Key": "clé-non-ascii-ü"}, "bad_api_key"),
+    ],
+)
+async def test_wrong_or_missing_key_is_401(start: StartClient, headers: dict[str, str], code: str) -> None:
+    client = await start()
+    for method, path in [("GET", MAP), ("POST", "/api/admin/civitai/add/1"), ("DELETE", "/api/admin/models/x.safetensors/catalog"), ("GET", "/api/nothing")]:
+        response = await client.request(method, path, headers=headers)
+        assert response.status == 401, (method, path)
+        assert await response.json() == {"detail": response.reason and (await response.json())["detail"], "code": code}
+
+
+async def test_non_ascii_bytes_in_key_header_are_401_not_500(start: StartClient) -> None:
+    client = await start()
+    response = await client.get(MAP, headers={"X-API-Key": "ключ".encode().decode("latin-1")})
+    assert response.status == 401
+
+
+@pytest.mark.parametrize("headers", [{"X-API-Key": API_KEY}, {"Authorization": f"Bearer {API_KEY}"}, {"authorization": f"bearer {API_KEY}"}])
+async def test_both_header_forms_are_accepted(start: StartClient, headers: dict[str, str]) -> None:
+    client = await start()
+    assert (await client.get(MAP, headers=headers)).status == 200
+
+
+async def test_unknown_routes_are_404_in_the_envelope(start: StartClient) -> None:
+    client = await start()
+    response = await client.get("/nowhere")
+    assert response.status == 404
+    assert (await response.json())["code"] == "not_found"
+    wrong_method = await client.put(MAP, headers={"X-API-Key": API_KEY})
+    assert wrong_method.status == 405
+    assert (await wrong_method.json())["code"] == "method_not_allowed"
+
+
+async def test_health_needs_no_key_and_leaks_nothing(start: StartClient, settings: object) -> None:
+    client = await start()
+    for path in ("/health", "/ready"):
+        response = await client.get(path)
+        assert response.status == 200
+        text = await response.text()
+        assert API_KEY not in text
+        assert "/" not in text.replace("\\/", "")  # no paths

@@ -1,0 +1,135 @@
+"""The watcher keeps the map true on real folders: downloads, deletes, catalog edits, bad files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from service.presence import Scan
+from service.typedefs import LIBRARY, WATCHER
+
+from .conftest import StartClient, get_map
+from .helpers import catalog, entry, eventually, replace_json, touch, write_json
+
+
+def status_is(client: TestClient, version_id: int, status: str | None):  # type: ignore[no-untyped-def]
+    async def check() -> bool:
+        item = (await get_map(client))["by_version"].get(str(version_id))
+        return (item or {}).get("status") == status if status else item is None
+
+    return check
+
+
+@pytest.fixture
+def one_checkpoint(catalog_dir: Path) -> None:
+    write_json(catalog_dir / "models.json", catalog(entry(1, "one.safetensors", "checkpoints"), entry(2, "two.safetensors", "loras")))
+
+
+@pytest.fixture(params=[False, True], ids=["inotify", "polling"])
+def polling(request: pytest.FixtureRequest) -> bool:
+    return request.param
+
+
+@pytest.mark.usefixtures("one_checkpoint")
+async def test_a_finished_download_becomes_present_and_a_delete_missing(start: StartClient, models_dir: Path, polling: bool) -> None:
+    client = await start(watch_force_polling=polling, watch_poll_interval_ms=50)
+    assert (await get_map(client))["by_version"]["1"]["status"] == "missing"
+    part = touch(models_dir / "checkpoints" / "one.safetensors.part", b"x" * 1024)
+    final = part.with_name("one.safetensors")
+    os.rename(part, final)
+    await eventually(status_is(client, 1, "present"), what="download landing")
+    final.unlink()
+    await eventually(status_is(client, 1, "missing"), what="file deleted")
+
+
+@pytest.mark.usefixtures("one_checkpoint")
+async def test_aria2_control_file_holds_presence_until_it_goes(start: StartClient, models_dir: Path) -> None:
+    client = await start()
+    control = touch(models_dir / "loras" / "two.safetensors.aria2")
+    touch(models_dir / "loras" / "two.safetensors", b"partial")
+    touch(models_dir / "checkpoints" / "one.safetensors")  # a marker change we can wait on
+    await eventually(status_is(client, 1, "present"))
+    assert (await get_map(client))["by_version"]["2"]["status"] == "missing"
+    control.unlink()
+    await eventually(status_is(client, 2, "present"), what="aria2 download finishing")
+
+
+@pytest.mark.usefixtures("one_checkpoint")
+async def test_folders_moved_in_and_out_are_seen(start: StartClient, models_dir: Path, tmp_path: Path) -> None:
+    client = await start()
+    outside = tmp_path / "elsewhere" / "batch"
+    touch(outside / "one.safetensors")
+    os.rename(outside, models_dir / "checkpoints" / "batch")
+    await eventually(status_is(client, 1, "present"), what="a folder moved in")
+    os.rename(models_dir / "checkpoints" / "batch", tmp_path / "elsewhere" / "back")
+    await eventually(status_is(client, 1, "missing"), what="a folder moved out")
+    touch(models_dir / "loras" / "deep" / "two.safetensors")
+    await eventually(status_is(client, 2, "present"))
+    shutil.rmtree(models_dir / "loras" / "deep")
+    await eventually(status_is(client, 2, "missing"), what="a folder deleted")
+
+
+@pytest.mark.usefixtures("one_checkpoint")
+async def test_catalog_replaced_atomically_by_another_program(start: StartClient, catalog_dir: Path, polling: bool) -> None:
+    client = await start(watch_force_polling=polling, watch_poll_interval_ms=50)
+    replace_json(catalog_dir / "models.json", catalog(entry(1, "one.safetensors"), entry(3, "three.safetensors")))
+    await eventually(status_is(client, 3, "missing"), what="an atomic replace")
+    replace_json(catalog_dir / "models.json", catalog(entry(3, "three.safetensors")))
+    await eventually(status_is(client, 1, None), what="a second atomic replace")
+
+
+@pytest.mark.usefixtures("one_checkpoint")
+async def test_catalog_edited_in_place(start: StartClient, catalog_dir: Path) -> None:
+    client = await start()
+    write_json(catalog_dir / "loras.json", catalog(entry(9, "nine.safetensors", "loras"), category="sdxl_loras"))
+    await eventually(status_is(client, 9, "missing"), what="an in-place edit")
+    assert (await get_map(client))["by_version"]["9"]["catalog"] == "loras"
+
+
+@pytest.mark.usefixtures("one_checkpoint")
+async def test_corrupt_catalog_keeps_last_good_index_and_recovers(start: StartClient, catalog_dir: Path) -> None:
+    client = await start()
+    good = await get_map(client)
+    broken = b'{"version": 2, "categories": [ {"id": "checkpoints", "models": [\n'
+    (catalog_dir / "models.json").write_bytes(broken)
+
+    async def not_ready() -> bool:
+        return (await client.get("/ready")).status == 503
+
+    await eventually(not_ready, what="readiness reporting the broken catalog")
+    ready = await (await client.get("/ready")).json()
+    assert ready["catalogs"]["models"]["state"] == "unusable"
+    assert "JSON" in ready["catalogs"]["models"]["reason"]
+    assert await get_map(client) == good
+    assert (catalog_dir / "models.json").read_bytes() == broken  # never rewritten
+    write_json(catalog_dir / "models.json", catalog(entry(1, "one.safetensors"), entry(5, "five.safetensors")))
+    await eventually(status_is(client, 5, "missing"), what="recovery")
+    assert (await client.get("/ready")).status == 200
+
+
+@pytest.mark.usefixtures("one_checkpoint")
+async def test_wrong_shape_counts_as_unparsable(start: StartClient, catalog_dir: Path) -> None:
+    client = await start()
+    write_json(catalog_dir / "models.json", {"categories": "oops"})
+
+    async def not_ready() -> bool:
+        return (await client.get("/ready")).status == 503
+
+    await eventually(not_ready)
+    assert (await get_map(client))["by_version"]["1"]["file"] == "one.safetensors"
+
+
+@pytest.mark.usefixtures("one_checkpoint")
+async def test_reconcile_catches_what_events_missed(start: StartClient, models_dir: Path) -> None:
+    client = await start()
+    library = client.app[LIBRARY]
+    stop_watching = client.app[WATCHER].state  # the watcher keeps running; the scan must agree with it
+    library.presence.replace(Scan())  # forget everything, as if every event had been lost
+    touch(models_dir / "checkpoints" / "one.safetensors")
+    await library.reconcile()
+    assert (await get_map(client))["by_version"]["1"]["status"] == "present"
+    assert stop_watching == "running"
