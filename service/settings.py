@@ -6,6 +6,7 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
@@ -67,7 +68,8 @@ class Settings:
         if self.civitai_timeout_s <= 0:
             raise ConfigError("CIVITAI_TIMEOUT_S must be a positive number of seconds.")
         for origin in self.cors_origins:
-            if not origin.startswith(("http://", "https://", "chrome-extension://")) or origin.endswith("/"):
+            parts = urlsplit(origin)
+            if parts.scheme not in {"http", "https", "chrome-extension"} or not parts.netloc or origin != f"{parts.scheme}://{parts.netloc}":
                 raise ConfigError(
                     f"CORS_ORIGINS entry {origin!r} is not an origin like https://example.com (no path, no trailing slash)."
                 )

@@ -67,3 +67,35 @@ async def eventually(check: Callable[[], Awaitable[bool]], *, timeout: float = 5
         if loop.time() > deadline:
             raise AssertionError(f"{what} not reached within {timeout} s")
         await asyncio.sleep(0.01)
+
+
+FIXTURES = Path(__file__).parent / "fixtures" / "civitai"
+
+
+def civitai_version(name: str) -> dict[str, Any]:
+    """A recorded-shape CivitAI model-version body from tests/fixtures/civitai."""
+    return orjson.loads((FIXTURES / f"{name}.json").read_bytes())
+
+
+def lora_version(version_id: int, *, model_id: int = 5000, base_model: str = "SDXL 1.0", file: str | None = None) -> dict[str, Any]:
+    """A minimal, valid CivitAI body for a LoRA version."""
+    return {
+        "id": version_id,
+        "modelId": model_id,
+        "name": f"v{version_id}",
+        "baseModel": base_model,
+        "trainedWords": ["trigger"],
+        "usageControl": "Download",
+        "model": {"name": f"Lora {model_id}", "type": "LORA"},
+        "files": [
+            {
+                "id": version_id * 7,
+                "name": file or f"lora_{version_id}.safetensors",
+                "type": "Model",
+                "primary": True,
+                "sizeKB": 223000.5,
+                "metadata": {"fp": "fp16", "format": "SafeTensor"},
+                "hashes": {"SHA256": "AB" * 32},
+            }
+        ],
+    }

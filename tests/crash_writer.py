@@ -1,0 +1,41 @@
+"""A child process for the crash tests: saves or promotes in a loop until it is killed."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from service.catalog import add_entry
+from service.mutations import CatalogEditor, plan_promote
+from service.store import CatalogStore
+
+
+def save_forever(catalog_dir: Path) -> None:
+    store = CatalogStore(catalog_dir / "models.json")
+    run = os.getpid()
+    print("ready", flush=True)
+    n = 0
+    while True:
+        n += 1
+        with store.locked():
+            reading = store.read()
+            add_entry(reading.doc, "checkpoints", "Checkpoints", {"file": f"f{run}-{n}.safetensors", "dest": "checkpoints", "pad": "x" * 2000})
+            store.write(reading)
+
+
+def promote_all(catalog_dir: Path, first: int, count: int) -> None:
+    editor = CatalogEditor(catalog_dir, library=None, civitai=None)  # type: ignore[arg-type]
+    print("ready", flush=True)
+    for version_id in range(first, first + count):
+        outcome = editor._run(lambda readings, v=version_id: plan_promote(readings, v))
+        if outcome.error is not None:
+            raise outcome.error
+
+
+if __name__ == "__main__":
+    folder = Path(sys.argv[2])
+    if sys.argv[1] == "save":
+        save_forever(folder)
+    else:
+        promote_all(folder, int(sys.argv[3]), int(sys.argv[4]))

@@ -1,0 +1,109 @@
+"""`python -m service` as a user starts it: banner, key file, one-line config errors, SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_service(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    full_env = {k: v for k, v in os.environ.items() if k not in {"API_KEY", "PORT", "HOST"}}
+    return subprocess.Popen(
+        [sys.executable, "-m", "service", *args], cwd=ROOT, env={**full_env, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 20) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                return response.status
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def folders(tmp_path: Path) -> dict[str, str]:
+    (tmp_path / "models").mkdir()
+    return {"CATALOG_DIR": str(tmp_path / "catalogs"), "MODELS_DIR": str(tmp_path / "models")}
+
+
+def test_first_start_generates_an_owner_only_key_prints_it_and_stops_cleanly_on_sigterm(folders: dict[str, str]) -> None:
+    port = free_port()
+    proc = run_service({**folders, "PORT": str(port)})
+    try:
+        assert wait_http(f"http://127.0.0.1:{port}/health") == 200
+        key_file = Path(folders["CATALOG_DIR"]) / ".api_key"
+        key = key_file.read_text().strip()
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/admin/models/civitai-map", headers={"X-API-Key": key})
+        with urllib.request.urlopen(request, timeout=5) as response:
+            assert response.status == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=15)
+    assert proc.returncode == 0
+    assert f"http://127.0.0.1:{port}" in stdout and key in stdout
+    assert "watcher stopped" in stderr
+    assert "Traceback" not in stderr
+    assert stderr.count(key) == 0  # printed once for the user, never logged
+
+
+def test_the_key_survives_restarts(folders: dict[str, str]) -> None:
+    first = subprocess.run([sys.executable, "-m", "service", "--print-key"], cwd=ROOT, env={**os.environ, **folders}, capture_output=True, text=True, check=True)
+    second = subprocess.run([sys.executable, "-m", "service", "--print-key"], cwd=ROOT, env={**os.environ, **folders}, capture_output=True, text=True, check=True)
+    assert first.stdout == second.stdout and len(first.stdout.strip()) >= 32
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"PORT": "eighty"}, "PORT"),
+        ({"PORT": "70000"}, "PORT"),
+        ({"API_KEY": "short"}, "API_KEY"),
+        ({"WATCH_DEBOUNCE_MS": "-1"}, "WATCH_DEBOUNCE_MS"),
+        ({"WATCH_FORCE_POLLING": "sometimes"}, "WATCH_FORCE_POLLING"),
+        ({"MODELS_DIR": "/nonexistent/models"}, "MODELS_DIR"),
+        ({"CIVITAI_BASE_URL": "ftp://x"}, "CIVITAI_BASE_URL"),
+        ({"CORS_ORIGINS": "https://ok.example/path"}, "CORS_ORIGINS"),
+        ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+    ],
+)
+def test_bad_configuration_stops_with_one_line_naming_the_variable(folders: dict[str, str], env: dict[str, str], variable: str) -> None:
+    proc = run_service({**folders, **env})
+    stdout, stderr = proc.communicate(timeout=15)
+    assert proc.returncode == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and variable in lines[0], stderr
+    assert "Traceback" not in stderr
+
+
+def test_a_port_in_use_is_one_clear_line(folders: dict[str, str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = run_service({**folders, "PORT": str(port), "API_KEY": "k" * 20})
+        _stdout, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 2
+    assert f"PORT {port} is already in use" in stderr and "Traceback" not in stderr

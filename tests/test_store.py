@@ -1,0 +1,104 @@
+"""Durable writes on real files: stamping, temp cleanup, lock respect, foreign edits never lost."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from service.catalog import add_entry, parse_catalog
+from service.errors import Unavailable
+from service.store import CatalogStore, StaleRead
+
+from .helpers import catalog, entry, read_json, write_json
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> CatalogStore:
+    write_json(tmp_path / "models.json", catalog(entry(1, "a.safetensors", extra_field={"z": 1, "a": 2})))
+    return CatalogStore(tmp_path / "models.json")
+
+
+def test_write_stamps_and_keeps_everything_else(store: CatalogStore) -> None:
+    reading = store.read()
+    add_entry(reading.doc, "loras", "LoRAs", entry(2, "b.safetensors", "loras"))
+    store.write(reading)
+    doc = read_json(store.path)
+    assert doc["version"] == 2 and doc["date"] != "2026-11-23 14:05"
+    first = doc["categories"][0]["models"][0]
+    assert list(first) == list(entry(1, "a.safetensors", extra_field={})) and first["extra_field"] == {"z": 1, "a": 2}
+    assert list(first["extra_field"]) == ["z", "a"]  # key order kept
+    assert [c["id"] for c in doc["categories"]] == ["checkpoints", "loras"]
+
+
+def test_no_temp_files_are_left_behind_on_success_or_failure(store: CatalogStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    store.write(store.read())
+    reading = store.read()
+
+    def failing_fsync(_fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    before = store.path.read_bytes()
+    with pytest.raises(OSError):
+        store.write(reading)
+    assert store.path.read_bytes() == before
+    assert sorted(p.name for p in store.path.parent.iterdir()) == ["models.json"]
+
+
+def test_a_foreign_edit_between_read_and_replace_is_detected(store: CatalogStore) -> None:
+    reading = store.read()
+    write_json(store.path, catalog(entry(1, "a.safetensors"), entry(3, "foreign.safetensors")))  # a program that takes no lock
+    foreign = store.path.read_bytes()
+    with pytest.raises(StaleRead):
+        store.write(reading)
+    assert store.path.read_bytes() == foreign
+    assert not [p for p in store.path.parent.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_an_unparsable_catalog_is_refused_and_untouched(store: CatalogStore) -> None:
+    store.path.write_bytes(b'{"categories": [')
+    with pytest.raises(Unavailable) as caught:
+        store.read()
+    assert caught.value.code == "catalog_unparsable"
+    assert store.path.read_bytes() == b'{"categories": ['
+
+
+def test_the_sidecar_lock_excludes_other_holders(store: CatalogStore) -> None:
+    other = CatalogStore(store.path)
+    with store.locked():
+        with pytest.raises(Unavailable) as caught:
+            with other.locked(timeout_s=0.1):
+                pass
+        assert caught.value.code == "catalog_locked"
+    with other.locked(timeout_s=0.1):
+        pass
+    assert store.lock_path.name == ".models.json.lock"
+
+
+def test_threads_writing_under_the_lock_lose_nothing(store: CatalogStore) -> None:
+    def add(version_id: int) -> None:
+        mine = CatalogStore(store.path)
+        with mine.locked():
+            reading = mine.read()
+            add_entry(reading.doc, "checkpoints", "Checkpoints", entry(version_id, f"{version_id}.safetensors"))
+            mine.write(reading)
+
+    threads = [threading.Thread(target=add, args=(100 + i,)) for i in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    doc = parse_catalog(store.path.read_bytes())
+    versions = {e["civitai_version_id"] for c in doc["categories"] for e in c["models"]}
+    assert versions == {1, *range(100, 120)}
+    assert doc["version"] == 21
+
+
+def test_ensure_exists_creates_once(tmp_path: Path) -> None:
+    store = CatalogStore(tmp_path / "loras.json")
+    assert store.ensure_exists() is True
+    assert read_json(store.path)["categories"] == []
+    assert store.ensure_exists() is False
