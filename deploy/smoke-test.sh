@@ -124,8 +124,11 @@ if [ "$RUNNER_WANTED" != podman ] && [ "$RUNNER_WANTED" != buildah ] &&
     ENGINE=docker
 else
     [ "$RUNNER_WANTED" = docker ] && die "SMOKE_RUNNER=docker but no working Docker engine"
-    need podman podman
-    need buildah buildah
+    # runc too: Debian's podman depends on "crun | runc", and crun cannot start
+    # containers on some sandboxed hosts (hybrid cgroups) where runc can.
+    missing=()
+    for c in podman buildah runc; do command -v "$c" >/dev/null 2>&1 || missing+=("$c"); done
+    [ "${#missing[@]}" = 0 ] || apt_install "${missing[@]}"
     ENGINE=podman
 fi
 log "engine: $ENGINE ($("$ENGINE" --version 2>/dev/null | head -1))"
