@@ -14,6 +14,7 @@ from aiohttp import web
 from .app import create_app
 from .auth import key_file, load_or_create_key
 from .errors import ConfigError
+from .extra_paths import load_extra_model_paths
 from .middlewares import QuietAccessLogger
 from .settings import Settings, default_data_dir
 
@@ -29,6 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env(env)
         prepare_folders(settings)
+        load_extra_model_paths(settings.extra_model_paths)  # a bad file stops the start here, in one line
         api_key, generated = load_or_create_key(settings)
     except ConfigError as exc:
         print(f"comfy-catalog: {exc}", file=sys.stderr)

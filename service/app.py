@@ -11,12 +11,14 @@ from aiohttp import web
 
 from .civitai import CivitaiClient
 from .library import Library
-from .middlewares import cors_middleware, errors_middleware, guard_middleware
+from .events import ChangeFeed, civitai_map_events, close_streams
+from .extra_paths import load_extra_model_paths
+from .middlewares import CorsPolicy, errors_middleware, guard_middleware
 from .mounts import network_paths
 from .mutations import CatalogEditor
 from .presence import FolderSource
 from .settings import Settings
-from .typedefs import CIVITAI, EDITOR, LIBRARY, SETTINGS, WATCHER
+from .typedefs import CIVITAI, EDITOR, FEED, LIBRARY, SETTINGS, WATCHER
 from .views import add_version, civitai_map, health, promote_to_lora, ready, remove_from_catalog
 from .watcher import Watcher, reconcile_forever
 
@@ -27,26 +29,28 @@ STOP_TIMEOUT_S = 3.0
 
 
 def model_sources(settings: Settings) -> tuple[FolderSource, ...]:
-    """The folders whose files count as on disk."""
-    return (FolderSource(str(settings.models_dir)),)
+    """The folders whose files count as on disk: MODELS_DIR and those of EXTRA_MODEL_PATHS (reads the file)."""
+    return (FolderSource(str(settings.models_dir)), *load_extra_model_paths(settings.extra_model_paths))
 
 
 def create_app(settings: Settings, api_key: str) -> web.Application:
     """Build the application for these settings and this API key."""
+    cors = CorsPolicy(settings.cors_origins)
     app = web.Application(
-        middlewares=[
-            cors_middleware(settings.cors_origins),
-            errors_middleware,
-            guard_middleware(api_key, settings.max_body_bytes),
-        ],
+        middlewares=[cors.middleware, errors_middleware, guard_middleware(api_key, settings.max_body_bytes)],
         client_max_size=settings.max_body_bytes,
     )
-    library = Library(settings.catalog_dir, model_sources(settings))
+    app.on_response_prepare.append(cors.on_response_prepare)
+    app.on_shutdown.append(close_streams)
+    library = Library(settings.catalog_dir, (FolderSource(str(settings.models_dir)),))
+    feed = ChangeFeed()
+    library.index.listeners.append(feed.publish)
     civitai = CivitaiClient(settings.civitai_base_url, settings.civitai_api_key, settings.civitai_timeout_s)
     app[SETTINGS] = settings
     app[LIBRARY] = library
     app[CIVITAI] = civitai
     app[EDITOR] = CatalogEditor(settings.catalog_dir, library, civitai)
+    app[FEED] = feed
     app[WATCHER] = Watcher(
         library,
         settings.catalog_dir,
@@ -58,6 +62,7 @@ def create_app(settings: Settings, api_key: str) -> web.Application:
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
     app.router.add_get("/api/admin/models/civitai-map", civitai_map)
+    app.router.add_get("/api/admin/models/civitai-map/events", civitai_map_events)
     app.router.add_post("/api/admin/civitai/add/{version_id}", add_version)
     app.router.add_post("/api/admin/civitai/promote-to-lora/{version_id}", promote_to_lora)
     app.router.add_delete("/api/admin/models/{filename}/catalog", remove_from_catalog)
@@ -82,6 +87,7 @@ async def civitai_ctx(app: web.Application) -> AsyncIterator[None]:
 async def library_ctx(app: web.Application) -> AsyncIterator[None]:
     """Watch, build the index in the background (so /health answers at once), reconcile; stop all."""
     settings, library, watcher = app[SETTINGS], app[LIBRARY], app[WATCHER]
+    library.set_sources(await asyncio.to_thread(model_sources, settings))
     if settings.watch_force_polling is None:
         remote = await asyncio.to_thread(network_paths, [s.path for s in library.sources] + [str(settings.catalog_dir)])
         if remote:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import orjson
@@ -26,6 +26,9 @@ _OPEN = b'{"by_version":{'
 _MIDDLE = b'},"by_model":'
 _CLOSE = b"}"
 GZIP_LEVEL = 6
+
+Changes = dict[int, str | None]  # version id -> "present", "missing", or None when it left the map
+Listener = Callable[[str, Changes], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +115,7 @@ class MapSnapshot:
     @property
     def gzip_etag(self) -> str:
         """The tag of the gzip variant (a different representation, so a different tag)."""
-        return self.etag[:-1] + '-gz"'
+        return gzip_etag(self.etag)
 
     async def gzip_body(self) -> bytes:
         """The body compressed once, in a worker thread; concurrent callers share one job."""
@@ -131,7 +134,7 @@ class CivitaiIndex:
         self._layout = build_layout([])
         self._status: dict[int, bool] = {}
         self.snapshot = MapSnapshot(b"".join(self._layout.parts), self._etag())
-        self.changed = asyncio.Event()  # set on every publish; for push listeners
+        self.listeners: list[Listener] = []  # told (etag, changes) after every publish
 
     def __len__(self) -> int:
         return len(self._layout.entries)
@@ -158,19 +161,26 @@ class CivitaiIndex:
 
     def set_layout(self, layout: Layout) -> bool:
         """Swap in a new layout and fill every status from presence; publish when the body changed."""
+        old_entries, old_status = self._layout.entries, self._status
         self._layout = layout
         self._status = {}
+        changes: Changes = {}
         for version_id, entry in layout.entries.items():
             present = self.presence.is_present(entry.file, entry.folder)
             self._status[version_id] = present
             if present:
                 layout.parts[layout.slots[version_id]] = PRESENT
-        return self._publish()
+            old = old_entries.get(version_id)
+            if old is None or old.head != entry.head or old_status.get(version_id) != present:
+                changes[version_id] = _status_name(present)
+        for version_id in old_entries.keys() - layout.entries.keys():
+            changes[version_id] = None
+        return self._publish(changes)
 
     def files_changed(self, names: Iterable[str]) -> bool:
         """Re-check the versions whose file names changed on disk; publish when any status moved."""
         layout = self._layout
-        moved = False
+        changes: Changes = {}
         for name in names:
             for version_id in layout.by_file.get(name, ()):
                 entry = layout.entries[version_id]
@@ -178,8 +188,8 @@ class CivitaiIndex:
                 if present != self._status.get(version_id):
                     self._status[version_id] = present
                     layout.parts[layout.slots[version_id]] = PRESENT if present else MISSING
-                    moved = True
-        return self._publish() if moved else False
+                    changes[version_id] = _status_name(present)
+        return self._publish(changes) if changes else False
 
     def point_answer(self, version_ids: Iterable[int] = (), model_ids: Iterable[int] = ()) -> bytes:
         """The map restricted to some versions and to every version of some models."""
@@ -195,15 +205,24 @@ class CivitaiIndex:
                 by_model.setdefault(model_id, []).append(version_id)
         return _OPEN + b",".join(fragments) + _MIDDLE + orjson.dumps(by_model, option=orjson.OPT_NON_STR_KEYS) + _CLOSE
 
-    def _publish(self) -> bool:
+    def _publish(self, changes: Changes) -> bool:
         body = b"".join(self._layout.parts)
         if body == self.snapshot.body:
             return False
         self._generation += 1
         self.snapshot = MapSnapshot(body, self._etag())
-        self.changed.set()
-        self.changed = asyncio.Event()
+        for listener in self.listeners:
+            listener(self.snapshot.etag, changes)
         return True
 
     def _etag(self) -> str:
         return f'"{self._boot}-{self._generation}"'
+
+
+def gzip_etag(etag: str) -> str:
+    """The tag of the gzip variant of the answer tagged `etag`."""
+    return etag[:-1] + '-gz"'
+
+
+def _status_name(present: bool) -> str:
+    return "present" if present else "missing"

@@ -77,6 +77,11 @@ class Library:
         self._catalog_lock = asyncio.Lock()
         self._touched: set[str] | None = None
 
+    def set_sources(self, sources: tuple[FolderSource, ...]) -> None:
+        """Set the model folders (before `start`)."""
+        self.sources = sources
+        self.presence.sources = sources
+
     @property
     def healthy_catalogs(self) -> bool:
         """True when every catalog parsed at its last reading."""
@@ -148,7 +153,7 @@ class Library:
             self._touched = None
         if scan.unreadable != self.unreadable:
             for path in set(scan.unreadable) - set(self.unreadable):
-                logger.warning("a model folder cannot be read: %s", path)
+                logger.warning("a model folder is missing or cannot be read: %s", path)
         self.unreadable = scan.unreadable
         self.last_reconcile = time.time()
         return self.index.files_changed(changed)

@@ -82,44 +82,56 @@ def _check_body(request: web.Request, max_body_bytes: int) -> None:
         raise UnsupportedMedia("Requests that change the catalog take no body, or a JSON one; form posts are refused.")
 
 
-def cors_middleware(extra_origins: tuple[str, ...]) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """CORS for Chrome extension pages and the configured origins; nothing for anyone else."""
-    configured = frozenset(extra_origins)
+class CorsPolicy:
+    """CORS for Chrome extension pages and the configured origins; nothing for anyone else.
 
-    def allowed(origin: str | None) -> bool:
-        return origin is not None and (origin.startswith("chrome-extension://") or origin in configured)
+    Preflights are answered by `middleware`; headers on real answers are added in
+    `on_response_prepare`, which also reaches streamed answers (the events stream).
+    """
+
+    def __init__(self, extra_origins: tuple[str, ...]) -> None:
+        self.configured = frozenset(extra_origins)
+
+    def allowed(self, origin: str | None) -> bool:
+        """True for chrome-extension:// origins and the configured ones."""
+        return origin is not None and (origin.startswith("chrome-extension://") or origin in self.configured)
 
     @web.middleware
-    async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Answer preflights; pass everything else on."""
+        if request.method != "OPTIONS" or "Access-Control-Request-Method" not in request.headers:
+            return await handler(request)
         origin = request.headers.get("Origin")
-        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
-            if not allowed(origin):
-                response = error_response(HTTPStatus.FORBIDDEN, "origin_not_allowed", "This origin may not call the service.")
-                response.headers["Vary"] = "Origin"
-                return response
-            return web.Response(
-                status=HTTPStatus.NO_CONTENT,
-                headers={
-                    "Access-Control-Allow-Origin": origin or "",
-                    "Access-Control-Allow-Methods": ALLOWED_METHODS,
-                    "Access-Control-Allow-Headers": ALLOWED_HEADERS,
-                    "Access-Control-Max-Age": "600",
-                    "Vary": "Origin",
-                },
-            )
-        response = await handler(request)
-        if not response.prepared:
-            _add_vary(response, "Origin")
-            if allowed(origin):
-                response.headers["Access-Control-Allow-Origin"] = origin or ""
-                response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
-        return response
+        if not self.allowed(origin):
+            response = error_response(HTTPStatus.FORBIDDEN, "origin_not_allowed", "This origin may not call the service.")
+            response.headers["Vary"] = "Origin"
+            return response
+        return web.Response(
+            status=HTTPStatus.NO_CONTENT,
+            headers={
+                "Access-Control-Allow-Origin": origin or "",
+                "Access-Control-Allow-Methods": ALLOWED_METHODS,
+                "Access-Control-Allow-Headers": ALLOWED_HEADERS,
+                "Access-Control-Max-Age": "600",
+                "Vary": "Origin",
+            },
+        )
 
-    return cors
+    async def on_response_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
+        """Add Vary and, for allowed origins, the CORS headers to every answer."""
+        if "Access-Control-Allow-Origin" in response.headers:
+            return
+        _add_vary(response, "Origin")
+        origin = request.headers.get("Origin")
+        if self.allowed(origin):
+            response.headers["Access-Control-Allow-Origin"] = origin or ""
+            response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
 
 
 def _add_vary(response: web.StreamResponse, value: str) -> None:
     current = response.headers.get("Vary")
+    if current and value in current:
+        return
     response.headers["Vary"] = f"{current}, {value}" if current else value
 
 

@@ -8,6 +8,7 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from .civitai import CivitaiClient
+    from .events import ChangeFeed
     from .library import Library
     from .mutations import CatalogEditor
     from .settings import Settings
@@ -18,3 +19,4 @@ LIBRARY: web.AppKey[Library] = web.AppKey("library")
 EDITOR: web.AppKey[CatalogEditor] = web.AppKey("editor")
 CIVITAI: web.AppKey[CivitaiClient] = web.AppKey("civitai")
 WATCHER: web.AppKey[Watcher] = web.AppKey("watcher")
+FEED: web.AppKey[ChangeFeed] = web.AppKey("feed")

@@ -34,7 +34,7 @@ async def ready(request: web.Request) -> web.Response:
         "index": {"state": "ready" if library.ready else "building", "versions": len(library.index), "files_on_disk": len(library.presence)},
         "watcher": {"state": watcher.state, "mode": watcher.mode},
         "catalogs": catalogs,
-        "model_folders": {"unreadable": len(library.unreadable)},
+        "model_folders": {"configured": len(library.sources), "missing_or_unreadable": len(library.unreadable)},
     }
     status = HTTPStatus.OK if is_ready else HTTPStatus.SERVICE_UNAVAILABLE
     return web.Response(status=status, body=orjson.dumps(body), content_type=JSON, headers={"Cache-Control": "no-store"})

@@ -23,7 +23,10 @@ from .presence import ARIA2_SUFFIX
 logger = logging.getLogger(__name__)
 
 STEP_MS = 50  # quiet time that ends a batch of changes
-RESTART_DELAYS_S = (0.5, 1, 2, 5, 10, 30)
+RESTART_DELAYS_S = (0.5, 1, 2)
+MIN_SCAN_INTERVAL_S = 2.0
+# Failures that a restart cannot mend: fall back to scanning at once.
+HOPELESS = ("file system loop", "watch limit", "no space left on device")
 
 
 class Watcher:
@@ -45,35 +48,55 @@ class Watcher:
         self.polling = polling
         self.poll_interval_ms = poll_interval_ms
         self.state = "starting"
+        self.scan_mode: str | None = None  # why events were given up for timed rescans
         self.batches = 0
         self.live = asyncio.Event()
 
     @property
     def mode(self) -> str:
-        """How changes are noticed: "inotify" (events) or "polling"."""
+        """How changes are noticed: "inotify" (events), "polling", or "rescan" (the fallback)."""
+        if self.scan_mode is not None:
+            return "rescan"
         return "polling" if self.polling else "inotify"
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Watch until `stop` is set, restarting after failures with a growing delay."""
+        """Watch until `stop` is set. After repeated failures, fall back to scanning on a timer."""
         failures = 0
-        while not stop.is_set():
+        while not stop.is_set() and self.scan_mode is None:
             try:
                 await self._watch(stop)
                 failures = 0
-            except Exception:
+            except Exception as exc:
                 self.state = "restarting"
                 self.live.clear()
-                delay = RESTART_DELAYS_S[min(failures, len(RESTART_DELAYS_S) - 1)]
+                reason = _first_line(exc).lower()
+                if failures >= len(RESTART_DELAYS_S) or any(words in reason for words in HOPELESS):
+                    self.scan_mode = _first_line(exc)
+                    break
+                delay = RESTART_DELAYS_S[failures]
                 failures += 1
-                logger.exception("the file watcher failed; restarting in %.1f s", delay)
-                try:
-                    await asyncio.wait_for(stop.wait(), delay)
-                except TimeoutError:
-                    continue
+                logger.warning("the file watcher failed (%s); restarting in %.1f s", _first_line(exc), delay)
+                if await _stopped(stop, delay):
+                    break
+        if self.scan_mode is not None and not stop.is_set():
+            await self._scan_forever(stop)
         self.state = "stopped"
 
+    async def _scan_forever(self, stop: asyncio.Event) -> None:
+        interval = max(self.poll_interval_ms / 1000, MIN_SCAN_INTERVAL_S)
+        logger.warning("file events are unavailable (%s); rescanning every %.1f s instead", self.scan_mode, interval)
+        self.state = "running"
+        self.live.set()
+        while not await _stopped(stop, interval):
+            try:
+                for name in CATALOG_NAMES:
+                    await self.library.reload_catalog(name)
+                await self.library.reconcile()
+            except Exception:
+                logger.exception("a rescan failed")
+
     async def _watch(self, stop: asyncio.Event) -> None:
-        self.roots = [source.path for source in self.library.sources if os.path.isdir(source.path)]
+        self.roots = _outermost([source.path for source in self.library.sources if os.path.isdir(source.path)])
         changes = awatch(
             self.catalog_dir,
             *self.roots,
@@ -151,6 +174,28 @@ class Watcher:
         return name.endswith(ARIA2_SUFFIX) or not is_partial_download(name)
 
 
+def _outermost(paths: list[str]) -> list[str]:
+    """Paths not inside another of them (a recursive watch already covers those)."""
+    unique = sorted(set(paths))
+    return [p for p in unique if not any(p != q and p.startswith(q.rstrip(os.sep) + os.sep) for q in unique)]
+
+
+def _first_line(exc: BaseException) -> str:
+    if isinstance(exc, BaseExceptionGroup):  # watchfiles raises its errors inside a task group
+        return "; ".join(_first_line(inner) for inner in exc.exceptions)
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+async def _stopped(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait up to `seconds`; True if `stop` was set meanwhile."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+        return True
+    except TimeoutError:
+        return False
+
+
 def _signature(path: str) -> tuple[int, int, int] | None:
     try:
         stat = os.stat(path)
@@ -161,12 +206,7 @@ def _signature(path: str) -> tuple[int, int, int] | None:
 
 async def reconcile_forever(library: Library, interval_s: float, stop: asyncio.Event) -> None:
     """Rescan every root at a fixed interval until `stop` is set."""
-    while True:
-        try:
-            await asyncio.wait_for(stop.wait(), interval_s)
-            return
-        except TimeoutError:
-            pass
+    while not await _stopped(stop, interval_s):
         try:
             if await library.reconcile():
                 logger.info("reconcile found changes the watcher had missed")

@@ -1,0 +1,473 @@
+"""The published API description (OpenAPI 3.1), built once and served as bytes.
+
+Every route of the app is described here; tests/test_openapi.py checks both directions
+(each route documented, each documented operation routed) and that real answers fit the
+schemas, and deploy/schemathesis.sh fuzzes the live service against it. When a handler's
+answer changes shape, change its schema here too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from . import __version__
+
+Schema = dict[str, Any]
+
+JSON = "application/json"
+SSE = "text/event-stream"
+MAX_ID = 999_999_999_999  # ids are at most 12 digits (views._version_id, views._ids)
+SECURED: list[dict[str, list[str]]] = [{"apiKey": []}, {"bearer": []}]
+EVENTS_SECURED: list[dict[str, list[str]]] = [*SECURED, {"apiKeyQuery": []}]
+
+
+# ---- small builders -------------------------------------------------------------------------------
+
+
+def ref(name: str) -> Schema:
+    """A reference to a schema under components/schemas."""
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def obj(properties: dict[str, Schema], *, required: tuple[str, ...] | None = None, closed: bool = False) -> Schema:
+    """An object schema; every property is required unless `required` says otherwise."""
+    schema: Schema = {"type": "object", "required": list(properties if required is None else required), "properties": properties}
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
+
+def string(description: str | None = None, **extra: Any) -> Schema:
+    schema: Schema = {"type": "string", **extra}
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def const(value: str) -> Schema:
+    return {"type": "string", "const": value}
+
+
+def nullable(type_name: str, description: str | None = None) -> Schema:
+    schema: Schema = {"type": [type_name, "null"]}
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def header(description: str, **schema: Any) -> Schema:
+    return {"description": description, "schema": {"type": "string", **schema}}
+
+
+def json_response(
+    description: str, schema: Schema, headers: dict[str, Schema] | None = None, links: dict[str, Schema] | None = None
+) -> Schema:
+    """A response with a JSON body."""
+    response: Schema = {"description": description, "content": {JSON: {"schema": schema}}}
+    if headers:
+        response["headers"] = headers
+    if links:
+        response["links"] = links
+    return response
+
+
+def link(operation_id: str, description: str, **parameters: str) -> Schema:
+    """An OpenAPI link: what can be done next with values from this answer."""
+    return {"operationId": operation_id, "description": description, "parameters": parameters}
+
+
+RETRY_AFTER = header("Seconds to wait before trying again.", pattern="^[0-9]+$")
+
+
+def error(description: str, *, retry_after: bool = False) -> Schema:
+    """An answer in the error envelope; `description` names the codes it can carry."""
+    return json_response(description, ref("Error"), {"Retry-After": RETRY_AFTER} if retry_after else None)
+
+
+def one_of(*names: str) -> Schema:
+    return {"oneOf": [ref(name) for name in names]}
+
+
+def operation(
+    operation_id: str,
+    summary: str,
+    responses: dict[str, Schema],
+    *,
+    description: str | None = None,
+    parameters: list[Schema] | None = None,
+    security: list[dict[str, list[str]]] | None = SECURED,
+    tag: str = "catalog",
+) -> Schema:
+    """One operation; /api/ routes pass the default `security`, the probes pass None."""
+    op: Schema = {"operationId": operation_id, "summary": summary, "tags": [tag]}
+    if description:
+        op["description"] = description
+    if parameters:
+        op["parameters"] = parameters
+    op["security"] = security if security is not None else []
+    op["responses"] = responses
+    return op
+
+
+# ---- shared answers -------------------------------------------------------------------------------
+
+UNAUTHORIZED = error("The API key is missing (`missing_api_key`) or wrong (`bad_api_key`).")
+NOT_READY = error("The index is still being built (`not_ready`); try again after Retry-After.", retry_after=True)
+TOO_LARGE = error("The request body is larger than MAX_BODY_BYTES (`too_large`).")
+UNSUPPORTED_MEDIA = error("The request has a body that is not JSON (`unsupported_media_type`); send none.")
+CATALOG_BUSY = error("The catalogs kept changing while the change was being saved (`catalog_busy`); nothing was written.")
+WRITE_FAILED = error("The catalog could not be saved (`write_failed`); nothing was lost.", retry_after=True)
+ROUTE_NOT_FOUND = "there is nothing at this address (`not_found`, e.g. an empty path segment)"
+
+VERSION_ID = {
+    "name": "version_id",
+    "in": "path",
+    "required": True,
+    "description": "A CivitAI model-version id, as in CivitAI's URLs (`?modelVersionId=`). Anything else is answered 400.",
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+    "example": 2514310,
+}
+
+
+def ids_parameter(name: str, what: str) -> Schema:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "style": "form",
+        "explode": False,
+        "description": f"Comma-separated {what} ids (at most 500). With `versions` and/or `models` the answer "
+        "holds only those versions (and every version of those models) and carries no ETag.",
+        "schema": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": MAX_ID}, "maxItems": 500},
+    }
+
+
+# ---- schemas --------------------------------------------------------------------------------------
+
+VERSION_KEYS = {"propertyNames": {"pattern": "^[0-9]+$"}}
+
+SCHEMAS: dict[str, Schema] = {
+    "Error": obj(
+        {"detail": string("One sentence for a person."), "code": string("A machine-readable code, e.g. `not_ready`.")},
+        closed=True,
+    ),
+    "Health": obj({"status": const("ok")}),
+    "Ready": obj(
+        {
+            "ready": {"type": "boolean"},
+            "index": obj(
+                {
+                    "state": {"type": "string", "enum": ["building", "ready"]},
+                    "versions": {"type": "integer", "minimum": 0},
+                    "files_on_disk": {"type": "integer", "minimum": 0},
+                }
+            ),
+            "watcher": obj(
+                {
+                    "state": string("`starting`, `running` (needed for ready), `restarting` or `stopped`."),
+                    "mode": string("How changes are noticed: `inotify`, `polling`, or `rescan` (timed rescans)."),
+                }
+            ),
+            "catalogs": obj({"models": ref("CatalogState"), "loras": ref("CatalogState")}),
+            "model_folders": obj(
+                {
+                    "configured": {"type": "integer", "minimum": 0, "description": "MODELS_DIR and the EXTRA_MODEL_PATHS folders."},
+                    "missing_or_unreadable": {"type": "integer", "minimum": 0},
+                }
+            ),
+        }
+    ),
+    "CatalogState": obj(
+        {
+            "state": {"type": "string", "enum": ["ok", "unusable"]},
+            "reason": string("Why the catalog cannot be used (only when `state` is `unusable`)."),
+        },
+        required=("state",),
+    ),
+    "MapEntry": obj(
+        {
+            "file": string("The file name."),
+            "dest": string("The folder under ComfyUI's models folder, as the catalog says."),
+            "name": string("The display name (the file name when the catalog has none)."),
+            "base_model": nullable("string"),
+            "status": {"type": "string", "enum": ["present", "missing"], "description": "Whether the file is on disk."},
+            "civitai_model_id": nullable("integer"),
+            "catalog": {"type": "string", "enum": ["models", "loras"]},
+        },
+        closed=True,
+    ),
+    "CivitaiMap": obj(
+        {
+            "by_version": {
+                "type": "object",
+                "description": "Every catalogued CivitAI version, keyed by version id.",
+                **VERSION_KEYS,
+                "additionalProperties": ref("MapEntry"),
+            },
+            "by_model": {
+                "type": "object",
+                "description": "The catalogued version ids of each CivitAI model, keyed by model id.",
+                **VERSION_KEYS,
+                "additionalProperties": {"type": "array", "items": {"type": "integer"}},
+            },
+        },
+        closed=True,
+    ),
+    "Added": obj(
+        {
+            "status": const("added"),
+            "file": string(),
+            "name": string(),
+            "category": string("The category id in models.json, e.g. `checkpoints`."),
+            "dest": string(),
+        },
+        closed=True,
+    ),
+    "AlreadyExists": obj(
+        {"status": const("already_exists"), "file": nullable("string", "The catalogued file name (null if the entry has none).")},
+        closed=True,
+    ),
+    "Restricted": obj(
+        {"status": const("restricted"), "reason": string("Why CivitAI does not allow the download.")},
+        closed=True,
+    ),
+    "Promoted": obj(
+        {"status": const("promoted"), "file": nullable("string"), "category": string("The category id in loras.json.")},
+        closed=True,
+    ),
+    "Removed": obj({"status": const("removed"), "file": string()}, closed=True),
+    "SnapshotEvent": obj({"etag": string("The ETag of the map as it is now.")}),
+    "ChangeEvent": obj(
+        {
+            "etag": string("The ETag of the map after this change."),
+            "changes": {
+                "type": "object",
+                **VERSION_KEYS,
+                "additionalProperties": {
+                    "type": ["string", "null"],
+                    "enum": ["present", "missing", None],
+                    "description": "The version's new status; null when it left the map.",
+                },
+            },
+        }
+    ),
+    "OpenApiDocument": obj(
+        {"openapi": string(), "info": {"type": "object"}, "paths": {"type": "object"}},
+        required=("openapi", "info", "paths"),
+    ),
+}
+
+# ---- paths ----------------------------------------------------------------------------------------
+
+MAP_DESCRIPTION = """\
+Every catalogued CivitAI version with its status on disk, from both catalogs.
+
+The full map carries an ETag: send it back in If-None-Match for a 304. With
+`Accept-Encoding: gzip` the map is sent compressed, under its own ETag."""
+
+EVENTS_DESCRIPTION = """\
+A Server-Sent Events stream of map changes, for clients that would rather be told than poll.
+
+Events (`data` is JSON; its schema is under `x-events`):
+- `snapshot`, first: `{"etag"}` of the map as it is now.
+- `change`, after every change of the map: `{"etag", "changes": {"<version id>": "present" | "missing" | null}}`
+  (null when the version left the map); its SSE `id` is the new ETag.
+- `resync`: `{"etag"}`; the client fell behind and should fetch the map again.
+Heartbeats are SSE comments (lines starting with `:`).
+
+A browser's EventSource cannot set headers, so this route also takes the key as `?key=`."""
+
+PATHS: dict[str, dict[str, Schema]] = {
+    "/health": {
+        "get": operation(
+            "health",
+            "Liveness: the process serves",
+            {"200": json_response("The service is up.", ref("Health"))},
+            security=None,
+            tag="probes",
+        )
+    },
+    "/ready": {
+        "get": operation(
+            "ready",
+            "Readiness: index built, watcher running, catalogs parsed",
+            {
+                "200": json_response("Ready.", ref("Ready")),
+                "503": json_response("Not ready yet, or a catalog cannot be used; the body says which.", ref("Ready")),
+            },
+            security=None,
+            tag="probes",
+        )
+    },
+    "/api/admin/models/civitai-map": {
+        "get": operation(
+            "civitaiMap",
+            "The map of catalogued CivitAI versions and whether their files are on disk",
+            {
+                "200": json_response(
+                    "The map (all of it, or the versions asked for).",
+                    ref("CivitaiMap"),
+                    {
+                        "ETag": header("The map's tag (full map only)."),
+                        "Content-Encoding": header("`gzip` when asked for with Accept-Encoding.", enum=["gzip"]),
+                    },
+                ),
+                "304": {"description": "Not modified: If-None-Match holds the current ETag.", "headers": {"ETag": header("The map's tag.")}},
+                "400": error("`versions` or `models` is not a list of whole numbers (`invalid_ids`), or has more than 500 (`too_many_ids`)."),
+                "401": UNAUTHORIZED,
+                "503": NOT_READY,
+            },
+            description=MAP_DESCRIPTION,
+            parameters=[
+                ids_parameter("versions", "CivitAI model-version"),
+                ids_parameter("models", "CivitAI model"),
+                {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}},
+                {"name": "Accept-Encoding", "in": "header", "required": False, "schema": {"type": "string"}},
+            ],
+        )
+    },
+    "/api/admin/models/civitai-map/events": {
+        "get": operation(
+            "civitaiMapEvents",
+            "A stream of map changes (Server-Sent Events)",
+            {
+                "200": {
+                    "description": "The stream; it stays open until the client or the service goes away.",
+                    "content": {SSE: {"schema": {"type": "string"}}},
+                    "x-events": {"snapshot": ref("SnapshotEvent"), "change": ref("ChangeEvent"), "resync": ref("SnapshotEvent")},
+                },
+                "401": UNAUTHORIZED,
+                "503": error(
+                    "The index is still being built (`not_ready`), or too many clients listen (`too_many_listeners`).",
+                    retry_after=True,
+                ),
+            },
+            description=EVENTS_DESCRIPTION,
+            security=EVENTS_SECURED,
+        )
+    },
+    "/api/admin/civitai/add/{version_id}": {
+        "post": operation(
+            "addVersion",
+            "Add a CivitAI version to models.json (metadata only; nothing is downloaded)",
+            {
+                "200": json_response(
+                    "Added; or already catalogued (by version or by file); or CivitAI does not allow its download.",
+                    one_of("Added", "AlreadyExists", "Restricted"),
+                    links={
+                        "promote": link("promoteToLora", "Promote the version, if it is a LoRA.", version_id="$request.path.version_id"),
+                        "remove": link("removeFromCatalog", "Remove the entry again.", filename="$response.body#/file"),
+                    },
+                ),
+                "400": error("The version id is not a positive whole number (`invalid_version_id`)."),
+                "401": UNAUTHORIZED,
+                "404": error(f"CivitAI has no such version (`civitai_not_found`); or {ROUTE_NOT_FOUND}."),
+                "409": CATALOG_BUSY,
+                "413": TOO_LARGE,
+                "415": UNSUPPORTED_MEDIA,
+                "422": error("The version has no ComfyUI folder (`unsupported_type`) or no model file (`no_model_file`)."),
+                "502": error("CivitAI could not be reached or answered something unusable (`upstream_*`, `civitai_*`)."),
+                "503": error("CivitAI is rate limiting (`civitai_rate_limited`), or the catalog could not be saved (`write_failed`).", retry_after=True),
+                "504": error("CivitAI did not answer in time (`upstream_timeout`)."),
+            },
+            description="Asks CivitAI for the version and files it where ComfyUI would look for it. Takes no body.",
+            parameters=[VERSION_ID],
+        )
+    },
+    "/api/admin/civitai/promote-to-lora/{version_id}": {
+        "post": operation(
+            "promoteToLora",
+            "Move a LoRA from models.json to loras.json",
+            {
+                "200": json_response("Promoted; or already in loras.json.", one_of("Promoted", "AlreadyExists")),
+                "400": error("The version id is not a positive whole number (`invalid_version_id`), or the entry is not a LoRA (`not_a_lora`)."),
+                "401": UNAUTHORIZED,
+                "404": error(f"The version is not in models.json (`not_in_catalog`); or {ROUTE_NOT_FOUND}."),
+                "409": CATALOG_BUSY,
+                "413": TOO_LARGE,
+                "415": UNSUPPORTED_MEDIA,
+                "503": WRITE_FAILED,
+            },
+            description="Takes no body.",
+            parameters=[VERSION_ID],
+        )
+    },
+    "/api/admin/models/{filename}/catalog": {
+        "delete": operation(
+            "removeFromCatalog",
+            "Remove an entry from models.json when its file is not on disk",
+            {
+                "200": json_response("Removed.", ref("Removed")),
+                "400": error("The file name is not a safe single file name (`unsafe_file_name`, `unsafe_folder`)."),
+                "401": UNAUTHORIZED,
+                "404": error(f"No models.json entry has this file name (`not_in_catalog`); or {ROUTE_NOT_FOUND}."),
+                "409": error("The file is still on disk (`file_on_disk`), or the catalogs kept changing (`catalog_busy`)."),
+                "413": TOO_LARGE,
+                "415": UNSUPPORTED_MEDIA,
+                "503": WRITE_FAILED,
+            },
+            description="Takes no body.",
+            parameters=[
+                {
+                    "name": "filename",
+                    "in": "path",
+                    "required": True,
+                    "description": "The catalogued file name (one name, no folder).",
+                    "schema": {"type": "string", "minLength": 1},
+                    "example": "lora_123.safetensors",
+                }
+            ],
+        )
+    },
+    "/api/openapi.json": {
+        "get": operation(
+            "openapi",
+            "This document",
+            {"200": json_response("The OpenAPI 3.1 description of this service.", ref("OpenApiDocument")), "401": UNAUTHORIZED},
+            tag="meta",
+        )
+    },
+}
+
+
+def _build() -> Schema:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "ComfyUI catalog service",
+            "version": __version__,
+            "description": "Knows which CivitAI model versions are in a ComfyUI catalog and which are on disk. "
+            "Errors always have the shape `{\"detail\", \"code\"}`.",
+        },
+        "servers": [{"url": "/"}],
+        "tags": [
+            {"name": "probes", "description": "Liveness and readiness; no key needed."},
+            {"name": "catalog", "description": "The map and the changes to the catalogs; the API key is needed."},
+            {"name": "meta", "description": "This description."},
+        ],
+        "paths": PATHS,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "bearer": {"type": "http", "scheme": "bearer", "description": "The same API key, as `Authorization: Bearer <key>`."},
+                "apiKeyQuery": {"type": "apiKey", "in": "query", "name": "key", "description": "The API key as `?key=`; only on the events stream."},
+            },
+        },
+    }
+
+
+DOCUMENT_BYTES: bytes = orjson.dumps(_build())
+
+
+def openapi_document() -> Schema:
+    """The OpenAPI 3.1 document (a fresh copy; the served bytes never change)."""
+    return orjson.loads(DOCUMENT_BYTES)
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    """GET /api/openapi.json."""
+    return web.Response(body=DOCUMENT_BYTES, content_type=JSON, headers={"Cache-Control": "no-cache"})

@@ -1,0 +1,151 @@
+"""Several model roots (ComfyUI's extra_model_paths.yaml), symlinked folders, network mounts."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from service.errors import ConfigError
+from service.extra_paths import parse_extra_model_paths
+from service.mounts import filesystem_of, is_network_fs, parse_mounts
+from service.presence import FolderSource, scan_sources
+from service.typedefs import LIBRARY
+
+from .conftest import StartClient, get_map
+from .helpers import catalog, entry, eventually, touch, write_json
+
+YAML = """
+comfyui:
+    base_path: {base}
+    is_default: true
+    checkpoints: |
+        models/checkpoints/
+        other/checkpoints
+    unet: models/unet
+    custom_nodes: custom_nodes/
+a111:
+    base_path: relative/webui
+    loras: |
+         models/Lora
+         models/LyCORIS
+    upscale_models: models/ESRGAN
+"""
+
+
+def test_extra_model_paths_are_read_as_comfyui_reads_them(tmp_path: Path) -> None:
+    sources = parse_extra_model_paths(YAML.format(base="/mnt/pod"), tmp_path)
+    assert sources == [
+        FolderSource("/mnt/pod/models/checkpoints", "checkpoints"),
+        FolderSource("/mnt/pod/other/checkpoints", "checkpoints"),
+        FolderSource("/mnt/pod/models/unet", "diffusion_models"),  # unet is diffusion_models
+        FolderSource(f"{tmp_path}/relative/webui/models/Lora", "loras"),  # relative to the YAML's folder
+        FolderSource(f"{tmp_path}/relative/webui/models/LyCORIS", "loras"),
+        FolderSource(f"{tmp_path}/relative/webui/models/ESRGAN", "upscale_models"),
+    ]
+
+
+@pytest.mark.parametrize("text", ["a: [unclosed", "- just\n- a list\n"])
+def test_a_bad_extra_model_paths_file_is_a_config_error(tmp_path: Path, text: str) -> None:
+    with pytest.raises(ConfigError, match="EXTRA_MODEL_PATHS"):
+        parse_extra_model_paths(text, tmp_path)
+
+
+async def test_entries_are_present_under_any_root(start: StartClient, tmp_path: Path, catalog_dir: Path) -> None:
+    pod = tmp_path / "pod"
+    (tmp_path / "extra.yaml").write_text(YAML.format(base=pod))
+    write_json(
+        catalog_dir / "models.json",
+        catalog(entry(1, "a.safetensors", "checkpoints"), entry(2, "b.safetensors", "diffusion_models"), entry(3, "c.safetensors", "loras"), entry(4, "d.safetensors", "loras")),
+    )
+    touch(pod / "other" / "checkpoints" / "sdxl" / "a.safetensors")
+    touch(pod / "models" / "unet" / "b.safetensors")
+    client = await start(extra_model_paths=tmp_path / "extra.yaml")
+    statuses = {k: v["status"] for k, v in (await get_map(client))["by_version"].items()}
+    assert statuses == {"1": "present", "2": "present", "3": "missing", "4": "missing"}
+    ready = await (await client.get("/ready")).json()
+    assert ready["model_folders"] == {"configured": 7, "missing_or_unreadable": 4}  # models/checkpoints, Lora, LyCORIS, ESRGAN
+    assert ready["ready"] is True  # a missing extra root is reported, not fatal
+    touch(pod / "models" / "unet" / "late.safetensors")  # extra roots are watched too
+    touch(tmp_path / "relative" / "webui" / "models" / "Lora" / "c.safetensors")  # a root that appeared later
+
+    async def third_seen() -> bool:
+        await client.app[LIBRARY].reconcile()
+        return (await get_map(client))["by_version"]["3"]["status"] == "present"
+
+    await eventually(third_seen, what="a late root found by reconcile")
+
+
+def test_symlinked_folders_are_followed_and_loops_are_cut(tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    drive = tmp_path / "bigdrive" / "loras"
+    touch(drive / "linked.safetensors")
+    touch(root / "loras" / "local.safetensors")
+    (root / "loras" / "ext").symlink_to(drive)
+    (root / "loras" / "loop").symlink_to(root)  # points at an ancestor
+    scan = scan_sources([FolderSource(str(root))])
+    found = {name: logical for names in scan.dirs.values() for name, logical in names.items()}
+    assert found["linked.safetensors"] == "loras/ext"
+    assert found["local.safetensors"] == "loras"
+    assert len([d for d in scan.dirs if "loop" in d]) <= 1  # the loop is entered at most once, then cut
+
+
+async def test_a_symlinked_model_folder_is_watched(start: StartClient, tmp_path: Path, models_dir: Path, catalog_dir: Path) -> None:
+    drive = tmp_path / "bigdrive"
+    drive.mkdir()
+    (models_dir / "loras" / "drive").symlink_to(drive)
+    write_json(catalog_dir / "models.json", catalog(entry(5, "far.safetensors", "loras")))
+    client = await start()
+    touch(drive / "far.safetensors")
+
+    async def present() -> bool:
+        return (await get_map(client))["by_version"]["5"]["status"] == "present"
+
+    await eventually(present, what="a download landing through a symlinked folder")
+
+
+async def test_a_symlink_loop_under_polling_falls_back_to_rescans(start: StartClient, models_dir: Path, catalog_dir: Path) -> None:
+    (models_dir / "loras" / "loop").symlink_to(models_dir)
+    write_json(catalog_dir / "models.json", catalog(entry(6, "six.safetensors", "loras")))
+    client = await start(watch_force_polling=True, watch_poll_interval_ms=50)
+
+    async def rescanning() -> bool:
+        return (await (await client.get("/ready")).json())["watcher"]["mode"] == "rescan"
+
+    await eventually(rescanning, what="the fallback to rescans")
+    assert (await client.get("/ready")).status == 200
+    touch(models_dir / "loras" / "six.safetensors")
+
+    async def present() -> bool:
+        return (await get_map(client))["by_version"]["6"]["status"] == "present"
+
+    await eventually(present, timeout=10, what="a file found by the rescans")
+
+
+MOUNTS = """\
+/dev/vda / ext4 rw,relatime 0 0
+server:/export /mnt/nfs nfs4 rw 0 0
+//nas/share /mnt/smb cifs rw 0 0
+s3fs /mnt/s3 fuse.s3fs rw 0 0
+/dev/vdb /mnt/nfs/local ext4 rw 0 0
+overlay /var/lib/docker overlay rw 0 0
+"""
+
+
+@pytest.mark.parametrize(
+    ("path", "network"),
+    [("/home/u/models", False), ("/mnt/nfs/models", True), ("/mnt/smb", True), ("/mnt/s3/x", True), ("/mnt/nfs/local/x", False), ("/mnt/nfsish", False)],
+)
+def test_network_filesystems_are_recognised(path: str, network: bool) -> None:
+    assert is_network_fs(filesystem_of(path, parse_mounts(MOUNTS))) is network
+
+
+def test_polling_is_chosen_for_network_mounts(tmp_path: Path) -> None:
+    from service.mounts import network_paths
+
+    mounts = tmp_path / "mounts"
+    mounts.write_text(f"/dev/vda / ext4 rw 0 0\nserver:/x {tmp_path}/nfs nfs rw 0 0\n")
+    (tmp_path / "nfs").mkdir()
+    assert network_paths([str(tmp_path / "nfs" / "models"), "/"], str(mounts)) == [str(tmp_path / "nfs" / "models")]
+    assert os.path.exists(mounts)
