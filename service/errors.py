@@ -32,11 +32,6 @@ class Unauthorized(ServiceError):
     code = "unauthorized"
 
 
-class Forbidden(ServiceError):
-    status = HTTPStatus.FORBIDDEN
-    code = "forbidden"
-
-
 class NotFound(ServiceError):
     status = HTTPStatus.NOT_FOUND
     code = "not_found"

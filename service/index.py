@@ -143,22 +143,6 @@ class CivitaiIndex:
         """The map entry of a version, if catalogued."""
         return self._layout.entries.get(version_id)
 
-    def is_present(self, version_id: int) -> bool:
-        """The last known status of a catalogued version."""
-        return self._status.get(version_id, False)
-
-    def versions_of_model(self, model_id: int) -> list[int]:
-        """Catalogued versions of a CivitAI model."""
-        return list(self._layout.by_model.get(model_id, ()))
-
-    def holds_file(self, file: str, folder: str) -> MapEntry | None:
-        """A catalogued entry with this file name in this (canonical) folder."""
-        for version_id in self._layout.by_file.get(file, ()):
-            entry = self._layout.entries[version_id]
-            if entry.folder == canonical_folder(folder):
-                return entry
-        return None
-
     def set_layout(self, layout: Layout) -> bool:
         """Swap in a new layout and fill every status from presence; publish when the body changed."""
         old_entries, old_status = self._layout.entries, self._status

@@ -73,7 +73,6 @@ class Library:
         self.index = CivitaiIndex(self.presence)
         self.unreadable: list[str] = []
         self.ready = False
-        self.last_reconcile: float | None = None
         self._catalog_lock = asyncio.Lock()
         self._touched: set[str] | None = None
 
@@ -155,7 +154,6 @@ class Library:
             for path in set(scan.unreadable) - set(self.unreadable):
                 logger.warning("a model folder is missing or cannot be read: %s", path)
         self.unreadable = scan.unreadable
-        self.last_reconcile = time.time()
         return self.index.files_changed(changed)
 
     async def _rebuild(self) -> bool:

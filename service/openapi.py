@@ -122,6 +122,12 @@ CATALOG_BUSY = error("The catalogs kept changing while the change was being save
 WRITE_FAILED = error("The catalog could not be saved (`write_failed`); nothing was lost.", retry_after=True)
 ROUTE_NOT_FOUND = "there is nothing at this address (`not_found`, e.g. an empty path segment)"
 
+# filenames.check_file_name, as far as a pattern can say it (the byte limit and invisible
+# formatting characters are left to the 400).
+_NAME_CHAR = r"[^/\\\x00-\x1f\x7f]"
+_NAME_EDGE = r"[^\s/\\\x00-\x1f\x7f]"
+FILE_NAME_PATTERN = rf"^(?!\.){_NAME_EDGE}(?:{_NAME_CHAR}{{0,253}}{_NAME_EDGE})?$"
+
 VERSION_ID = {
     "name": "version_id",
     "in": "path",
@@ -239,10 +245,14 @@ SCHEMAS: dict[str, Schema] = {
         closed=True,
     ),
     "Removed": obj({"status": const("removed"), "file": string()}, closed=True),
-    "SnapshotEvent": obj({"etag": string("The ETag of the map as it is now.")}),
+    "SnapshotEvent": obj(
+        {"etag": string("The ETag of the map as it is now."), "etag_gzip": string("The same, for the gzip answer.")},
+        required=("etag",),
+    ),
     "ChangeEvent": obj(
         {
             "etag": string("The ETag of the map after this change."),
+            "etag_gzip": string("The same, for the gzip answer."),
             "changes": {
                 "type": "object",
                 **VERSION_KEYS,
@@ -252,7 +262,8 @@ SCHEMAS: dict[str, Schema] = {
                     "description": "The version's new status; null when it left the map.",
                 },
             },
-        }
+        },
+        required=("etag", "changes"),
     ),
     "OpenApiDocument": obj(
         {"openapi": string(), "info": {"type": "object"}, "paths": {"type": "object"}},
@@ -272,10 +283,11 @@ EVENTS_DESCRIPTION = """\
 A Server-Sent Events stream of map changes, for clients that would rather be told than poll.
 
 Events (`data` is JSON; its schema is under `x-events`):
-- `snapshot`, first: `{"etag"}` of the map as it is now.
-- `change`, after every change of the map: `{"etag", "changes": {"<version id>": "present" | "missing" | null}}`
+- `snapshot`, first: `{"etag", "etag_gzip"}`, the map's tags (plain and gzip) as it is now.
+- `change`, after every change of the map:
+  `{"etag", "etag_gzip", "changes": {"<version id>": "present" | "missing" | null}}`
   (null when the version left the map); its SSE `id` is the new ETag.
-- `resync`: `{"etag"}`; the client fell behind and should fetch the map again.
+- `resync`: `{"etag", "etag_gzip"}`; the client fell behind and should fetch the map again.
 Heartbeats are SSE comments (lines starting with `:`).
 
 A browser's EventSource cannot set headers, so this route also takes the key as `?key=`."""
@@ -415,8 +427,9 @@ PATHS: dict[str, dict[str, Schema]] = {
                     "name": "filename",
                     "in": "path",
                     "required": True,
-                    "description": "The catalogued file name (one name, no folder).",
-                    "schema": {"type": "string", "minLength": 1},
+                    "description": "The catalogued file name: one name, no folder, not hidden, no control characters, "
+                    "no surrounding whitespace, at most 255 bytes in UTF-8. Other names are answered 400.",
+                    "schema": {"type": "string", "pattern": FILE_NAME_PATTERN},
                     "example": "lora_123.safetensors",
                 }
             ],

@@ -49,7 +49,6 @@ class Watcher:
         self.poll_interval_ms = poll_interval_ms
         self.state = "starting"
         self.scan_mode: str | None = None  # why events were given up for timed rescans
-        self.batches = 0
         self.live = asyncio.Event()
 
     @property
@@ -146,7 +145,6 @@ class Watcher:
                         logger.exception("reloading %s.json failed", name)
 
     async def _handle(self, batch: set[tuple[Change, str]]) -> None:
-        self.batches += 1
         catalogs: set[str] = set()
         paths: set[str] = set()
         for _change, path in batch:
