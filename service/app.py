@@ -16,6 +16,7 @@ from .extra_paths import load_extra_model_paths
 from .middlewares import CorsPolicy, errors_middleware, guard_middleware
 from .mounts import network_paths
 from .mutations import CatalogEditor
+from .openapi import openapi_json
 from .presence import FolderSource
 from .settings import Settings
 from .typedefs import CIVITAI, EDITOR, FEED, LIBRARY, SETTINGS, WATCHER
@@ -66,6 +67,7 @@ def create_app(settings: Settings, api_key: str) -> web.Application:
     app.router.add_post("/api/admin/civitai/add/{version_id}", add_version)
     app.router.add_post("/api/admin/civitai/promote-to-lora/{version_id}", promote_to_lora)
     app.router.add_delete("/api/admin/models/{filename}/catalog", remove_from_catalog)
+    app.router.add_get("/api/openapi.json", openapi_json)
     return app
 
 
