@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from aiohttp import ClientResponse
 
 API_KEY = "test-key-0123456789abcdef"
 AUTH = {"X-API-Key": API_KEY}
@@ -99,3 +100,19 @@ def lora_version(version_id: int, *, model_id: int = 5000, base_model: str = "SD
             }
         ],
     }
+
+
+async def next_event(response: ClientResponse, timeout: float = 5.0) -> tuple[str, Any]:
+    """Read one SSE event (skipping heartbeat comments) within a deadline."""
+    event, data = "message", ""
+    async with asyncio.timeout(timeout):
+        while True:
+            line = (await response.content.readline()).decode().rstrip("\r\n")
+            if line.startswith(":"):
+                continue
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:"):
+                data += line[5:].strip()
+            elif line == "" and data:
+                return event, orjson.loads(data)

@@ -4,35 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
-import orjson
 import pytest
-from aiohttp import ClientResponse
 
 from service.events import RESYNC, ChangeFeed
 from service.typedefs import FEED
 
 from .conftest import StartClient
-from .helpers import API_KEY, AUTH, catalog, entry, eventually, replace_json, touch, write_json
+from .helpers import API_KEY, AUTH, catalog, entry, eventually, next_event, replace_json, touch, write_json
 
 EVENTS = "/api/admin/models/civitai-map/events"
-
-
-async def next_event(response: ClientResponse, timeout: float = 5.0) -> tuple[str, Any]:
-    """Read one SSE event (skipping heartbeat comments) within a deadline."""
-    event, data = "message", ""
-    async with asyncio.timeout(timeout):
-        while True:
-            line = (await response.content.readline()).decode().rstrip("\r\n")
-            if line.startswith(":"):
-                continue
-            if line.startswith("event:"):
-                event = line[6:].strip()
-            elif line.startswith("data:"):
-                data += line[5:].strip()
-            elif line == "" and data:
-                return event, orjson.loads(data)
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from service.openapi import DOCUMENT_BYTES, openapi_document, openapi_json
 from service.settings import Settings
 
 from .conftest import StartClient
-from .helpers import API_KEY, AUTH, MAP, catalog, entry, eventually, touch, write_json
+from .helpers import API_KEY, AUTH, MAP, catalog, entry, eventually, next_event, touch, write_json
 
 DOC = openapi_document()
 OPENAPI_PATH = "/api/openapi.json"
@@ -234,20 +233,7 @@ async def test_the_events_stream_fits_the_document(start: StartClient) -> None:
     spec = response_spec("GET", EVENTS, 200)
     async with client.get(EVENTS, headers=AUTH) as response:
         assert response.status == 200 and response.content_type in spec["content"]
-        event, data = await _first_event(response)
+        event, data = await next_event(response)
     assert event == "snapshot"
     validate(spec["x-events"]["snapshot"], data)
     assert (await assert_conforms(await client.get(EVENTS, params={"key": "x" * 24}), "GET", EVENTS))["code"] == "bad_api_key"
-
-
-async def _first_event(response: ClientResponse) -> tuple[str, Any]:
-    event, data = "message", ""
-    async with asyncio.timeout(5):
-        while True:
-            line = (await response.content.readline()).decode().rstrip("\r\n")
-            if line.startswith("event:"):
-                event = line[6:].strip()
-            elif line.startswith("data:"):
-                data += line[5:].strip()
-            elif line == "" and data:
-                return event, orjson.loads(data)
