@@ -982,7 +982,7 @@ class Bench:
                 if hwm:
                     self.res["rss_hwm_mb"] = _r(hwm / 1024, 1)
                 self.res["service_stop"] = self.svc.stop()
-                log_tail = tail(self.svc.log_path, 15)
+                log_tail = tail(self.svc.log_path, 15).replace(self.ctx.api_key, "<API_KEY>")
                 if log_tail:
                     self.res["service_log_tail"] = log_tail
             if self.ceiling is not None:
@@ -1001,6 +1001,10 @@ class Bench:
         assert self.svc is not None
         while True:
             self.svc.sample_rss()
+            if self.ceiling is not None and self.ceiling.proc is not None:
+                kb = tree_rss_kb(self.ceiling.proc.pid)
+                if kb:
+                    self.res["ceiling_rss_max_mb"] = max(self.res.get("ceiling_rss_max_mb") or 0, _r(kb / 1024, 1))
             await asyncio.sleep(0.1)
 
     async def _health(self) -> None:
@@ -1075,15 +1079,30 @@ class Bench:
         assert self.ceiling is not None
         dur = self.ctx.args.duration
         warm = self.ctx.args.warmup
+        targets = {"service": (self.map_url, svc_headers), "ceiling": (self.ceiling.url, ceil_headers)}
+        runs: dict[str, list[dict[str, Any]]] = {"service": [], "ceiling": []}
+        for rep in range(self.ctx.args.repeats):
+            # Alternate the order (S C, C S, ...) so drift on the machine hits both sides alike.
+            order = ("service", "ceiling") if rep % 2 == 0 else ("ceiling", "service")
+            for who in order:
+                url, headers = targets[who]
+                if warm > 0:
+                    await self.ctx.loader.run(url, headers, warm)
+                runs[who].append(await self.ctx.loader.run(url, headers, dur))
+                if who == "service":
+                    self.svc.sample_rss()  # type: ignore[union-attr]
         out: dict[str, Any] = {}
-        for who, url, headers in (("service", self.map_url, svc_headers), ("ceiling", self.ceiling.url, ceil_headers)):
-            if warm > 0:
-                await self.ctx.loader.run(url, headers, warm)
-            out[who] = await self.ctx.loader.run(url, headers, dur)
-            if who == "service":
-                self.svc.sample_rss()  # type: ignore[union-attr]
+        for who, rs in runs.items():
+            merged = dict(rs[-1])
+            vals = [r["rps"] for r in rs if r.get("rps") is not None]
+            merged["rps"] = _r(percentile(vals, 50), 2)  # median of the runs
+            merged["rps_runs"] = vals
+            merged["non_2xx_3xx"] = sum(r.get("non_2xx_3xx") or 0 for r in rs)
+            merged["socket_errors"] = sum(r.get("socket_errors") or 0 for r in rs)
+            out[who] = merged
         a, b = out["service"].get("rps"), out["ceiling"].get("rps")
         out["ratio"] = _r(a / b, 3) if a and b else None
+        out["service_rss_after_mb"] = _r(self.svc.sample_rss() / 1024, 1)  # type: ignore[union-attr]
         self.log(f"{label}: service {a or 0:,.0f} req/s, ceiling {b or 0:,.0f} req/s, ratio {out['ratio']}"
                  + (f"  (service non-2xx/3xx: {out['service'].get('non_2xx_3xx')})"
                     if out["service"].get("non_2xx_3xx") else ""))
@@ -1412,7 +1431,9 @@ def table_for(res: dict[str, Any], fresh_n: int) -> tuple[str, list[dict[str, An
 
     row("catalog generation", _fmt(res.get("generate_s"), " s"))
     if "error" in res:
-        row("ERROR", res["error"].splitlines()[0][:200], "no error", False)
+        lines = [ln.strip() for ln in res["error"].splitlines() if ln.strip()]
+        msg = lines[0][:160] + (f" … {lines[-1][:200]}" if len(lines) > 1 else "")
+        row("ERROR", msg, "no error", False)
     ready = res.get("ready_s")
     if ready is not None or "error" in res:
         tgt = 3.0 if n == 10_000 else 15.0 if n == 100_000 else None
@@ -1422,6 +1443,8 @@ def table_for(res: dict[str, Any], fresh_n: int) -> tuple[str, list[dict[str, An
         tgt = 300.0 if n == 100_000 else None
         row("RSS max (VmRSS, sampled every 100 ms)", _fmt(res["rss_max_mb"], " MB", 1), "≤ 300 MB" if tgt else "—",
             res["rss_max_mb"] <= tgt if tgt else None)
+        if res.get("ceiling_rss_max_mb"):
+            row("ceiling server RSS max under the same load", _fmt(res["ceiling_rss_max_mb"], " MB", 1))
         row("RSS after ready / after load / VmHWM",
             f"{_fmt(res.get('rss_after_ready_mb'), '', 1)} / {_fmt(res.get('rss_after_load_mb'), '', 1)} / "
             f"{_fmt(res.get('rss_hwm_mb'), ' MB', 1)}")
@@ -1433,6 +1456,9 @@ def table_for(res: dict[str, Any], fresh_n: int) -> tuple[str, list[dict[str, An
             f"{chk.get('expected_present')} / 0", chk.get("ok"))
         row("map body (identity / gzip)", f"{_fmt(res.get('map_bytes'))} B / "
             f"{_fmt(res.get('gzip_bytes'))} B" + ("" if res.get("gzip_served") else " (service does not gzip)"))
+    if "map_without_key_status" in res:
+        row("map without X-API-Key → status", str(res["map_without_key_status"]), "401",
+            res["map_without_key_status"] == 401)
     if "if_none_match_status" in res:
         row("If-None-Match → status", str(res["if_none_match_status"]), "304", res["if_none_match_status"] == 304)
 
@@ -1443,8 +1469,12 @@ def table_for(res: dict[str, Any], fresh_n: int) -> tuple[str, list[dict[str, An
         sv, cv = d["service"], d["ceiling"]
         bad = (sv.get("non_2xx_3xx") or 0) + (sv.get("socket_errors") or 0)
         extra = f" ({bad} errors)" if bad else ""
+        def spread(d: dict[str, Any]) -> str:
+            runs = d.get("rps_runs") or []
+            return f" [{min(runs):,.0f}–{max(runs):,.0f}]" if len(runs) > 1 else ""
+
         row(f"{name} req/s: service / {ceiling_name}",
-            f"{_fmt(sv.get('rps'), '', 0)} / {_fmt(cv.get('rps'), '', 0)}{extra}")
+            f"{_fmt(sv.get('rps'), '', 0)}{spread(sv)} / {_fmt(cv.get('rps'), '', 0)}{spread(cv)}{extra}")
         ratio = d.get("ratio")
         ok = None if target is None else (ratio is not None and ratio >= target and not bad)
         row(f"{name} ratio", _fmt(ratio, "", 3), f"≥ {target:g}" if target else "—", ok)
@@ -1499,14 +1529,15 @@ def table_for(res: dict[str, Any], fresh_n: int) -> tuple[str, list[dict[str, An
 
 
 def machine_md(m: dict[str, Any], args: argparse.Namespace) -> str:
-    loader = m["wrk"] if m["load_generator"] == "wrk" else "aiohttp client loop (wrk not found)"
+    loader = m["wrk"] if m["load_generator"] == "wrk" else "aiohttp client loop in the harness (fallback; wrk absent or --loader aiohttp)"
     return "\n".join([
         "## Machine",
         "",
         f"- nproc: {m['nproc']} (cpu_count {m['cpu_count']}), CPU: {m['cpu_model']}, RAM: {m['mem_total_mb']} MB",
         f"- Python {m['python']}, aiohttp {m['aiohttp']}, orjson {m['orjson']}, kernel {m['kernel']}",
         f"- load generator: {loader}; {args.threads} threads, {args.conns} connections, "
-        f"{args.duration:g} s per run after a {args.warmup:g} s warm-up; service, ceiling and load share the cores",
+        f"{args.duration:g} s per run after a {args.warmup:g} s warm-up, {args.repeats} run(s) per target "
+        f"alternating service/ceiling (median; range in brackets); service, ceiling and load generator share the cores",
         f"- catalogs in {m['tmp_dir']} ({m['tmp_fs']}), models folder in {m.get('models_tmp_dir')} "
         f"({m.get('models_tmp_fs')})",
         "",
@@ -1524,6 +1555,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=None, help="seconds per load run (default 5; --quick: 2)")
     p.add_argument("--quick", action="store_true", help="smoke run: sizes 1000,10000 and short load runs")
     p.add_argument("--warmup", type=float, default=None, help="warm-up seconds before each load run (default 1)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="load runs per target, alternating service/ceiling; the median is reported (default 3; --quick: 1)")
     p.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     p.add_argument("--conns", type=int, default=32, help="connections (default 32)")
     p.add_argument("--loader", choices=("auto", "wrk", "aiohttp"), default="auto",
@@ -1558,6 +1591,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--sizes must be between 10 and 2,000,000")
     if args.duration is None:
         args.duration = 2.0 if args.quick else 5.0
+    if args.repeats is None:
+        args.repeats = 1 if args.quick else 3
+    if not 1 <= args.repeats <= 10:
+        p.error("--repeats must be between 1 and 10")
     if args.warmup is None:
         args.warmup = 0.5 if args.quick else 1.0
     if not 0.5 <= args.duration <= 300:
@@ -1617,8 +1654,12 @@ async def amain(args: argparse.Namespace) -> int:
         ) as session:
             ctx = Ctx(args, loader, fake, session, api_key, fresh_n, max(sizes), args.extra_env)
             for n in sizes:
-                results[str(n)] = await Bench(ctx, n).run()
-                write_reports(args, machine, results, started, fresh_n, partial=n != sizes[-1])
+                bench = Bench(ctx, n)
+                results[str(n)] = bench.res  # filled in as it goes, so an interrupted run still reports
+                try:
+                    await bench.run()
+                finally:
+                    write_reports(args, machine, results, started, fresh_n, partial=n != sizes[-1])
     finally:
         await fake.stop()
     md = write_reports(args, machine, results, started, fresh_n, partial=False)
