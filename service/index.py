@@ -121,6 +121,8 @@ class MapSnapshot:
         """The body compressed once, in a worker thread; concurrent callers share one job."""
         if self._gzip is None:
             self._gzip = asyncio.ensure_future(asyncio.to_thread(gzip.compress, self.body, GZIP_LEVEL, mtime=0))
+        elif self._gzip.done():
+            return self._gzip.result()
         return await asyncio.shield(self._gzip)
 
 

@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import multiprocessing
+import os
 import time
 from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +46,19 @@ class CatalogReading:
     digest: str
     entries: list[MapEntry] | None
     error: str | None
+
+
+# Catalogs larger than this are parsed in a short-lived worker process: parsing 40 MB of JSON
+# is one C call that holds the GIL for ~0.3 s, which a thread cannot keep off the event loop.
+PROCESS_PARSE_BYTES = 2 * 1024 * 1024
+EntryRow = tuple[int, int | None, str, str, str, bytes]
+
+
+def read_catalog_rows(path: Path, name: str, known_digest: str | None) -> tuple[str, list[EntryRow] | None, str | None]:
+    """`read_catalog` with plain tuples, cheap to send back from a worker process."""
+    reading = read_catalog(path, name, known_digest)
+    rows = None if reading.entries is None else [(e.version_id, e.model_id, e.file, e.folder, e.catalog, e.head) for e in reading.entries]
+    return reading.digest, rows, reading.error
 
 
 def read_catalog(path: Path, name: str, known_digest: str | None) -> CatalogReading:
@@ -105,7 +121,7 @@ class Library:
         """Re-read one catalog; keep the last good entries when it does not parse. True if the map changed."""
         state = self.catalogs[name]
         async with self._catalog_lock:
-            reading = await asyncio.to_thread(read_catalog, state.path, name, state.digest)
+            reading = await self._read(state)
             if reading.error is not None:
                 if reading.error != state.error:
                     logger.warning("%s.json is unusable, keeping the last good version: %s", name, reading.error)
@@ -120,6 +136,20 @@ class Library:
             state.entries = reading.entries
             logger.info("%s.json loaded: %d versions", name, len(reading.entries))
             return await self._rebuild() if rebuild else False
+
+    async def _read(self, state: CatalogState) -> CatalogReading:
+        try:
+            large = os.stat(state.path).st_size > PROCESS_PARSE_BYTES
+        except OSError:
+            large = False
+        if not large:
+            return await asyncio.to_thread(read_catalog, state.path, state.name, state.digest)
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=1, mp_context=context, max_tasks_per_child=1) as pool:
+            job = asyncio.get_running_loop().run_in_executor(pool, read_catalog_rows, state.path, state.name, state.digest)
+            content_digest, rows, error = await job
+        entries = None if rows is None else await asyncio.to_thread(lambda: [MapEntry(*row) for row in rows])
+        return CatalogReading(content_digest, entries, error)
 
     async def accept_writes(self, written: dict[str, tuple[str, list[MapEntry]]]) -> None:
         """Take in catalogs this service has just written, so the map shows them at once."""

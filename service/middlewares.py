@@ -119,20 +119,16 @@ class CorsPolicy:
 
     async def on_response_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
         """Add Vary and, for allowed origins, the CORS headers to every answer."""
-        if "Access-Control-Allow-Origin" in response.headers:
-            return
-        _add_vary(response, "Origin")
+        headers = response.headers
+        vary = headers.get("Vary")
+        if vary is None:
+            headers["Vary"] = "Origin"
+        elif "Origin" not in vary:
+            headers["Vary"] = f"{vary}, Origin"
         origin = request.headers.get("Origin")
-        if self.allowed(origin):
-            response.headers["Access-Control-Allow-Origin"] = origin or ""
-            response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
-
-
-def _add_vary(response: web.StreamResponse, value: str) -> None:
-    current = response.headers.get("Vary")
-    if current and value in current:
-        return
-    response.headers["Vary"] = f"{current}, {value}" if current else value
+        if origin is not None and self.allowed(origin) and "Access-Control-Allow-Origin" not in headers:
+            headers["Access-Control-Allow-Origin"] = origin
+            headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
 
 
 class QuietAccessLogger(AbstractAccessLogger):

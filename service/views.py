@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from http import HTTPStatus
 
 import orjson
@@ -13,6 +14,8 @@ from .typedefs import EDITOR, LIBRARY, WATCHER
 
 MAX_POINT_IDS = 500
 JSON = "application/json"
+STREAM_THRESHOLD = 1024 * 1024
+STREAM_CHUNK = 256 * 1024
 
 
 async def health(request: web.Request) -> web.Response:
@@ -57,8 +60,24 @@ async def civitai_map(request: web.Request) -> web.Response:
         return web.Response(status=HTTPStatus.NOT_MODIFIED, headers=headers)
     if wants_gzip:
         headers["Content-Encoding"] = "gzip"
-        return web.Response(body=await snapshot.gzip_body(), content_type=JSON, headers=headers)
-    return web.Response(body=snapshot.body, content_type=JSON, headers=headers)
+        return await _send(request, await snapshot.gzip_body(), headers)
+    return await _send(request, snapshot.body, headers)
+
+
+async def _send(request: web.Request, body: bytes, headers: dict[str, str]) -> web.StreamResponse:
+    """Small bodies in one write; large ones in slices of the shared bytes, so a slow client
+    holds at most a slice in its socket buffer instead of a copy of the whole map."""
+    if len(body) <= STREAM_THRESHOLD or request.method == "HEAD":
+        return web.Response(body=body, content_type=JSON, headers=headers)
+    response = web.StreamResponse(headers=headers)
+    response.content_type = JSON
+    response.content_length = len(body)
+    await response.prepare(request)
+    view = memoryview(body)
+    for start in range(0, len(body), STREAM_CHUNK):
+        await response.write(view[start : start + STREAM_CHUNK])
+    await response.write_eof()
+    return response
 
 
 async def add_version(request: web.Request) -> web.Response:
@@ -110,6 +129,7 @@ def _ids(query: object, key: str) -> list[int]:
     return ids
 
 
+@functools.lru_cache(maxsize=64)
 def _accepts_gzip(header: str) -> bool:
     for token in header.split(","):
         name, _, params = token.strip().partition(";")

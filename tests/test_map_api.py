@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
+import orjson
 import pytest
 
 from service.index import CivitaiIndex
@@ -147,3 +148,17 @@ async def test_serving_does_not_serialize_per_request(start: StartClient, monkey
     monkeypatch.setattr(CivitaiIndex, "_publish", refuse)
     for _ in range(3):
         assert await (await client.get(MAP, headers=AUTH)).read() == expected
+
+
+async def test_a_large_map_is_streamed_whole(start: StartClient, catalog_dir: Path) -> None:
+    from service.views import STREAM_THRESHOLD
+
+    entries = [entry(v, f"file_{v}.safetensors", "loras", name="n" * 200) for v in range(1, 6001)]
+    write_json(catalog_dir / "models.json", catalog(*entries, category="loras"))
+    client = await start()
+    response = await client.get(MAP, headers={**AUTH, "Accept-Encoding": "identity"})
+    body = await response.read()
+    assert len(body) > STREAM_THRESHOLD and int(response.headers["Content-Length"]) == len(body)
+    assert len(orjson.loads(body)["by_version"]) == 6000
+    head = await client.head(MAP, headers={**AUTH, "Accept-Encoding": "identity"})
+    assert head.status == 200 and int(head.headers["Content-Length"]) == len(body)

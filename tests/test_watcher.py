@@ -133,3 +133,21 @@ async def test_reconcile_catches_what_events_missed(start: StartClient, models_d
     await library.reconcile()
     assert (await get_map(client))["by_version"]["1"]["status"] == "present"
     assert stop_watching == "running"
+
+
+@pytest.mark.usefixtures("one_checkpoint")
+async def test_large_catalogs_are_parsed_in_a_worker_process(start: StartClient, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import service.library
+
+    monkeypatch.setattr(service.library, "PROCESS_PARSE_BYTES", 0)  # every catalog counts as large
+    client = await start()
+    assert (await get_map(client))["by_version"]["1"]["status"] == "missing"
+    replace_json(catalog_dir / "models.json", catalog(entry(1, "one.safetensors"), entry(4, "four.safetensors", model_id=44)))
+    await eventually(status_is(client, 4, "missing"), what="a reload parsed in a worker process")
+    assert (await get_map(client, models="44"))["by_model"] == {"44": [4]}
+    (catalog_dir / "models.json").write_bytes(b"{ broken")
+
+    async def not_ready() -> bool:
+        return (await client.get("/ready")).status == 503
+
+    await eventually(not_ready, what="a parse error reported from the worker")
