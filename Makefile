@@ -31,6 +31,7 @@ test: $(STAMP)
 ## Measure throughput, freshness, start time and memory (see bench/README.md).
 bench: $(STAMP)
 	$(PY) bench/run.py $(BENCH_ARGS)
+	$(PY) bench/event_cost.py
 
 ## Lint the Dockerfile and check docker-compose.yml.
 lint:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import secrets
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -61,7 +62,7 @@ def extract_entries(doc: Doc, catalog: str) -> list[MapEntry]:
             "catalog": catalog,
         }
         head = b'"%d":' % version_id + orjson.dumps(view)[:-1] + b',"status":"'
-        entries.append(MapEntry(version_id, model_id, file, canonical_folder(dest), catalog, head))
+        entries.append(MapEntry(version_id, model_id, file, sys.intern(canonical_folder(dest)), catalog, head))
     return entries
 
 

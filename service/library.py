@@ -11,7 +11,6 @@ import asyncio
 import hashlib
 import logging
 import multiprocessing
-import os
 import time
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -50,7 +49,7 @@ class CatalogReading:
 
 # Catalogs larger than this are parsed in a short-lived worker process: parsing 40 MB of JSON
 # is one C call that holds the GIL for ~0.3 s, which a thread cannot keep off the event loop.
-PROCESS_PARSE_BYTES = 2 * 1024 * 1024
+PROCESS_PARSE_BYTES = 16 * 1024 * 1024
 EntryRow = tuple[int, int | None, str, str, str, bytes]
 
 
@@ -77,6 +76,14 @@ def read_catalog(path: Path, name: str, known_digest: str | None) -> CatalogRead
     except CatalogFormatError as exc:
         return CatalogReading(content_digest, None, str(exc))
     return CatalogReading(content_digest, extract_entries(doc, name), None)
+
+
+def _size_and_digest(path: Path) -> tuple[int, str | None]:
+    try:
+        raw = path.read_bytes()
+    except OSError:
+        return 0, None
+    return len(raw), digest(raw)
 
 
 class Library:
@@ -138,12 +145,11 @@ class Library:
             return await self._rebuild() if rebuild else False
 
     async def _read(self, state: CatalogState) -> CatalogReading:
-        try:
-            large = os.stat(state.path).st_size > PROCESS_PARSE_BYTES
-        except OSError:
-            large = False
-        if not large:
+        size, content_digest = await asyncio.to_thread(_size_and_digest, state.path)
+        if size <= PROCESS_PARSE_BYTES:
             return await asyncio.to_thread(read_catalog, state.path, state.name, state.digest)
+        if content_digest == state.digest:  # our own write, or a touch: no worker needed
+            return CatalogReading(content_digest, None, None)
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=1, mp_context=context, max_tasks_per_child=1) as pool:
             job = asyncio.get_running_loop().run_in_executor(pool, read_catalog_rows, state.path, state.name, state.digest)

@@ -150,7 +150,8 @@ async def test_serving_does_not_serialize_per_request(start: StartClient, monkey
         assert await (await client.get(MAP, headers=AUTH)).read() == expected
 
 
-async def test_a_large_map_is_streamed_whole(start: StartClient, catalog_dir: Path) -> None:
+async def test_a_large_map_is_streamed_whole(start: StartClient, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("service.views.STREAM_THRESHOLD", 1024 * 1024)
     from service.views import STREAM_THRESHOLD
 
     entries = [entry(v, f"file_{v}.safetensors", "loras", name="n" * 200) for v in range(1, 6001)]

@@ -1,0 +1,88 @@
+"""What one file event costs, at several catalog sizes: in-process, no server, no disk.
+
+An event is split in the two parts the service does on the event loop:
+  - update: apply the probed fact to presence and patch the statuses of the versions
+    with that file name (should not grow with the catalog);
+  - publish: join the pre-serialized fragments into the new body (a memcpy of the map,
+    grows with its size in bytes, never re-serializes).
+
+    python bench/event_cost.py [--sizes 1000,100000] [--events 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from service.index import CivitaiIndex, build_layout, extract_entries  # noqa: E402
+from service.presence import FolderSource, PathFact, Presence  # noqa: E402
+
+ROOT = "/models"
+
+
+def catalog(n: int) -> dict[str, object]:
+    models = [
+        {"name": f"Model {i}", "file": f"f{i}.safetensors", "dest": "loras", "civitai_version_id": i, "civitai_model_id": i, "base_model": "SDXL 1.0"}
+        for i in range(1, n + 1)
+    ]
+    return {"version": 1, "categories": [{"id": "loras", "models": models}]}
+
+
+async def measure(n: int, events: int) -> dict[str, float]:
+    presence = Presence((FolderSource(ROOT),))
+    index = CivitaiIndex(presence)
+    index.set_layout(build_layout([extract_entries(catalog(n), "models")]))
+    update_us: list[float] = []
+    publish_us: list[float] = []
+    original_publish = index._publish
+    timings: dict[str, float] = {}
+
+    def timed_publish(changes):  # type: ignore[no-untyped-def]
+        started = time.perf_counter()
+        result = original_publish(changes)
+        timings["publish"] = time.perf_counter() - started
+        return result
+
+    index._publish = timed_publish  # type: ignore[method-assign]
+    for k in range(events):
+        name = f"f{(k * 7919) % n + 1}.safetensors"
+        fact = PathFact(f"{ROOT}/loras/{name}", "file", complete=k % 2 == 0)
+        started = time.perf_counter()
+        index.files_changed(presence.apply([fact]))
+        total = time.perf_counter() - started
+        publish = timings.pop("publish", 0.0)
+        update_us.append((total - publish) * 1e6)
+        publish_us.append(publish * 1e6)
+    return {
+        "entries": n,
+        "map_bytes": len(index.snapshot.body),
+        "update_us_p50": statistics.median(update_us),
+        "update_us_p95": statistics.quantiles(update_us, n=20)[18],
+        "publish_us_p50": statistics.median(publish_us),
+        "publish_us_p95": statistics.quantiles(publish_us, n=20)[18],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1000,100000")
+    parser.add_argument("--events", type=int, default=2000)
+    args = parser.parse_args()
+    print("| entries | map size | update p50 / p95 (µs) | publish p50 / p95 (µs) |")
+    print("|---|---|---|---|")
+    for n in (int(s) for s in args.sizes.split(",")):
+        r = asyncio.run(measure(n, args.events))
+        print(
+            f"| {n:,} | {r['map_bytes'] / 1e6:.1f} MB | {r['update_us_p50']:.1f} / {r['update_us_p95']:.1f} "
+            f"| {r['publish_us_p50']:.0f} / {r['publish_us_p95']:.0f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
