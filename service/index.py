@@ -176,7 +176,7 @@ class CivitaiIndex:
                     self._status[version_id] = present
                     layout.parts[layout.slots[version_id]] = PRESENT if present else MISSING
                     changes[version_id] = _status_name(present)
-        return self._publish(changes) if changes else False
+        return self._publish(changes)
 
     def point_answer(self, version_ids: Iterable[int] = (), model_ids: Iterable[int] = ()) -> bytes:
         """The map restricted to some versions and to every version of some models."""
@@ -193,9 +193,10 @@ class CivitaiIndex:
         return _OPEN + b",".join(fragments) + _MIDDLE + orjson.dumps(by_model, option=orjson.OPT_NON_STR_KEYS) + _CLOSE
 
     def _publish(self, changes: Changes) -> bool:
-        body = b"".join(self._layout.parts)
-        if body == self.snapshot.body:
+        # No version added, removed, re-described or re-statused: the body cannot differ.
+        if not changes:
             return False
+        body = b"".join(self._layout.parts)
         self._generation += 1
         self.snapshot = MapSnapshot(body, self._etag())
         for listener in self.listeners:

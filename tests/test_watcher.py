@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import time
 from pathlib import Path
 
+import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -13,7 +16,7 @@ from service.presence import Scan
 from service.typedefs import LIBRARY, WATCHER
 
 from .conftest import StartClient, get_map
-from .helpers import catalog, entry, eventually, replace_json, touch, write_json
+from .helpers import AUTH, catalog, entry, eventually, replace_json, touch, write_json
 
 
 def status_is(client: TestClient, version_id: int, status: str | None):  # type: ignore[no-untyped-def]
@@ -151,3 +154,19 @@ async def test_large_catalogs_are_parsed_in_a_worker_process(start: StartClient,
         return (await client.get("/ready")).status == 503
 
     await eventually(not_ready, what="a parse error reported from the worker")
+
+
+@pytest.mark.usefixtures("one_checkpoint")
+async def test_a_reformatted_catalog_keeps_the_etag(start: StartClient, catalog_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="service")
+    client = await start()
+    before = (await client.get("/api/admin/models/civitai-map", headers=AUTH)).headers["ETag"]
+    doc = orjson.loads((catalog_dir / "models.json").read_bytes())
+    (catalog_dir / "models.json").write_bytes(orjson.dumps(doc))  # same content, other bytes
+
+    async def reloaded() -> bool:
+        return any("models.json loaded" in r.getMessage() for r in caplog.records if r.created > started)
+
+    started = time.time()
+    await eventually(reloaded, what="the reformatted catalog re-read")
+    assert (await client.get("/api/admin/models/civitai-map", headers=AUTH)).headers["ETag"] == before
