@@ -1495,7 +1495,7 @@ def table_for(res: dict[str, Any], fresh_n: int) -> tuple[str, list[dict[str, An
             f"{_fmt(L['max_ms'], ' ms', 1)}" + (f", {fr['timeouts']['land']} timeouts" if fr['timeouts']['land'] else ""))
         row("file landing → present p95", _fmt(L["p95_ms"], " ms", 1), "≤ 250 ms",
             L["p95_ms"] is not None and L["p95_ms"] <= 250 and not fr["timeouts"]["land"])
-        row(f"file deleted → missing p50 / p95 / max", f"{_fmt(D['p50_ms'], '', 1)} / {_fmt(D['p95_ms'], '', 1)} / "
+        row("file deleted → missing p50 / p95 / max", f"{_fmt(D['p50_ms'], '', 1)} / {_fmt(D['p95_ms'], '', 1)} / "
             f"{_fmt(D['max_ms'], ' ms', 1)}" + (f", {fr['timeouts']['delete']} timeouts" if fr['timeouts']['delete'] else ""),
             "≤ 250 ms (p95)", D["p95_ms"] is not None and D["p95_ms"] <= 250 and not fr["timeouts"]["delete"])
     ce = res.get("catalog_edit")
