@@ -6,6 +6,7 @@ import argparse
 import errno
 import logging
 import os
+import socket
 import sys
 from collections.abc import Sequence
 
@@ -52,7 +53,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_line_size=MAX_HEADER_BYTES,
             max_field_size=MAX_HEADER_BYTES,
         )
+    except socket.gaierror:
+        print(f"comfy-catalog: HOST {settings.host} does not resolve to an address of this machine.", file=sys.stderr)
+        return 2
     except OSError as exc:
+        if exc.errno == errno.EACCES:
+            print(f"comfy-catalog: PORT {settings.port} needs privileges this user does not have; use a port above 1023.", file=sys.stderr)
+            return 2
         if exc.errno == errno.EADDRINUSE:
             print(f"comfy-catalog: PORT {settings.port} is already in use on {settings.host}.", file=sys.stderr)
             return 2

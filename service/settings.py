@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,16 +72,6 @@ class Settings:
                 raise ConfigError(
                     f"CORS_ORIGINS entry {origin!r} is not an origin like https://example.com (no path, no trailing slash)."
                 )
-
-    @property
-    def is_loopback(self) -> bool:
-        """True when the service listens only on this machine."""
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:

@@ -98,6 +98,13 @@ def test_bad_configuration_stops_with_one_line_naming_the_variable(folders: dict
     assert "Traceback" not in stderr
 
 
+def test_an_unresolvable_host_is_one_clear_line(folders: dict[str, str]) -> None:
+    proc = run_service({**folders, "HOST": "no-such-host.invalid", "API_KEY": "k" * 20})
+    _stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert "HOST no-such-host.invalid does not resolve" in stderr and "Traceback" not in stderr
+
+
 def test_a_port_in_use_is_one_clear_line(folders: dict[str, str]) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
