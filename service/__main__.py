@@ -39,6 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.print_key:
         print(api_key)
         return 0
+    try:
+        check_listen(settings)
+    except ConfigError as exc:
+        print(f"comfy-catalog: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiohttp.access").setLevel(settings.log_level)
     _print_banner(settings, api_key, generated)
@@ -53,21 +58,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_line_size=MAX_HEADER_BYTES,
             max_field_size=MAX_HEADER_BYTES,
         )
-    except socket.gaierror:
-        print(f"comfy-catalog: HOST {settings.host} does not resolve to an address of this machine.", file=sys.stderr)
+    except OSError as exc:  # lost a race for the port since check_listen
+        print(f"comfy-catalog: {_listen_problem(settings, exc)}", file=sys.stderr)
         return 2
-    except OSError as exc:
-        if exc.errno == errno.EACCES:
-            print(f"comfy-catalog: PORT {settings.port} needs privileges this user does not have; use a port above 1023.", file=sys.stderr)
-            return 2
-        if exc.errno == errno.EADDRINUSE:
-            print(f"comfy-catalog: PORT {settings.port} is already in use on {settings.host}.", file=sys.stderr)
-            return 2
-        if exc.errno == errno.EADDRNOTAVAIL:
-            print(f"comfy-catalog: HOST {settings.host} is not an address of this machine.", file=sys.stderr)
-            return 2
-        raise
     return 0
+
+
+def check_listen(settings: Settings) -> None:
+    """Bind the address once before anything starts, so a bad HOST or PORT is one clear line."""
+    try:
+        infos = socket.getaddrinfo(settings.host, settings.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError):
+        raise ConfigError(f"HOST {settings.host} does not resolve to an address of this machine.") from None
+    for family, kind, proto, _name, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                raise ConfigError(_listen_problem(settings, exc)) from None
+
+
+def _listen_problem(settings: Settings, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return f"PORT {settings.port} is already in use on {settings.host}."
+    if exc.errno == errno.EACCES:
+        return f"PORT {settings.port} needs privileges this user does not have; use a port above 1023."
+    if exc.errno in (errno.EADDRNOTAVAIL, errno.EINVAL):
+        return f"HOST {settings.host} is not an address this machine can listen on."
+    return f"cannot listen on HOST {settings.host} PORT {settings.port} ({exc.strerror or exc})."
 
 
 def prepare_folders(settings: Settings) -> None:
@@ -79,7 +98,10 @@ def prepare_folders(settings: Settings) -> None:
     if not os.access(settings.catalog_dir, os.W_OK | os.X_OK):
         raise ConfigError(f"CATALOG_DIR is not writable by this user: {settings.catalog_dir}")
     if settings.models_dir.is_relative_to(default_data_dir()):
-        settings.models_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            settings.models_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"MODELS_DIR cannot be created ({exc.strerror}): {settings.models_dir}") from None
     if not settings.models_dir.is_dir():
         raise ConfigError(f"MODELS_DIR is not a folder: {settings.models_dir}")
     if not os.access(settings.models_dir, os.R_OK | os.X_OK):

@@ -99,8 +99,8 @@ async def civitai_map_events(request: web.Request) -> web.StreamResponse:
             etag, changes = message  # type: ignore[misc]
             body = {**_tags(etag), "changes": {str(v): s for v, s in changes.items()}}
             await stream.send(_json(body), event="change", id=etag)
-    except ConnectionResetError:
-        logger.debug("an events client went away")
+    except (ConnectionResetError, TimeoutError):
+        logger.debug("an events client went away or stopped reading")
     finally:
         feed.unsubscribe(subscription)
         if stream.prepared:

@@ -114,7 +114,8 @@ class Library:
         started = time.perf_counter()
         for name in CATALOG_NAMES:
             await self.reload_catalog(name, rebuild=False)
-        await self._rebuild()
+        async with self._catalog_lock:
+            await self._rebuild()
         await self.reconcile()
         self.ready = True
         logger.info(
@@ -150,10 +151,12 @@ class Library:
             return await asyncio.to_thread(read_catalog, state.path, state.name, state.digest)
         if content_digest == state.digest:  # our own write, or a touch: no worker needed
             return CatalogReading(content_digest, None, None)
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=1, mp_context=context, max_tasks_per_child=1) as pool:
+        pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        try:
             job = asyncio.get_running_loop().run_in_executor(pool, read_catalog_rows, state.path, state.name, state.digest)
             content_digest, rows, error = await job
+        finally:
+            await asyncio.to_thread(pool.shutdown)  # the worker exits, and its parse memory with it
         entries = None if rows is None else await asyncio.to_thread(lambda: [MapEntry(*row) for row in rows])
         return CatalogReading(content_digest, entries, error)
 
@@ -174,7 +177,11 @@ class Library:
         return self.index.files_changed(self.presence.apply(facts))
 
     async def reconcile(self) -> bool:
-        """Rescan every root; the safety net for events that never arrived. True if the map changed."""
+        """Re-read both catalogs and rescan every root: the safety net for events that never
+        arrived. Unchanged catalogs cost a hash. True if the map changed."""
+        catalogs_moved = False
+        for name in CATALOG_NAMES:
+            catalogs_moved |= await self.reload_catalog(name)
         self._touched = set()
         try:
             scan = await asyncio.to_thread(scan_sources, self.sources)
@@ -190,7 +197,7 @@ class Library:
             for path in set(scan.unreadable) - set(self.unreadable):
                 logger.warning("a model folder is missing or cannot be read: %s", path)
         self.unreadable = scan.unreadable
-        return self.index.files_changed(changed)
+        return self.index.files_changed(changed) or catalogs_moved
 
     async def _rebuild(self) -> bool:
         catalogs = [self.catalogs["loras"].entries, self.catalogs["models"].entries]

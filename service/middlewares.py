@@ -47,6 +47,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         code, detail = _HTTP_CODES.get(HTTPStatus(exc.status), ("http_error", exc.reason))
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return error_response(exc.status, code, detail, headers)
+    except ConnectionResetError:
+        raise  # the client went away mid-answer; aiohttp handles it, nothing to report
     except Exception:
         logger.exception("unexpected error answering %s %s", request.method, request.path)
         return error_response(

@@ -58,16 +58,19 @@ class Settings:
             raise ConfigError(f"PORT must be between 1 and 65535, not {self.port}.")
         if not self.civitai_base_url.startswith(("http://", "https://")):
             raise ConfigError("CIVITAI_BASE_URL must start with http:// or https://.")
-        if self.watch_debounce_ms < 1:
-            raise ConfigError("WATCH_DEBOUNCE_MS must be a positive number of milliseconds.")
-        if self.watch_poll_interval_ms < 10:
-            raise ConfigError("WATCH_POLL_INTERVAL_MS must be at least 10 milliseconds.")
-        if self.reconcile_interval_s <= 0:
-            raise ConfigError("RECONCILE_INTERVAL_S must be a positive number of seconds.")
-        if self.civitai_timeout_s <= 0:
-            raise ConfigError("CIVITAI_TIMEOUT_S must be a positive number of seconds.")
+        _in_range("WATCH_DEBOUNCE_MS", self.watch_debounce_ms, 1, 60_000, "milliseconds")
+        _in_range("WATCH_POLL_INTERVAL_MS", self.watch_poll_interval_ms, 10, 3_600_000, "milliseconds")
+        _in_range("RECONCILE_INTERVAL_S", self.reconcile_interval_s, 1, 86_400, "seconds")
+        _in_range("CIVITAI_TIMEOUT_S", self.civitai_timeout_s, 1, 600, "seconds")
+        _in_range("SHUTDOWN_TIMEOUT_S", self.shutdown_timeout_s, 0, 600, "seconds")
+        _in_range("MAX_BODY_BYTES", self.max_body_bytes, 1024, 64 * 1024 * 1024, "bytes")
+        if not self.host or any(c.isspace() for c in self.host) or len(self.host) > 253:
+            raise ConfigError(f"HOST must be an address or a host name, not {self.host!r}.")
         for origin in self.cors_origins:
-            parts = urlsplit(origin)
+            try:
+                parts = urlsplit(origin)
+            except ValueError:
+                raise ConfigError(f"CORS_ORIGINS entry {origin!r} is not an origin like https://example.com.") from None
             if parts.scheme not in {"http", "https", "chrome-extension"} or not parts.netloc or origin != f"{parts.scheme}://{parts.netloc}":
                 raise ConfigError(
                     f"CORS_ORIGINS entry {origin!r} is not an origin like https://example.com (no path, no trailing slash)."
@@ -97,6 +100,11 @@ class Settings:
             shutdown_timeout_s=_float(env, "SHUTDOWN_TIMEOUT_S", 5.0),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 64 * 1024),
         )
+
+
+def _in_range(name: str, value: float, low: float, high: float, unit: str) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low:g} and {high:g} {unit}, not {value:g}.")
 
 
 def _path(env: Mapping[str, str], name: str, default: Path | None) -> Path | None:

@@ -129,7 +129,10 @@ class CatalogStore:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
             raise
-        _fsync_folder(folder)
+        try:
+            _fsync_folder(folder)
+        except OSError as exc:  # the new file is in place; only its survival of a power cut is unsure
+            logger.warning("%s was saved but its folder could not be synced (%s)", self.path.name, exc.strerror)
 
     def _current(self) -> bytes | None:
         try:

@@ -17,8 +17,6 @@ from watchfiles import Change, awatch
 
 from .catalog import CATALOG_NAMES
 from .library import Library
-from .filenames import is_partial_download
-from .presence import ARIA2_SUFFIX
 
 logger = logging.getLogger(__name__)
 
@@ -88,8 +86,6 @@ class Watcher:
         self.live.set()
         while not await _stopped(stop, interval):
             try:
-                for name in CATALOG_NAMES:
-                    await self.library.reload_catalog(name)
                 await self.library.reconcile()
             except Exception:
                 logger.exception("a rescan failed")
@@ -167,9 +163,9 @@ class Watcher:
         directory, name = os.path.split(path)
         if directory == self.catalog_dir:
             return name in {f"{n}.json" for n in CATALOG_NAMES}
-        if path.startswith(self.catalog_dir + os.sep) and not any(path.startswith(r + os.sep) for r in self.roots):
-            return False
-        return name.endswith(ARIA2_SUFFIX) or not is_partial_download(name)
+        # Everything under a model root counts, download-like names included: a folder named
+        # `pack.tmp` renamed to `pack` must be seen; probing decides what is complete.
+        return not path.startswith(self.catalog_dir + os.sep) or any(path.startswith(r + os.sep) for r in self.roots)
 
 
 def _outermost(paths: list[str]) -> list[str]:

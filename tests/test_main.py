@@ -87,6 +87,12 @@ def test_the_key_survives_restarts(folders: dict[str, str]) -> None:
         ({"CIVITAI_BASE_URL": "ftp://x"}, "CIVITAI_BASE_URL"),
         ({"CORS_ORIGINS": "https://ok.example/path"}, "CORS_ORIGINS"),
         ({"LOG_LEVEL": "LOUD"}, "LOG_LEVEL"),
+        ({"MAX_BODY_BYTES": "-5"}, "MAX_BODY_BYTES"),
+        ({"SHUTDOWN_TIMEOUT_S": "-1"}, "SHUTDOWN_TIMEOUT_S"),
+        ({"WATCH_DEBOUNCE_MS": "1e23"}, "WATCH_DEBOUNCE_MS"),
+        ({"CORS_ORIGINS": "http://[::1"}, "CORS_ORIGINS"),
+        ({"HOST": "exa..mple", "API_KEY": "k" * 20}, "HOST"),
+        ({"HOST": "fe80::1", "API_KEY": "k" * 20}, "HOST"),
     ],
 )
 def test_bad_configuration_stops_with_one_line_naming_the_variable(folders: dict[str, str], env: dict[str, str], variable: str) -> None:
@@ -112,5 +118,8 @@ def test_a_port_in_use_is_one_clear_line(folders: dict[str, str]) -> None:
         port = taken.getsockname()[1]
         proc = run_service({**folders, "PORT": str(port), "API_KEY": "k" * 20})
         _stdout, stderr = proc.communicate(timeout=20)
+        key = run_service({**folders, "PORT": str(port), "API_KEY": "k" * 20}, "--print-key")
+        key_out, _ = key.communicate(timeout=20)
     assert proc.returncode == 2
-    assert f"PORT {port} is already in use" in stderr and "Traceback" not in stderr
+    assert stderr.strip() == f"comfy-catalog: PORT {port} is already in use on 127.0.0.1."
+    assert key.returncode == 0 and key_out.strip() == "k" * 20  # works beside the running service
