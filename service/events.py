@@ -89,8 +89,9 @@ async def civitai_map_events(request: web.Request) -> web.StreamResponse:
     try:
         await stream.prepare(request)
         await stream.send(_json(_tags(library.index.snapshot.etag)), event="snapshot")
+        gone = asyncio.ensure_future(stream.wait())  # ends when the client has gone (its heartbeat failed)
         while not feed.closing.is_set():
-            message = await _next(subscription, feed.closing)
+            message = await _next(subscription, feed.closing, gone)
             if message is None:
                 break
             if message is RESYNC:
@@ -110,13 +111,14 @@ async def civitai_map_events(request: web.Request) -> web.StreamResponse:
     return stream
 
 
-async def _next(subscription: Subscription, closing: asyncio.Event) -> tuple[str, Changes] | object | None:
+async def _next(subscription: Subscription, closing: asyncio.Event, gone: asyncio.Future[None]) -> tuple[str, Changes] | object | None:
+    """The next message; None at shutdown or once the client has gone."""
     getter = asyncio.ensure_future(subscription.queue.get())
     closer = asyncio.ensure_future(closing.wait())
     try:
-        done, _pending = await asyncio.wait({getter, closer}, return_when=asyncio.FIRST_COMPLETED)
+        done, _pending = await asyncio.wait({getter, closer, gone}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        getter.cancel()
+        getter.cancel()  # `gone` is shared by every call: cancelling it would stop the heartbeat
         closer.cancel()
     if getter in done and not getter.cancelled():
         return getter.result()

@@ -98,6 +98,9 @@ class Library:
         self.ready = False
         self._catalog_lock = asyncio.Lock()
         self._touched: set[str] | None = None
+        self.links = 0  # symlinked folders under the roots, as of the last scan
+        self.reconcile_wanted = asyncio.Event()  # set when only a full rescan can be sure
+        self.rewatch_wanted = asyncio.Event()  # set when the watcher must set up its watches again
 
     def set_sources(self, sources: tuple[FolderSource, ...]) -> None:
         """Set the model folders (before `start`)."""
@@ -174,6 +177,13 @@ class Library:
         if self._touched is not None:
             self._touched.update(paths)
         facts = await asyncio.to_thread(probe, self.sources, paths)
+        if any(fact.link for fact in facts):  # a new symlinked folder: watch inside it too
+            self.links += 1
+            self.rewatch_wanted.set()
+        if self.links:
+            # Through a symlinked folder a file has several paths, and an event names only one:
+            # a rescan (coalesced, in the background) sets every other path straight.
+            self.reconcile_wanted.set()
         return self.index.files_changed(self.presence.apply(facts))
 
     async def reconcile(self) -> bool:
@@ -197,6 +207,7 @@ class Library:
             for path in set(scan.unreadable) - set(self.unreadable):
                 logger.warning("a model folder is missing or cannot be read: %s", path)
         self.unreadable = scan.unreadable
+        self.links = scan.links
         return self.index.files_changed(changed) or catalogs_moved
 
     async def _rebuild(self) -> bool:

@@ -29,10 +29,10 @@ from .catalog import (
 )
 from .civitai import CivitaiClient
 from .errors import Conflict, Invalid, NotFound, ServiceError, Unavailable, UpstreamError
-from .filenames import is_partial_download
 from .index import MapEntry, extract_entries
 from .library import Library
 from .mapping import MappedVersion, category_display_name, lora_category, version_to_entry
+from .presence import locate
 from .store import CatalogStore, Reading, StaleRead
 
 logger = logging.getLogger(__name__)
@@ -153,13 +153,13 @@ class CatalogEditor:
     async def remove(self, file: str) -> Answer:
         """Remove an entry from models.json when its file is not on disk."""
         places = self.library.presence.places(file)
-        roots = [source for source in self.library.sources if not source.logical]
+        sources = self.library.sources
 
         def on_disk(entry: Entry) -> bool:
             folder = canonical_folder(str(entry.get("dest", "")))
             if any(place == folder or place.startswith(folder + "/") for place in places):
                 return True
-            return any(_complete_file(Path(root.path) / str(entry.get("dest", "")) / file) for root in roots)
+            return locate(sources, file, folder)  # on disk, in case the watcher has not said so yet
 
         answer = await self._transact(lambda readings: plan_remove(readings, file, on_disk))
         logger.info("removed %s from models.json", file)
@@ -183,6 +183,7 @@ class CatalogEditor:
             with contextlib.ExitStack() as stack:
                 for name in CATALOG_NAMES:
                     stack.enter_context(self.stores[name].locked())
+                first_answer: Answer | None = None  # of an attempt that wrote part of its change
                 for _ in range(ATTEMPTS):
                     readings = {name: self.stores[name].read() for name in CATALOG_NAMES}
                     decided = plan(readings)
@@ -190,10 +191,12 @@ class CatalogEditor:
                         for name in decided.writes:
                             written = self.stores[name].write(readings[name])
                             outcome.written[name] = (written.digest, extract_entries(readings[name].doc, name))
+                            first_answer = first_answer or decided.answer
                     except StaleRead:
                         logger.info("a catalog changed while being saved; applying the change again")
                         continue
-                    outcome.answer = decided.answer
+                    # A retry after a partial write finishes that change; it still answers as the change did.
+                    outcome.answer = first_answer or decided.answer
                     return outcome
                 raise Conflict("The catalogs kept changing while this change was being saved; nothing more was written.", code="catalog_busy")
         except ServiceError as exc:
@@ -203,6 +206,3 @@ class CatalogEditor:
             outcome.error = Unavailable(f"The catalog could not be saved ({exc.strerror}); nothing was lost.", code="write_failed")
         return outcome
 
-
-def _complete_file(path: Path) -> bool:
-    return path.is_file() and not is_partial_download(path.name) and not Path(f"{path}.aria2").exists()

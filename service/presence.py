@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .catalog import canonical_folder
+from .catalog import FOLDER_ALIASES, canonical_folder
 from .filenames import is_partial_download
 
 ARIA2_SUFFIX = ".aria2"
@@ -35,6 +35,7 @@ class Scan:
 
     dirs: dict[str, dict[str, str]] = field(default_factory=dict)
     unreadable: list[str] = field(default_factory=list)
+    links: int = 0  # symlinked folders walked: their files are seen under more than one path
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,7 @@ class PathFact:
     kind: str  # "file", "dir" or "gone"
     complete: bool = False
     scan: Scan | None = None
+    link: bool = False  # a symlinked folder
 
 
 def source_for(sources: Iterable[FolderSource], path: str) -> FolderSource | None:
@@ -82,6 +84,28 @@ def scan_subtree(sources: Iterable[FolderSource], top: str) -> Scan:
     return scan
 
 
+def folder_paths(sources: Iterable[FolderSource], folder: str) -> list[str]:
+    """Every physical folder that holds a logical folder (canonical), across roots and aliases."""
+    first, _, rest = folder.partition("/")
+    names = [first, *(alias for alias, canonical in FOLDER_ALIASES.items() if canonical == first)]
+    paths: list[str] = []
+    for source in sources:
+        if not source.logical:
+            paths += [os.path.join(source.path, name, rest) if rest else os.path.join(source.path, name) for name in names]
+        elif source.logical == first:
+            paths.append(os.path.join(source.path, rest) if rest else source.path)
+    return paths
+
+
+def locate(sources: tuple[FolderSource, ...], name: str, folder: str) -> bool:
+    """Look on disk now: is a complete file of that name in that logical folder or below it?"""
+    for top in folder_paths(sources, folder):
+        scan = scan_subtree(sources, top) if os.path.isdir(top) else Scan()
+        if any(name in names for names in scan.dirs.values()):
+            return True
+    return False
+
+
 def probe(sources: tuple[FolderSource, ...], paths: Iterable[str]) -> list[PathFact]:
     """Look at each changed path now; the kind of change reported is not trusted."""
     facts: list[PathFact] = []
@@ -101,7 +125,7 @@ def probe(sources: tuple[FolderSource, ...], paths: Iterable[str]) -> list[PathF
 def _probe_one(sources: tuple[FolderSource, ...], path: str) -> PathFact:
     try:
         if os.path.isdir(path):
-            return PathFact(path, "dir", scan=scan_subtree(sources, path))
+            return PathFact(path, "dir", scan=scan_subtree(sources, path), link=os.path.islink(path))
         if os.path.isfile(path):
             return PathFact(path, "file", complete=_complete(path, os.path.basename(path)))
     except OSError:
@@ -132,6 +156,7 @@ def _walk(source: FolderSource, top: str, scan: Scan, ancestors: tuple[tuple[int
         try:
             if entry.is_dir():  # follows symlinks
                 subdirs.append(entry.path)
+                scan.links += entry.is_symlink()
             elif entry.is_file() and not is_partial_download(entry.name) and entry.name + ARIA2_SUFFIX not in names:
                 found[entry.name] = logical
         except OSError:

@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 STEP_MS = 50  # quiet time that ends a batch of changes
 RESTART_DELAYS_S = (0.5, 1, 2)
 MIN_SCAN_INTERVAL_S = 2.0
+ASKED_RECONCILE_DELAY_S = 0.2
 # Failures that a restart cannot mend: fall back to scanning at once.
 HOPELESS = ("file system loop", "watch limit", "no space left on device")
 
@@ -92,6 +93,22 @@ class Watcher:
 
     async def _watch(self, stop: asyncio.Event) -> None:
         self.roots = _outermost([source.path for source in self.library.sources if os.path.isdir(source.path)])
+        this_run = asyncio.Event()  # ends this run: on stop, or when the watches must be set up again
+        relay = asyncio.create_task(self._end_run_on(stop, this_run))
+        try:
+            await self._watch_until(this_run)
+        finally:
+            relay.cancel()
+        if self.library.rewatch_wanted.is_set() and not stop.is_set():
+            self.library.rewatch_wanted.clear()
+            self.live.clear()  # the next run catches up with a reconcile
+            logger.info("a symlinked folder appeared; setting up the watches again")
+
+    async def _end_run_on(self, stop: asyncio.Event, this_run: asyncio.Event) -> None:
+        await _first(stop, self.library.rewatch_wanted, None)
+        this_run.set()
+
+    async def _watch_until(self, stop: asyncio.Event) -> None:
         changes = awatch(
             self.catalog_dir,
             *self.roots,
@@ -181,6 +198,17 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
+async def _first(stop: asyncio.Event, wanted: asyncio.Event, seconds: float | None) -> bool:
+    """Wait for `stop`, `wanted` or the time; True only if `stop` was set."""
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wanted.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+    return stop.is_set()
+
+
 async def _stopped(stop: asyncio.Event, seconds: float) -> bool:
     """Wait up to `seconds`; True if `stop` was set meanwhile."""
     try:
@@ -199,8 +227,12 @@ def _signature(path: str) -> tuple[int, int, int] | None:
 
 
 async def reconcile_forever(library: Library, interval_s: float, stop: asyncio.Event) -> None:
-    """Rescan every root at a fixed interval until `stop` is set."""
-    while not await _stopped(stop, interval_s):
+    """Rescan every root at a fixed interval, and soon after the library asks for it, until `stop`."""
+    while not await _first(stop, library.reconcile_wanted, interval_s):
+        if library.reconcile_wanted.is_set():
+            if await _stopped(stop, ASKED_RECONCILE_DELAY_S):  # let a burst of events settle
+                return
+            library.reconcile_wanted.clear()
         try:
             if await library.reconcile():
                 logger.info("reconcile found changes the watcher had missed")

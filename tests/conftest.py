@@ -47,8 +47,8 @@ StartClient = Callable[..., Awaitable[TestClient]]
 def start(aiohttp_client: Any, settings: Settings) -> StartClient:
     """Start the real app (optionally with other settings) and wait until it is ready."""
 
-    async def _start(wait_ready: bool = True, **changes: Any) -> TestClient:
-        client = await aiohttp_client(create_app(replace(settings, **changes), API_KEY))
+    async def _start(wait_ready: bool = True, server_kwargs: dict[str, Any] | None = None, **changes: Any) -> TestClient:
+        client = await aiohttp_client(create_app(replace(settings, **changes), API_KEY), server_kwargs=server_kwargs or {})
         if wait_ready:
 
             async def is_ready() -> bool:
