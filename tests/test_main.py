@@ -53,6 +53,7 @@ def test_first_start_generates_an_owner_only_key_prints_it_and_stops_cleanly_on_
     proc = run_service({**folders, "PORT": str(port)})
     try:
         assert wait_http(f"http://127.0.0.1:{port}/health") == 200
+        assert wait_http(f"http://127.0.0.1:{port}/ready") == 200  # the map answers 503 until the index is built
         key_file = Path(folders["CATALOG_DIR"]) / ".api_key"
         key = key_file.read_text().strip()
         assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
