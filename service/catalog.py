@@ -6,8 +6,10 @@ kept: orjson keeps dict insertion order both ways, and edits touch only what the
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -16,6 +18,16 @@ Doc = dict[str, Any]
 Entry = dict[str, Any]
 
 CATALOG_NAMES = ("models", "loras")
+
+
+def catalog_path(catalog_dir: Path, name: str) -> Path:
+    """Where a catalog lives: `<CATALOG_DIR>/<name>.json`."""
+    return catalog_dir / f"{name}.json"
+
+
+def digest(raw: bytes) -> str:
+    """The content hash used to recognise a catalog already read or written."""
+    return hashlib.sha256(raw).hexdigest()
 
 
 class CatalogFormatError(ValueError):

@@ -8,7 +8,6 @@ are applied on the event loop, under one lock for catalog changes so layouts lan
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import multiprocessing
 import time
@@ -17,16 +16,11 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .catalog import CATALOG_NAMES, CatalogFormatError, parse_catalog
+from .catalog import CATALOG_NAMES, CatalogFormatError, catalog_path, digest, parse_catalog
 from .index import CivitaiIndex, MapEntry, build_layout, extract_entries
 from .presence import FolderSource, Presence, probe, scan_sources
 
 logger = logging.getLogger(__name__)
-
-
-def digest(raw: bytes) -> str:
-    """The content hash used to recognise a catalog we have already read or written."""
-    return hashlib.sha256(raw).hexdigest()
 
 
 @dataclass(slots=True)
@@ -90,7 +84,7 @@ class Library:
     """Keeps the index true to the catalogs and the model folders."""
 
     def __init__(self, catalog_dir: Path, sources: tuple[FolderSource, ...]) -> None:
-        self.catalogs = {name: CatalogState(name, catalog_dir / f"{name}.json") for name in CATALOG_NAMES}
+        self.catalogs = {name: CatalogState(name, catalog_path(catalog_dir, name)) for name in CATALOG_NAMES}
         self.sources = sources
         self.presence = Presence(sources)
         self.index = CivitaiIndex(self.presence)

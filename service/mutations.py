@@ -21,6 +21,7 @@ from .catalog import (
     Entry,
     add_entry,
     canonical_folder,
+    catalog_path,
     find_file,
     find_version,
     iter_entries,
@@ -119,7 +120,8 @@ class CatalogEditor:
     """Runs mutations against the catalog files and keeps the library in step with them."""
 
     def __init__(self, catalog_dir: Path, library: Library, civitai: CivitaiClient) -> None:
-        self.stores = {name: CatalogStore(catalog_dir / f"{name}.json") for name in CATALOG_NAMES}
+        self.stores = {name: CatalogStore(catalog_path(catalog_dir, name)) for name in CATALOG_NAMES}
+        self._lock = asyncio.Lock()  # every transaction takes both catalogs: one lock in this process
         self.library = library
         self.civitai = civitai
 
@@ -152,23 +154,17 @@ class CatalogEditor:
 
     async def remove(self, file: str) -> Answer:
         """Remove an entry from models.json when its file is not on disk."""
-        places = self.library.presence.places(file)
         sources = self.library.sources
 
-        def on_disk(entry: Entry) -> bool:
-            folder = canonical_folder(str(entry.get("dest", "")))
-            if any(place == folder or place.startswith(folder + "/") for place in places):
-                return True
-            return locate(sources, file, folder)  # on disk, in case the watcher has not said so yet
+        def on_disk(entry: Entry) -> bool:  # looks on disk, so a file the watcher has not reported yet counts
+            return locate(sources, file, canonical_folder(str(entry.get("dest", ""))))
 
         answer = await self._transact(lambda readings: plan_remove(readings, file, on_disk))
         logger.info("removed %s from models.json", file)
         return answer
 
     async def _transact(self, plan: Callable[[Readings], Plan]) -> Answer:
-        async with contextlib.AsyncExitStack() as stack:
-            for name in CATALOG_NAMES:
-                await stack.enter_async_context(self.stores[name].local_lock)
+        async with self._lock:
             outcome = await asyncio.to_thread(self._run, plan)
             if outcome.written:
                 await self.library.accept_writes(outcome.written)

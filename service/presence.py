@@ -186,10 +186,6 @@ class Presence:
         prefix = folder + "/"
         return any(place == folder or place.startswith(prefix) for place in places.values())
 
-    def places(self, name: str) -> list[str]:
-        """The logical folders holding a complete file of that name."""
-        return list(self._by_name.get(name, {}).values())
-
     def replace(self, scan: Scan) -> set[str]:
         """Swap in a full scan; return the names whose places changed."""
         before = self._by_name

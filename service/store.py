@@ -4,13 +4,12 @@ A write takes the catalog's sidecar lock (`.<name>.lock`, never the data file: a
 swaps the inode), re-reads the file under it, applies the change to what is on disk now,
 writes a temp file in the same folder, fsyncs it, checks the file still holds what was
 read (programs that take no lock edit it too), replaces, and fsyncs the folder. The
-blocking parts run in a worker thread; an asyncio lock keeps this process's writers in
-line so they do not hold worker threads waiting on each other.
+blocking parts run in a worker thread; the caller keeps this process's writers in line
+(one asyncio lock) so they do not hold worker threads waiting on each other.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import fcntl
@@ -22,9 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .catalog import CatalogFormatError, Doc, empty_catalog, parse_catalog, serialize_catalog, stamp
+from .catalog import CatalogFormatError, Doc, digest, empty_catalog, parse_catalog, serialize_catalog, stamp
 from .errors import Unavailable
-from .library import digest
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +55,6 @@ class CatalogStore:
         self.path = path
         self.name = path.stem
         self.lock_path = path.with_name(f".{path.name}.lock")
-        self.local_lock = asyncio.Lock()
 
     def ensure_exists(self) -> bool:
         """Create the file as an empty catalog when missing; True if created."""

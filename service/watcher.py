@@ -20,6 +20,7 @@ from .library import Library
 
 logger = logging.getLogger(__name__)
 
+CATALOG_FILES = frozenset(f"{name}.json" for name in CATALOG_NAMES)
 STEP_MS = 50  # quiet time that ends a batch of changes
 RESTART_DELAYS_S = (0.5, 1, 2)
 MIN_SCAN_INTERVAL_S = 2.0
@@ -179,7 +180,7 @@ class Watcher:
     def _wanted(self, _change: Change, path: str) -> bool:
         directory, name = os.path.split(path)
         if directory == self.catalog_dir:
-            return name in {f"{n}.json" for n in CATALOG_NAMES}
+            return name in CATALOG_FILES
         # Everything under a model root counts, download-like names included: a folder named
         # `pack.tmp` renamed to `pack` must be seen; probing decides what is complete.
         return not path.startswith(self.catalog_dir + os.sep) or any(path.startswith(r + os.sep) for r in self.roots)
