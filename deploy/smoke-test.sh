@@ -598,6 +598,10 @@ while :; do
 done
 check "GET /health" 200 "$(http "$BASE_URL/health")" 'isinstance(j, dict)'
 check "GET /ready" 200 "$ready"
+check "GET /api/health with key (the extension's connection check)" 200 \
+    "$(http "$BASE_URL/api/health" "$API_KEY")" 'j.get("status") == "ok" and j.get("authenticated") is True'
+check "GET /api/health with a wrong key" 200 \
+    "$(http "$BASE_URL/api/health" "wrong-key-wrong-key-wrong-key-00")" 'j.get("authenticated") is False'
 check "GET /api/admin/models/civitai-map with key" 200 \
     "$(http "$BASE_URL/api/admin/models/civitai-map" "$API_KEY")" 'isinstance(j, dict) and "by_version" in j'
 check "GET /api/admin/models/civitai-map without key" 401 \

@@ -20,7 +20,7 @@ from .openapi import openapi_json
 from .presence import FolderSource
 from .settings import Settings
 from .typedefs import CIVITAI, EDITOR, FEED, LIBRARY, SETTINGS, WATCHER
-from .views import add_version, civitai_map, health, promote_to_lora, ready, remove_from_catalog
+from .views import add_version, api_health, civitai_map, health, promote_to_lora, ready, remove_from_catalog
 from .watcher import Watcher, reconcile_forever
 
 logger = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ def create_app(settings: Settings, api_key: str) -> web.Application:
     app.cleanup_ctx.extend([catalog_files_ctx, civitai_ctx, library_ctx])
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
+    app.router.add_get("/api/health", api_health)
     app.router.add_get("/api/admin/models/civitai-map", civitai_map)
     app.router.add_get("/api/admin/models/civitai-map/events", civitai_map_events)
     app.router.add_post("/api/admin/civitai/add/{version_id}", add_version)

@@ -76,7 +76,7 @@ _DEFAULT_RESTRICTION = "CivitAI does not allow it to be downloaded."
 
 # File types that hold the model itself, in order of preference when no usable file is primary.
 _MODEL_FILE_TYPES: tuple[str, ...] = ("model", "pruned model")
-_KB_PER_GB = 1024 * 1024
+_KB_PER_GB = 1_000_000  # CivitAI's sizeKB / 1,000,000, as catalogs and the extension count: 6,775,430 KB -> 6.775
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,9 @@ MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 ALLOWED_METHODS = "GET, HEAD, POST, DELETE, OPTIONS"
 ALLOWED_HEADERS = "X-API-Key, Authorization, Content-Type, If-None-Match, Accept-Encoding"
 EXPOSED_HEADERS = "ETag, Retry-After"
+# Routes that answer without the key and are told (request[AUTHENTICATED]) whether it was right.
+KEY_OPTIONAL_PATHS = frozenset({"/api/health"})
+AUTHENTICATED = "authenticated"
 _HTTP_CODES = {
     HTTPStatus.NOT_FOUND: ("not_found", "There is nothing at this address."),
     HTTPStatus.METHOD_NOT_ALLOWED: ("method_not_allowed", "This address does not take that method."),
@@ -57,12 +60,16 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 
 def guard_middleware(api_key: str, max_body_bytes: int) -> Callable[..., Awaitable[web.StreamResponse]]:
-    """Every /api/ route needs the key; mutations take JSON bodies of bounded size or none."""
+    """Every /api/ route needs the key, but the connection check, which is told whether the key
+    is right; mutations take JSON bodies of bounded size or none."""
     expected = api_key.encode("utf-8")
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith("/api/"):
+        if request.path in KEY_OPTIONAL_PATHS:
+            presented = presented_key(request)
+            request[AUTHENTICATED] = presented is not None and key_matches(presented, expected)
+        elif request.path.startswith("/api/"):
             presented = presented_key(request)
             if presented is None:
                 raise Unauthorized("This route needs the API key in an X-API-Key header.", code="missing_api_key")

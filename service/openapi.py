@@ -161,6 +161,14 @@ SCHEMAS: dict[str, Schema] = {
         closed=True,
     ),
     "Health": obj({"status": const("ok")}),
+    "ApiHealth": obj(
+        {
+            "status": const("ok"),
+            "authenticated": {"type": "boolean", "description": "Whether the X-API-Key or Bearer key sent is right."},
+            "app_version": string("This service's version."),
+        },
+        closed=True,
+    ),
     "Ready": obj(
         {
             "ready": {"type": "boolean"},
@@ -300,6 +308,17 @@ PATHS: dict[str, dict[str, Schema]] = {
             {"200": json_response("The service is up.", ref("Health"))},
             security=None,
             tag="probes",
+        )
+    },
+    "/api/health": {
+        "get": operation(
+            "apiHealth",
+            "The extension's connection check: reachable, and whether the key sent is right",
+            {"200": json_response("Reachable. `authenticated` is false for a wrong or missing key (never a 401).", ref("ApiHealth"))},
+            security=[{}, *SECURED],  # the key is optional here
+            tag="probes",
+            description="Takes the key as X-API-Key or Authorization: Bearer but does not require it, so a client "
+            "can tell \"reachable but the key is wrong\" from \"down\". Shows no paths, counts or secrets.",
         )
     },
     "/ready": {

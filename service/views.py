@@ -8,8 +8,10 @@ from http import HTTPStatus
 import orjson
 from aiohttp import web
 
+from . import __version__
 from .errors import Invalid, Unavailable
 from .filenames import check_relative_folder
+from .middlewares import AUTHENTICATED
 from .typedefs import EDITOR, LIBRARY, WATCHER
 
 MAX_POINT_IDS = 500
@@ -21,6 +23,12 @@ STREAM_CHUNK = 256 * 1024
 async def health(request: web.Request) -> web.Response:
     """Liveness: the process serves."""
     return web.json_response({"status": "ok"})
+
+
+async def api_health(request: web.Request) -> web.Response:
+    """The extension's connection check: up, and whether the key it sent is right (never a 401)."""
+    body = {"status": "ok", "authenticated": bool(request.get(AUTHENTICATED)), "app_version": __version__}
+    return web.Response(body=orjson.dumps(body), content_type=JSON, headers={"Cache-Control": "no-store"})
 
 
 async def ready(request: web.Request) -> web.Response:

@@ -251,7 +251,7 @@ def test_illustrious_checkpoint_maps_to_the_primary_model_file() -> None:
             "civitai_version_id": 2514310,
             "civitai_model_id": 827184,
             "civitai_file_id": 2402203,
-            "size_gb": 6.462,
+            "size_gb": 6.775,
             "base_model": "Illustrious",
             "hash": body["files"][1]["hashes"]["SHA256"],
             "tags": [],
@@ -349,9 +349,10 @@ def test_optional_keys_are_omitted_when_empty() -> None:
 
 @pytest.mark.parametrize(
     ("size_kb", "expected"),
-    [(7104000, 6.775), (6775430.35, 6.462), (1048576, 1.0), (223100.46875, 0.213), (0, 0.0), (512, 0.0)],
+    [(6775430, 6.775), (6775430.35, 6.775), (1000000, 1.0), (1048576, 1.049), (223100.46875, 0.223), (0, 0.0), (400, 0.0)],
 )
 def test_size_gb(size_kb: float, expected: float) -> None:
+    """sizeKB / 1,000,000, as in the contract's catalog example and the catalogs users already have."""
     body = minimal()
     body["files"][0]["sizeKB"] = size_kb
     assert entry_of(body)["size_gb"] == expected

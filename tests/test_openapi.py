@@ -109,7 +109,10 @@ def test_every_api_route_needs_the_key_and_the_probes_do_not() -> None:
     assert DOC["servers"] == [{"url": "/"}]
     for method, path in documented_operations():
         security = DOC["paths"][path][method.lower()]["security"]
-        if path.startswith("/api/"):
+        if path == "/api/health":  # the key is optional: the answer says whether it was right
+            assert security == [{}, {"apiKey": []}, {"bearer": []}]
+            assert "401" not in DOC["paths"][path]["get"]["responses"]
+        elif path.startswith("/api/"):
             assert {"apiKey": []} in security and {"bearer": []} in security, f"{method} {path}"
             assert "401" in DOC["paths"][path][method.lower()]["responses"], f"{method} {path}"
         else:
@@ -184,6 +187,8 @@ async def test_add_without_the_key_fits_the_document(start: StartClient) -> None
 async def test_probes_fit_the_document(start: StartClient) -> None:
     client = await start()
     assert (await assert_conforms(await client.get("/health"), "GET", "/health")) == {"status": "ok"}
+    connection = await assert_conforms(await client.get("/api/health", headers=AUTH), "GET", "/api/health")
+    assert connection["authenticated"] is True
     ready = await assert_conforms(await client.get("/ready"), "GET", "/ready")
     assert ready["ready"] is True
 
