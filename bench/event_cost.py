@@ -37,7 +37,7 @@ def catalog(n: int) -> dict[str, object]:
 async def measure(n: int, events: int) -> dict[str, float]:
     presence = Presence((FolderSource(ROOT),))
     index = CivitaiIndex(presence)
-    index.set_layout(build_layout([extract_entries(catalog(n), "models")]))
+    index.set_layout(build_layout([extract_entries(catalog(n), "models").entries]))
     publish = index._publish
     index._publish = lambda changes: bool(changes)  # type: ignore[method-assign]  # time the update alone
     update_us: list[float] = []

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from .app import create_app
 from .auth import key_file, load_or_create_key
+from .catalog import CATALOG_NAMES, catalog_path
 from .errors import ConfigError
 from .extra_paths import load_extra_model_paths
 from .middlewares import QuietAccessLogger
@@ -97,6 +98,12 @@ def prepare_folders(settings: Settings) -> None:
         raise ConfigError(f"CATALOG_DIR cannot be created ({exc.strerror}): {settings.catalog_dir}") from None
     if not os.access(settings.catalog_dir, os.W_OK | os.X_OK):
         raise ConfigError(f"CATALOG_DIR is not writable by this user: {settings.catalog_dir}")
+    for name in CATALOG_NAMES:
+        if catalog_path(settings.catalog_dir, name).is_symlink():
+            raise ConfigError(
+                f"CATALOG_DIR: {name}.json is a symbolic link; every save replaces the file, which would split it "
+                "from its target. Point CATALOG_DIR at the folder that holds the real file."
+            )
     if settings.models_dir.is_relative_to(default_data_dir()):
         try:
             settings.models_dir.mkdir(parents=True, exist_ok=True)

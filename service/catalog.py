@@ -6,7 +6,12 @@ kept: orjson keeps dict insertion order both ways, and edits touch only what the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
+import re
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,13 +44,47 @@ def empty_catalog() -> Doc:
     return {"version": 0, "date": _now(), "categories": []}
 
 
+# A run of 19+ digits may be an integer beyond 64 bits, which orjson reads as a float. The
+# standard library keeps such integers; a match inside a string only costs the slower parse.
+_LONG_DIGITS = re.compile(rb"\d{19}")
+# orjson reads 1,024 levels but writes 254; the standard library writes them all given the room.
+_DEEP_RECURSION_LIMIT = 20_000
+_recursion_lock = threading.Lock()
+
+
+class CatalogUnwritable(ValueError):
+    """The document cannot be written back exactly as it was read."""
+
+
+@contextlib.contextmanager
+def _deep_recursion() -> Iterator[None]:
+    """Room for the standard library's recursive parser and writer to go as deep as orjson reads."""
+    with _recursion_lock:
+        limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(limit, _DEEP_RECURSION_LIMIT))
+        try:
+            yield
+        finally:
+            sys.setrecursionlimit(limit)
+
+
+def _no_constants(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
 def parse_catalog(raw: bytes) -> Doc:
-    """Parse catalog bytes; raise CatalogFormatError with a reason a person can act on."""
+    """Parse catalog bytes; raise CatalogFormatError with a reason a person can act on.
+
+    Values survive a later save exactly: integers beyond 64 bits are read as integers.
+    """
     if not raw.strip():
         raise CatalogFormatError("the file is empty")
     try:
         doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        if _LONG_DIGITS.search(raw):
+            with _deep_recursion():
+                doc = json.loads(raw, parse_constant=_no_constants)
+    except (orjson.JSONDecodeError, ValueError, RecursionError) as exc:
         raise CatalogFormatError(f"not valid JSON ({exc})") from None
     if not isinstance(doc, dict):
         raise CatalogFormatError("the top level is not a JSON object")
@@ -61,8 +100,25 @@ def parse_catalog(raw: bytes) -> Doc:
 
 
 def serialize_catalog(doc: Doc) -> bytes:
-    """Bytes to write: two-space indented UTF-8 JSON with a final newline, as people edit it."""
-    return orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n"
+    """Bytes to write: two-space indented UTF-8 JSON with a final newline, as people edit it.
+
+    orjson writes what it can; a document it cannot write faithfully (an integer beyond 64
+    bits, nesting deeper than 254 levels) is written by the standard library in the same
+    layout. CatalogUnwritable when neither can, so nothing is ever saved altered.
+    """
+    try:
+        return orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n"
+    except orjson.JSONEncodeError:
+        pass
+    try:
+        with _deep_recursion():
+            text = json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False)
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise CatalogUnwritable(f"it holds a value that cannot be written back unchanged ({exc})") from None
+    try:
+        return text.encode("utf-8") + b"\n"
+    except UnicodeEncodeError:  # a lone surrogate escape (\ud800) read by the standard library: keep it escaped
+        return json.dumps(doc, indent=2, ensure_ascii=True).encode("ascii") + b"\n"
 
 
 def iter_entries(doc: Doc) -> Iterator[tuple[Doc, Entry]]:
@@ -132,9 +188,17 @@ def remove_entries(doc: Doc, doomed: list[Entry]) -> int:
 
 
 def stamp(doc: Doc) -> None:
-    """Bump `version` and set `date`, as every save must."""
+    """Bump `version` and set `date`, as every save must. A version written as a string of
+    digits stays a string; one written as a whole float becomes an integer."""
     version = doc.get("version")
-    doc["version"] = version + 1 if isinstance(version, int) and not isinstance(version, bool) else 1
+    if isinstance(version, str) and _is_ascii_number(version):
+        doc["version"] = str(int(version) + 1)
+    elif isinstance(version, float) and version.is_integer() and version >= 0:
+        doc["version"] = int(version) + 1
+    elif isinstance(version, int) and not isinstance(version, bool) and version >= 0:
+        doc["version"] = version + 1
+    else:
+        doc["version"] = 1
     doc["date"] = _now()
 
 
@@ -155,12 +219,26 @@ def _same_folder(a: object, b: str) -> bool:
     return isinstance(a, str) and canonical_folder(a) == canonical_folder(b)
 
 
+def has_unusable_id(entry: Entry) -> bool:
+    """True when the entry's CivitAI version or model id is set but is not an id ("²", -1, 2**70)."""
+    return any(entry.get(key) is not None and _int_id(entry.get(key)) is None for key in ID_FIELDS)
+
+
+ID_FIELDS = ("civitai_version_id", "civitai_model_id")
+MAX_ID = 2**63 - 1
+
+
+def _is_ascii_number(text: str) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= 18
+
+
 def _int_id(value: object) -> int | None:
+    """A positive JSON integer below 2**63, or a string of ASCII digits; nothing else is an id."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value if value > 0 else None
-    if isinstance(value, str) and value.isdigit() and len(value) <= 18:
+        return value if 0 < value <= MAX_ID else None
+    if isinstance(value, str) and _is_ascii_number(value):
         number = int(value)
         return number if number > 0 else None
     return None

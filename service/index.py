@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from .catalog import Doc, canonical_folder, iter_entries, model_id_of, version_id_of
+from .catalog import Doc, canonical_folder, has_unusable_id, iter_entries, model_id_of, version_id_of
 from .presence import Presence
 
 PRESENT = b'present"}'
@@ -44,15 +44,30 @@ class MapEntry:
     head: bytes
 
 
-def extract_entries(doc: Doc, catalog: str) -> list[MapEntry]:
-    """Map entries of one catalog: entries with a CivitAI version id, a file and a folder."""
+@dataclass(slots=True)
+class CatalogEntries:
+    """What the map takes from one catalog, and how many entries it had to leave out for unusable ids."""
+
+    entries: list[MapEntry]
+    unusable_ids: int = 0
+
+
+def extract_entries(doc: Doc, catalog: str) -> CatalogEntries:
+    """Map entries of one catalog: entries with a CivitAI version id, a file and a folder.
+
+    An entry whose version or model id is set but is not an id ("²", -1, 2**70) is left out
+    and counted; it stays in the file untouched, like every entry the map does not show.
+    """
     entries: list[MapEntry] = []
+    unusable = 0
     for _category, entry in iter_entries(doc):
-        version_id = version_id_of(entry)
+        if has_unusable_id(entry):
+            unusable += 1
+            continue
+        version_id, model_id = version_id_of(entry), model_id_of(entry)
         file, dest = entry.get("file"), entry.get("dest")
         if version_id is None or not isinstance(file, str) or not file or not isinstance(dest, str):
             continue
-        model_id = model_id_of(entry)
         view = {
             "file": file,
             "dest": dest,
@@ -61,9 +76,13 @@ def extract_entries(doc: Doc, catalog: str) -> list[MapEntry]:
             "civitai_model_id": model_id,
             "catalog": catalog,
         }
-        head = b'"%d":' % version_id + orjson.dumps(view)[:-1] + b',"status":"'
+        try:
+            head = b'"%d":' % version_id + orjson.dumps(view)[:-1] + b',"status":"'
+        except orjson.JSONEncodeError:  # a lone surrogate in a name: not showable, left as it is in the file
+            unusable += 1
+            continue
         entries.append(MapEntry(version_id, model_id, file, sys.intern(canonical_folder(dest)), catalog, head))
-    return entries
+    return CatalogEntries(entries, unusable)
 
 
 @dataclass(slots=True)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .catalog import CATALOG_NAMES, CatalogFormatError, catalog_path, digest, parse_catalog
-from .index import CivitaiIndex, MapEntry, build_layout, extract_entries
+from .index import CatalogEntries, CivitaiIndex, MapEntry, build_layout, extract_entries
 from .presence import FolderSource, Presence, probe, scan_sources
 
 logger = logging.getLogger(__name__)
@@ -32,26 +32,34 @@ class CatalogState:
     digest: str | None = None
     entries: list[MapEntry] = field(default_factory=list)
     error: str | None = None
+    unusable_ids: int = 0  # entries left out of the map because an id is not an id
 
 
 @dataclass(frozen=True, slots=True)
 class CatalogReading:
     digest: str
-    entries: list[MapEntry] | None
+    entries: CatalogEntries | None
     error: str | None
+    unparsable: bool = False  # worth reading again: a program may be writing it in place
 
 
 # Catalogs larger than this are parsed in a short-lived worker process: parsing 40 MB of JSON
 # is one C call that holds the GIL for ~0.3 s, which a thread cannot keep off the event loop.
 PROCESS_PARSE_BYTES = 16 * 1024 * 1024
 EntryRow = tuple[int, int | None, str, str, str, bytes]
+# A catalog that does not parse may be half-written by a program that saves in place: read
+# it again, backing off, for about this long before calling it unparsable.
+UNPARSABLE_RETRY_S = (0.02, 0.05, 0.1, 0.2, 0.3, 0.35)
 
 
-def read_catalog_rows(path: Path, name: str, known_digest: str | None) -> tuple[str, list[EntryRow] | None, str | None]:
+def read_catalog_rows(
+    path: Path, name: str, known_digest: str | None
+) -> tuple[str, tuple[list[EntryRow], int] | None, str | None, bool]:
     """`read_catalog` with plain tuples, cheap to send back from a worker process."""
     reading = read_catalog(path, name, known_digest)
-    rows = None if reading.entries is None else [(e.version_id, e.model_id, e.file, e.folder, e.catalog, e.head) for e in reading.entries]
-    return reading.digest, rows, reading.error
+    found = reading.entries
+    rows = None if found is None else ([(e.version_id, e.model_id, e.file, e.folder, e.catalog, e.head) for e in found.entries], found.unusable_ids)
+    return reading.digest, rows, reading.error, reading.unparsable
 
 
 def read_catalog(path: Path, name: str, known_digest: str | None) -> CatalogReading:
@@ -68,7 +76,7 @@ def read_catalog(path: Path, name: str, known_digest: str | None) -> CatalogRead
     try:
         doc = parse_catalog(raw)
     except CatalogFormatError as exc:
-        return CatalogReading(content_digest, None, str(exc))
+        return CatalogReading(content_digest, None, str(exc), unparsable=True)
     return CatalogReading(content_digest, extract_entries(doc, name), None)
 
 
@@ -127,6 +135,11 @@ class Library:
         state = self.catalogs[name]
         async with self._catalog_lock:
             reading = await self._read(state)
+            for delay in UNPARSABLE_RETRY_S:
+                if not reading.unparsable:
+                    break
+                await asyncio.sleep(delay)
+                reading = await self._read(state)
             if reading.error is not None:
                 if reading.error != state.error:
                     logger.warning("%s.json is unusable, keeping the last good version: %s", name, reading.error)
@@ -138,8 +151,8 @@ class Library:
             if reading.entries is None:
                 return False
             state.digest = reading.digest
-            state.entries = reading.entries
-            logger.info("%s.json loaded: %d versions", name, len(reading.entries))
+            self._take(state, reading.entries)
+            logger.info("%s.json loaded: %d versions", name, len(state.entries))
             return await self._rebuild() if rebuild else False
 
     async def _read(self, state: CatalogState) -> CatalogReading:
@@ -151,19 +164,31 @@ class Library:
         pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
         try:
             job = asyncio.get_running_loop().run_in_executor(pool, read_catalog_rows, state.path, state.name, state.digest)
-            content_digest, rows, error = await job
+            content_digest, rows, error, unparsable = await job
         finally:
             await asyncio.to_thread(pool.shutdown)  # the worker exits, and its parse memory with it
-        entries = None if rows is None else await asyncio.to_thread(lambda: [MapEntry(*row) for row in rows])
-        return CatalogReading(content_digest, entries, error)
+        entries = None
+        if rows is not None:
+            entries = CatalogEntries(await asyncio.to_thread(lambda: [MapEntry(*row) for row in rows[0]]), rows[1])
+        return CatalogReading(content_digest, entries, error, unparsable)
 
-    async def accept_writes(self, written: dict[str, tuple[str, list[MapEntry]]]) -> None:
+    async def accept_writes(self, written: dict[str, tuple[str, CatalogEntries]]) -> None:
         """Take in catalogs this service has just written, so the map shows them at once."""
         async with self._catalog_lock:
             for name, (content_digest, entries) in written.items():
                 state = self.catalogs[name]
-                state.digest, state.entries, state.error = content_digest, entries, None
+                state.digest, state.error = content_digest, None
+                self._take(state, entries)
             await self._rebuild()
+
+    def _take(self, state: CatalogState, found: CatalogEntries) -> None:
+        if found.unusable_ids and found.unusable_ids != state.unusable_ids:
+            logger.warning(
+                "%s.json: %d entries have a CivitAI id that is not a positive whole number; they are left out of the map and kept in the file",
+                state.name,
+                found.unusable_ids,
+            )
+        state.entries, state.unusable_ids = found.entries, found.unusable_ids
 
     async def paths_changed(self, paths: Iterable[str]) -> bool:
         """Look at changed paths under the model roots and update their files' statuses."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +32,7 @@ from .catalog import (
 )
 from .civitai import CivitaiClient
 from .errors import Conflict, Invalid, NotFound, ServiceError, Unavailable, UpstreamError
-from .index import MapEntry, extract_entries
+from .index import CatalogEntries, extract_entries
 from .library import Library
 from .mapping import MappedVersion, category_display_name, lora_category, version_to_entry
 from .presence import locate
@@ -38,7 +40,10 @@ from .store import CatalogStore, Reading, StaleRead
 
 logger = logging.getLogger(__name__)
 
-ATTEMPTS = 5
+# A file that changed under a save is read and changed again: programs that take no lock may
+# save many times a second, so keep trying (with jittered pauses) for this long before a 409.
+RETRY_BUDGET_S = 3.0
+RETRY_PAUSE_S = (0.001, 0.02)
 Answer = dict[str, Any]
 Readings = dict[str, Reading]
 
@@ -54,7 +59,8 @@ class Plan:
 @dataclass(slots=True)
 class Outcome:
     answer: Answer | None = None
-    written: dict[str, tuple[str, list[MapEntry]]] = field(default_factory=dict)
+    written: dict[str, tuple[str, CatalogEntries]] = field(default_factory=dict)
+    unread: set[str] = field(default_factory=set)  # written, but not handed over: the map reads them from disk
     error: BaseException | None = None
 
 
@@ -76,29 +82,38 @@ def plan_add(readings: Readings, mapped: MappedVersion) -> Plan:
 
 
 def plan_promote(readings: Readings, version_id: int) -> Plan:
-    """Move a LoRA entry from models.json to loras.json; finish a move a crash cut short."""
+    """Move every models.json entry of a LoRA version to loras.json; finish a move a crash cut short.
+
+    A version can be catalogued more than once (two files); all of its entries move together,
+    and nothing leaves models.json that loras.json does not hold.
+    """
     models, loras = readings["models"].doc, readings["loras"].doc
     in_models = [entry for _c, entry in iter_entries(models) if version_id_of(entry) == version_id]
-    in_loras = find_version(loras, version_id)
-    if in_loras is not None:
-        answer = {"status": "already_exists", "file": in_loras[1].get("file")}
-        if in_models:  # loras.json got it but models.json was never saved: complete the move
-            remove_entries(models, in_models)
-            return Plan(answer, writes=("models",))
-        return Plan(answer)
+    in_loras = [entry for _c, entry in iter_entries(loras) if version_id_of(entry) == version_id]
     if not in_models:
+        if in_loras:
+            return Plan({"status": "already_exists", "file": in_loras[0].get("file")})
         raise NotFound(f"Version {version_id} is not in models.json.", code="not_in_catalog")
-    entry = in_models[0]
-    dest = entry.get("dest")
-    if not isinstance(dest, str) or canonical_folder(dest).split("/")[0] != "loras":
-        raise Invalid(
-            f"Version {version_id} is filed under {dest!r}, not 'loras'; only LoRAs can be promoted.",
-            code="not_a_lora",
-        )
-    category = lora_category(entry.get("base_model") if isinstance(entry.get("base_model"), str) else None)
-    add_entry(loras, category, category_display_name(category), entry)
+    for entry in in_models:
+        dest = entry.get("dest")
+        if not isinstance(dest, str) or canonical_folder(dest).split("/")[0] != "loras":
+            raise Invalid(
+                f"Version {version_id} is filed under {dest!r}, not 'loras'; only LoRAs can be promoted.",
+                code="not_a_lora",
+            )
+    held = {(entry.get("file"), canonical_folder(str(entry.get("dest", "")))) for entry in in_loras}
+    categories: list[str] = []
+    for entry in in_models:
+        if (entry.get("file"), canonical_folder(str(entry["dest"]))) in held:
+            continue  # loras.json got it but models.json was never saved: only the removal is left
+        category = lora_category(entry.get("base_model") if isinstance(entry.get("base_model"), str) else None)
+        add_entry(loras, category, category_display_name(category), entry)
+        categories.append(category)
     remove_entries(models, in_models)
-    return Plan({"status": "promoted", "file": entry.get("file"), "category": category}, writes=("loras", "models"))
+    writes = ("loras", "models") if categories else ("models",)
+    if in_loras:
+        return Plan({"status": "already_exists", "file": in_loras[0].get("file")}, writes=writes)
+    return Plan({"status": "promoted", "file": in_models[0].get("file"), "category": categories[0]}, writes=writes)
 
 
 def plan_remove(readings: Readings, file: str, on_disk: Callable[[Entry], bool]) -> Plan:
@@ -166,12 +181,28 @@ class CatalogEditor:
     async def _transact(self, plan: Callable[[Readings], Plan]) -> Answer:
         async with self._lock:
             outcome = await asyncio.to_thread(self._run, plan)
-            if outcome.written:
-                await self.library.accept_writes(outcome.written)
+            await self._hand_over(outcome)
         if outcome.error is not None:
             raise outcome.error
         assert outcome.answer is not None
         return outcome.answer
+
+    async def _hand_over(self, outcome: Outcome) -> None:
+        """Give the library what was written before the answer goes out; whatever it could not
+        take that way it reads back from disk, so the map is never left behind a saved change."""
+        unread = set(outcome.unread)
+        if outcome.written:
+            try:
+                await self.library.accept_writes(outcome.written)
+            except Exception:
+                logger.exception("the map could not take in the saved catalogs directly; reading them back")
+                unread |= outcome.written.keys()
+        for name in sorted(unread):
+            try:
+                await self.library.reload_catalog(name)
+            except Exception:
+                logger.exception("reading %s.json back failed; a full rescan will", name)
+                self.library.reconcile_wanted.set()
 
     def _run(self, plan: Callable[[Readings], Plan]) -> Outcome:
         outcome = Outcome()
@@ -180,16 +211,22 @@ class CatalogEditor:
                 for name in CATALOG_NAMES:
                     stack.enter_context(self.stores[name].locked())
                 first_answer: Answer | None = None  # of an attempt that wrote part of its change
-                for _ in range(ATTEMPTS):
+                deadline = time.monotonic() + RETRY_BUDGET_S
+                while time.monotonic() < deadline:
                     readings = {name: self.stores[name].read() for name in CATALOG_NAMES}
                     decided = plan(readings)
                     try:
                         for name in decided.writes:
                             written = self.stores[name].write(readings[name])
-                            outcome.written[name] = (written.digest, extract_entries(readings[name].doc, name))
                             first_answer = first_answer or decided.answer
+                            try:
+                                outcome.written[name] = (written.digest, extract_entries(readings[name].doc, name))
+                            except Exception:  # saved all the same: the answer says so, the map reads the file
+                                logger.exception("%s.json was saved but could not be read into the map directly", name)
+                                outcome.unread.add(name)
                     except StaleRead:
-                        logger.info("a catalog changed while being saved; applying the change again")
+                        logger.debug("a catalog changed while being saved; applying the change again")
+                        time.sleep(random.uniform(*RETRY_PAUSE_S))
                         continue
                     # A retry after a partial write finishes that change; it still answers as the change did.
                     outcome.answer = first_answer or decided.answer
@@ -200,5 +237,15 @@ class CatalogEditor:
         except OSError as exc:
             logger.error("saving a catalog failed: %s", exc.strerror)
             outcome.error = Unavailable(f"The catalog could not be saved ({exc.strerror}); nothing was lost.", code="write_failed")
+        except Exception:
+            logger.exception("a catalog change failed")
+            outcome.error = Unavailable(
+                "The change was cut short after part of it was saved; send it again to finish it."
+                if outcome.written or outcome.unread
+                else "The change could not be made; nothing was written.",
+                code="write_failed",
+            )
+        if outcome.error is not None and (outcome.written or outcome.unread):
+            outcome.unread |= outcome.written.keys()  # part of it is on disk: the map must show that part
         return outcome
 

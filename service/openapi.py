@@ -196,10 +196,15 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "CatalogState": obj(
         {
-            "state": {"type": "string", "enum": ["ok", "unusable"]},
-            "reason": string("Why the catalog cannot be used (only when `state` is `unusable`)."),
+            "state": {"type": "string", "enum": ["ok", "unusable", "unwritable"]},
+            "reason": string("Why the catalog cannot be used or changed (only when `state` is not `ok`)."),
+            "entries_with_unusable_ids": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "Entries left out of the map because a CivitAI id is not a positive whole number (kept in the file).",
+            },
         },
-        required=("state",),
+        required=("state", "entries_with_unusable_ids"),
     ),
     "MapEntry": obj(
         {

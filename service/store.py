@@ -3,14 +3,20 @@
 A write takes the catalog's sidecar lock (`.<name>.lock`, never the data file: a replace
 swaps the inode), re-reads the file under it, applies the change to what is on disk now,
 writes a temp file in the same folder, fsyncs it, checks the file still holds what was
-read (programs that take no lock edit it too), replaces, and fsyncs the folder. The
+read (programs that take no lock edit it too), swaps it in, and fsyncs the folder. The
 blocking parts run in a worker thread; the caller keeps this process's writers in line
 (one asyncio lock) so they do not hold worker threads waiting on each other.
+
+On Linux the swap is `renameat2(RENAME_EXCHANGE)`: it hands back the file it displaced, so
+a save by another program that landed between the check and the swap is seen, put back,
+and the change applied again on top of it. Where the filesystem refuses the flag, the
+check alone guards (a save landing in that window of microseconds can then be lost).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import fcntl
 import logging
@@ -21,13 +27,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .catalog import CatalogFormatError, Doc, digest, empty_catalog, parse_catalog, serialize_catalog, stamp
+from .catalog import CatalogFormatError, CatalogUnwritable, Doc, digest, empty_catalog, parse_catalog, serialize_catalog, stamp
 from .errors import Unavailable
 
 logger = logging.getLogger(__name__)
 
 LOCK_TIMEOUT_S = 10.0
 TEMP_PREFIX = ".tmp-"
+# A catalog that does not parse may be half-written by a program that saves in place (open
+# 'w' + dump): read it again, backing off, for about a second before calling it unparsable.
+UNPARSABLE_RETRY_S = (0.02, 0.05, 0.1, 0.2, 0.3, 0.35)
 
 
 class StaleRead(Exception):
@@ -40,6 +49,7 @@ class Reading:
 
     raw: bytes | None
     doc: Doc
+    identity: tuple[int, int] | None = None  # (device, inode) of the file read
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +76,8 @@ class CatalogStore:
 
     @contextlib.contextmanager
     def locked(self, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
-        """Hold the sidecar lock (blocking; call from a worker thread)."""
+        """Hold the sidecar lock (blocking; call from a worker thread). Temp files left by a
+        writer that was killed mid-save are removed once the lock is ours."""
         fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
             deadline = time.monotonic() + timeout_s
@@ -84,33 +95,55 @@ class CatalogStore:
                             retry_after=2,
                         ) from None
                     time.sleep(0.02)
+            self._remove_stale_temps()
             yield
         finally:
             os.close(fd)  # closing the descriptor releases the lock
 
     def read(self) -> Reading:
-        """Read and parse the file; a file that does not parse is never written over."""
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
-            return Reading(None, empty_catalog())
-        try:
-            return Reading(raw, parse_catalog(raw))
-        except CatalogFormatError as exc:
-            raise Unavailable(
-                f"{self.name}.json cannot be changed because it does not parse ({exc}); "
-                "it was left exactly as it is. Fix the file and try again.",
-                code="catalog_unparsable",
-            ) from None
+        """Read and parse the file; a file that does not parse is never written over.
+
+        One that does not parse is read again for about a second first: a program saving it
+        in place may be half-way through.
+        """
+        for delay in (*UNPARSABLE_RETRY_S, None):
+            try:
+                with open(self.path, "rb") as handle:
+                    stat = os.fstat(handle.fileno())
+                    raw = handle.read()
+            except FileNotFoundError:
+                return Reading(None, empty_catalog())
+            try:
+                return Reading(raw, parse_catalog(raw), (stat.st_dev, stat.st_ino))
+            except CatalogFormatError as exc:
+                if delay is None:
+                    raise Unavailable(
+                        f"{self.name}.json cannot be changed because it does not parse ({exc}); "
+                        "it was left exactly as it is. Fix the file and try again.",
+                        code="catalog_unparsable",
+                    ) from None
+                time.sleep(delay)
+        raise AssertionError("unreachable")
 
     def write(self, reading: Reading) -> Written:
         """Stamp and durably write the edited doc, unless the file moved on since `reading`."""
+        if self.path.is_symlink():
+            raise Unavailable(
+                f"{self.name}.json is a symbolic link; saving would replace the link with a file and split it from "
+                "its target. Point CATALOG_DIR at the folder that holds the real file.",
+                code="catalog_is_link",
+            )
         stamp(reading.doc)
-        raw = serialize_catalog(reading.doc)
-        self._replace(raw, expected=reading.raw)
+        try:
+            raw = serialize_catalog(reading.doc)
+        except CatalogUnwritable as exc:
+            raise Unavailable(
+                f"{self.name}.json was not changed: {exc}. It was left exactly as it is.", code="catalog_unwritable"
+            ) from None
+        self._replace(raw, expected=reading.raw, identity=reading.identity)
         return Written(raw, digest(raw))
 
-    def _replace(self, raw: bytes, expected: bytes | None) -> None:
+    def _replace(self, raw: bytes, expected: bytes | None, identity: tuple[int, int] | None = None) -> None:
         folder = self.path.parent
         fd, temp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{self.path.name}.", dir=folder)
         try:
@@ -121,21 +154,56 @@ class CatalogStore:
             self._copy_mode(temp)
             if self._current() != expected:
                 raise StaleRead()
-            os.replace(temp, self.path)
-        except BaseException:
+            self._swap_in(temp, raw, expected, identity)
+        finally:
             with contextlib.suppress(OSError):
-                os.unlink(temp)
-            raise
+                os.unlink(temp)  # after a swap it holds the file displaced; otherwise our unused copy
         try:
             _fsync_folder(folder)
         except OSError as exc:  # the new file is in place; only its survival of a power cut is unsure
             logger.warning("%s was saved but its folder could not be synced (%s)", self.path.name, exc.strerror)
 
-    def _current(self) -> bytes | None:
+    def _swap_in(self, temp: str, raw: bytes, expected: bytes | None, identity: tuple[int, int] | None) -> None:
+        """Put the temp file in place; StaleRead when that would lose a save made meanwhile.
+
+        After the swap our version is visible until a lost save is given back, so the cheap
+        test comes first: a different inode (an atomic save by someone else) is given back
+        after one stat; only the same inode (a save in place, or none) needs its bytes read.
+        """
+        if expected is None:  # the file did not exist: create it only if it still does not
+            if not _rename(temp, self.path, RENAME_NOREPLACE):
+                if self._current() is not None:
+                    raise StaleRead()
+                os.replace(temp, self.path)
+            return
+        if identity is not None and _identity(self.path) != identity:  # last, cheapest look: keeps the race window tiny
+            raise StaleRead()
+        if not _rename(temp, self.path, RENAME_EXCHANGE):
+            os.replace(temp, self.path)
+            return
+        displaced = os.stat(temp)
+        if (displaced.st_dev, displaced.st_ino) == identity and _read_or_none(temp) == expected:
+            return
+        # Another program saved between our check and our swap: give its file back, then the
+        # change is applied again on top of it.
+        if not _rename(temp, self.path, RENAME_EXCHANGE) or _read_or_none(temp) != raw:
+            logger.warning("%s.json was saved by another program at the same moment as this service; check it", self.name)
+        logger.debug("%s.json was saved by another program just now; applying the change again on top of it", self.name)
+        raise StaleRead()
+
+    def _remove_stale_temps(self) -> None:
+        prefix = f"{TEMP_PREFIX}{self.path.name}."
         try:
-            return self.path.read_bytes()
-        except FileNotFoundError:
-            return None
+            names = [name for name in os.listdir(self.path.parent) if name.startswith(prefix)]
+        except OSError:
+            return
+        for name in names:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path.parent / name)
+                logger.info("removed %s, left by a save that was cut short", name)
+
+    def _current(self) -> bytes | None:
+        return _read_or_none(self.path)
 
     def _copy_mode(self, temp: str) -> None:
         try:
@@ -143,6 +211,46 @@ class CatalogStore:
         except FileNotFoundError:
             mode = 0o644
         os.chmod(temp, mode)
+
+
+AT_FDCWD = -100
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
+_UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP})
+_libc = ctypes.CDLL(None, use_errno=True)
+_renameat2 = getattr(_libc, "renameat2", None)
+if _renameat2 is not None:
+    _renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    _renameat2.restype = ctypes.c_int
+
+
+def _rename(source: str | Path, target: str | Path, flags: int) -> bool:
+    """renameat2 with flags: True when done. False when this system or filesystem does not
+    offer the flag, or (RENAME_NOREPLACE) the target exists: the caller looks again."""
+    if _renameat2 is None:
+        return False
+    if _renameat2(AT_FDCWD, os.fsencode(source), AT_FDCWD, os.fsencode(target), flags) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in _UNSUPPORTED or (code == errno.EEXIST and flags == RENAME_NOREPLACE):
+        return False
+    raise OSError(code, os.strerror(code), str(target))
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (stat.st_dev, stat.st_ino)
+
+
+def _read_or_none(path: str | Path) -> bytes | None:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
 
 
 def _fsync_folder(folder: Path) -> None:

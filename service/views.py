@@ -35,7 +35,10 @@ async def ready(request: web.Request) -> web.Response:
     """Readiness: index built, watcher alive, catalogs parsed. 503 otherwise."""
     library, watcher = request.app[LIBRARY], request.app[WATCHER]
     catalogs = {
-        name: {"state": "ok"} if state.error is None else {"state": "unusable", "reason": state.error}
+        name: {
+            **({"state": "ok"} if state.error is None else {"state": "unusable", "reason": state.error}),
+            "entries_with_unusable_ids": state.unusable_ids,
+        }
         for name, state in library.catalogs.items()
     }
     watcher_ok = watcher.state == "running"

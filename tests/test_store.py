@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
+import orjson
 import pytest
 
 from service.catalog import add_entry, parse_catalog
 from service.errors import Unavailable
 from service.store import CatalogStore, StaleRead
 
-from .helpers import catalog, entry, read_json, write_json
+from .helpers import catalog, entry, read_json, replace_json, touch, write_json
 
 
 @pytest.fixture
@@ -102,3 +104,82 @@ def test_ensure_exists_creates_once(tmp_path: Path) -> None:
     assert store.ensure_exists() is True
     assert read_json(store.path)["categories"] == []
     assert store.ensure_exists() is False
+
+
+def test_a_catalog_half_written_in_place_is_read_again_until_whole(store: CatalogStore) -> None:
+    """A program that saves with open('w') + json.dump leaves a half file for a moment: not 'unparsable'."""
+    whole = orjson.dumps(catalog(entry(1, "a.safetensors"), entry(5, "e.safetensors")), option=orjson.OPT_INDENT_2)
+    store.path.write_bytes(whole[: len(whole) // 2])
+    finisher = threading.Timer(0.15, store.path.write_bytes, args=(whole,))
+    finisher.start()
+    try:
+        reading = store.read()
+    finally:
+        finisher.join()
+    assert reading.raw == whole
+
+
+def _outside_save_after_the_check(store: CatalogStore, monkeypatch: pytest.MonkeyPatch, save: Callable[[], None]) -> None:
+    """Let another program's save land right after the store's last check and before its swap."""
+    checked = store._current
+
+    def check_then_race() -> bytes | None:
+        seen = checked()
+        save()
+        return seen
+
+    monkeypatch.setattr(store, "_current", check_then_race)
+
+
+@pytest.mark.parametrize("how", ["atomic", "in place"])
+def test_an_outside_save_between_check_and_swap_is_given_back(store: CatalogStore, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    foreign = catalog(entry(1, "a.safetensors"), entry(3, "foreign.safetensors"))
+    reading = store.read()
+    add_entry(reading.doc, "loras", "LoRAs", entry(2, "b.safetensors", "loras"))
+    _outside_save_after_the_check(store, monkeypatch, lambda: (replace_json if how == "atomic" else write_json)(store.path, foreign))
+    with pytest.raises(StaleRead):
+        store.write(reading)
+    assert read_json(store.path) == foreign  # the outside save is what is on disk, ready for the change to be applied again
+    assert not [p for p in store.path.parent.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_a_catalog_created_by_someone_else_meanwhile_is_not_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = CatalogStore(tmp_path / "loras.json")
+    reading = store.read()
+    assert reading.raw is None
+    _outside_save_after_the_check(store, monkeypatch, lambda: write_json(store.path, catalog(entry(9, "x.safetensors"))))
+    with pytest.raises(StaleRead):
+        store.write(reading)
+    assert read_json(store.path) == catalog(entry(9, "x.safetensors"))
+
+
+def test_temp_files_of_a_killed_writer_are_removed_under_the_lock(store: CatalogStore) -> None:
+    stale = [touch(store.path.with_name(f".tmp-models.json.{suffix}"), b"{}") for suffix in ("a1b2", "zz9")]
+    other = touch(store.path.with_name(".tmp-loras.json.q1"), b"{}")  # another catalog's: its own lock holder cleans it
+    with store.locked():
+        pass
+    assert not any(path.exists() for path in stale)
+    assert other.exists()
+
+
+def test_a_symlinked_catalog_is_never_replaced_by_a_file(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere" / "models.json"
+    target.parent.mkdir()
+    write_json(target, catalog(entry(1, "a.safetensors")))
+    (tmp_path / "models.json").symlink_to(target)
+    store = CatalogStore(tmp_path / "models.json")
+    reading = store.read()
+    with pytest.raises(Unavailable) as caught:
+        store.write(reading)
+    assert caught.value.code == "catalog_is_link"
+    assert (tmp_path / "models.json").is_symlink() and read_json(target) == catalog(entry(1, "a.safetensors"))
+
+
+def test_a_document_that_cannot_be_written_back_unchanged_is_refused(store: CatalogStore) -> None:
+    reading = store.read()
+    reading.doc["odd"] = {1, 2}  # cannot come from a file; stands for any value no writer keeps
+    before = store.path.read_bytes()
+    with pytest.raises(Unavailable) as caught:
+        store.write(reading)
+    assert caught.value.code == "catalog_unwritable"
+    assert store.path.read_bytes() == before

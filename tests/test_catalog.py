@@ -1,0 +1,120 @@
+"""The catalog document as pure logic: which ids are usable, faithful parse and save, stamping."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from service.catalog import (
+    CatalogFormatError,
+    has_unusable_id,
+    model_id_of,
+    parse_catalog,
+    serialize_catalog,
+    stamp,
+    version_id_of,
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (7, 7),
+        ("7", 7),
+        ("2514310", 2514310),
+        (0, None),
+        (-3, None),
+        ("0", None),
+        (True, None),
+        (7.0, None),
+        (None, None),
+        ("", None),
+        (" 7", None),
+        ("+7", None),
+        ("²", None),  # str.isdigit() is true, int() fails
+        ("①", None),
+        ("٣", None),  # Arabic-Indic three: int() reads it, but it is not how ids are written
+        ("1" * 19, None),
+        (2**63, None),
+        (123456789012345678901234567890, None),
+    ],
+)
+def test_only_ascii_digits_and_json_integers_are_ids(value: object, expected: int | None) -> None:
+    assert version_id_of({"civitai_version_id": value}) == expected
+    assert model_id_of({"civitai_model_id": value}) == expected
+
+
+def test_unusable_ids_are_counted_absent_ones_are_not() -> None:
+    doc = {
+        "categories": [
+            {
+                "models": [
+                    {"civitai_version_id": "²", "civitai_model_id": 1},
+                    {"civitai_version_id": 2, "civitai_model_id": "①"},
+                    {"civitai_version_id": 3},
+                    {"file": "hf.safetensors"},
+                    {"civitai_version_id": None},
+                ]
+            }
+        ]
+    }
+    assert [has_unusable_id(entry) for entry in doc["categories"][0]["models"]] == [True, True, False, False, False]
+
+
+BIG = b"123456789012345678901234567890"
+
+
+def run_in_thread(work: Callable[[], bytes]) -> bytes:
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(work).result()
+
+
+def test_an_integer_beyond_64_bits_survives_a_save() -> None:
+    raw = b'{"version": 1, "categories": [], "extra": {"big": %s, "neg": -%s, "u64": 18446744073709551615}}' % (BIG, BIG)
+    doc = parse_catalog(raw)
+    assert doc["extra"]["big"] == int(BIG)
+    saved = serialize_catalog(doc)
+    assert b'"big": %s' % BIG in saved and b'"neg": -%s' % BIG in saved
+    assert parse_catalog(saved) == doc
+
+
+def test_a_long_digit_run_inside_a_string_changes_nothing() -> None:
+    raw = b'{"categories": [], "note": "%s", "f": 1.5}' % BIG
+    doc = parse_catalog(raw)
+    assert doc == {"categories": [], "note": BIG.decode(), "f": 1.5}
+    assert parse_catalog(serialize_catalog(doc)) == doc
+
+
+@pytest.mark.parametrize("depth", [255, 600, 1000])
+@pytest.mark.parametrize("big", [b"1", BIG])
+def test_deep_unknown_fields_are_saved_faithfully_in_a_worker_thread(depth: int, big: bytes) -> None:
+    raw = b'{"categories": [], "deep": ' + b"[" * depth + big + b"]" * depth + b"}"
+    saved = run_in_thread(lambda: serialize_catalog(parse_catalog(raw)))  # as mutations run it
+    assert b"".join(saved.split()) == b"".join(raw.split())  # the same document, only laid out
+    assert serialize_catalog(parse_catalog(saved)) == saved
+
+
+def test_save_keeps_orjsons_layout_when_it_can_and_the_same_layout_when_it_cannot() -> None:
+    plain = {"version": 1, "categories": [{"id": "a", "models": [{"x": "ü", "t": []}]}], "e": {}}
+    with_big = {**plain, "big": 2**70}
+    fast, slow = serialize_catalog(plain), serialize_catalog(with_big)
+    assert slow == fast[:-3] + b',\n  "big": %d\n}\n' % 2**70
+    assert "ü".encode() in slow
+
+
+def test_nan_is_not_a_catalog_even_through_the_fallback_parser() -> None:
+    with pytest.raises(CatalogFormatError):
+        parse_catalog(b'{"categories": [], "big": %s, "x": NaN}' % BIG)
+
+
+@pytest.mark.parametrize(
+    ("version", "after"),
+    [(41, 42), ("41", "42"), (41.0, 42), (0, 1), (None, 1), ("x", 1), (True, 1), (-5, 1), ("٣", 1), (2.5, 1)],
+)
+def test_stamp_increments_the_version_whatever_way_it_is_written(version: object, after: object) -> None:
+    doc: dict[str, object] = {"version": version}
+    stamp(doc)
+    assert doc["version"] == after and type(doc["version"]) is type(after)
+    assert isinstance(doc["date"], str)
