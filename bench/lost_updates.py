@@ -2,7 +2,7 @@
 
 Another program (a separate process) saves models.json in a tight loop, each save adding
 one marker to a list, either in place (open 'w' + json.dump) or atomically (temp file +
-rename). Meanwhile this service's own transaction code (CatalogEditor, as the add route
+rename). Meanwhile this service's own transaction code (`run_transaction`, as the add route
 runs it) adds entries as fast as it can. The other program reads before each save, so a
 marker missing at the end was removed by a save of ours: a lost outside save. The target
 is 0. (The other program can still overwrite our entries: it takes no lock and cannot be
@@ -26,7 +26,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from service.mapping import MappedVersion  # noqa: E402
-from service.mutations import CatalogEditor, plan_add  # noqa: E402
+from service.catalog import catalog_path  # noqa: E402
+from service.mutations import plan_add, run_transaction  # noqa: E402
+from service.store import CatalogStore  # noqa: E402
 
 OTHER_PROGRAM = """
 import json, os, sys
@@ -54,7 +56,7 @@ def one_run(mode: str, saves: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as folder:
         catalogs = Path(folder)
         (catalogs / "models.json").write_text('{"version": 0, "categories": []}')
-        editor = CatalogEditor(catalogs, library=None, civitai=None)  # type: ignore[arg-type]  # _run touches neither
+        stores = {name: CatalogStore(catalog_path(catalogs, name)) for name in ("models", "loras")}
         other = subprocess.Popen([sys.executable, "-c", OTHER_PROGRAM, str(catalogs / "models.json"), mode, str(saves)])
         added: list[int] = []
         failures: list[str] = []
@@ -62,7 +64,7 @@ def one_run(mode: str, saves: int) -> dict[str, Any]:
         def add_until_done() -> None:
             version_id = 1
             while other.poll() is None:
-                outcome = editor._run(lambda readings, v=version_id: plan_add(readings, mapped(v)))  # noqa: SLF001
+                outcome = run_transaction(stores, lambda readings, v=version_id: plan_add(readings, mapped(v)))
                 if outcome.error is None:
                     added.append(version_id)
                 else:

@@ -8,17 +8,18 @@ are applied on the event loop, under one lock for catalog changes so layouts lan
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
-import multiprocessing
+import os
 import time
 from collections.abc import Iterable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .catalog import CATALOG_NAMES, CatalogFormatError, catalog_path, digest, parse_catalog
 from .index import CatalogEntries, CivitaiIndex, MapEntry, build_layout, extract_entries
 from .presence import FolderSource, Presence, probe, scan_sources
+from . import workers
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +44,6 @@ class CatalogReading:
     unparsable: bool = False  # worth reading again: a program may be writing it in place
 
 
-# Catalogs larger than this are parsed in a short-lived worker process: parsing 40 MB of JSON
-# is one C call that holds the GIL for ~0.3 s, which a thread cannot keep off the event loop.
-PROCESS_PARSE_BYTES = 16 * 1024 * 1024
 EntryRow = tuple[int, int | None, str, str, str, bytes]
 # A catalog that does not parse may be half-written by a program that saves in place: read
 # it again, backing off, for about this long before calling it unparsable.
@@ -81,11 +79,12 @@ def read_catalog(path: Path, name: str, known_digest: str | None) -> CatalogRead
 
 
 def _size_and_digest(path: Path) -> tuple[int, str | None]:
+    """Size and `digest` of a file, read in blocks: a huge catalog is never all in memory here."""
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as handle:
+            return os.fstat(handle.fileno()).st_size, hashlib.file_digest(handle, "sha256").hexdigest()
     except OSError:
         return 0, None
-    return len(raw), digest(raw)
 
 
 class Library:
@@ -157,16 +156,11 @@ class Library:
 
     async def _read(self, state: CatalogState) -> CatalogReading:
         size, content_digest = await asyncio.to_thread(_size_and_digest, state.path)
-        if size <= PROCESS_PARSE_BYTES:
+        if size <= workers.PROCESS_BYTES:
             return await asyncio.to_thread(read_catalog, state.path, state.name, state.digest)
         if content_digest == state.digest:  # our own write, or a touch: no worker needed
             return CatalogReading(content_digest, None, None)
-        pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-        try:
-            job = asyncio.get_running_loop().run_in_executor(pool, read_catalog_rows, state.path, state.name, state.digest)
-            content_digest, rows, error, unparsable = await job
-        finally:
-            await asyncio.to_thread(pool.shutdown)  # the worker exits, and its parse memory with it
+        content_digest, rows, error, unparsable = await workers.in_worker_process(read_catalog_rows, state.path, state.name, state.digest)
         entries = None
         if rows is not None:
             entries = CatalogEntries(await asyncio.to_thread(lambda: [MapEntry(*row) for row in rows[0]]), rows[1])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -35,7 +36,8 @@ from .errors import Conflict, Invalid, NotFound, ServiceError, Unavailable, Upst
 from .index import CatalogEntries, extract_entries
 from .library import Library
 from .mapping import MappedVersion, category_display_name, lora_category, version_to_entry
-from .presence import locate
+from . import workers
+from .presence import FolderSource, locate
 from .store import CatalogStore, Reading, StaleRead
 
 logger = logging.getLogger(__name__)
@@ -131,6 +133,17 @@ def plan_remove(readings: Readings, file: str, on_disk: Callable[[Entry], bool])
     return Plan({"status": "removed", "file": file}, writes=("models",))
 
 
+@dataclass(frozen=True, slots=True)
+class FileOnDisk:
+    """Looks on disk now, so a file the watcher has not reported yet counts (picklable, unlike a closure)."""
+
+    sources: tuple[FolderSource, ...]
+    file: str
+
+    def __call__(self, entry: Entry) -> bool:
+        return locate(self.sources, self.file, canonical_folder(str(entry.get("dest", ""))))
+
+
 class CatalogEditor:
     """Runs mutations against the catalog files and keeps the library in step with them."""
 
@@ -155,32 +168,30 @@ class CatalogEditor:
         assert mapped.entry is not None
         if mapped.entry["civitai_version_id"] != version_id:
             raise UpstreamError(f"CivitAI answered with a different version than {version_id}.", code="upstream_bad_body")
-        answer = await self._transact(lambda readings: plan_add(readings, mapped))
+        answer = await self._transact(functools.partial(plan_add, mapped=mapped))
         if answer["status"] == "added":
             logger.info("added version %d as %s/%s", version_id, answer["dest"], answer["file"])
         return answer
 
     async def promote(self, version_id: int) -> Answer:
         """Move a LoRA from models.json to the style-LoRA catalog."""
-        answer = await self._transact(lambda readings: plan_promote(readings, version_id))
+        answer = await self._transact(functools.partial(plan_promote, version_id=version_id))
         if answer["status"] == "promoted":
             logger.info("promoted version %d to loras.json (%s)", version_id, answer["category"])
         return answer
 
     async def remove(self, file: str) -> Answer:
         """Remove an entry from models.json when its file is not on disk."""
-        sources = self.library.sources
-
-        def on_disk(entry: Entry) -> bool:  # looks on disk, so a file the watcher has not reported yet counts
-            return locate(sources, file, canonical_folder(str(entry.get("dest", ""))))
-
-        answer = await self._transact(lambda readings: plan_remove(readings, file, on_disk))
+        answer = await self._transact(functools.partial(plan_remove, file=file, on_disk=FileOnDisk(self.library.sources, file)))
         logger.info("removed %s from models.json", file)
         return answer
 
     async def _transact(self, plan: Callable[[Readings], Plan]) -> Answer:
         async with self._lock:
-            outcome = await asyncio.to_thread(self._run, plan)
+            if workers.needs_process(store.path for store in self.stores.values()):
+                outcome = await workers.in_worker_process(run_transaction, self.stores, plan)
+            else:
+                outcome = await asyncio.to_thread(run_transaction, self.stores, plan)
             await self._hand_over(outcome)
         if outcome.error is not None:
             raise outcome.error
@@ -204,48 +215,52 @@ class CatalogEditor:
                 logger.exception("reading %s.json back failed; a full rescan will", name)
                 self.library.reconcile_wanted.set()
 
-    def _run(self, plan: Callable[[Readings], Plan]) -> Outcome:
-        outcome = Outcome()
-        try:
-            with contextlib.ExitStack() as stack:
-                for name in CATALOG_NAMES:
-                    stack.enter_context(self.stores[name].locked())
-                first_answer: Answer | None = None  # of an attempt that wrote part of its change
-                deadline = time.monotonic() + RETRY_BUDGET_S
-                while time.monotonic() < deadline:
-                    readings = {name: self.stores[name].read() for name in CATALOG_NAMES}
-                    decided = plan(readings)
-                    try:
-                        for name in decided.writes:
-                            written = self.stores[name].write(readings[name])
-                            first_answer = first_answer or decided.answer
-                            try:
-                                outcome.written[name] = (written.digest, extract_entries(readings[name].doc, name))
-                            except Exception:  # saved all the same: the answer says so, the map reads the file
-                                logger.exception("%s.json was saved but could not be read into the map directly", name)
-                                outcome.unread.add(name)
-                    except StaleRead:
-                        logger.debug("a catalog changed while being saved; applying the change again")
-                        time.sleep(random.uniform(*RETRY_PAUSE_S))
-                        continue
-                    # A retry after a partial write finishes that change; it still answers as the change did.
-                    outcome.answer = first_answer or decided.answer
-                    return outcome
-                raise Conflict("The catalogs kept changing while this change was being saved; nothing more was written.", code="catalog_busy")
-        except ServiceError as exc:
-            outcome.error = exc
-        except OSError as exc:
-            logger.error("saving a catalog failed: %s", exc.strerror)
-            outcome.error = Unavailable(f"The catalog could not be saved ({exc.strerror}); nothing was lost.", code="write_failed")
-        except Exception:
-            logger.exception("a catalog change failed")
-            outcome.error = Unavailable(
-                "The change was cut short after part of it was saved; send it again to finish it."
-                if outcome.written or outcome.unread
-                else "The change could not be made; nothing was written.",
-                code="write_failed",
-            )
-        if outcome.error is not None and (outcome.written or outcome.unread):
-            outcome.unread |= outcome.written.keys()  # part of it is on disk: the map must show that part
-        return outcome
+
+def run_transaction(stores: dict[str, CatalogStore], plan: Callable[[Readings], Plan]) -> Outcome:
+    """Take both locks, read, plan, write; start over from a fresh reading when a file changed
+    under a save. Blocking: runs in a worker thread, or a worker process for huge catalogs
+    (so `plan` and the answer are picklable)."""
+    outcome = Outcome()
+    try:
+        with contextlib.ExitStack() as stack:
+            for name in CATALOG_NAMES:
+                stack.enter_context(stores[name].locked())
+            first_answer: Answer | None = None  # of an attempt that wrote part of its change
+            deadline = time.monotonic() + RETRY_BUDGET_S
+            while time.monotonic() < deadline:
+                readings = {name: stores[name].read() for name in CATALOG_NAMES}
+                decided = plan(readings)
+                try:
+                    for name in decided.writes:
+                        written = stores[name].write(readings[name])
+                        first_answer = first_answer or decided.answer
+                        try:
+                            outcome.written[name] = (written.digest, extract_entries(readings[name].doc, name))
+                        except Exception:  # saved all the same: the answer says so, the map reads the file
+                            logger.exception("%s.json was saved but could not be read into the map directly", name)
+                            outcome.unread.add(name)
+                except StaleRead:
+                    logger.debug("a catalog changed while being saved; applying the change again")
+                    time.sleep(random.uniform(*RETRY_PAUSE_S))
+                    continue
+                # A retry after a partial write finishes that change; it still answers as the change did.
+                outcome.answer = first_answer or decided.answer
+                return outcome
+            raise Conflict("The catalogs kept changing while this change was being saved; nothing more was written.", code="catalog_busy")
+    except ServiceError as exc:
+        outcome.error = exc
+    except OSError as exc:
+        logger.error("saving a catalog failed: %s", exc.strerror)
+        outcome.error = Unavailable(f"The catalog could not be saved ({exc.strerror}); nothing was lost.", code="write_failed")
+    except Exception:
+        logger.exception("a catalog change failed")
+        outcome.error = Unavailable(
+            "The change was cut short after part of it was saved; send it again to finish it."
+            if outcome.written or outcome.unread
+            else "The change could not be made; nothing was written.",
+            code="write_failed",
+        )
+    if outcome.error is not None and (outcome.written or outcome.unread):
+        outcome.unread |= outcome.written.keys()  # part of it is on disk: the map must show that part
+    return outcome
 

@@ -19,6 +19,7 @@ import contextlib
 import ctypes
 import errno
 import fcntl
+import hashlib
 import logging
 import os
 import tempfile
@@ -27,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .catalog import CatalogFormatError, CatalogUnwritable, Doc, digest, empty_catalog, parse_catalog, serialize_catalog, stamp
+from .catalog import CatalogFormatError, CatalogUnwritable, Doc, digest, empty_catalog, parse_catalog, stamp, write_catalog
 from .errors import Unavailable
 
 logger = logging.getLogger(__name__)
@@ -45,16 +46,17 @@ class StaleRead(Exception):
 
 @dataclass(slots=True)
 class Reading:
-    """A catalog as read under its lock: the raw bytes (None when the file is absent) and the doc."""
+    """A catalog as read under its lock: the digest of its bytes (None when the file is absent),
+    the doc, and which file it was. The bytes themselves are not kept: a huge catalog is then
+    held once, as its document."""
 
-    raw: bytes | None
+    digest: str | None
     doc: Doc
     identity: tuple[int, int] | None = None  # (device, inode) of the file read
 
 
 @dataclass(frozen=True, slots=True)
 class Written:
-    raw: bytes
     digest: str
 
 
@@ -71,7 +73,7 @@ class CatalogStore:
         with self.locked():
             if self.path.exists():
                 return False
-            self._replace(serialize_catalog(empty_catalog()), expected=None)
+            self._replace(empty_catalog(), expected=None)
             return True
 
     @contextlib.contextmanager
@@ -114,7 +116,7 @@ class CatalogStore:
             except FileNotFoundError:
                 return Reading(None, empty_catalog())
             try:
-                return Reading(raw, parse_catalog(raw), (stat.st_dev, stat.st_ino))
+                return Reading(digest(raw), parse_catalog(raw), (stat.st_dev, stat.st_ino))
             except CatalogFormatError as exc:
                 if delay is None:
                     raise Unavailable(
@@ -135,26 +137,25 @@ class CatalogStore:
             )
         stamp(reading.doc)
         try:
-            raw = serialize_catalog(reading.doc)
+            return Written(self._replace(reading.doc, expected=reading.digest, identity=reading.identity))
         except CatalogUnwritable as exc:
             raise Unavailable(
                 f"{self.name}.json was not changed: {exc}. It was left exactly as it is.", code="catalog_unwritable"
             ) from None
-        self._replace(raw, expected=reading.raw, identity=reading.identity)
-        return Written(raw, digest(raw))
 
-    def _replace(self, raw: bytes, expected: bytes | None, identity: tuple[int, int] | None = None) -> None:
+    def _replace(self, doc: Doc, expected: str | None, identity: tuple[int, int] | None = None) -> str:
+        """Write the doc to a temp file and swap it in; the digest of what was written."""
         folder = self.path.parent
         fd, temp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{self.path.name}.", dir=folder)
         try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(raw)
+            with os.fdopen(fd, "w+b") as handle:
+                written = write_catalog(handle, doc)
                 handle.flush()
                 os.fsync(handle.fileno())
             self._copy_mode(temp)
             if self._current() != expected:
                 raise StaleRead()
-            self._swap_in(temp, raw, expected, identity)
+            self._swap_in(temp, written, expected, identity)
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(temp)  # after a swap it holds the file displaced; otherwise our unused copy
@@ -162,13 +163,14 @@ class CatalogStore:
             _fsync_folder(folder)
         except OSError as exc:  # the new file is in place; only its survival of a power cut is unsure
             logger.warning("%s was saved but its folder could not be synced (%s)", self.path.name, exc.strerror)
+        return written
 
-    def _swap_in(self, temp: str, raw: bytes, expected: bytes | None, identity: tuple[int, int] | None) -> None:
+    def _swap_in(self, temp: str, written: str, expected: str | None, identity: tuple[int, int] | None) -> None:
         """Put the temp file in place; StaleRead when that would lose a save made meanwhile.
 
         After the swap our version is visible until a lost save is given back, so the cheap
         test comes first: a different inode (an atomic save by someone else) is given back
-        after one stat; only the same inode (a save in place, or none) needs its bytes read.
+        after one stat; only the same inode (a save in place, or none) needs its bytes hashed.
         """
         if expected is None:  # the file did not exist: create it only if it still does not
             if not _rename(temp, self.path, RENAME_NOREPLACE):
@@ -182,11 +184,11 @@ class CatalogStore:
             os.replace(temp, self.path)
             return
         displaced = os.stat(temp)
-        if (displaced.st_dev, displaced.st_ino) == identity and _read_or_none(temp) == expected:
+        if (displaced.st_dev, displaced.st_ino) == identity and _digest_or_none(temp) == expected:
             return
         # Another program saved between our check and our swap: give its file back, then the
         # change is applied again on top of it.
-        if not _rename(temp, self.path, RENAME_EXCHANGE) or _read_or_none(temp) != raw:
+        if not _rename(temp, self.path, RENAME_EXCHANGE) or _digest_or_none(temp) != written:
             logger.warning("%s.json was saved by another program at the same moment as this service; check it", self.name)
         logger.debug("%s.json was saved by another program just now; applying the change again on top of it", self.name)
         raise StaleRead()
@@ -202,8 +204,8 @@ class CatalogStore:
                 os.unlink(self.path.parent / name)
                 logger.info("removed %s, left by a save that was cut short", name)
 
-    def _current(self) -> bytes | None:
-        return _read_or_none(self.path)
+    def _current(self) -> str | None:
+        return _digest_or_none(self.path)
 
     def _copy_mode(self, temp: str) -> None:
         try:
@@ -245,10 +247,11 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return (stat.st_dev, stat.st_ino)
 
 
-def _read_or_none(path: str | Path) -> bytes | None:
+def _digest_or_none(path: str | Path) -> str | None:
+    """The `digest` of a file's content, read in blocks (never the whole file in memory)."""
     try:
         with open(path, "rb") as handle:
-            return handle.read()
+            return hashlib.file_digest(handle, "sha256").hexdigest()
     except FileNotFoundError:
         return None
 

@@ -6,8 +6,8 @@ import os
 import sys
 from pathlib import Path
 
-from service.catalog import add_entry
-from service.mutations import CatalogEditor, plan_promote
+from service.catalog import CATALOG_NAMES, add_entry, catalog_path
+from service.mutations import plan_promote, run_transaction
 from service.store import CatalogStore
 
 
@@ -25,10 +25,10 @@ def save_forever(catalog_dir: Path) -> None:
 
 
 def promote_all(catalog_dir: Path, first: int, count: int) -> None:
-    editor = CatalogEditor(catalog_dir, library=None, civitai=None)  # type: ignore[arg-type]
+    stores = {name: CatalogStore(catalog_path(catalog_dir, name)) for name in CATALOG_NAMES}
     print("ready", flush=True)
     for version_id in range(first, first + count):
-        outcome = editor._run(lambda readings, v=version_id: plan_promote(readings, v))
+        outcome = run_transaction(stores, lambda readings, v=version_id: plan_promote(readings, v))
         if outcome.error is not None:
             raise outcome.error
 

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
 from service.catalog import (
     CatalogFormatError,
+    digest,
     has_unusable_id,
     model_id_of,
     parse_catalog,
     serialize_catalog,
     stamp,
     version_id_of,
+    write_catalog,
 )
 
 
@@ -118,3 +121,33 @@ def test_stamp_increments_the_version_whatever_way_it_is_written(version: object
     stamp(doc)
     assert doc["version"] == after and type(doc["version"]) is type(after)
     assert isinstance(doc["date"], str)
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {},
+        {"categories": []},
+        {"version": 1, "date": "d", "categories": [{"id": "a", "name": "A", "models": []}]},
+        {"version": 1, "categories": [{"id": "a", "models": [{"x": 1, "t": [], "o": {}, "n": {"k": [1, {"z": None}]}}, {"y": "ü\\n"}]}, {"id": "b"}, "odd", []], "z": {"q": [1, 2]}},
+        {"categories": [{"models": [{"x": 1}], "after": {"k": "v"}, "models2": []}], "tail": True},
+        {"categories": [{"models": ["not an entry", 3, None]}]},
+        {"categories": [{"id": "a", "models": [{"big": 2**70}]}]},  # orjson cannot: the fallback writes it
+        {"categories": {"not": "a list"}, "x": 1.5},
+    ],
+)
+def test_writing_piece_by_piece_gives_the_same_bytes(tmp_path: Path, doc: dict[str, object]) -> None:
+    with open(tmp_path / "out.json", "w+b") as handle:
+        content_digest = write_catalog(handle, doc)
+    written = (tmp_path / "out.json").read_bytes()
+    assert written == serialize_catalog(doc)
+    assert content_digest == digest(written)
+
+
+def test_a_long_integer_across_a_scan_block_boundary_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    import service.catalog
+
+    monkeypatch.setattr(service.catalog, "_SCAN_BLOCK", 16)
+    for pad in range(40):
+        raw = b'{"categories": [], "p": "' + b"x" * pad + b'", "big": %s}' % BIG
+        assert parse_catalog(raw)["big"] == int(BIG), pad

@@ -172,3 +172,26 @@ def test_a_symlinked_catalog_stops_the_start_with_one_line(tmp_path: Path) -> No
     [line] = stderr.strip().splitlines()
     assert "CATALOG_DIR" in line and "models.json is a symbolic link" in line
     assert (catalogs / "models.json").is_symlink()
+
+
+async def test_huge_catalogs_are_changed_in_a_worker_process(
+    start: StartClient, civitai: aioresponses, catalog_dir: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parsing and rewriting a huge catalog holds the GIL for seconds: it happens in another process,
+    with the same answers, errors and write-through as in a thread."""
+    import service.workers
+
+    write_json(catalog_dir / "models.json", catalog(entry(1, "l1.safetensors", "loras"), entry(2, "on_disk.safetensors", "loras"), category="loras"))
+    (models_dir / "loras" / "on_disk.safetensors").write_bytes(b"x")
+    monkeypatch.setattr(service.workers, "PROCESS_BYTES", 0)  # every catalog counts as huge
+    client = await start()
+    added = await client.post("/api/admin/civitai/add/3", headers=AUTH)
+    assert (await added.json())["status"] == "added"
+    assert "3" in (await get_map(client))["by_version"]  # written through before the answer
+    promoted = await client.post("/api/admin/civitai/promote-to-lora/1", headers=AUTH)
+    assert (await promoted.json())["status"] == "promoted"
+    assert (await get_map(client))["by_version"]["1"]["catalog"] == "loras"
+    refused = await client.delete("/api/admin/models/on_disk.safetensors/catalog", headers=AUTH)
+    assert refused.status == 409 and (await refused.json())["code"] == "file_on_disk"
+    unknown = await client.post("/api/admin/civitai/promote-to-lora/99", headers=AUTH)
+    assert unknown.status == 404 and (await unknown.json())["code"] == "not_in_catalog"

@@ -116,7 +116,7 @@ def test_a_catalog_half_written_in_place_is_read_again_until_whole(store: Catalo
         reading = store.read()
     finally:
         finisher.join()
-    assert reading.raw == whole
+    assert reading.doc == orjson.loads(whole)
 
 
 def _outside_save_after_the_check(store: CatalogStore, monkeypatch: pytest.MonkeyPatch, save: Callable[[], None]) -> None:
@@ -146,7 +146,7 @@ def test_an_outside_save_between_check_and_swap_is_given_back(store: CatalogStor
 def test_a_catalog_created_by_someone_else_meanwhile_is_not_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = CatalogStore(tmp_path / "loras.json")
     reading = store.read()
-    assert reading.raw is None
+    assert reading.digest is None
     _outside_save_after_the_check(store, monkeypatch, lambda: write_json(store.path, catalog(entry(9, "x.safetensors"))))
     with pytest.raises(StaleRead):
         store.write(reading)

@@ -140,9 +140,9 @@ async def test_reconcile_catches_what_events_missed(start: StartClient, models_d
 
 @pytest.mark.usefixtures("one_checkpoint")
 async def test_large_catalogs_are_parsed_in_a_worker_process(start: StartClient, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import service.library
+    import service.workers
 
-    monkeypatch.setattr(service.library, "PROCESS_PARSE_BYTES", 0)  # every catalog counts as large
+    monkeypatch.setattr(service.workers, "PROCESS_BYTES", 0)  # every catalog counts as large
     client = await start()
     assert (await get_map(client))["by_version"]["1"]["status"] == "missing"
     replace_json(catalog_dir / "models.json", catalog(entry(1, "one.safetensors"), entry(4, "four.safetensors", model_id=44)))

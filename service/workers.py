@@ -1,0 +1,42 @@
+"""Work too big for a thread: parsing or rewriting a huge catalog holds the GIL for seconds.
+
+Such work runs in a short-lived worker process (spawned, so it shares no locks or threads
+with the service), which exits when done and takes its parse memory with it; the event
+loop stays free to answer `/health` and the map meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+# Catalogs larger than this are parsed and rewritten in a worker process: parsing 40 MB of
+# JSON is one C call that holds the GIL for ~0.3 s, which a thread cannot keep off the loop.
+PROCESS_BYTES = 16 * 1024 * 1024
+
+
+def needs_process(paths: Iterable[Path]) -> bool:
+    """True when any of these files is large enough that working on it must leave this process."""
+    for path in paths:
+        try:
+            if os.stat(path).st_size > PROCESS_BYTES:  # read at call time: tests lower it
+                return True
+        except OSError:
+            continue
+    return False
+
+
+async def in_worker_process(function: Callable[..., T], *args: object) -> T:
+    """Run a picklable function in a fresh worker process and return its result."""
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        return await asyncio.get_running_loop().run_in_executor(pool, function, *args)
+    finally:
+        await asyncio.to_thread(pool.shutdown)  # the worker exits, and its memory with it
