@@ -23,13 +23,30 @@ from .presence import Presence
 
 PRESENT = b'present"}'
 MISSING = b'missing"}'
+QUEUED = b'queued"}'
 _OPEN = b'{"by_version":{'
 _MIDDLE = b'},"by_model":'
 _CLOSE = b"}"
 GZIP_LEVEL = 6
 
-Changes = dict[int, str | None]  # version id -> "present", "missing", or None when it left the map
+Changes = dict[int, str | None]  # version id -> its status ("present", "downloading", ...), or None when it left the map
 Listener = Callable[[str, Changes], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """A file on its way into a folder: queued, or downloading with bytes so far of a total (if known)."""
+
+    state: str  # "queued" or "downloading"
+    done: int = 0
+    total: int | None = None
+
+    def slot(self) -> bytes:
+        """The end of a map entry: its status, and the progress the extension shows."""
+        if self.state == "queued":
+            return QUEUED
+        total = b"null" if self.total is None else b"%d" % self.total
+        return b'downloading","dl_bytes":%d,"dl_total":%s}' % (self.done, total)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +59,9 @@ class MapEntry:
     folder: str  # canonical logical folder, for presence
     catalog: str
     head: bytes
+    dest: str = ""  # the folder as the catalog writes it, for downloads
+    sha256: str | None = None  # the entry's `hash`, when it is a SHA256
+    size: int | None = None  # bytes, from `size_gb` (CivitAI's sizeKB / 1,000,000)
 
 
 @dataclass(slots=True)
@@ -81,8 +101,24 @@ def extract_entries(doc: Doc, catalog: str) -> CatalogEntries:
         except orjson.JSONEncodeError:  # a lone surrogate in a name: not showable, left as it is in the file
             unusable += 1
             continue
-        entries.append(MapEntry(version_id, model_id, file, sys.intern(canonical_folder(dest)), catalog, head))
+        entries.append(
+            MapEntry(version_id, model_id, file, sys.intern(canonical_folder(dest)), catalog, head, dest, _sha256(entry), _size(entry))
+        )
     return CatalogEntries(entries, unusable)
+
+
+def _sha256(entry: dict[str, object]) -> str | None:
+    value = entry.get("hash")
+    if isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdefABCDEF" for c in value):
+        return value.lower()
+    return None
+
+
+def _size(entry: dict[str, object]) -> int | None:
+    value = entry.get("size_gb")
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1e6:
+        return round(value * 1_000_000_000)
+    return None
 
 
 @dataclass(slots=True)
@@ -154,7 +190,8 @@ class CivitaiIndex:
         self._boot = secrets.token_hex(4)
         self._generation = 0
         self._layout = build_layout([])
-        self._status: dict[int, bool] = {}
+        self._status: dict[int, bytes] = {}  # version id -> the bytes in its status slot
+        self._transfers: dict[str, dict[str, Transfer]] = {}  # file name -> logical folder -> transfer
         self.snapshot = MapSnapshot(b"".join(self._layout.parts), self._etag())
         self.listeners: list[Listener] = []  # told (etag, changes) after every publish
 
@@ -172,13 +209,13 @@ class CivitaiIndex:
         self._status = {}
         changes: Changes = {}
         for version_id, entry in layout.entries.items():
-            present = self.presence.is_present(entry.file, entry.folder)
-            self._status[version_id] = present
-            if present:
-                layout.parts[layout.slots[version_id]] = PRESENT
+            slot = self._slot(entry)
+            self._status[version_id] = slot
+            if slot is not MISSING:
+                layout.parts[layout.slots[version_id]] = slot
             old = old_entries.get(version_id)
-            if old is None or old.head != entry.head or old_status.get(version_id) != present:
-                changes[version_id] = _status_name(present)
+            if old is None or old.head != entry.head or old_status.get(version_id) != slot:
+                changes[version_id] = status_name(slot)
         for version_id in old_entries.keys() - layout.entries.keys():
             changes[version_id] = None
         return self._publish(changes)
@@ -189,13 +226,38 @@ class CivitaiIndex:
         changes: Changes = {}
         for name in names:
             for version_id in layout.by_file.get(name, ()):
-                entry = layout.entries[version_id]
-                present = self.presence.is_present(entry.file, entry.folder)
-                if present != self._status.get(version_id):
-                    self._status[version_id] = present
-                    layout.parts[layout.slots[version_id]] = PRESENT if present else MISSING
-                    changes[version_id] = _status_name(present)
+                slot = self._slot(layout.entries[version_id])
+                if slot != self._status.get(version_id):
+                    self._status[version_id] = slot
+                    layout.parts[layout.slots[version_id]] = slot
+                    changes[version_id] = status_name(slot)
         return self._publish(changes)
+
+    def set_transfer(self, file: str, folder: str, transfer: Transfer | None) -> bool:
+        """Say that a file is on its way into a logical folder (None: no longer); publish if a status moved."""
+        places = self._transfers.setdefault(file, {})
+        if transfer is None:
+            places.pop(folder, None)
+        else:
+            places[folder] = transfer
+        if not places:
+            del self._transfers[file]
+        return self.files_changed((file,))
+
+    def status(self, version_id: int) -> bytes | None:
+        """The status slot of a catalogued version (PRESENT, MISSING, ...), None when not in the map."""
+        return self._status.get(version_id) if version_id in self._layout.entries else None
+
+    def _slot(self, entry: MapEntry) -> bytes:
+        if self.presence.is_present(entry.file, entry.folder):
+            return PRESENT
+        places = self._transfers.get(entry.file)
+        if places:
+            prefix = entry.folder + "/"
+            for folder, transfer in places.items():
+                if folder == entry.folder or folder.startswith(prefix):
+                    return transfer.slot()
+        return MISSING
 
     def point_answer(self, version_ids: Iterable[int] = (), model_ids: Iterable[int] = ()) -> bytes:
         """The map restricted to some versions and to every version of some models."""
@@ -203,7 +265,7 @@ class CivitaiIndex:
         wanted = {v for v in version_ids if v in layout.entries}
         for model_id in model_ids:
             wanted.update(layout.by_model.get(model_id, ()))
-        fragments = [layout.entries[v].head + (PRESENT if self._status.get(v) else MISSING) for v in sorted(wanted)]
+        fragments = [layout.entries[v].head + self._status.get(v, MISSING) for v in sorted(wanted)]
         by_model: dict[int, list[int]] = {}
         for version_id in sorted(wanted):
             model_id = layout.entries[version_id].model_id
@@ -231,5 +293,6 @@ def gzip_etag(etag: str) -> str:
     return etag[:-1] + '-gz"'
 
 
-def _status_name(present: bool) -> str:
-    return "present" if present else "missing"
+def status_name(slot: bytes) -> str:
+    """The status a slot says: "present", "missing", "queued" or "downloading"."""
+    return slot[: slot.index(b'"')].decode()

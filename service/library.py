@@ -44,7 +44,7 @@ class CatalogReading:
     unparsable: bool = False  # worth reading again: a program may be writing it in place
 
 
-EntryRow = tuple[int, int | None, str, str, str, bytes]
+EntryRow = tuple[int, int | None, str, str, str, bytes, str, str | None, int | None]
 # A catalog that does not parse may be half-written by a program that saves in place: read
 # it again, backing off, for about this long before calling it unparsable.
 UNPARSABLE_RETRY_S = (0.02, 0.05, 0.1, 0.2, 0.3, 0.35)
@@ -56,7 +56,7 @@ def read_catalog_rows(
     """`read_catalog` with plain tuples, cheap to send back from a worker process."""
     reading = read_catalog(path, name, known_digest)
     found = reading.entries
-    rows = None if found is None else ([(e.version_id, e.model_id, e.file, e.folder, e.catalog, e.head) for e in found.entries], found.unusable_ids)
+    rows = None if found is None else ([(e.version_id, e.model_id, e.file, e.folder, e.catalog, e.head, e.dest, e.sha256, e.size) for e in found.entries], found.unusable_ids)
     return reading.digest, rows, reading.error, reading.unparsable
 
 

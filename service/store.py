@@ -16,7 +16,6 @@ check alone guards (a save landing in that window of microseconds can then be lo
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import fcntl
 import hashlib
@@ -30,6 +29,7 @@ from pathlib import Path
 
 from .catalog import CatalogFormatError, CatalogUnwritable, Doc, digest, empty_catalog, parse_catalog, stamp, write_catalog
 from .errors import Unavailable
+from .fileops import RENAME_EXCHANGE, RENAME_NOREPLACE, fsync_folder, rename_with
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ class CatalogStore:
             with contextlib.suppress(OSError):
                 os.unlink(temp)  # after a swap it holds the file displaced; otherwise our unused copy
         try:
-            _fsync_folder(folder)
+            fsync_folder(folder)
         except OSError as exc:  # the new file is in place; only its survival of a power cut is unsure
             logger.warning("%s was saved but its folder could not be synced (%s)", self.path.name, exc.strerror)
         return written
@@ -173,14 +173,14 @@ class CatalogStore:
         after one stat; only the same inode (a save in place, or none) needs its bytes hashed.
         """
         if expected is None:  # the file did not exist: create it only if it still does not
-            if not _rename(temp, self.path, RENAME_NOREPLACE):
+            if not rename_with(temp, self.path, RENAME_NOREPLACE):
                 if self._current() is not None:
                     raise StaleRead()
                 os.replace(temp, self.path)
             return
         if identity is not None and _identity(self.path) != identity:  # last, cheapest look: keeps the race window tiny
             raise StaleRead()
-        if not _rename(temp, self.path, RENAME_EXCHANGE):
+        if not rename_with(temp, self.path, RENAME_EXCHANGE):
             os.replace(temp, self.path)
             return
         displaced = os.stat(temp)
@@ -188,7 +188,7 @@ class CatalogStore:
             return
         # Another program saved between our check and our swap: give its file back, then the
         # change is applied again on top of it.
-        if not _rename(temp, self.path, RENAME_EXCHANGE) or _digest_or_none(temp) != written:
+        if not rename_with(temp, self.path, RENAME_EXCHANGE) or _digest_or_none(temp) != written:
             logger.warning("%s.json was saved by another program at the same moment as this service; check it", self.name)
         logger.debug("%s.json was saved by another program just now; applying the change again on top of it", self.name)
         raise StaleRead()
@@ -215,30 +215,6 @@ class CatalogStore:
         os.chmod(temp, mode)
 
 
-AT_FDCWD = -100
-RENAME_NOREPLACE = 1
-RENAME_EXCHANGE = 2
-_UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP})
-_libc = ctypes.CDLL(None, use_errno=True)
-_renameat2 = getattr(_libc, "renameat2", None)
-if _renameat2 is not None:
-    _renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    _renameat2.restype = ctypes.c_int
-
-
-def _rename(source: str | Path, target: str | Path, flags: int) -> bool:
-    """renameat2 with flags: True when done. False when this system or filesystem does not
-    offer the flag, or (RENAME_NOREPLACE) the target exists: the caller looks again."""
-    if _renameat2 is None:
-        return False
-    if _renameat2(AT_FDCWD, os.fsencode(source), AT_FDCWD, os.fsencode(target), flags) == 0:
-        return True
-    code = ctypes.get_errno()
-    if code in _UNSUPPORTED or (code == errno.EEXIST and flags == RENAME_NOREPLACE):
-        return False
-    raise OSError(code, os.strerror(code), str(target))
-
-
 def _identity(path: Path) -> tuple[int, int] | None:
     try:
         stat = os.stat(path)
@@ -254,11 +230,3 @@ def _digest_or_none(path: str | Path) -> str | None:
             return hashlib.file_digest(handle, "sha256").hexdigest()
     except FileNotFoundError:
         return None
-
-
-def _fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
