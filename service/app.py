@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from .civitai import CivitaiClient
+from .downloads import DownloadManager
 from .library import Library
 from .events import ChangeFeed, civitai_map_events, close_streams
 from .extra_paths import load_extra_model_paths
@@ -19,8 +20,19 @@ from .mutations import CatalogEditor
 from .openapi import openapi_json
 from .presence import FolderSource
 from .settings import Settings
-from .typedefs import CIVITAI, EDITOR, FEED, LIBRARY, SETTINGS, WATCHER
-from .views import add_version, api_health, civitai_map, health, promote_to_lora, ready, remove_from_catalog
+from .typedefs import CIVITAI, DOWNLOADS, EDITOR, FEED, LIBRARY, SETTINGS, WATCHER
+from .views import (
+    add_version,
+    api_health,
+    cancel_download,
+    civitai_map,
+    download_file,
+    health,
+    list_downloads,
+    promote_to_lora,
+    ready,
+    remove_from_catalog,
+)
 from .watcher import Watcher, reconcile_forever
 
 logger = logging.getLogger(__name__)
@@ -52,6 +64,14 @@ def create_app(settings: Settings, api_key: str) -> web.Application:
     app[CIVITAI] = civitai
     app[EDITOR] = CatalogEditor(settings.catalog_dir, library, civitai)
     app[FEED] = feed
+    app[DOWNLOADS] = DownloadManager(
+        library,
+        settings.models_dir,
+        settings.civitai_base_url,
+        settings.civitai_api_key,
+        concurrency=settings.download_concurrency,
+        enabled=settings.downloads,
+    )
     app[WATCHER] = Watcher(
         library,
         settings.catalog_dir,
@@ -59,7 +79,7 @@ def create_app(settings: Settings, api_key: str) -> web.Application:
         polling=bool(settings.watch_force_polling),
         poll_interval_ms=settings.watch_poll_interval_ms,
     )
-    app.cleanup_ctx.extend([catalog_files_ctx, civitai_ctx, library_ctx])
+    app.cleanup_ctx.extend([catalog_files_ctx, civitai_ctx, library_ctx, downloads_ctx])
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
     app.router.add_get("/api/health", api_health)
@@ -68,6 +88,9 @@ def create_app(settings: Settings, api_key: str) -> web.Application:
     app.router.add_post("/api/admin/civitai/add/{version_id}", add_version)
     app.router.add_post("/api/admin/civitai/promote-to-lora/{version_id}", promote_to_lora)
     app.router.add_delete("/api/admin/models/{filename}/catalog", remove_from_catalog)
+    app.router.add_post("/api/admin/models/download/{file}", download_file)
+    app.router.add_get("/api/admin/downloads", list_downloads)
+    app.router.add_delete("/api/admin/downloads/{job}", cancel_download)
     app.router.add_get("/api/openapi.json", openapi_json)
     return app
 
@@ -85,6 +108,13 @@ async def civitai_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[CIVITAI].open()
     yield
     await app[CIVITAI].close()
+
+
+async def downloads_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The downloader's session; at shutdown running downloads stop and keep their parts."""
+    await app[DOWNLOADS].open()
+    yield
+    await app[DOWNLOADS].close()
 
 
 async def library_ctx(app: web.Application) -> AsyncIterator[None]:

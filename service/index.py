@@ -202,6 +202,10 @@ class CivitaiIndex:
         """The map entry of a version, if catalogued."""
         return self._layout.entries.get(version_id)
 
+    def versions_of_file(self, file: str) -> tuple[int, ...]:
+        """The catalogued versions whose file has that name."""
+        return tuple(self._layout.by_file.get(file, ()))
+
     def set_layout(self, layout: Layout) -> bool:
         """Swap in a new layout and fill every status from presence; publish when the body changed."""
         old_entries, old_status = self._layout.entries, self._status

@@ -212,10 +212,18 @@ SCHEMAS: dict[str, Schema] = {
             "dest": string("The folder under ComfyUI's models folder, as the catalog says."),
             "name": string("The display name (the file name when the catalog has none)."),
             "base_model": nullable("string"),
-            "status": {"type": "string", "enum": ["present", "missing"], "description": "Whether the file is on disk."},
+            "status": {
+                "type": "string",
+                "enum": ["present", "missing", "queued", "downloading"],
+                "description": "On disk; not on disk; waiting to download; downloading (with `dl_bytes`, `dl_total`). "
+                "Clients treat a status they do not know as catalogued.",
+            },
+            "dl_bytes": {"type": "integer", "minimum": 0, "description": "Bytes downloaded so far (only while `downloading`)."},
+            "dl_total": nullable("integer", "The file's size when known (only while `downloading`)."),
             "civitai_model_id": nullable("integer"),
             "catalog": {"type": "string", "enum": ["models", "loras"]},
         },
+        required=("file", "dest", "name", "base_model", "status", "civitai_model_id", "catalog"),
         closed=True,
     ),
     "CivitaiMap": obj(
@@ -258,6 +266,38 @@ SCHEMAS: dict[str, Schema] = {
         closed=True,
     ),
     "Removed": obj({"status": const("removed"), "file": string()}, closed=True),
+    "DownloadStarted": obj(
+        {
+            "status": {"type": "string", "enum": ["queued", "downloading"], "description": "`downloading` when that file was already under way."},
+            "file": string(),
+            "job": string("The job's id, for `GET /api/admin/downloads` and `DELETE /api/admin/downloads/{job}`."),
+        },
+        closed=True,
+    ),
+    "AlreadyPresent": obj({"status": const("already_present"), "file": string()}, closed=True),
+    "DownloadJob": obj(
+        {
+            "job": string(),
+            "file": string(),
+            "dest": string("The catalog's folder for the file."),
+            "version_id": {"type": "integer", "minimum": 1},
+            "state": {"type": "string", "enum": ["queued", "downloading", "verifying", "done", "failed", "cancelled"]},
+            "bytes": {"type": "integer", "minimum": 0},
+            "total": nullable("integer", "The file's size, once known."),
+            "speed": {"type": "integer", "minimum": 0, "description": "Bytes per second, over about the last second."},
+            "error": nullable("string", "Why it failed, for a person."),
+            "error_code": nullable("string", "Why it failed, for a machine (`hash_mismatch`, `civitai_key_required`, `no_space`, ...)."),
+            "created_at": {"type": "number"},
+            "started_at": nullable("number"),
+            "finished_at": nullable("number"),
+        },
+        closed=True,
+    ),
+    "Downloads": obj({"downloads": {"type": "array", "items": ref("DownloadJob")}}, closed=True),
+    "DownloadCancelled": obj(
+        {"status": {"type": "string", "enum": ["cancelled", "removed"], "description": "`removed`: the job had ended and is forgotten."}, "job": string()},
+        closed=True,
+    ),
     "SnapshotEvent": obj(
         {"etag": string("The ETag of the map as it is now."), "etag_gzip": string("The same, for the gzip answer.")},
         required=("etag",),
@@ -271,7 +311,7 @@ SCHEMAS: dict[str, Schema] = {
                 **VERSION_KEYS,
                 "additionalProperties": {
                     "type": ["string", "null"],
-                    "enum": ["present", "missing", None],
+                    "enum": ["present", "missing", "queued", "downloading", None],
                     "description": "The version's new status; null when it left the map.",
                 },
             },
@@ -298,7 +338,7 @@ A Server-Sent Events stream of map changes, for clients that would rather be tol
 Events (`data` is JSON; its schema is under `x-events`):
 - `snapshot`, first: `{"etag", "etag_gzip"}`, the map's tags (plain and gzip) as it is now.
 - `change`, after every change of the map:
-  `{"etag", "etag_gzip", "changes": {"<version id>": "present" | "missing" | null}}`
+  `{"etag", "etag_gzip", "changes": {"<version id>": "present" | "missing" | "queued" | "downloading" | null}}`
   (null when the version left the map); its SSE `id` is the new ETag.
 - `resync`: `{"etag", "etag_gzip"}`; the client fell behind and should fetch the map again.
 Heartbeats are SSE comments (lines starting with `:`).
@@ -457,6 +497,48 @@ PATHS: dict[str, dict[str, Schema]] = {
                     "example": "lora_123.safetensors",
                 }
             ],
+        )
+    },
+    "/api/admin/models/download/{file}": {
+        "post": operation(
+            "downloadFile",
+            "Download a catalogued file from CivitAI into its folder",
+            {
+                "200": json_response(
+                    "Queued (or the job already under way for that file), or already on disk.", one_of("DownloadStarted", "AlreadyPresent")
+                ),
+                "400": error("The file name is not a safe single file name (`unsafe_file_name`)."),
+                "401": UNAUTHORIZED,
+                "404": error(f"No catalog entry has this file name (`not_in_catalog`); or {ROUTE_NOT_FOUND}."),
+                "409": error("Downloads are switched off (`downloads_off`, DOWNLOADS=off)."),
+                "413": TOO_LARGE,
+                "415": UNSUPPORTED_MEDIA,
+                "503": NOT_READY,
+            },
+            description="Answers at once; the download runs in the background (see `GET /api/admin/downloads` and the map's "
+            "`queued` / `downloading` statuses). Takes no body, or `{}`.",
+            parameters=[{"name": "file", "in": "path", "required": True, "description": "The catalogued file name.", "schema": {"type": "string"}}],
+        )
+    },
+    "/api/admin/downloads": {
+        "get": operation(
+            "listDownloads",
+            "Every download job, newest first",
+            {"200": json_response("The jobs.", ref("Downloads")), "401": UNAUTHORIZED},
+        )
+    },
+    "/api/admin/downloads/{job}": {
+        "delete": operation(
+            "cancelDownload",
+            "Cancel a download and remove its partial file, or forget a finished job",
+            {
+                "200": json_response("Cancelled, or forgotten.", ref("DownloadCancelled")),
+                "401": UNAUTHORIZED,
+                "404": error(f"There is no such job (`no_such_job`); or {ROUTE_NOT_FOUND}."),
+                "413": TOO_LARGE,
+                "415": UNSUPPORTED_MEDIA,
+            },
+            parameters=[{"name": "job", "in": "path", "required": True, "schema": {"type": "string"}}],
         )
     },
     "/api/openapi.json": {

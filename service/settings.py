@@ -43,6 +43,8 @@ class Settings:
     log_level: str = "INFO"
     shutdown_timeout_s: float = 5.0
     max_body_bytes: int = 64 * 1024
+    downloads: bool = True
+    download_concurrency: int = 2
 
     def __post_init__(self) -> None:
         if self.api_key is not None and len(self.api_key) < MIN_API_KEY_LENGTH:
@@ -64,6 +66,7 @@ class Settings:
         _in_range("CIVITAI_TIMEOUT_S", self.civitai_timeout_s, 1, 600, "seconds")
         _in_range("SHUTDOWN_TIMEOUT_S", self.shutdown_timeout_s, 0, 600, "seconds")
         _in_range("MAX_BODY_BYTES", self.max_body_bytes, 1024, 64 * 1024 * 1024, "bytes")
+        _in_range("DOWNLOAD_CONCURRENCY", self.download_concurrency, 1, 16, "downloads")
         if not self.host or any(c.isspace() for c in self.host) or len(self.host) > 253:
             raise ConfigError(f"HOST must be an address or a host name, not {self.host!r}.")
         for origin in self.cors_origins:
@@ -99,6 +102,8 @@ class Settings:
             log_level=_log_level(env),
             shutdown_timeout_s=_float(env, "SHUTDOWN_TIMEOUT_S", 5.0),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 64 * 1024),
+            downloads=_switch(env, "DOWNLOADS", True),
+            download_concurrency=_int(env, "DOWNLOAD_CONCURRENCY", 2),
         )
 
 
@@ -148,6 +153,17 @@ def _tristate(env: Mapping[str, str], name: str) -> bool | None:
     if raw == "auto":
         return None
     raise ConfigError(f"{name} must be one of true, false or auto, not {raw!r}.")
+
+
+def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be on or off, not {raw!r}.")
 
 
 def _log_level(env: Mapping[str, str]) -> str:

@@ -8,6 +8,7 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from .civitai import CivitaiClient
+    from .downloads import DownloadManager
     from .events import ChangeFeed
     from .library import Library
     from .mutations import CatalogEditor
@@ -20,3 +21,4 @@ EDITOR: web.AppKey[CatalogEditor] = web.AppKey("editor")
 CIVITAI: web.AppKey[CivitaiClient] = web.AppKey("civitai")
 WATCHER: web.AppKey[Watcher] = web.AppKey("watcher")
 FEED: web.AppKey[ChangeFeed] = web.AppKey("feed")
+DOWNLOADS: web.AppKey[DownloadManager] = web.AppKey("downloads")

@@ -12,7 +12,7 @@ from . import __version__
 from .errors import Invalid, Unavailable
 from .filenames import check_relative_folder
 from .middlewares import AUTHENTICATED
-from .typedefs import EDITOR, LIBRARY, WATCHER
+from .typedefs import DOWNLOADS, EDITOR, LIBRARY, WATCHER
 
 MAX_POINT_IDS = 500
 JSON = "application/json"
@@ -165,3 +165,24 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
         if tag == "*" or tag.removeprefix("W/") == etag:
             return True
     return False
+
+
+async def download_file(request: web.Request) -> web.Response:
+    """Queue a download of a catalogued file; answers at once with the job."""
+    library = request.app[LIBRARY]
+    if not library.ready:
+        raise Unavailable("The index is still being built; try again in a moment.", code="not_ready", retry_after=1)
+    answer = request.app[DOWNLOADS].start(request.match_info["file"])
+    return web.json_response(answer, dumps=_dumps)
+
+
+async def list_downloads(request: web.Request) -> web.Response:
+    """Every download job, newest first."""
+    body = {"downloads": request.app[DOWNLOADS].listing()}
+    return web.Response(body=orjson.dumps(body), content_type=JSON, headers={"Cache-Control": "no-store"})
+
+
+async def cancel_download(request: web.Request) -> web.Response:
+    """Cancel a download and remove its partial file (or forget a finished job)."""
+    answer = await request.app[DOWNLOADS].cancel(request.match_info["job"])
+    return web.json_response(answer, dumps=_dumps)

@@ -1,0 +1,206 @@
+"""One download over HTTP: redirects checked by hand, resume with Range, SHA256 while streaming.
+
+The file goes to `<name>.part` beside its final place. Bytes are hashed as they are written
+(a resumed part is hashed once first), so nothing is read twice. The CivitAI key is sent to
+CivitAI's own origin only, never to the storage a redirect points at; a redirect from HTTPS
+to anything else is refused. Transient failures (a dropped connection, a 5xx, a 429) are
+retried a bounded number of times, resuming from what is on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+
+logger = logging.getLogger(__name__)
+
+MAX_REDIRECTS = 5
+READ_BLOCK = 1 << 20
+WRITE_BLOCK = 8 << 20  # bytes gathered before one write+hash in a worker thread
+MAX_ATTEMPTS = 6
+BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0)
+MAX_RETRY_AFTER_S = 300.0
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+Progress = Callable[[int, int | None], None]
+
+
+class DownloadFailed(Exception):
+    """A download that cannot succeed as things are; `code` for machines, the message for people."""
+
+    def __init__(self, message: str, code: str, *, retryable: bool = False, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a file comes from, and who may see the key."""
+
+    url: str
+    api_key: str | None
+    key_origin: str  # scheme://host[:port] of CivitAI: the only origin the key is sent to
+
+
+def origin(url: str) -> str:
+    """scheme://host[:port] of a URL, lower-cased."""
+    parts = urlsplit(url)
+    return f"{parts.scheme.lower()}://{(parts.netloc or '').lower()}"
+
+
+async def fetch(session: aiohttp.ClientSession, source: Source, part: Path, progress: Progress) -> tuple[str, int]:
+    """Download into `part` (resuming what is there); return the SHA256 hex and the size."""
+    failures = 0
+    while True:
+        try:
+            return await _attempt(session, source, part, progress)
+        except DownloadFailed as exc:
+            if not exc.retryable or failures + 1 >= MAX_ATTEMPTS:
+                raise
+            delay = exc.retry_after if exc.retry_after is not None else BACKOFF_S[min(failures, len(BACKOFF_S) - 1)]
+            logger.info("download of %s interrupted (%s); resuming in %.0f s", part.name, exc, delay)
+            failures += 1
+            await asyncio.sleep(delay)
+
+
+async def _attempt(session: aiohttp.ClientSession, source: Source, part: Path, progress: Progress) -> tuple[str, int]:
+    offset = part.stat().st_size if part.exists() else 0
+    url = source.url
+    for _hop in range(MAX_REDIRECTS + 1):
+        headers = {"Accept-Encoding": "identity"}
+        if source.api_key and origin(url) == source.key_origin:
+            headers["Authorization"] = f"Bearer {source.api_key}"
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        try:
+            async with session.get(url, headers=headers, allow_redirects=False) as response:
+                if response.status in (301, 302, 303, 307, 308):
+                    url = _next_hop(url, response.headers.get("Location"))
+                    continue
+                if response.status == 416 and offset:
+                    part.unlink(missing_ok=True)  # the part does not fit what the server has: start over
+                    raise DownloadFailed("the partial file did not match; starting over", "range_refused", retryable=True, retry_after=0)
+                _check_status(response)
+                start, total = _start_and_total(response, offset)
+                return await _stream(response, part, start, total, progress)
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as exc:
+            raise DownloadFailed(f"the connection dropped ({type(exc).__name__})", "connection_lost", retryable=True) from None
+    raise DownloadFailed(f"more than {MAX_REDIRECTS} redirects", "too_many_redirects")
+
+
+def _next_hop(current: str, location: str | None) -> str:
+    if not location:
+        raise DownloadFailed("a redirect without a Location", "bad_redirect")
+    target = urljoin(current, location)
+    scheme = urlsplit(target).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise DownloadFailed(f"a redirect to a {scheme or 'relative'} address was refused", "bad_redirect")
+    if urlsplit(current).scheme.lower() == "https" and scheme != "https":
+        raise DownloadFailed("a redirect from HTTPS to plain HTTP was refused", "insecure_redirect")
+    return target
+
+
+def _check_status(response: aiohttp.ClientResponse) -> None:
+    status = response.status
+    if status in (200, 206):
+        return
+    if status in (401, 403):
+        raise DownloadFailed(
+            "CivitAI refused the download: it needs a CivitAI API key (set CIVITAI_API_KEY), "
+            "or the version is in early access or for members only",
+            "civitai_key_required",
+        )
+    if status == 404:
+        raise DownloadFailed("CivitAI has no file for this version", "not_found")
+    if status == 429:
+        raise DownloadFailed("CivitAI is limiting requests", "rate_limited", retryable=True, retry_after=_retry_after(response))
+    if status >= 500:
+        raise DownloadFailed(f"the server had an error (HTTP {status})", "upstream_error", retryable=True)
+    raise DownloadFailed(f"the server answered HTTP {status}", "unexpected_status")
+
+
+def _retry_after(response: aiohttp.ClientResponse) -> float:
+    raw = (response.headers.get("Retry-After") or "").strip()
+    if raw.isascii() and raw.isdigit():
+        return min(float(raw), MAX_RETRY_AFTER_S)
+    with contextlib.suppress(TypeError, ValueError, IndexError):
+        from email.utils import parsedate_to_datetime
+        from datetime import datetime, timezone
+
+        return min(max((parsedate_to_datetime(raw) - datetime.now(timezone.utc)).total_seconds(), 1.0), MAX_RETRY_AFTER_S)
+    return 30.0
+
+
+def _start_and_total(response: aiohttp.ClientResponse, offset: int) -> tuple[int, int | None]:
+    """Where the body starts in the file, and the file's full size when the server says."""
+    if response.status == 206:
+        match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+        if match is None or int(match.group(1)) != offset:
+            raise DownloadFailed("the server resumed at another place; starting over", "bad_range", retryable=True, retry_after=0)
+        return offset, None if match.group(3) == "*" else int(match.group(3))
+    length = response.content_length
+    return 0, length  # a 200 is the whole file, even when a range was asked for
+
+
+async def _stream(response: aiohttp.ClientResponse, part: Path, start: int, total: int | None, progress: Progress) -> tuple[str, int]:
+    hasher = hashlib.sha256()
+    mode = "r+b" if start else "wb"
+    handle = await asyncio.to_thread(open, part, mode)
+    try:
+        if start:
+            await asyncio.to_thread(_hash_prefix, handle, hasher, start)
+        done = start
+        progress(done, total)
+        buffer = bytearray()
+        try:
+            async for chunk in response.content.iter_chunked(READ_BLOCK):
+                buffer += chunk
+                if len(buffer) >= WRITE_BLOCK:
+                    await asyncio.to_thread(_write_and_hash, handle, hasher, bytes(buffer))
+                    done += len(buffer)
+                    buffer.clear()
+                    progress(done, total)
+        finally:  # what arrived before a drop is good: keep it, so the resume starts after it
+            if buffer:
+                await asyncio.to_thread(_write_and_hash, handle, hasher, bytes(buffer))
+                done += len(buffer)
+            await asyncio.to_thread(_flush, handle)
+    finally:
+        await asyncio.to_thread(handle.close)
+    if total is not None and done != total:
+        raise DownloadFailed(f"the connection ended at {done} of {total} bytes", "connection_lost", retryable=True)
+    progress(done, total if total is not None else done)
+    return hasher.hexdigest(), done
+
+
+def _hash_prefix(handle: object, hasher: hashlib._Hash, length: int) -> None:
+    handle.seek(0)  # type: ignore[attr-defined]
+    left = length
+    while left:
+        block = handle.read(min(WRITE_BLOCK, left))  # type: ignore[attr-defined]
+        if not block:
+            raise DownloadFailed("the partial file shrank while being resumed", "part_changed", retryable=True, retry_after=0)
+        hasher.update(block)
+        left -= len(block)
+    handle.truncate(length)  # type: ignore[attr-defined]
+
+
+def _write_and_hash(handle: object, hasher: hashlib._Hash, block: bytes) -> None:
+    handle.write(block)  # type: ignore[attr-defined]
+    hasher.update(block)
+
+
+def _flush(handle: object) -> None:
+    handle.flush()  # type: ignore[attr-defined]
+    os.fsync(handle.fileno())  # type: ignore[attr-defined]

@@ -1,0 +1,92 @@
+"""A loopback CivitAI for downloads: the download route redirects to a storage server on
+another port, which serves real bytes with Range, and can drop, stall, refuse or lie."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class Blob:
+    data: bytes
+    drop_after: int | None = None  # close the connection after this many bytes, once
+    hold_at: int | None = None  # stop sending at this offset until `release` is set
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    chunk: int = 64 * 1024
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass
+class FakeCivitai:
+    """State shared by the two fake servers; tests set blobs and failures, then read `requests`."""
+
+    blobs: dict[int, Blob] = field(default_factory=dict)  # version id -> file served
+    refuse: dict[int, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)  # version id -> statuses to answer first
+    requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)  # (server, path, headers)
+    storage_url: str = ""
+    redirect_to: str | None = None  # override the Location (e.g. a hostile scheme)
+
+    def civitai_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/api/download/models/{version_id}", self._download)
+        return app
+
+    def storage_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/files/{version_id}", self._serve)
+        return app
+
+    async def _download(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append(("civitai", request.path_qs, dict(request.headers)))
+        version_id = int(request.match_info["version_id"])
+        pending = self.refuse.get(version_id)
+        if pending:
+            status, headers = pending.pop(0)
+            return web.Response(status=status, headers=headers, text="refused")
+        if version_id not in self.blobs:
+            return web.Response(status=404, text="no such file")
+        location = self.redirect_to or f"{self.storage_url}/files/{version_id}?token=signed"
+        raise web.HTTPTemporaryRedirect(location)
+
+    async def _serve(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append(("storage", request.path_qs, dict(request.headers)))
+        blob = self.blobs[int(request.match_info["version_id"])]
+        start = 0
+        range_header = request.headers.get("Range")
+        response = web.StreamResponse()
+        if range_header:
+            start = int(range_header.removeprefix("bytes=").split("-")[0])
+            response.set_status(206)
+            response.headers["Content-Range"] = f"bytes {start}-{len(blob.data) - 1}/{len(blob.data)}"
+        response.content_length = len(blob.data) - start
+        response.content_type = "application/octet-stream"
+        await response.prepare(request)
+        position = start
+        while position < len(blob.data):
+            if blob.hold_at is not None and position >= blob.hold_at and not blob.release.is_set():
+                await blob.release.wait()
+            end = min(position + blob.chunk, len(blob.data))
+            if blob.hold_at is not None and position < blob.hold_at < end:
+                end = blob.hold_at
+            if blob.drop_after is not None and end > blob.drop_after:
+                await response.write(blob.data[position : blob.drop_after])
+                blob.drop_after = None
+                assert request.transport is not None
+                request.transport.close()  # a dropped connection, mid-body
+                return response
+            await response.write(blob.data[position:end])
+            position = end
+        await response.write_eof()
+        return response
+
+
+def headers_of(fake: FakeCivitai, server: str) -> list[dict[str, Any]]:
+    return [headers for name, _path, headers in fake.requests if name == server]

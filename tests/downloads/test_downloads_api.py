@@ -1,0 +1,249 @@
+"""Downloads through the real app against a loopback CivitAI and a storage server on another port:
+resume, verify, atomic rename, cancel, the queue, progress in the map, nothing left on failure."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from ..conftest import StartClient, get_map
+from ..helpers import AUTH, catalog, entry, eventually, next_event, write_json
+from .fake_civitai import Blob, FakeCivitai, headers_of
+
+CIVITAI_KEY = "civitai-secret-token"
+MB = 1024 * 1024
+
+
+@pytest.fixture
+async def fake(aiohttp_server: Any) -> FakeCivitai:
+    fake = FakeCivitai()
+    storage = await aiohttp_server(fake.storage_app())
+    fake.storage_url = str(storage.make_url("")).rstrip("/")
+    fake.civitai = await aiohttp_server(fake.civitai_app())  # type: ignore[attr-defined]
+    return fake
+
+
+def blob(seed: int, size: int = 3 * MB, **kwargs: Any) -> Blob:
+    pattern = bytes((seed * 7 + i) % 251 for i in range(4096))
+    return Blob((pattern * (size // len(pattern) + 1))[:size], **kwargs)
+
+
+def lora(version_id: int, data: Blob | None, *, sha256: str | None = None, size_gb: float | None = None) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    if sha256 or data is not None:
+        extra["hash"] = (sha256 or data.sha256).upper()  # type: ignore[union-attr]
+    if size_gb is not None or data is not None:
+        extra["size_gb"] = size_gb if size_gb is not None else round(len(data.data) / 1e9, 3)  # type: ignore[union-attr]
+    return entry(version_id, f"lora_{version_id}.safetensors", "loras", **extra)
+
+
+Starter = Callable[..., Awaitable[TestClient]]
+
+
+@pytest.fixture
+def service(start: StartClient, fake: FakeCivitai, catalog_dir: Path) -> Starter:
+    async def _start(*entries: dict[str, Any], **settings: Any) -> TestClient:
+        write_json(catalog_dir / "models.json", catalog(*entries, category="loras"))
+        base = str(fake.civitai.make_url("")).rstrip("/")  # type: ignore[attr-defined]
+        return await start(civitai_base_url=base, civitai_api_key=CIVITAI_KEY, **settings)
+
+    return _start
+
+
+async def download(client: TestClient, file: str) -> dict[str, Any]:
+    response = await client.post(f"/api/admin/models/download/{file}", headers=AUTH, json={})
+    assert response.status == 200, await response.text()
+    return await response.json()
+
+
+async def job_state(client: TestClient, job: str) -> dict[str, Any]:
+    listing = await (await client.get("/api/admin/downloads", headers=AUTH)).json()
+    return next(item for item in listing["downloads"] if item["job"] == job)
+
+
+async def until_job(client: TestClient, job: str, state: str, timeout: float = 15.0) -> dict[str, Any]:
+    async def reached() -> bool:
+        return (await job_state(client, job))["state"] == state
+
+    await eventually(reached, timeout=timeout, what=f"job {state}")
+    return await job_state(client, job)
+
+
+async def map_entry(client: TestClient, version_id: int) -> dict[str, Any]:
+    return (await get_map(client))["by_version"][str(version_id)]
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(name for name in os.listdir(folder) if name.endswith(".part"))
+
+
+async def test_a_download_lands_verified_and_the_key_never_leaves_civitai(service: Starter, fake: FakeCivitai, models_dir: Path) -> None:
+    fake.blobs[1] = blob(1)
+    client = await service(lora(1, fake.blobs[1]))
+    answer = await download(client, "lora_1.safetensors")
+    assert answer["status"] == "queued" and answer["file"] == "lora_1.safetensors"
+    done = await until_job(client, answer["job"], "done")
+    assert done["bytes"] == done["total"] == len(fake.blobs[1].data)
+    assert (models_dir / "loras" / "lora_1.safetensors").read_bytes() == fake.blobs[1].data
+    assert leftovers(models_dir / "loras") == []
+    assert (await map_entry(client, 1))["status"] == "present"
+    assert [h.get("Authorization") for h in headers_of(fake, "civitai")] == [f"Bearer {CIVITAI_KEY}"]
+    assert all("Authorization" not in h for h in headers_of(fake, "storage"))  # the storage host is another origin
+    again = await download(client, "lora_1.safetensors")
+    assert again == {"status": "already_present", "file": "lora_1.safetensors"}
+
+
+async def test_a_dropped_connection_resumes_with_range(service: Starter, fake: FakeCivitai, models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("service.downloads.fetch.BACKOFF_S", (0.05,))
+    fake.blobs[2] = blob(2, drop_after=1 * MB + 123)
+    client = await service(lora(2, fake.blobs[2]))
+    job = (await download(client, "lora_2.safetensors"))["job"]
+    await until_job(client, job, "done")
+    ranges = [h.get("Range") for h in headers_of(fake, "storage")]
+    assert ranges[0] is None and ranges[1] is not None and ranges[1].startswith("bytes=")
+    assert int(ranges[1][6:-1]) > 0
+    assert (models_dir / "loras" / "lora_2.safetensors").read_bytes() == fake.blobs[2].data
+
+
+async def test_a_part_left_by_a_restart_is_resumed(service: Starter, fake: FakeCivitai, models_dir: Path) -> None:
+    fake.blobs[3] = blob(3)
+    (models_dir / "loras" / "lora_3.safetensors.part").write_bytes(fake.blobs[3].data[: 2 * MB])
+    client = await service(lora(3, fake.blobs[3]))
+    job = (await download(client, "lora_3.safetensors"))["job"]
+    await until_job(client, job, "done")
+    assert [h.get("Range") for h in headers_of(fake, "storage")] == [f"bytes={2 * MB}-"]
+    assert (models_dir / "loras" / "lora_3.safetensors").read_bytes() == fake.blobs[3].data
+
+
+async def test_a_wrong_hash_keeps_nothing_and_says_so(service: Starter, fake: FakeCivitai, models_dir: Path) -> None:
+    fake.blobs[4] = blob(4)
+    client = await service(lora(4, fake.blobs[4], sha256="AB" * 32))
+    job = (await download(client, "lora_4.safetensors"))["job"]
+    failed = await until_job(client, job, "failed")
+    assert failed["error_code"] == "hash_mismatch" and "nothing was kept" in failed["error"]
+    assert os.listdir(models_dir / "loras") == []
+    assert (await map_entry(client, 4))["status"] == "missing"
+
+
+@pytest.mark.parametrize(("status", "code"), [(401, "civitai_key_required"), (403, "civitai_key_required"), (404, "not_found")])
+async def test_what_civitai_refuses_is_a_clear_failure(service: Starter, fake: FakeCivitai, models_dir: Path, status: int, code: str) -> None:
+    fake.blobs[5] = blob(5)
+    fake.refuse[5] = [(status, {})]
+    client = await service(lora(5, fake.blobs[5]))
+    job = (await download(client, "lora_5.safetensors"))["job"]
+    failed = await until_job(client, job, "failed")
+    assert failed["error_code"] == code and failed["error"]
+    assert os.listdir(models_dir / "loras") == []
+    assert (await map_entry(client, 5))["status"] == "missing"
+
+
+async def test_a_429_waits_as_told_then_downloads(service: Starter, fake: FakeCivitai, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("service.downloads.fetch.BACKOFF_S", (0.05,))
+    fake.blobs[6] = blob(6, size=64 * 1024)
+    fake.refuse[6] = [(429, {"Retry-After": "1"}), (503, {})]
+    client = await service(lora(6, fake.blobs[6]))
+    job = (await download(client, "lora_6.safetensors"))["job"]
+    await until_job(client, job, "done")
+    assert len(headers_of(fake, "civitai")) == 3
+
+
+async def test_progress_shows_in_the_map_and_the_events(service: Starter, fake: FakeCivitai, models_dir: Path) -> None:
+    fake.blobs[7] = blob(7, size=24 * MB, hold_at=12 * MB)
+    client = await service(lora(7, fake.blobs[7]))
+    events = await client.get("/api/admin/models/civitai-map/events", headers=AUTH)
+    assert (await next_event(events))[0] == "snapshot"
+    job = (await download(client, "lora_7.safetensors"))["job"]
+
+    async def halfway() -> bool:
+        shown = await map_entry(client, 7)
+        return shown["status"] == "downloading" and shown.get("dl_bytes", 0) >= 8 * MB
+
+    await eventually(halfway, what="progress in the map")
+    shown = await map_entry(client, 7)
+    assert shown["dl_total"] == len(fake.blobs[7].data)
+    seen = set()
+    while "downloading" not in seen:
+        _name, data = await next_event(events)
+        seen.update(data.get("changes", {}).values())
+    fake.blobs[7].release.set()
+    await until_job(client, job, "done")
+    assert (await map_entry(client, 7))["status"] == "present"
+    events.close()
+
+
+async def test_cancel_stops_and_removes_the_part(service: Starter, fake: FakeCivitai, models_dir: Path) -> None:
+    fake.blobs[8] = blob(8, size=16 * MB, hold_at=9 * MB)
+    client = await service(lora(8, fake.blobs[8]))
+    job = (await download(client, "lora_8.safetensors"))["job"]
+
+    async def partway() -> bool:
+        return (await job_state(client, job))["bytes"] >= 8 * MB
+
+    await eventually(partway, what="the download under way")
+    response = await client.delete(f"/api/admin/downloads/{job}", headers=AUTH)
+    assert await response.json() == {"status": "cancelled", "job": job}
+    assert os.listdir(models_dir / "loras") == []
+    assert (await map_entry(client, 8))["status"] == "missing"
+    assert (await job_state(client, job))["state"] == "cancelled"
+    fake.blobs[8].release.set()
+    gone = await client.delete(f"/api/admin/downloads/{job}", headers=AUTH)
+    assert await gone.json() == {"status": "removed", "job": job}
+    unknown = await client.delete("/api/admin/downloads/nope", headers=AUTH)
+    assert unknown.status == 404 and (await unknown.json())["code"] == "no_such_job"
+
+
+async def test_the_queue_runs_in_order_within_the_limit(service: Starter, fake: FakeCivitai) -> None:
+    fake.blobs[9] = blob(9, size=10 * MB, hold_at=9 * MB)
+    fake.blobs[10] = blob(10, size=64 * 1024)
+    client = await service(lora(9, fake.blobs[9]), lora(10, fake.blobs[10]), download_concurrency=1)
+    first = await download(client, "lora_9.safetensors")
+    second = await download(client, "lora_10.safetensors")
+    assert second["status"] == "queued"
+    assert await download(client, "lora_10.safetensors") == second  # asking again answers the same job
+
+    async def first_running() -> bool:
+        return (await map_entry(client, 9))["status"] == "downloading"
+
+    await eventually(first_running, what="the first download running")
+    assert (await map_entry(client, 10))["status"] == "queued"
+    assert (await job_state(client, second["job"]))["state"] == "queued"
+    fake.blobs[9].release.set()
+    await until_job(client, first["job"], "done")
+    await until_job(client, second["job"], "done")
+    assert (await map_entry(client, 10))["status"] == "present"
+
+
+async def test_refusals_before_anything_starts(service: Starter, fake: FakeCivitai, models_dir: Path) -> None:
+    fake.blobs[11] = blob(11)
+    client = await service(lora(11, fake.blobs[11], size_gb=900_000.0), lora(12, None))
+    unknown = await client.post("/api/admin/models/download/nothing.safetensors", headers=AUTH)
+    assert unknown.status == 404 and (await unknown.json())["code"] == "not_in_catalog"
+    hostile = await client.post("/api/admin/models/download/..%2Fevil.safetensors", headers=AUTH)
+    assert hostile.status in (400, 404)
+    job = (await download(client, "lora_11.safetensors"))["job"]
+    failed = await until_job(client, job, "failed")
+    assert failed["error_code"] == "no_space" and "GB" in failed["error"]
+    assert fake.requests == []  # nothing was fetched
+
+
+async def test_downloads_off_is_a_clear_409(service: Starter, fake: FakeCivitai) -> None:
+    fake.blobs[13] = blob(13)
+    client = await service(lora(13, fake.blobs[13]), downloads=False)
+    response = await client.post("/api/admin/models/download/lora_13.safetensors", headers=AUTH)
+    assert response.status == 409 and (await response.json())["code"] == "downloads_off"
+
+
+@pytest.mark.parametrize("location", ["ftp://127.0.0.1/x", "file:///etc/passwd"])
+async def test_a_redirect_to_another_scheme_is_refused(service: Starter, fake: FakeCivitai, models_dir: Path, location: str) -> None:
+    fake.blobs[14] = blob(14)
+    fake.redirect_to = location
+    client = await service(lora(14, fake.blobs[14]))
+    job = (await download(client, "lora_14.safetensors"))["job"]
+    failed = await until_job(client, job, "failed")
+    assert failed["error_code"] == "bad_redirect"
+    assert os.listdir(models_dir / "loras") == []
