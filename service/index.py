@@ -13,6 +13,7 @@ import asyncio
 import gzip
 import secrets
 import sys
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -24,6 +25,8 @@ from .presence import Presence
 PRESENT = b'present"}'
 MISSING = b'missing"}'
 QUEUED = b'queued"}'
+DOWNLOADING = b'downloading"'
+PROGRESS_INTERVAL_S = 1.0
 _OPEN = b'{"by_version":{'
 _MIDDLE = b'},"by_model":'
 _CLOSE = b"}"
@@ -192,6 +195,9 @@ class CivitaiIndex:
         self._layout = build_layout([])
         self._status: dict[int, bytes] = {}  # version id -> the bytes in its status slot
         self._transfers: dict[str, dict[str, Transfer]] = {}  # file name -> logical folder -> transfer
+        self._progress_shown: dict[int, float] = {}
+        self._deferred: set[str] = set()
+        self._deferred_handle: asyncio.TimerHandle | None = None
         self.snapshot = MapSnapshot(b"".join(self._layout.parts), self._etag())
         self.listeners: list[Listener] = []  # told (etag, changes) after every publish
 
@@ -228,13 +234,20 @@ class CivitaiIndex:
         """Re-check the versions whose file names changed on disk; publish when any status moved."""
         layout = self._layout
         changes: Changes = {}
+        deferred: set[str] = set()
         for name in names:
             for version_id in layout.by_file.get(name, ()):
                 slot = self._slot(layout.entries[version_id])
-                if slot != self._status.get(version_id):
+                old = self._status.get(version_id)
+                if slot != old:
+                    if self._too_soon(version_id, old, slot):
+                        deferred.add(name)
+                        continue
                     self._status[version_id] = slot
                     layout.parts[layout.slots[version_id]] = slot
                     changes[version_id] = status_name(slot)
+        if deferred:
+            self._later(deferred)
         return self._publish(changes)
 
     def set_transfer(self, file: str, folder: str, transfer: Transfer | None) -> bool:
@@ -261,7 +274,33 @@ class CivitaiIndex:
             for folder, transfer in places.items():
                 if folder == entry.folder or folder.startswith(prefix):
                     return transfer.slot()
+        elsewhere = self.presence.downloading(entry.file, entry.folder)  # another program's download
+        if elsewhere is not None:
+            return Transfer("downloading", elsewhere, entry.size).slot()
         return MISSING
+
+    def _too_soon(self, version_id: int, old: bytes | None, new: bytes) -> bool:
+        """Progress alone moves the map at most once a second per download, not once per chunk."""
+        if old is None or not (old.startswith(DOWNLOADING) and new.startswith(DOWNLOADING)):
+            return False
+        now = time.monotonic()
+        if now - self._progress_shown.get(version_id, 0.0) >= PROGRESS_INTERVAL_S:
+            self._progress_shown[version_id] = now
+            return False
+        return True
+
+    def _later(self, names: set[str]) -> None:
+        self._deferred |= names
+        if self._deferred_handle is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return
+            self._deferred_handle = loop.call_later(PROGRESS_INTERVAL_S, self._flush_deferred)
+
+    def _flush_deferred(self) -> None:
+        names, self._deferred, self._deferred_handle = self._deferred, set(), None
+        self.files_changed(names)
 
     def point_answer(self, version_ids: Iterable[int] = (), model_ids: Iterable[int] = ()) -> bytes:
         """The map restricted to some versions and to every version of some models."""

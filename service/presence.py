@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .catalog import FOLDER_ALIASES, canonical_folder
-from .filenames import is_partial_download
+from .filenames import PARTIAL_SUFFIXES, is_partial_download
 
 ARIA2_SUFFIX = ".aria2"
 MAX_DEPTH = 32
@@ -31,9 +31,11 @@ class FolderSource:
 
 @dataclass(slots=True)
 class Scan:
-    """Complete files found under some folders: physical dir -> {name: logical dir}."""
+    """Complete files found under some folders: physical dir -> {name: logical dir}; and files
+    still being downloaded by other programs: physical dir -> {final name: (logical dir, bytes so far)}."""
 
     dirs: dict[str, dict[str, str]] = field(default_factory=dict)
+    partials: dict[str, dict[str, tuple[str, int]]] = field(default_factory=dict)
     unreadable: list[str] = field(default_factory=list)
     links: int = 0  # symlinked folders walked: their files are seen under more than one path
 
@@ -45,6 +47,7 @@ class PathFact:
     path: str
     kind: str  # "file", "dir" or "gone"
     complete: bool = False
+    size: int = 0  # of a file
     scan: Scan | None = None
     link: bool = False  # a symlinked folder
 
@@ -127,7 +130,7 @@ def _probe_one(sources: tuple[FolderSource, ...], path: str) -> PathFact:
         if os.path.isdir(path):
             return PathFact(path, "dir", scan=scan_subtree(sources, path), link=os.path.islink(path))
         if os.path.isfile(path):
-            return PathFact(path, "file", complete=_complete(path, os.path.basename(path)))
+            return PathFact(path, "file", complete=_complete(path, os.path.basename(path)), size=os.path.getsize(path))
     except OSError:
         pass
     return PathFact(path, "gone")
@@ -135,6 +138,21 @@ def _probe_one(sources: tuple[FolderSource, ...], path: str) -> PathFact:
 
 def _complete(path: str, name: str) -> bool:
     return not is_partial_download(name) and not os.path.exists(path + ARIA2_SUFFIX)
+
+
+def download_target(name: str, tracked_by_aria2: bool) -> str | None:
+    """The final name of a file another program is still downloading, or None if it is not one.
+
+    `x.safetensors.part` (or .partial, .tmp, .download, .crdownload) becomes `x.safetensors`;
+    a file with an `.aria2` control file beside it is itself the unfinished download.
+    """
+    if tracked_by_aria2 and not is_partial_download(name):
+        return name
+    lowered = name.lower()
+    for suffix in PARTIAL_SUFFIXES:
+        if suffix != ARIA2_SUFFIX and lowered.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return None
 
 
 def _walk(source: FolderSource, top: str, scan: Scan, ancestors: tuple[tuple[int, int], ...], depth: int) -> None:
@@ -151,18 +169,25 @@ def _walk(source: FolderSource, top: str, scan: Scan, ancestors: tuple[tuple[int
     names = {entry.name for entry in entries}
     logical = logical_dir(source, top)
     found: dict[str, str] = {}
+    partial: dict[str, tuple[str, int]] = {}
     subdirs: list[str] = []
     for entry in entries:
         try:
             if entry.is_dir():  # follows symlinks
                 subdirs.append(entry.path)
                 scan.links += entry.is_symlink()
-            elif entry.is_file() and not is_partial_download(entry.name) and entry.name + ARIA2_SUFFIX not in names:
-                found[entry.name] = logical
+            elif entry.is_file():
+                tracked = entry.name + ARIA2_SUFFIX in names
+                if not is_partial_download(entry.name) and not tracked:
+                    found[entry.name] = logical
+                elif (target := download_target(entry.name, tracked)) is not None:
+                    partial[target] = (logical, entry.stat().st_size)
         except OSError:
             continue
     if found:
         scan.dirs[top] = found
+    if partial:
+        scan.partials[top] = partial
     for sub in subdirs:
         _walk(source, sub, scan, ancestors + (key,), depth + 1)
 
@@ -174,6 +199,8 @@ class Presence:
         self.sources = sources
         self._by_name: dict[str, dict[str, str]] = {}
         self._by_dir: dict[str, dict[str, str]] = {}
+        # Downloads by other programs: final name -> physical dir -> (logical dir, bytes so far).
+        self._partials: dict[str, dict[str, tuple[str, int]]] = {}
 
     def __len__(self) -> int:
         return sum(len(names) for names in self._by_dir.values())
@@ -186,25 +213,38 @@ class Presence:
         prefix = folder + "/"
         return any(place == folder or place.startswith(prefix) for place in places.values())
 
+    def downloading(self, name: str, folder: str) -> int | None:
+        """Bytes so far of a file of that name another program is downloading into that logical folder (or below)."""
+        places = self._partials.get(name)
+        if not places:
+            return None
+        prefix = folder + "/"
+        sizes = [size for logical, size in places.values() if logical == folder or logical.startswith(prefix)]
+        return max(sizes) if sizes else None
+
     def replace(self, scan: Scan) -> set[str]:
-        """Swap in a full scan; return the names whose places changed."""
-        before = self._by_name
+        """Swap in a full scan; return the names whose places (or downloads) changed."""
+        before, partials_before = self._by_name, self._partials
         self._by_name = {}
         self._by_dir = {}
+        self._partials = {}
         self._add_scan(scan)
-        return {name for name in before.keys() | self._by_name.keys() if before.get(name) != self._by_name.get(name)}
+        changed = {name for name in before.keys() | self._by_name.keys() if before.get(name) != self._by_name.get(name)}
+        return changed | {name for name in partials_before.keys() | self._partials.keys() if partials_before.get(name) != self._partials.get(name)}
 
     def apply(self, facts: Iterable[PathFact]) -> set[str]:
         """Apply probed facts; return the names whose places changed."""
         changed: set[str] = set()
         for fact in facts:
             parent, name = os.path.split(fact.path)
+            changed |= self._unset_partial(parent, name)
             if fact.kind == "file":
                 changed |= self._remove_subtree(fact.path)
                 if fact.complete:
                     changed |= self._set(parent, name, self._resolve(parent))
                 else:
                     changed |= self._unset(parent, name)
+                    changed |= self._set_partial(parent, name, fact.size)
             elif fact.kind == "dir":
                 changed |= self._unset(parent, name)
                 changed |= self._remove_subtree(fact.path)
@@ -220,6 +260,32 @@ class Presence:
         for directory, names in scan.dirs.items():
             for name, logical in names.items():
                 changed |= self._set(directory, name, logical)
+        for directory, partials in scan.partials.items():
+            for name, place in partials.items():
+                self._partials.setdefault(name, {})[directory] = place
+                changed.add(name)
+        return changed
+
+    def _set_partial(self, directory: str, name: str, size: int) -> set[str]:
+        target = download_target(name, tracked_by_aria2=os.path.exists(os.path.join(directory, name + ARIA2_SUFFIX)))
+        logical = self._resolve(directory)
+        if target is None or logical is None:
+            return set()
+        places = self._partials.setdefault(target, {})
+        if places.get(directory) == (logical, size):
+            return set()
+        places[directory] = (logical, size)
+        return {target}
+
+    def _unset_partial(self, directory: str, name: str) -> set[str]:
+        changed: set[str] = set()
+        for target in {download_target(name, True), download_target(name, False)} - {None}:
+            places = self._partials.get(target)  # type: ignore[arg-type]
+            if places and directory in places:
+                del places[directory]
+                if not places:
+                    del self._partials[target]  # type: ignore[arg-type]
+                changed.add(target)  # type: ignore[arg-type]
         return changed
 
     def _set(self, directory: str, name: str, logical: str | None) -> set[str]:
@@ -253,6 +319,12 @@ class Presence:
         for directory in doomed:
             for name in list(self._by_dir.get(directory, {})):
                 changed |= self._unset(directory, name)
+        for name, places in list(self._partials.items()):
+            for directory in [d for d in places if d == top or d.startswith(prefix)]:
+                del places[directory]
+                changed.add(name)
+            if not places:
+                del self._partials[name]
         return changed
 
     def _resolve(self, directory: str) -> str | None:

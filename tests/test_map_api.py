@@ -55,8 +55,8 @@ async def test_map_shape_and_statuses_cover_both_catalogs(start: StartClient) ->
         "2514310": "present",
         "2514311": "missing",
         "300": "present",  # in a subfolder of dest
-        "400": "missing",  # only a .part exists
-        "500": "missing",  # aria2 control file still beside it
+        "400": "downloading",  # only a .part exists: another program is downloading it
+        "500": "downloading",  # aria2 control file still beside it
         "600": "present",  # unet is diffusion_models to ComfyUI
         "700": "present",
     }
@@ -120,7 +120,7 @@ async def test_point_answers_by_version_and_model(start: StartClient) -> None:
     client = await start()
     some = await get_map(client, versions="2514310,400,999999")
     assert set(some["by_version"]) == {"2514310", "400"}
-    assert some["by_version"]["400"]["status"] == "missing"
+    assert some["by_version"]["400"]["status"] == "downloading"  # a .part of it is on disk
     assert some["by_model"] == {"827184": [2514310], "4000": [400]}
     by_model = await get_map(client, models="827184")
     assert set(by_model["by_version"]) == {"2514310", "2514311"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
@@ -56,7 +57,8 @@ async def test_aria2_control_file_holds_presence_until_it_goes(start: StartClien
     touch(models_dir / "loras" / "two.safetensors", b"partial")
     touch(models_dir / "checkpoints" / "one.safetensors")  # a marker change we can wait on
     await eventually(status_is(client, 1, "present"))
-    assert (await get_map(client))["by_version"]["2"]["status"] == "missing"
+    shown = (await get_map(client))["by_version"]["2"]
+    assert (shown["status"], shown["dl_bytes"]) == ("downloading", len(b"partial"))  # another program's download
     control.unlink()
     await eventually(status_is(client, 2, "present"), what="aria2 download finishing")
 
@@ -170,3 +172,29 @@ async def test_a_reformatted_catalog_keeps_the_etag(start: StartClient, catalog_
     started = time.time()
     await eventually(reloaded, what="the reformatted catalog re-read")
     assert (await client.get("/api/admin/models/civitai-map", headers=AUTH)).headers["ETag"] == before
+
+
+async def test_another_programs_download_shows_progress_at_most_once_a_second(start: StartClient, models_dir: Path, catalog_dir: Path) -> None:
+    write_json(catalog_dir / "models.json", catalog(entry(9, "big.safetensors", "loras", size_gb=0.001)))
+    client = await start()
+    part = models_dir / "loras" / "big.safetensors.part"
+    with open(part, "wb") as handle:
+        handle.write(b"x" * 1000)
+        handle.flush()
+
+        async def shows(size: int) -> bool:
+            shown = (await get_map(client))["by_version"]["9"]
+            return shown["status"] == "downloading" and shown["dl_bytes"] == size
+
+        await eventually(lambda: shows(1000), what="a browser's .part in the map")
+        assert (await get_map(client))["by_version"]["9"]["dl_total"] == 1_000_000  # from size_gb
+        etags = set()
+        for _ in range(20):  # grows in many small writes, each an event
+            handle.write(b"x" * 1000)
+            handle.flush()
+            etags.add((await client.get("/api/admin/models/civitai-map", headers=AUTH)).headers["ETag"])
+            await asyncio.sleep(0.02)
+        await eventually(lambda: shows(21000), what="the last size shown once the second is up")
+    assert len(etags) <= 3  # the map moved about once a second, not once per write
+    os.rename(part, models_dir / "loras" / "big.safetensors")
+    await eventually(status_is(client, 9, "present"), what="the finished download")
