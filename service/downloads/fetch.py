@@ -17,7 +17,10 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import Any, BinaryIO
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -135,9 +138,6 @@ def _retry_after(response: aiohttp.ClientResponse) -> float:
     if raw.isascii() and raw.isdigit():
         return min(float(raw), MAX_RETRY_AFTER_S)
     with contextlib.suppress(TypeError, ValueError, IndexError):
-        from email.utils import parsedate_to_datetime
-        from datetime import datetime, timezone
-
         return min(max((parsedate_to_datetime(raw) - datetime.now(timezone.utc)).total_seconds(), 1.0), MAX_RETRY_AFTER_S)
     return 30.0
 
@@ -156,7 +156,7 @@ def _start_and_total(response: aiohttp.ClientResponse, offset: int) -> tuple[int
 async def _stream(response: aiohttp.ClientResponse, part: Path, start: int, total: int | None, progress: Progress) -> tuple[str, int]:
     hasher = hashlib.sha256()
     mode = "r+b" if start else "wb"
-    handle = await asyncio.to_thread(open, part, mode)
+    handle: BinaryIO = await asyncio.to_thread(open, part, mode)  # type: ignore[arg-type]
     try:
         if start:
             await asyncio.to_thread(_hash_prefix, handle, hasher, start)
@@ -184,23 +184,23 @@ async def _stream(response: aiohttp.ClientResponse, part: Path, start: int, tota
     return hasher.hexdigest(), done
 
 
-def _hash_prefix(handle: object, hasher: hashlib._Hash, length: int) -> None:
-    handle.seek(0)  # type: ignore[attr-defined]
+def _hash_prefix(handle: BinaryIO, hasher: Any, length: int) -> None:
+    handle.seek(0)
     left = length
     while left:
-        block = handle.read(min(WRITE_BLOCK, left))  # type: ignore[attr-defined]
+        block = handle.read(min(WRITE_BLOCK, left))
         if not block:
             raise DownloadFailed("the partial file shrank while being resumed", "part_changed", retryable=True, retry_after=0)
         hasher.update(block)
         left -= len(block)
-    handle.truncate(length)  # type: ignore[attr-defined]
+    handle.truncate(length)
 
 
-def _write_and_hash(handle: object, hasher: hashlib._Hash, block: bytes) -> None:
-    handle.write(block)  # type: ignore[attr-defined]
+def _write_and_hash(handle: BinaryIO, hasher: Any, block: bytes) -> None:
+    handle.write(block)
     hasher.update(block)
 
 
-def _flush(handle: object) -> None:
-    handle.flush()  # type: ignore[attr-defined]
-    os.fsync(handle.fileno())  # type: ignore[attr-defined]
+def _flush(handle: BinaryIO) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
