@@ -56,6 +56,8 @@ class CivitaiClient:
                 raw = await _read_limited(response)
         except TimeoutError:
             raise UpstreamTimeout("CivitAI did not answer in time; try again in a moment.") from None
+        except aiohttp.ClientPayloadError:  # it answered, but the body does not decode (broken gzip/deflate)
+            raise UpstreamError("CivitAI answered with a body that does not decode.", code="upstream_bad_body") from None
         except aiohttp.ClientError as exc:
             logger.warning("CivitAI request for version %d failed: %s", version_id, type(exc).__name__)
             raise UpstreamError("CivitAI could not be reached; try again in a moment.", code="upstream_unreachable") from None

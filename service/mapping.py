@@ -140,9 +140,10 @@ def _is_int(value: object) -> bool:
 
 
 def _int_field(body: dict[str, Any], key: str, where: str) -> int:
+    """An id: a positive integer (CivitAI's ids start at 1; 0 or less would be written as a bogus id)."""
     value = body.get(key)
-    if not _is_int(value):
-        raise _bad_body(f"{where}'{key}' is missing or not an integer")
+    if not _is_int(value) or value <= 0:
+        raise _bad_body(f"{where}'{key}' is missing or not a positive integer")
     return value
 
 

@@ -95,8 +95,11 @@ async def test_restricted_versions_add_nothing(start: StartClient, civitai: aior
         (lora_version(21, file="evil\x00.safetensors"), 502, "unsafe_file_name"),
         (lora_version(21, file="C:\\evil.safetensors"), 502, "unsafe_file_name"),
         ({**lora_version(21), "id": 22}, 502, "upstream_bad_body"),
+        ({**lora_version(21), "modelId": 0}, 502, "upstream_bad_body"),
+        ({**lora_version(21), "modelId": -5}, 502, "upstream_bad_body"),
+        ({**lora_version(21), "files": [{**lora_version(21)["files"][0], "id": 0}]}, 502, "upstream_bad_body"),
     ],
-    ids=["unsupported-type", "no-model-file", "traversal", "nul", "windows-path", "wrong-id"],
+    ids=["unsupported-type", "no-model-file", "traversal", "nul", "windows-path", "wrong-id", "model-id-0", "model-id-negative", "file-id-0"],
 )
 async def test_unusable_versions_are_refused_and_nothing_is_written(
     start: StartClient, civitai: aioresponses, catalog_dir: Path, body: dict[str, Any], status: int, code: str
