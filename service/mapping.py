@@ -10,33 +10,51 @@ from typing import Any
 from .errors import Unprocessable, UpstreamError
 from .filenames import check_file_name
 
-# Base-model families, first match wins. One table serves both folder_for and lora_category.
-_FAMILIES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (family, re.compile(pattern, re.IGNORECASE))
-    for family, pattern in (
-        ("flux", r"\bflux(?![a-z])"),
-        ("wan", r"\bwan(?![a-z])"),
-        ("hunyuan_video", r"\bhunyuan[\s_-]*video\b"),
-        ("cogvideox", r"\bcog[\s_-]*video[\s_-]*x\b"),
-        ("ltxv", r"\bltx(?:v|[\s_-]*video)?(?![a-z])"),
-        ("auraflow", r"\bpony[\s_-]*v[\s_-]*7\b|\baura[\s_-]*flow\b"),  # Pony V7 is AuraFlow, not SDXL
-        ("sdxl", r"\bsdxl(?![a-z])"),
-        ("pony", r"\bpony\b"),
-        ("illustrious", r"\billustrious\b"),
-        ("noobai", r"\bnoob[\s_-]*ai\b"),
-        ("sd15", r"\bsd[\s_-]*1\.[45]\b"),
-    )
+@dataclass(frozen=True, slots=True)
+class Family:
+    """A CivitAI base-model family: how to recognise it and where ComfyUI loads it from.
+
+    `checkpoint_folder` is where a Checkpoint of the family goes: "checkpoints" (all-in-one
+    files), "diffusion_models" (diffusion-only files, loaded by ComfyUI's UNETLoader), or
+    "by_file" when the family ships both and the file itself says which (see `_diffusion_only`).
+    """
+
+    name: str
+    pattern: re.Pattern[str]
+    checkpoint_folder: str = "checkpoints"
+    lora_category: str = "other_loras"
+
+
+def _family(name: str, pattern: str, checkpoint_folder: str = "checkpoints", lora_category: str = "other_loras") -> Family:
+    return Family(name, re.compile(pattern, re.IGNORECASE), checkpoint_folder, lora_category)
+
+
+# CivitAI's base-model strings by family, first match wins. A new family is one line here.
+# Patterns match families, not exact strings: "Flux.1 D", "Flux.1 Kontext", "Flux.2 Klein 4B",
+# "Wan Video 2.5 T2V", "LTXV2", "ZImageTurbo" ... (tests/test_mapping.py lists the real strings).
+FAMILIES: tuple[Family, ...] = (
+    _family("flux", r"\bflux(?![a-z])", "diffusion_models", "flux_loras"),
+    _family("wan", r"\bwan(?![a-z])", "diffusion_models", "wan_loras"),
+    _family("hunyuan_video", r"\bhunyuan[\s_-]*video\b", "diffusion_models"),
+    _family("cogvideox", r"\bcog[\s_-]*video[\s_-]*x\b", "diffusion_models"),
+    _family("ltxv", r"\bltx(?:v|[\s_-]*video)?(?![a-z])", "diffusion_models"),
+    _family("mochi", r"\bmochi\b", "diffusion_models"),
+    _family("chroma", r"\bchroma\b", "diffusion_models"),
+    _family("qwen", r"\bqwen(?![a-z])", "diffusion_models"),
+    _family("hidream", r"\bhi[\s_-]*dream\b", "diffusion_models"),
+    _family("z_image", r"\bz[\s_-]*image", "diffusion_models"),
+    _family("lumina", r"\blumina\b", "by_file"),
+    _family("auraflow", r"\bpony[\s_-]*v[\s_-]*7\b|\baura[\s_-]*flow\b"),  # Pony V7 is AuraFlow, not SDXL
+    _family("sdxl", r"\bsdxl(?![a-z])", lora_category="sdxl_loras"),
+    _family("pony", r"\bpony\b", lora_category="sdxl_loras"),
+    _family("illustrious", r"\billustrious\b", lora_category="sdxl_loras"),
+    _family("noobai", r"\bnoob[\s_-]*ai\b", lora_category="sdxl_loras"),
+    _family("sd15", r"\bsd[\s_-]*1\.[45]\b", lora_category="sd15_loras"),
 )
-_DIFFUSION_MODEL_FAMILIES = frozenset({"flux", "wan", "hunyuan_video", "cogvideox", "ltxv"})
-_LORA_CATEGORY_BY_FAMILY: dict[str, str] = {
-    "wan": "wan_loras",
-    "flux": "flux_loras",
-    "sdxl": "sdxl_loras",
-    "pony": "sdxl_loras",
-    "illustrious": "sdxl_loras",
-    "noobai": "sdxl_loras",
-    "sd15": "sd15_loras",
-}
+# In a family that ships both kinds, a file whose name says it holds only the diffusion model
+# (e.g. "lumina_2_model_bf16.safetensors", "netayume_unet_v3.safetensors") goes to
+# diffusion_models; any other (e.g. "lumina_2.safetensors", the all-in-one) to checkpoints.
+_DIFFUSION_ONLY_NAME = re.compile(r"(?<![a-z])(?:unet|dit|diffusion|transformer|model)(?![a-z])", re.IGNORECASE)
 
 # CivitAI model type (lower case) -> (category id, folder under the models folder).
 _FOLDER_BY_TYPE: dict[str, tuple[str, str]] = {
@@ -48,8 +66,10 @@ _FOLDER_BY_TYPE: dict[str, tuple[str, str]] = {
     "textualinversion": ("embeddings", "embeddings"),
     "controlnet": ("controlnet", "controlnet"),
     "upscaler": ("upscalers", "upscale_models"),
+    "hypernetwork": ("hypernetworks", "hypernetworks"),
+    "motionmodule": ("animatediff_models", "animatediff_models"),
 }
-_SUPPORTED_TYPES = "Checkpoint, LORA, LoCon, DoRA, VAE, TextualInversion, Controlnet, Upscaler"
+_SUPPORTED_TYPES = "Checkpoint, LORA, LoCon, DoRA, VAE, TextualInversion, Controlnet, Upscaler, Hypernetwork, MotionModule"
 _DIFFUSION_MODELS = ("diffusion_models", "diffusion_models")
 
 _CATEGORY_NAMES: dict[str, str] = {
@@ -65,6 +85,8 @@ _CATEGORY_NAMES: dict[str, str] = {
     "vae": "VAE",
     "embeddings": "Embeddings",
     "controlnet": "ControlNet",
+    "hypernetworks": "Hypernetworks",
+    "animatediff_models": "AnimateDiff Motion Modules",
 }
 
 _DOWNLOAD = "download"
@@ -94,14 +116,16 @@ def _bad_body(what: str) -> UpstreamError:
     )
 
 
-def _base_family(base_model: str | None) -> str | None:
+def base_family(base_model: str | None) -> Family | None:
+    """The family of a CivitAI base-model string, if any row of FAMILIES recognises it."""
     if not base_model:
         return None
-    return next((family for family, pattern in _FAMILIES if pattern.search(base_model)), None)
+    return next((family for family in FAMILIES if family.pattern.search(base_model)), None)
 
 
-def folder_for(model_type: str, base_model: str | None) -> tuple[str, str]:
-    """Return (category id, dest folder) for a CivitAI model type and base model, or raise Unprocessable."""
+def folder_for(model_type: str, base_model: str | None, file_name: str | None = None) -> tuple[str, str]:
+    """Return (category id, dest folder) for a CivitAI model type, base model and (for families
+    that ship both all-in-one and diffusion-only checkpoints) file name, or raise Unprocessable."""
     if not isinstance(model_type, str) or not model_type.strip():
         raise Unprocessable(
             "This model version has no model type, so there is no ComfyUI folder to put it in.",
@@ -114,14 +138,20 @@ def folder_for(model_type: str, base_model: str | None) -> tuple[str, str]:
             f"(supported: {_SUPPORTED_TYPES}).",
             code="unsupported_type",
         )
-    if folder[0] == "checkpoints" and _base_family(base_model) in _DIFFUSION_MODEL_FAMILIES:
+    family = base_family(base_model)
+    if folder[0] != "checkpoints" or family is None:
+        return folder
+    if family.checkpoint_folder == "diffusion_models":
+        return _DIFFUSION_MODELS
+    if family.checkpoint_folder == "by_file" and file_name and _DIFFUSION_ONLY_NAME.search(file_name.rsplit(".", 1)[0]):
         return _DIFFUSION_MODELS
     return folder
 
 
 def lora_category(base_model: str | None) -> str:
     """Return the style-LoRA category id for a LoRA's base model ('other_loras' when no family fits)."""
-    return _LORA_CATEGORY_BY_FAMILY.get(_base_family(base_model) or "", "other_loras")
+    family = base_family(base_model)
+    return family.lora_category if family is not None else "other_loras"
 
 
 def category_display_name(category_id: str) -> str:
@@ -291,6 +321,9 @@ def version_to_entry(version: object) -> MappedVersion:
     if reason is not None:
         return MappedVersion(entry=None, category=None, restricted_reason=reason)
     model_type = _optional_str(_model(version), "type", "model ")
-    category, dest = folder_for(model_type or "", _optional_str(version, "baseModel", ""))
+    base_model = _optional_str(version, "baseModel", "")
+    folder_for(model_type or "", base_model)  # an unsupported type is refused before files are looked at
     file = _choose_file(_files(version), version_id)
+    name = file.get("name") if isinstance(file.get("name"), str) else None
+    category, dest = folder_for(model_type or "", base_model, name)
     return MappedVersion(entry=_build_entry(version, file, dest), category=category, restricted_reason=None)

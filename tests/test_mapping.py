@@ -81,6 +81,8 @@ def entry_of(body: object) -> dict[str, Any]:
         ("ControlNet", ("controlnet", "controlnet")),
         ("UPSCALER", ("upscalers", "upscale_models")),
         (" LoRA ", ("loras", "loras")),
+        ("Hypernetwork", ("hypernetworks", "hypernetworks")),
+        ("MotionModule", ("animatediff_models", "animatediff_models")),
     ],
 )
 def test_folder_for_supported_types(model_type: str, expected: tuple[str, str]) -> None:
@@ -90,12 +92,10 @@ def test_folder_for_supported_types(model_type: str, expected: tuple[str, str]) 
 @pytest.mark.parametrize(
     "model_type",
     [
-        "Hypernetwork",
         "AestheticGradient",
         "Poses",
         "Wildcards",
         "Workflows",
-        "MotionModule",
         "Detection",
         "Other",
         "Checkpoints",
@@ -118,20 +118,33 @@ def test_folder_for_refuses_a_missing_type(model_type: str) -> None:
     assert "no model type" in caught.value.detail
 
 
+# CivitAI's base-model strings of the families ComfyUI loads from diffusion_models.
 DIFFUSION_BASES = [
     "Flux.1 D",
     "Flux.1 S",
     "Flux.1 Krea",
     "Flux.1 Kontext",
+    "Flux.2 D",
+    "Flux.2 Klein 4B",
     "Wan Video 2.2 T2V-A14B",
+    "Wan Video 2.2 I2V-A14B",
+    "Wan Video 2.2 TI2V-5B",
     "Wan Video 14B i2v 480p",
     "Wan Video 1.3B t2v",
     "Wan Video 2.5 T2V",
+    "Wan Video 2.5 I2V",
     "LTXV",
     "LTXV 2.5",
+    "LTXV2",
     "LTX Video",
     "Hunyuan Video",
     "CogVideoX",
+    "Mochi",
+    "Chroma",
+    "Qwen",
+    "HiDream",
+    "ZImageTurbo",
+    "ZImageBase",
     "flux.1 d",
 ]
 IMAGE_BASES = [
@@ -144,8 +157,9 @@ IMAGE_BASES = [
     "Illustrious",
     "Pony",
     "NoobAI",
-    "HiDream",
-    "Qwen",
+    "Pony V7",
+    "AuraFlow",
+    "Lumina",  # without a file name that says diffusion-only: the all-in-one checkpoint
     "Other",
     "Fluxus Mix",  # a word that starts with "flux" is not the Flux family
     "Swan Lake",  # nor one that ends with "wan"
@@ -160,6 +174,25 @@ def test_checkpoints_of_diffusion_families_go_to_diffusion_models(base_model: st
 @pytest.mark.parametrize("base_model", IMAGE_BASES)
 def test_other_checkpoints_stay_in_checkpoints(base_model: str | None) -> None:
     assert folder_for("Checkpoint", base_model) == ("checkpoints", "checkpoints")
+
+
+@pytest.mark.parametrize(
+    ("file_name", "folder"),
+    [
+        ("lumina_2.safetensors", "checkpoints"),  # ComfyUI's all-in-one Lumina 2 checkpoint
+        ("lumina_2_model_bf16.safetensors", "diffusion_models"),  # its diffusion-only file
+        ("NetaYumeLumina_unet_v35.safetensors", "diffusion_models"),
+        ("netayume_lumina_dit-v3.safetensors", "diffusion_models"),
+        ("NetaYumeLuminaAIO_v35.safetensors", "checkpoints"),
+        (None, "checkpoints"),
+    ],
+)
+def test_lumina_checkpoints_are_filed_by_what_the_file_is(file_name: str | None, folder: str) -> None:
+    assert folder_for("Checkpoint", "Lumina", file_name) == (folder, folder)
+
+
+def test_the_file_name_does_not_move_checkpoints_of_other_families() -> None:
+    assert folder_for("Checkpoint", "SDXL 1.0", "sdxl_unet_only.safetensors") == ("checkpoints", "checkpoints")
 
 
 @pytest.mark.parametrize("base_model", ["Flux.1 D", "Wan Video 14B i2v 480p", "LTXV"])
@@ -544,7 +577,7 @@ def test_restriction_is_checked_before_type_and_files(spoil: Callable[[dict[str,
     assert version_to_entry(body).restricted_reason is not None
 
 
-@pytest.mark.parametrize("model_type", ["Hypernetwork", "Workflows", "MotionModule", "Poses", "Other", None])
+@pytest.mark.parametrize("model_type", ["AestheticGradient", "Workflows", "Wildcards", "Poses", "Other", None])
 def test_unsupported_type_is_refused_not_misfiled(model_type: str | None) -> None:
     body = minimal()
     body["model"]["type"] = model_type
@@ -646,3 +679,27 @@ def test_mapping_does_not_change_the_body() -> None:
     before = copy.deepcopy(body)
     version_to_entry(body)
     assert body == before
+
+
+@pytest.mark.parametrize(
+    ("base_model", "file_name", "dest"),
+    [
+        ("Lumina", "lumina_2_model_bf16.safetensors", "diffusion_models"),
+        ("Lumina", "lumina_2.safetensors", "checkpoints"),
+        ("ZImageTurbo", "z_image_turbo_bf16.safetensors", "diffusion_models"),
+        ("Flux.2 Klein 4B", "flux2_klein_4b.safetensors", "diffusion_models"),
+    ],
+)
+def test_a_version_is_filed_by_its_family_and_file(base_model: str, file_name: str, dest: str) -> None:
+    body = minimal(baseModel=base_model)
+    body["files"][0]["name"] = file_name
+    mapped = version_to_entry(body)
+    assert mapped.category == dest and mapped.entry is not None and mapped.entry["dest"] == dest
+
+
+@pytest.mark.parametrize(("model_type", "dest"), [("Hypernetwork", "hypernetworks"), ("MotionModule", "animatediff_models")])
+def test_types_comfyui_has_a_folder_for_are_added_there(model_type: str, dest: str) -> None:
+    body = minimal()
+    body["model"]["type"] = model_type
+    mapped = version_to_entry(body)
+    assert mapped.entry is not None and mapped.entry["dest"] == dest and mapped.category == dest

@@ -89,7 +89,7 @@ async def test_restricted_versions_add_nothing(start: StartClient, civitai: aior
 @pytest.mark.parametrize(
     ("body", "status", "code"),
     [
-        ({**lora_version(21), "model": {"name": "x", "type": "Hypernetwork"}}, 422, "unsupported_type"),
+        ({**lora_version(21), "model": {"name": "x", "type": "Poses"}}, 422, "unsupported_type"),
         (civitai_version("training_data_only"), 422, "no_model_file"),
         (lora_version(21, file="../../etc/passwd"), 502, "unsafe_file_name"),
         (lora_version(21, file="evil\x00.safetensors"), 502, "unsafe_file_name"),
