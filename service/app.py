@@ -58,7 +58,9 @@ def create_app(settings: Settings, api_key: str) -> web.Application:
     library = Library(settings.catalog_dir, (FolderSource(str(settings.models_dir)),))
     feed = ChangeFeed()
     library.index.listeners.append(feed.publish)
-    civitai = CivitaiClient(settings.civitai_base_url, settings.civitai_api_key, settings.civitai_timeout_s)
+    civitai = CivitaiClient(
+        settings.civitai_base_url, settings.civitai_api_key, settings.civitai_timeout_s, fallback_url=settings.civitai_fallback_url
+    )
     app[SETTINGS] = settings
     app[LIBRARY] = library
     app[CIVITAI] = civitai
@@ -71,6 +73,7 @@ def create_app(settings: Settings, api_key: str) -> web.Application:
         settings.civitai_api_key,
         concurrency=settings.download_concurrency,
         enabled=settings.downloads,
+        gate=civitai.gate,
     )
     app[WATCHER] = Watcher(
         library,

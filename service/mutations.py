@@ -158,7 +158,7 @@ class CatalogEditor:
         known = self.library.index.entry(version_id)
         if known is not None:
             return {"status": "already_exists", "file": known.file}
-        body = await self.civitai.model_version(version_id)
+        body, answered_by = await self.civitai.model_version(version_id)
         try:
             mapped = version_to_entry(body)
         except Invalid as exc:  # a hostile or broken file name from CivitAI is CivitAI's fault, not the client's
@@ -168,6 +168,8 @@ class CatalogEditor:
         assert mapped.entry is not None
         if mapped.entry["civitai_version_id"] != version_id:
             raise UpstreamError(f"CivitAI answered with a different version than {version_id}.", code="upstream_bad_body")
+        if answered_by != self.civitai.base_url:  # only the second origin has it: say where it lives
+            mapped.entry["civitai_origin"] = answered_by
         answer = await self._transact(functools.partial(plan_add, mapped=mapped))
         if answer["status"] == "added":
             logger.info("added version %d as %s/%s", version_id, answer["dest"], answer["file"])

@@ -33,6 +33,7 @@ class Settings:
     api_key: str | None = field(default=None, repr=False)
     civitai_api_key: str | None = field(default=None, repr=False)
     civitai_base_url: str = "https://civitai.com"
+    civitai_fallback_url: str = "https://civitai.red"  # asked after a 404; "" for none
     civitai_timeout_s: float = 30.0
     watch_debounce_ms: int = 200
     watch_force_polling: bool | None = None
@@ -60,6 +61,8 @@ class Settings:
             raise ConfigError(f"PORT must be between 1 and 65535, not {self.port}.")
         if not self.civitai_base_url.startswith(("http://", "https://")):
             raise ConfigError("CIVITAI_BASE_URL must start with http:// or https://.")
+        if self.civitai_fallback_url and not self.civitai_fallback_url.startswith(("http://", "https://")):
+            raise ConfigError("CIVITAI_FALLBACK_URL must start with http:// or https://, or be empty to ask no second origin.")
         _in_range("WATCH_DEBOUNCE_MS", self.watch_debounce_ms, 1, 60_000, "milliseconds")
         _in_range("WATCH_POLL_INTERVAL_MS", self.watch_poll_interval_ms, 10, 3_600_000, "milliseconds")
         _in_range("RECONCILE_INTERVAL_S", self.reconcile_interval_s, 1, 86_400, "seconds")
@@ -92,6 +95,7 @@ class Settings:
             api_key=key,
             civitai_api_key=env.get("CIVITAI_API_KEY") or None,
             civitai_base_url=(env.get("CIVITAI_BASE_URL") or "https://civitai.com").rstrip("/"),
+            civitai_fallback_url=env.get("CIVITAI_FALLBACK_URL", "https://civitai.red").strip().rstrip("/"),
             civitai_timeout_s=_float(env, "CIVITAI_TIMEOUT_S", 30.0),
             watch_debounce_ms=_int(env, "WATCH_DEBOUNCE_MS", 200),
             watch_force_polling=_tristate(env, "WATCH_FORCE_POLLING"),

@@ -36,6 +36,7 @@ def settings(catalog_dir: Path, models_dir: Path) -> Settings:
         models_dir=models_dir,
         api_key=API_KEY,
         civitai_base_url=CIVITAI,
+        civitai_fallback_url="",  # tests that want the second origin set a fake one
         watch_debounce_ms=50,
     )
 

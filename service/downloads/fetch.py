@@ -10,20 +10,19 @@ retried a bounded number of times, resuming from what is on disk.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
+
+from ..civitai.ratelimit import DEFAULT_RETRY_AFTER_S, RateGate, parse_retry_after
 
 logger = logging.getLogger(__name__)
 
@@ -62,17 +61,25 @@ def origin(url: str) -> str:
     return f"{parts.scheme.lower()}://{(parts.netloc or '').lower()}"
 
 
-async def fetch(session: aiohttp.ClientSession, source: Source, part: Path, progress: Progress) -> tuple[str, int]:
-    """Download into `part` (resuming what is there); return the SHA256 hex and the size."""
+async def fetch(session: aiohttp.ClientSession, source: Source, part: Path, progress: Progress, gate: RateGate) -> tuple[str, int]:
+    """Download into `part` (resuming what is there); return the SHA256 hex and the size.
+
+    Every request passes the service's CivitAI rate-limit gate; a 429 closes it for all.
+    """
     failures = 0
     while True:
+        await gate.wait()
         try:
             return await _attempt(session, source, part, progress)
         except DownloadFailed as exc:
             if not exc.retryable or failures + 1 >= MAX_ATTEMPTS:
                 raise
-            delay = exc.retry_after if exc.retry_after is not None else BACKOFF_S[min(failures, len(BACKOFF_S) - 1)]
-            logger.info("download of %s interrupted (%s); resuming in %.0f s", part.name, exc, delay)
+            if exc.code == "rate_limited":
+                gate.limited(exc.retry_after or DEFAULT_RETRY_AFTER_S)
+                delay = 0.0  # the gate holds this and every other CivitAI call
+            else:
+                delay = exc.retry_after if exc.retry_after is not None else BACKOFF_S[min(failures, len(BACKOFF_S) - 1)]
+            logger.info("download of %s interrupted (%s); resuming in %.0f s", part.name, exc, max(delay, gate.remaining()))
             failures += 1
             await asyncio.sleep(delay)
 
@@ -134,12 +141,7 @@ def _check_status(response: aiohttp.ClientResponse) -> None:
 
 
 def _retry_after(response: aiohttp.ClientResponse) -> float:
-    raw = (response.headers.get("Retry-After") or "").strip()
-    if raw.isascii() and raw.isdigit():
-        return min(float(raw), MAX_RETRY_AFTER_S)
-    with contextlib.suppress(TypeError, ValueError, IndexError):
-        return min(max((parsedate_to_datetime(raw) - datetime.now(timezone.utc)).total_seconds(), 1.0), MAX_RETRY_AFTER_S)
-    return 30.0
+    return min(parse_retry_after(response.headers.get("Retry-After")), MAX_RETRY_AFTER_S)
 
 
 def _start_and_total(response: aiohttp.ClientResponse, offset: int) -> tuple[int, int | None]:

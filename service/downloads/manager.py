@@ -25,6 +25,7 @@ from typing import Any
 
 import aiohttp
 
+from ..civitai.ratelimit import RateGate
 from ..errors import Conflict, Invalid, NotFound
 from ..fileops import RENAME_NOREPLACE, fsync_folder, rename_with
 from ..filenames import check_file_name, check_relative_folder
@@ -105,12 +106,14 @@ class DownloadManager:
         *,
         concurrency: int,
         enabled: bool,
+        gate: RateGate,
     ) -> None:
         self.library = library
         self.models_dir = models_dir
         self.base_url = civitai_base_url.rstrip("/")
         self.api_key = civitai_api_key
         self.enabled = enabled
+        self.gate = gate
         self.jobs: dict[str, Job] = {}
         self._slots = asyncio.Semaphore(concurrency)
         self._session: aiohttp.ClientSession | None = None
@@ -227,7 +230,7 @@ class DownloadManager:
         await asyncio.to_thread(job.target.parent.mkdir, parents=True, exist_ok=True)
         await asyncio.to_thread(self._check_space, job)
         source = Source(f"{self.base_url}/api/download/models/{job.version_id}", self.api_key, origin(self.base_url))
-        sha256, size = await fetch(self._session, source, job.part, lambda done, total: self._progress(job, done, total))
+        sha256, size = await fetch(self._session, source, job.part, lambda done, total: self._progress(job, done, total), self.gate)
         job.state = "verifying"
         if job.expected_sha256 is not None and sha256 != job.expected_sha256:
             await asyncio.to_thread(job.part.unlink, missing_ok=True)

@@ -1,21 +1,32 @@
-"""The CivitAI client: one request, every way it can go wrong mapped to a clear error."""
+"""The CivitAI JSON client: every way a request can go wrong mapped to a clear error.
+
+Calls pass the shared rate-limit gate first. A version CivitAI's primary origin does not
+know (404) is asked of the second origin (CIVITAI_FALLBACK_URL, civitai.red by default):
+some versions exist only there.
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
 
-from . import __version__
-from .errors import NotFound, Unavailable, UpstreamError, UpstreamTimeout
+from .. import __version__
+from ..errors import NotFound, UpstreamError, UpstreamTimeout
+from .ratelimit import RateGate, parse_retry_after
 
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
-DEFAULT_RETRY_AFTER_S = 30
 USER_AGENT = f"comfy-catalog-service/{__version__}"
+# The longest a request from a person (a click) waits at the rate-limit gate before being
+# told when to retry; background work waits as long as it takes.
+INTERACTIVE_WAIT_S = 5.0
+# CivitAI's own hosts: the only ones besides CIVITAI_BASE_URL's that may see the CivitAI key.
+CIVITAI_HOSTS = frozenset({"civitai.com", "civitai.red"})
 
 
 def make_session(timeout_s: float) -> aiohttp.ClientSession:
@@ -27,13 +38,23 @@ def make_session(timeout_s: float) -> aiohttp.ClientSession:
 class CivitaiClient:
     """Reads model versions from CivitAI (or whatever CIVITAI_BASE_URL points at)."""
 
-    def __init__(self, base_url: str, api_key: str | None, timeout_s: float) -> None:
+    def __init__(
+        self, base_url: str, api_key: str | None, timeout_s: float, *, fallback_url: str = "", gate: RateGate | None = None
+    ) -> None:
         self._session: aiohttp.ClientSession | None = None
         self._timeout_s = timeout_s
-        self._base_url = base_url.rstrip("/")
-        self._headers = {"Accept": "application/json"}
-        if api_key:
-            self._headers["Authorization"] = f"Bearer {api_key}"
+        self.base_url = base_url.rstrip("/")
+        self._fallback_url = fallback_url.rstrip("/")
+        self._api_key = api_key
+        self.gate = gate or RateGate()
+
+    def headers_for(self, origin_url: str) -> dict[str, str]:
+        """Request headers for an origin: the CivitAI key only for CIVITAI_BASE_URL's host and CivitAI's own hosts."""
+        headers = {"Accept": "application/json"}
+        host = (urlsplit(origin_url).hostname or "").lower()
+        if self._api_key and (host in CIVITAI_HOSTS or host == (urlsplit(self.base_url).hostname or "").lower()):
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        return headers
 
     async def open(self) -> None:
         """Create the session (inside the running loop)."""
@@ -45,13 +66,34 @@ class CivitaiClient:
             await self._session.close()
             self._session = None
 
-    async def model_version(self, version_id: int) -> dict[str, Any]:
-        """`GET /api/v1/model-versions/{id}` as a dict, or a domain error saying what went wrong."""
+    async def model_version(self, version_id: int, *, longest_wait_s: float = INTERACTIVE_WAIT_S) -> tuple[dict[str, Any], str]:
+        """`GET /api/v1/model-versions/{id}` as a dict, and the origin that answered (the
+        fallback's after a 404 from the primary); or a domain error saying what went wrong."""
+        try:
+            return await self._model_version(self.base_url, version_id, longest_wait_s), self.base_url
+        except NotFound:
+            if not self._fallback_url:
+                raise
+        try:
+            body = await self._model_version(self._fallback_url, version_id, longest_wait_s)
+        except NotFound:
+            raise NotFound(
+                f"Model version {version_id} is not on CivitAI (nor on {urlsplit(self._fallback_url).hostname}).",
+                code="civitai_not_found",
+            ) from None
+        logger.info("version %d was found on %s only", version_id, self._fallback_url)
+        return body, self._fallback_url
+
+    async def _model_version(self, origin_url: str, version_id: int, longest_wait_s: float) -> dict[str, Any]:
         if self._session is None:
             raise RuntimeError("CivitaiClient.open() was not called")
-        url = f"{self._base_url}/api/v1/model-versions/{version_id}"
+        await self.gate.wait(longest_wait_s)
+        url = f"{origin_url}/api/v1/model-versions/{version_id}"
         try:
-            async with self._session.get(url, headers=self._headers) as response:
+            async with self._session.get(url, headers=self.headers_for(origin_url)) as response:
+                if response.status == 429:
+                    self.gate.limited(parse_retry_after(response.headers.get("Retry-After")))
+                    raise self.gate.refusal(self.gate.remaining())
                 _raise_for_status(response, version_id)
                 raw = await _read_limited(response)
         except TimeoutError:
@@ -82,12 +124,6 @@ def _raise_for_status(response: aiohttp.ClientResponse, version_id: int) -> None
             "(set CIVITAI_API_KEY) or the key set is not allowed to see it.",
             code="civitai_key_required",
         )
-    if status == 429:
-        raise Unavailable(
-            "CivitAI is limiting requests right now; try again later.",
-            code="civitai_rate_limited",
-            retry_after=_retry_after(response.headers.get("Retry-After")),
-        )
     if status >= 500:
         raise UpstreamError(f"CivitAI had an error (HTTP {status}); try again later.", code="civitai_error")
     raise UpstreamError(f"CivitAI answered with an unexpected HTTP {status}.", code="civitai_unexpected_status")
@@ -102,10 +138,3 @@ async def _read_limited(response: aiohttp.ClientResponse) -> bytes:
         if len(raw) > MAX_BODY_BYTES:
             raise UpstreamError("CivitAI's answer is too large to be a model version.", code="upstream_bad_body")
     return bytes(raw)
-
-
-def _retry_after(value: str | None) -> int:
-    if value and value.strip().isdigit():
-        return max(1, min(int(value.strip()), 3600))
-    return DEFAULT_RETRY_AFTER_S
-
