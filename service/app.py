@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from .civitai import CivitaiClient
+from .civitai.updates import UpdateChecker
 from .downloads import DownloadManager
 from .library import Library
 from .events import ChangeFeed, civitai_map_events, close_streams
@@ -20,15 +21,17 @@ from .mutations import CatalogEditor
 from .openapi import openapi_json
 from .presence import FolderSource
 from .settings import Settings
-from .typedefs import CIVITAI, DOWNLOADS, EDITOR, FEED, LIBRARY, SETTINGS, WATCHER
+from .typedefs import CIVITAI, DOWNLOADS, EDITOR, FEED, LIBRARY, SETTINGS, UPDATES, WATCHER
 from .views import (
     add_version,
     api_health,
     cancel_download,
+    check_updates,
     civitai_map,
     download_file,
     health,
     list_downloads,
+    model_updates,
     promote_to_lora,
     ready,
     remove_from_catalog,
@@ -75,6 +78,9 @@ def create_app(settings: Settings, api_key: str) -> web.Application:
         enabled=settings.downloads,
         gate=civitai.gate,
     )
+    updates = UpdateChecker(civitai, settings.catalog_dir, library.index.catalogued_models, settings.update_check_interval_h)
+    updates.listeners.append(lambda answer: feed.announce("updates", answer))
+    app[UPDATES] = updates
     app[WATCHER] = Watcher(
         library,
         settings.catalog_dir,
@@ -82,7 +88,7 @@ def create_app(settings: Settings, api_key: str) -> web.Application:
         polling=bool(settings.watch_force_polling),
         poll_interval_ms=settings.watch_poll_interval_ms,
     )
-    app.cleanup_ctx.extend([catalog_files_ctx, civitai_ctx, library_ctx, downloads_ctx])
+    app.cleanup_ctx.extend([catalog_files_ctx, civitai_ctx, library_ctx, downloads_ctx, updates_ctx])
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
     app.router.add_get("/api/health", api_health)
@@ -94,6 +100,8 @@ def create_app(settings: Settings, api_key: str) -> web.Application:
     app.router.add_post("/api/admin/models/download/{file}", download_file)
     app.router.add_get("/api/admin/downloads", list_downloads)
     app.router.add_delete("/api/admin/downloads/{job}", cancel_download)
+    app.router.add_get("/api/admin/models/updates", model_updates)
+    app.router.add_post("/api/admin/models/updates/check", check_updates)
     app.router.add_get("/api/openapi.json", openapi_json)
     return app
 
@@ -118,6 +126,20 @@ async def downloads_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[DOWNLOADS].open()
     yield
     await app[DOWNLOADS].close()
+
+
+async def updates_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Update checks: the cached answers at once, a check once a day; stopped at shutdown."""
+    updates = app[UPDATES]
+    await asyncio.to_thread(updates.load)
+    stop = asyncio.Event()
+    task = asyncio.create_task(updates.run_forever(stop), name="update checks")
+    yield
+    stop.set()
+    for running in (task, updates.running):
+        if running is not None and not running.done():
+            running.cancel()
+    await asyncio.gather(task, *([updates.running] if updates.running else []), return_exceptions=True)
 
 
 async def library_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -29,6 +31,14 @@ HEARTBEAT_S = 15.0
 RESYNC = object()
 
 
+@dataclass(frozen=True, slots=True)
+class NamedEvent:
+    """An event other than a map change (e.g. `updates`), sent as is to every stream."""
+
+    name: str
+    data: Any
+
+
 class Subscription:
     """One client's bounded queue of (etag, changes) messages."""
 
@@ -37,8 +47,12 @@ class Subscription:
 
     def push(self, etag: str, changes: Changes) -> None:
         """Queue a change; when the client lags, replace its backlog with one resync."""
+        self.push_event((etag, changes))
+
+    def push_event(self, message: tuple[str, Changes] | NamedEvent) -> None:
+        """Queue a message; when the client lags, replace its backlog with one resync."""
         try:
-            self.queue.put_nowait((etag, changes))
+            self.queue.put_nowait(message)
         except asyncio.QueueFull:
             while not self.queue.empty():
                 self.queue.get_nowait()
@@ -57,6 +71,11 @@ class ChangeFeed:
         """Called by the index after every publish."""
         for subscription in self.subscriptions:
             subscription.push(etag, changes)
+
+    def announce(self, name: str, data: Any) -> None:
+        """Send a named event (not a map change) to every stream."""
+        for subscription in self.subscriptions:
+            subscription.push_event(NamedEvent(name, data))
 
     def subscribe(self) -> Subscription:
         """A new client's subscription; 503 past the client limit."""
@@ -96,6 +115,9 @@ async def civitai_map_events(request: web.Request) -> web.StreamResponse:
                 break
             if message is RESYNC:
                 await stream.send(_json(_tags(library.index.snapshot.etag)), event="resync")
+                continue
+            if isinstance(message, NamedEvent):
+                await stream.send(_json(message.data), event=message.name)
                 continue
             etag, changes = message  # type: ignore[misc]
             body = {**_tags(etag), "changes": {str(v): s for v, s in changes.items()}}

@@ -208,6 +208,10 @@ class CivitaiIndex:
         """The map entry of a version, if catalogued."""
         return self._layout.entries.get(version_id)
 
+    def catalogued_models(self) -> dict[int, list[int]]:
+        """Every catalogued CivitAI model id with its catalogued version ids (read-only)."""
+        return self._layout.by_model
+
     def versions_of_file(self, file: str) -> tuple[int, ...]:
         """The catalogued versions whose file has that name."""
         return tuple(self._layout.by_file.get(file, ()))

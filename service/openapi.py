@@ -274,6 +274,43 @@ SCHEMAS: dict[str, Schema] = {
         },
         closed=True,
     ),
+    "NewerVersion": obj(
+        {
+            "id": {"type": "integer", "minimum": 1},
+            "name": nullable("string"),
+            "base_model": nullable("string"),
+            "published_at": nullable("string"),
+            "early_access": {"type": "boolean"},
+            "early_access_ends_at": nullable("string"),
+            "paid": {"type": "boolean"},
+            "availability": nullable("string", "CivitAI's availability, e.g. Public, EarlyAccess, Private."),
+        },
+        closed=True,
+    ),
+    "ModelUpdates": obj(
+        {
+            "state": {"type": "string", "enum": ["idle", "running"]},
+            "checked_at": nullable("number", "When the last check started (Unix time)."),
+            "models": {
+                "type": "array",
+                "items": obj(
+                    {
+                        "model_id": {"type": "integer", "minimum": 1},
+                        "name": nullable("string"),
+                        "catalogued_versions": {"type": "array", "items": {"type": "integer"}},
+                        "newer": {"type": "array", "items": ref("NewerVersion")},
+                    },
+                    closed=True,
+                ),
+            },
+            "failures": {
+                "type": "array",
+                "items": obj({"model_ids": {"type": "array", "items": {"type": "integer"}}, "code": string(), "error": string()}, closed=True),
+            },
+        },
+        closed=True,
+    ),
+    "UpdateCheckStarted": obj({"status": const("running"), "models": {"type": "integer", "minimum": 0}}, closed=True),
     "AlreadyPresent": obj({"status": const("already_present"), "file": string()}, closed=True),
     "DownloadJob": obj(
         {
@@ -341,6 +378,7 @@ Events (`data` is JSON; its schema is under `x-events`):
   `{"etag", "etag_gzip", "changes": {"<version id>": "present" | "missing" | "queued" | "downloading" | null}}`
   (null when the version left the map); its SSE `id` is the new ETag.
 - `resync`: `{"etag", "etag_gzip"}`; the client fell behind and should fetch the map again.
+- `updates`: the answer of `GET /api/admin/models/updates`, when an update check changed it.
 Heartbeats are SSE comments (lines starting with `:`).
 
 A browser's EventSource cannot set headers, so this route also takes the key as `?key=`."""
@@ -539,6 +577,29 @@ PATHS: dict[str, dict[str, Schema]] = {
                 "415": UNSUPPORTED_MEDIA,
             },
             parameters=[{"name": "job", "in": "path", "required": True, "schema": {"type": "string"}}],
+        )
+    },
+    "/api/admin/models/updates": {
+        "get": operation(
+            "modelUpdates",
+            "Catalogued models with a version newer than every catalogued one",
+            {"200": json_response("As of the last check (cached across restarts).", ref("ModelUpdates")), "401": UNAUTHORIZED},
+            description="Checked once a day (UPDATE_CHECK_INTERVAL_H) and on demand. A change is also sent as an `updates` "
+            "event on the events stream.",
+        )
+    },
+    "/api/admin/models/updates/check": {
+        "post": operation(
+            "checkUpdates",
+            "Start an update check now",
+            {
+                "200": json_response("Started, or already running.", ref("UpdateCheckStarted")),
+                "401": UNAUTHORIZED,
+                "413": TOO_LARGE,
+                "415": UNSUPPORTED_MEDIA,
+                "503": NOT_READY,
+            },
+            description="Answers at once; poll `GET /api/admin/models/updates` until `state` is `idle`. Takes no body.",
         )
     },
     "/api/openapi.json": {

@@ -46,6 +46,7 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     downloads: bool = True
     download_concurrency: int = 2
+    update_check_interval_h: float = 24.0
 
     def __post_init__(self) -> None:
         if self.api_key is not None and len(self.api_key) < MIN_API_KEY_LENGTH:
@@ -70,6 +71,7 @@ class Settings:
         _in_range("SHUTDOWN_TIMEOUT_S", self.shutdown_timeout_s, 0, 600, "seconds")
         _in_range("MAX_BODY_BYTES", self.max_body_bytes, 1024, 64 * 1024 * 1024, "bytes")
         _in_range("DOWNLOAD_CONCURRENCY", self.download_concurrency, 1, 16, "downloads")
+        _in_range("UPDATE_CHECK_INTERVAL_H", self.update_check_interval_h, 0, 24 * 30, "hours")
         if not self.host or any(c.isspace() for c in self.host) or len(self.host) > 253:
             raise ConfigError(f"HOST must be an address or a host name, not {self.host!r}.")
         for origin in self.cors_origins:
@@ -108,6 +110,7 @@ class Settings:
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 64 * 1024),
             downloads=_switch(env, "DOWNLOADS", True),
             download_concurrency=_int(env, "DOWNLOAD_CONCURRENCY", 2),
+            update_check_interval_h=_float(env, "UPDATE_CHECK_INTERVAL_H", 24.0),
         )
 
 

@@ -8,6 +8,7 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from .civitai import CivitaiClient
+    from .civitai.updates import UpdateChecker
     from .downloads import DownloadManager
     from .events import ChangeFeed
     from .library import Library
@@ -22,3 +23,4 @@ CIVITAI: web.AppKey[CivitaiClient] = web.AppKey("civitai")
 WATCHER: web.AppKey[Watcher] = web.AppKey("watcher")
 FEED: web.AppKey[ChangeFeed] = web.AppKey("feed")
 DOWNLOADS: web.AppKey[DownloadManager] = web.AppKey("downloads")
+UPDATES: web.AppKey[UpdateChecker] = web.AppKey("updates")

@@ -12,7 +12,7 @@ from . import __version__
 from .errors import Invalid, Unavailable
 from .filenames import check_relative_folder
 from .middlewares import AUTHENTICATED
-from .typedefs import DOWNLOADS, EDITOR, LIBRARY, WATCHER
+from .typedefs import DOWNLOADS, EDITOR, LIBRARY, UPDATES, WATCHER
 
 MAX_POINT_IDS = 500
 JSON = "application/json"
@@ -186,3 +186,16 @@ async def cancel_download(request: web.Request) -> web.Response:
     """Cancel a download and remove its partial file (or forget a finished job)."""
     answer = await request.app[DOWNLOADS].cancel(request.match_info["job"])
     return web.json_response(answer, dumps=_dumps)
+
+
+async def model_updates(request: web.Request) -> web.Response:
+    """Catalogued models with a version newer than every catalogued one, as of the last check."""
+    body = request.app[UPDATES].answer()
+    return web.Response(body=orjson.dumps(body), content_type=JSON, headers={"Cache-Control": "no-store"})
+
+
+async def check_updates(request: web.Request) -> web.Response:
+    """Start an update check now (unless one runs); answers at once."""
+    if not request.app[LIBRARY].ready:
+        raise Unavailable("The index is still being built; try again in a moment.", code="not_ready", retry_after=1)
+    return web.json_response(request.app[UPDATES].start_check(), dumps=_dumps)

@@ -8,6 +8,7 @@ some versions exist only there.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,6 +22,7 @@ from .ratelimit import RateGate, parse_retry_after
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
+MAX_LIST_BYTES = 64 * 1024 * 1024  # 100 models with their versions, files and images
 USER_AGENT = f"comfy-catalog-service/{__version__}"
 # The longest a request from a person (a click) waits at the rate-limit gate before being
 # told when to retry; background work waits as long as it takes.
@@ -85,39 +87,53 @@ class CivitaiClient:
         return body, self._fallback_url
 
     async def _model_version(self, origin_url: str, version_id: int, longest_wait_s: float) -> dict[str, Any]:
+        return await self.get_json(
+            origin_url, f"/api/v1/model-versions/{version_id}", None, f"model version {version_id}", longest_wait_s=longest_wait_s
+        )
+
+    async def models(self, model_ids: list[int]) -> dict[str, Any]:
+        """`GET /api/v1/models?ids=...` for up to 100 models (background work: waits at the gate as long as it takes)."""
+        params = {"ids": ",".join(str(model_id) for model_id in model_ids), "limit": str(len(model_ids)), "nsfw": "true"}
+        return await self.get_json(
+            self.base_url, "/api/v1/models", params, f"{len(model_ids)} models", longest_wait_s=math.inf, max_bytes=MAX_LIST_BYTES
+        )
+
+    async def get_json(
+        self, origin_url: str, path: str, params: dict[str, str] | None, what: str, *, longest_wait_s: float, max_bytes: int = MAX_BODY_BYTES
+    ) -> dict[str, Any]:
+        """One GET through the rate-limit gate, its JSON object, or a domain error saying what went wrong."""
         if self._session is None:
             raise RuntimeError("CivitaiClient.open() was not called")
         await self.gate.wait(longest_wait_s)
-        url = f"{origin_url}/api/v1/model-versions/{version_id}"
         try:
-            async with self._session.get(url, headers=self.headers_for(origin_url)) as response:
+            async with self._session.get(f"{origin_url}{path}", params=params, headers=self.headers_for(origin_url)) as response:
                 if response.status == 429:
                     self.gate.limited(parse_retry_after(response.headers.get("Retry-After")))
                     raise self.gate.refusal(self.gate.remaining())
-                _raise_for_status(response, version_id)
-                raw = await _read_limited(response)
+                _raise_for_status(response, what)
+                raw = await _read_limited(response, max_bytes)
         except TimeoutError:
             raise UpstreamTimeout("CivitAI did not answer in time; try again in a moment.") from None
         except aiohttp.ClientPayloadError:  # it answered, but the body does not decode (broken gzip/deflate)
             raise UpstreamError("CivitAI answered with a body that does not decode.", code="upstream_bad_body") from None
         except aiohttp.ClientError as exc:
-            logger.warning("CivitAI request for version %d failed: %s", version_id, type(exc).__name__)
+            logger.warning("CivitAI request for %s failed: %s", what, type(exc).__name__)
             raise UpstreamError("CivitAI could not be reached; try again in a moment.", code="upstream_unreachable") from None
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise UpstreamError("CivitAI answered with something that is not JSON.", code="upstream_bad_body") from None
         if not isinstance(body, dict):
-            raise UpstreamError("CivitAI answered with JSON that is not a model version.", code="upstream_bad_body")
+            raise UpstreamError(f"CivitAI answered with JSON that is not {what}.", code="upstream_bad_body")
         return body
 
 
-def _raise_for_status(response: aiohttp.ClientResponse, version_id: int) -> None:
+def _raise_for_status(response: aiohttp.ClientResponse, what: str) -> None:
     status = response.status
     if status == 200:
         return
     if status == 404:
-        raise NotFound(f"Model version {version_id} is not on CivitAI.", code="civitai_not_found")
+        raise NotFound(f"{what[:1].upper()}{what[1:]} is not on CivitAI.", code="civitai_not_found")
     if status in (401, 403):
         raise UpstreamError(
             "CivitAI refused the request: this version needs a CivitAI API key "
@@ -129,12 +145,12 @@ def _raise_for_status(response: aiohttp.ClientResponse, version_id: int) -> None
     raise UpstreamError(f"CivitAI answered with an unexpected HTTP {status}.", code="civitai_unexpected_status")
 
 
-async def _read_limited(response: aiohttp.ClientResponse) -> bytes:
-    if (response.content_length or 0) > MAX_BODY_BYTES:
-        raise UpstreamError("CivitAI's answer is too large to be a model version.", code="upstream_bad_body")
+async def _read_limited(response: aiohttp.ClientResponse, max_bytes: int) -> bytes:
+    if (response.content_length or 0) > max_bytes:
+        raise UpstreamError("CivitAI's answer is too large to be what was asked for.", code="upstream_bad_body")
     raw = bytearray()
     async for chunk in response.content.iter_chunked(64 * 1024):
         raw += chunk
-        if len(raw) > MAX_BODY_BYTES:
-            raise UpstreamError("CivitAI's answer is too large to be a model version.", code="upstream_bad_body")
+        if len(raw) > max_bytes:
+            raise UpstreamError("CivitAI's answer is too large to be what was asked for.", code="upstream_bad_body")
     return bytes(raw)
