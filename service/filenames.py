@@ -42,8 +42,23 @@ def _has_separator(name: str) -> bool:
     return "/" in name or "\\" in name
 
 
+def _has_lookalike_separator(name: str) -> bool:
+    """A separator in disguise: one that NFKC turns into / or \\ (fullwidth ／), or a slash look-alike (∕ ⁄ ⧸)."""
+    return _has_separator(unicodedata.normalize("NFKC", name)) or any(char in _SLASH_LOOKALIKES for char in name)
+
+
 def _is_dot_name(name: str) -> bool:
-    return name in {".", ".."}
+    return name in {".", ".."} or unicodedata.normalize("NFKC", name) in {".", ".."}
+
+
+def _is_device_name(name: str) -> bool:
+    """CON, PRN, AUX, NUL, COM1-9, LPT1-9 (also COM¹-³, and with any extension): Windows reserves them."""
+    stem = unicodedata.normalize("NFKC", name).split(".", 1)[0].rstrip(" ").upper()
+    return stem in _DEVICE_NAMES
+
+
+def _has_format_character(name: str) -> bool:
+    return any(unicodedata.category(char) == "Cf" for char in name)
 
 
 def _has_outer_space(name: str) -> bool:
@@ -54,18 +69,29 @@ def _too_long(name: str) -> bool:
     return len(name.encode("utf-8")) > MAX_NAME_BYTES
 
 
+_SLASH_LOOKALIKES = frozenset("\u2215\u2044\u29f8\u29f9\u2216\ufe68")
+_DEVICE_NAMES = frozenset(
+    {"CON", "PRN", "AUX", "NUL"} | {f"{port}{n}" for port in ("COM", "LPT") for n in "123456789"}
+)
+_WINDOWS_FORBIDDEN = frozenset('<>:"|?*')
+
 # (test, problem) pairs checked in order; the first that matches names the problem.
 # Whitespace-only and control characters come first so later sentences can quote the name safely.
 _Rule = tuple[Callable[[str], bool], str]
 _COMPONENT_RULES: tuple[_Rule, ...] = (
     (lambda name: not name.strip(), "is empty"),
     (_has_control, "contains a control or invisible formatting character"),
+    (_has_format_character, "contains an invisible format character (zero-width, soft hyphen, byte order mark...)"),
     (_has_surrogate, "contains an unpaired surrogate, which cannot be written as UTF-8"),
     (_has_separator, "contains a path separator ('/' or '\\')"),
     (_is_dot_name, "is a reference to a folder ('.' or '..')"),
+    (_has_lookalike_separator, "contains a character that is or looks like a path separator"),
     (lambda name: bool(_DRIVE_PREFIX.match(name)), "starts with a Windows drive prefix"),
     (_has_outer_space, "starts or ends with whitespace"),
     (lambda name: name.startswith("."), "starts with '.' (hidden files are not allowed)"),
+    (lambda name: name.endswith("."), "ends with a dot, which Windows drops"),
+    (_is_device_name, "is a Windows device name (CON, NUL, COM1...), which no Windows machine can open"),
+    (lambda name: any(char in _WINDOWS_FORBIDDEN for char in name), 'has a character Windows does not allow in names (<>:"|?*)'),
     (_too_long, f"is longer than {MAX_NAME_BYTES} bytes in UTF-8"),
 )
 _PARTIAL_RULE: _Rule = (is_partial_download, "ends in a partial-download suffix")

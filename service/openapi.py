@@ -122,11 +122,6 @@ CATALOG_BUSY = error("The catalogs kept changing while the change was being save
 WRITE_FAILED = error("The catalog could not be saved (`write_failed`); nothing was lost.", retry_after=True)
 ROUTE_NOT_FOUND = "there is nothing at this address (`not_found`, e.g. an empty path segment)"
 
-# filenames.check_file_name, as far as a pattern can say it (the byte limit and invisible
-# formatting characters are left to the 400).
-_NAME_CHAR = r"[^/\\\x00-\x1f\x7f]"
-_NAME_EDGE = r"[^\s/\\\x00-\x1f\x7f]"
-FILE_NAME_PATTERN = rf"^(?!\.){_NAME_EDGE}(?:{_NAME_CHAR}{{0,253}}{_NAME_EDGE})?$"
 
 VERSION_ID = {
     "name": "version_id",
@@ -515,7 +510,7 @@ PATHS: dict[str, dict[str, Schema]] = {
             "Remove an entry from models.json when its file is not on disk",
             {
                 "200": json_response("Removed.", ref("Removed")),
-                "400": error("The file name is not a safe single file name (`unsafe_file_name`, `unsafe_folder`)."),
+                "400": error("The file name holds a path separator or NUL (`unsafe_file_name`)."),
                 "401": UNAUTHORIZED,
                 "404": error(f"No models.json entry has this file name (`not_in_catalog`); or {ROUTE_NOT_FOUND}."),
                 "409": error("The file is still on disk (`file_on_disk`), or the catalogs kept changing (`catalog_busy`)."),
@@ -529,9 +524,9 @@ PATHS: dict[str, dict[str, Schema]] = {
                     "name": "filename",
                     "in": "path",
                     "required": True,
-                    "description": "The catalogued file name: one name, no folder, not hidden, no control characters, "
-                    "no surrounding whitespace, at most 255 bytes in UTF-8. Other names are answered 400.",
-                    "schema": {"type": "string", "pattern": FILE_NAME_PATTERN},
+                    "description": "The catalogued file name, exactly as the catalog writes it (any name a catalog "
+                    "holds can be removed). A name with '/', '\\' or NUL is answered 400.",
+                    "schema": {"type": "string", "pattern": r"^[^/\\\x00]+$"},
                     "example": "lora_123.safetensors",
                 }
             ],

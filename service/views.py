@@ -10,7 +10,6 @@ from aiohttp import web
 
 from . import __version__
 from .errors import Invalid, Unavailable
-from .filenames import check_relative_folder
 from .middlewares import AUTHENTICATED
 from .typedefs import DOWNLOADS, EDITOR, LIBRARY, UPDATES, WATCHER
 
@@ -106,9 +105,8 @@ async def promote_to_lora(request: web.Request) -> web.Response:
 async def remove_from_catalog(request: web.Request) -> web.Response:
     """Remove an entry (by file name) from models.json when its file is not on disk."""
     file = request.match_info["filename"]
-    if "/" in file or "\\" in file:
-        raise Invalid("The file name may not contain a path separator.", code="unsafe_file_name")
-    check_relative_folder(file)
+    if "/" in file or "\\" in file or "\x00" in file:  # any other name a catalog holds can be removed
+        raise Invalid("The file name may not contain a path separator or a NUL character.", code="unsafe_file_name")
     answer = await request.app[EDITOR].remove(file)
     return web.json_response(answer, dumps=_dumps)
 

@@ -44,6 +44,30 @@ UNSAFE_NAMES: list[tuple[object, str]] = [
     ("x.partial", "partial-download"),
     ("a" * 244 + ".safetensors", "longer than 255 bytes"),
     ("モ" * 86, "longer than 255 bytes"),
+    ("zero\u200bwidth.safetensors", "invisible"),  # U+200B zero width space
+    ("\ufeffbom.safetensors", "invisible"),  # U+FEFF byte order mark
+    ("soft\u00adhyphen.safetensors", "invisible"),  # U+00AD soft hyphen
+    ("word\u2060joiner.safetensors", "invisible"),  # U+2060 word joiner
+    ("lrm\u200e.safetensors", "invisible"),  # U+200E left-to-right mark
+    ("evil\uff0fpath.safetensors", "separator"),  # fullwidth solidus: NFKC is "/"
+    ("evil\uff3cpath.safetensors", "separator"),  # fullwidth reverse solidus: NFKC is "\\"
+    ("\uff0e\uff0e", "reference to a folder"),  # fullwidth full stops: NFKC is ".."
+    ("division\u2215slash.safetensors", "separator"),  # looks like "/" wherever it is shown
+    ("fraction\u2044slash.safetensors", "separator"),
+    ("big\u29f8solidus.safetensors", "separator"),
+    ("CON", "Windows device name"),
+    ("con.safetensors", "Windows device name"),
+    ("Nul.txt", "Windows device name"),
+    ("COM1.safetensors", "Windows device name"),
+    ("lpt9", "Windows device name"),
+    ("COM\u00b9.safetensors", "Windows device name"),  # COM¹, which Windows also reserves
+    ("model.safetensors.", "ends with a dot"),
+    ("model...", "ends with a dot"),
+    ("what?.safetensors", "Windows does not allow"),
+    ('quote".safetensors', "Windows does not allow"),
+    ("a<b>.safetensors", "Windows does not allow"),
+    ("pipe|.safetensors", "Windows does not allow"),
+    ("star*.safetensors", "Windows does not allow"),
     (None, "must be a string"),
     (42, "must be a string"),
     (b"model.safetensors", "must be a string"),
@@ -58,6 +82,9 @@ SAFE_NAMES = [
     "a" * 243 + ".safetensors",  # exactly 255 bytes
     "モ" * 85,  # exactly 255 bytes
     "model.part.safetensors",
+    "CONSOLE.safetensors",  # only the device names themselves are reserved
+    "com10.safetensors",
+    "Ÿ.safetensors",
     "x..y.safetensors",
 ]
 
@@ -155,7 +182,31 @@ def test_safe_relative_folders_are_normalized(dest: str, expected: str) -> None:
         ("loras/\u202eevil", "control"),
         ("loras/x\x00", "control"),
         ("loras/" + "a" * 256, "longer than 255 bytes"),
-        (None, "must be a string"),
+        ("zero\u200bwidth.safetensors", "invisible"),  # U+200B zero width space
+    ("\ufeffbom.safetensors", "invisible"),  # U+FEFF byte order mark
+    ("soft\u00adhyphen.safetensors", "invisible"),  # U+00AD soft hyphen
+    ("word\u2060joiner.safetensors", "invisible"),  # U+2060 word joiner
+    ("lrm\u200e.safetensors", "invisible"),  # U+200E left-to-right mark
+    ("evil\uff0fpath.safetensors", "separator"),  # fullwidth solidus: NFKC is "/"
+    ("evil\uff3cpath.safetensors", "separator"),  # fullwidth reverse solidus: NFKC is "\\"
+    ("\uff0e\uff0e", "reference to a folder"),  # fullwidth full stops: NFKC is ".."
+    ("division\u2215slash.safetensors", "separator"),  # looks like "/" wherever it is shown
+    ("fraction\u2044slash.safetensors", "separator"),
+    ("big\u29f8solidus.safetensors", "separator"),
+    ("CON", "Windows device name"),
+    ("con.safetensors", "Windows device name"),
+    ("Nul.txt", "Windows device name"),
+    ("COM1.safetensors", "Windows device name"),
+    ("lpt9", "Windows device name"),
+    ("COM\u00b9.safetensors", "Windows device name"),  # COM¹, which Windows also reserves
+    ("model.safetensors.", "ends with a dot"),
+    ("model...", "ends with a dot"),
+    ("what?.safetensors", "Windows does not allow"),
+    ('quote".safetensors', "Windows does not allow"),
+    ("a<b>.safetensors", "Windows does not allow"),
+    ("pipe|.safetensors", "Windows does not allow"),
+    ("star*.safetensors", "Windows does not allow"),
+    (None, "must be a string"),
         (["loras"], "must be a string"),
     ],
 )

@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from aioresponses import aioresponses
@@ -264,3 +265,26 @@ async def test_own_writes_do_not_trigger_a_reload(start: StartClient, civitai: a
     await eventually(marker_seen)  # batches arrive in order: our own writes' events have been handled by now
     reloads = [r.getMessage() for r in caplog.records if "loaded" in r.getMessage()]
     assert reloads == ["loras.json loaded: 1 versions"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [".hidden.safetensors", " lead.safetensors", "trail.safetensors ", "C:drive.safetensors", "what?.safetensors", "CON.safetensors", "end."],
+)
+async def test_any_catalogued_name_can_be_removed(start: StartClient, catalog_dir: Path, name: str) -> None:
+    """Names this service would never add from CivitAI can still be in a hand-written catalog: they must be removable."""
+    write_json(catalog_dir / "models.json", catalog(entry(75, name), entry(76, "kept.safetensors")))
+    client = await start()
+    response = await client.delete(f"/api/admin/models/{quote(name, safe='')}/catalog", headers=AUTH)
+    assert response.status == 200, await response.text()
+    assert await response.json() == {"status": "removed", "file": name}
+    assert [e["file"] for e in models_entries(catalog_dir)] == ["kept.safetensors"]
+
+
+@pytest.mark.parametrize("path", ["a%2Fb.safetensors", "a%5Cb.safetensors", "x%00y"])
+async def test_a_name_with_a_separator_or_nul_is_a_400_about_the_file_name(start: StartClient, path: str) -> None:
+    client = await start()
+    response = await client.delete(f"/api/admin/models/{path}/catalog", headers=AUTH)
+    assert response.status == 400
+    body = await response.json()
+    assert body["code"] == "unsafe_file_name" and "file name" in body["detail"] and "folder" not in body["detail"]

@@ -215,7 +215,7 @@ async def test_mutation_answers_fit_the_document(start: StartClient) -> None:
         (await client.delete("/api/admin/models/missing.safetensors/catalog", headers=AUTH), "DELETE", remove, "removed"),
         (await client.delete("/api/admin/models/on_disk.safetensors/catalog", headers=AUTH), "DELETE", remove, "file_on_disk"),
         (await client.delete("/api/admin/models/nothing.safetensors/catalog", headers=AUTH), "DELETE", remove, "not_in_catalog"),
-        (await client.delete("/api/admin/models/.hidden/catalog", headers=AUTH), "DELETE", remove, "unsafe_folder"),
+        (await client.delete("/api/admin/models/a%5Cb/catalog", headers=AUTH), "DELETE", remove, "unsafe_file_name"),
         (await client.post("/api/admin/civitai/promote-to-lora/201", headers=AUTH), "POST", promote, "already_exists"),
         (await client.post("/api/admin/civitai/promote-to-lora/101", headers=AUTH), "POST", promote, "not_a_lora"),
         (await client.post("/api/admin/civitai/promote-to-lora/9", headers=AUTH), "POST", promote, "not_in_catalog"),
