@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import logging
 import os
 import socket
 import sys
@@ -17,6 +16,7 @@ from .auth import key_file, load_or_create_key
 from .catalog import CATALOG_NAMES, catalog_path
 from .errors import ConfigError
 from .extra_paths import load_extra_model_paths
+from .logs import configure_logging
 from .middlewares import QuietAccessLogger
 from .settings import Settings, default_data_dir
 
@@ -45,8 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"comfy-catalog: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aiohttp.access").setLevel(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format, secrets=(api_key, settings.civitai_api_key or ""))
     _print_banner(settings, api_key, generated)
     try:
         web.run_app(

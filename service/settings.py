@@ -42,6 +42,7 @@ class Settings:
     extra_model_paths: Path | None = None
     cors_origins: tuple[str, ...] = ()
     log_level: str = "INFO"
+    log_format: str = "text"
     shutdown_timeout_s: float = 5.0
     max_body_bytes: int = 64 * 1024
     downloads: bool = True
@@ -106,6 +107,7 @@ class Settings:
             extra_model_paths=_path(env, "EXTRA_MODEL_PATHS", None),
             cors_origins=tuple(o.strip() for o in (env.get("CORS_ORIGINS") or "").split(",") if o.strip()),
             log_level=_log_level(env),
+            log_format=_choice(env, "LOG_FORMAT", ("text", "json"), "text"),
             shutdown_timeout_s=_float(env, "SHUTDOWN_TIMEOUT_S", 5.0),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 64 * 1024),
             downloads=_switch(env, "DOWNLOADS", True),
@@ -171,6 +173,13 @@ def _switch(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in _FALSE:
         return False
     raise ConfigError(f"{name} must be on or off, not {raw!r}.")
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = (env.get(name) or default).strip().lower()
+    if raw not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {raw!r}.")
+    return raw
 
 
 def _log_level(env: Mapping[str, str]) -> str:
