@@ -51,7 +51,7 @@ def model_sources(settings: Settings) -> tuple[FolderSource, ...]:
 
 def create_app(settings: Settings, api_key: str) -> web.Application:
     """Build the application for these settings and this API key."""
-    cors = CorsPolicy(settings.cors_origins)
+    cors = CorsPolicy(settings.cors_origins, settings.cors_extension_ids)
     app = web.Application(
         middlewares=[cors.middleware, errors_middleware, guard_middleware(api_key, settings.max_body_bytes)],
         client_max_size=settings.max_body_bytes,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 
@@ -11,7 +12,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from .auth import key_matches, presented_key
-from .errors import ServiceError, TooLarge, Unauthorized, UnsupportedMedia
+from .errors import Invalid, ServiceError, TooLarge, Unauthorized, UnsupportedMedia
 
 logger = logging.getLogger(__name__)
 
@@ -20,6 +21,8 @@ MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 ALLOWED_METHODS = "GET, HEAD, POST, DELETE, OPTIONS"
 ALLOWED_HEADERS = "X-API-Key, Authorization, Content-Type, If-None-Match, Accept-Encoding"
 EXPOSED_HEADERS = "ETag, Retry-After"
+EXTENSION_SCHEME = "chrome-extension://"
+CHROME_EXTENSION_ID = re.compile(r"[a-p]{32}")  # Chrome writes extension ids as 32 letters a-p
 # Routes that answer without the key and are told (request[AUTHENTICATED]) whether it was right.
 KEY_OPTIONAL_PATHS = frozenset({"/api/health"})
 AUTHENTICATED = "authenticated"
@@ -76,19 +79,30 @@ def guard_middleware(api_key: str, max_body_bytes: int) -> Callable[..., Awaitab
             if not key_matches(presented, expected):
                 raise Unauthorized("The API key is not right.", code="bad_api_key")
         if request.method in MUTATING:
-            _check_body(request, max_body_bytes)
+            await _check_body(request, max_body_bytes)
         return await handler(request)
 
     return guard
 
 
-def _check_body(request: web.Request, max_body_bytes: int) -> None:
+async def _check_body(request: web.Request, max_body_bytes: int) -> None:
+    """No body, or a JSON one of bounded size: checked on the bytes read, so a chunked body counts too."""
     length = request.content_length
     if length is not None and length > max_body_bytes:
         raise TooLarge(f"The request body is larger than {max_body_bytes} bytes.")
-    has_body = bool(length) or "chunked" in request.headers.get("Transfer-Encoding", "").lower()
-    if has_body and request.content_type != "application/json":
+    if not request.body_exists:
+        return
+    if request.content_type != "application/json":
         raise UnsupportedMedia("Requests that change the catalog take no body, or a JSON one; form posts are refused.")
+    try:
+        body = await request.read()  # bounded by client_max_size (MAX_BODY_BYTES), chunked or not
+    except web.HTTPRequestEntityTooLarge:
+        raise TooLarge(f"The request body is larger than {max_body_bytes} bytes.") from None
+    if body.strip():
+        try:
+            orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise Invalid("The request body says it is JSON but is not; send no body, or `{}`.", code="invalid_json") from None
 
 
 class CorsPolicy:
@@ -98,12 +112,20 @@ class CorsPolicy:
     `on_response_prepare`, which also reaches streamed answers (the events stream).
     """
 
-    def __init__(self, extra_origins: tuple[str, ...]) -> None:
+    def __init__(self, extra_origins: tuple[str, ...], extension_ids: tuple[str, ...] = ()) -> None:
         self.configured = frozenset(extra_origins)
+        self.extension_ids = frozenset(extension_ids)  # empty: any well-formed extension id
 
     def allowed(self, origin: str | None) -> bool:
-        """True for chrome-extension:// origins and the configured ones."""
-        return origin is not None and (origin.startswith("chrome-extension://") or origin in self.configured)
+        """True for Chrome extension origins (of the pinned ids, if any) and the configured origins."""
+        if origin is None:
+            return False
+        if origin in self.configured:
+            return True
+        extension_id = origin.removeprefix(EXTENSION_SCHEME)
+        if extension_id == origin or not CHROME_EXTENSION_ID.fullmatch(extension_id):
+            return False
+        return not self.extension_ids or extension_id in self.extension_ids
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -41,6 +41,7 @@ class Settings:
     reconcile_interval_s: float = 300.0
     extra_model_paths: Path | None = None
     cors_origins: tuple[str, ...] = ()
+    cors_extension_ids: tuple[str, ...] = ()  # empty: any Chrome extension
     log_level: str = "INFO"
     log_format: str = "text"
     shutdown_timeout_s: float = 5.0
@@ -75,6 +76,9 @@ class Settings:
         _in_range("UPDATE_CHECK_INTERVAL_H", self.update_check_interval_h, 0, 24 * 30, "hours")
         if not self.host or any(c.isspace() for c in self.host) or len(self.host) > 253:
             raise ConfigError(f"HOST must be an address or a host name, not {self.host!r}.")
+        for extension_id in self.cors_extension_ids:
+            if not (len(extension_id) == 32 and all("a" <= char <= "p" for char in extension_id)):
+                raise ConfigError(f"CORS_EXTENSION_IDS entry {extension_id!r} is not a Chrome extension id (32 letters a-p).")
         for origin in self.cors_origins:
             try:
                 parts = urlsplit(origin)
@@ -106,6 +110,7 @@ class Settings:
             reconcile_interval_s=_float(env, "RECONCILE_INTERVAL_S", 300.0),
             extra_model_paths=_path(env, "EXTRA_MODEL_PATHS", None),
             cors_origins=tuple(o.strip() for o in (env.get("CORS_ORIGINS") or "").split(",") if o.strip()),
+            cors_extension_ids=tuple(i.strip() for i in (env.get("CORS_EXTENSION_IDS") or "").split(",") if i.strip()),
             log_level=_log_level(env),
             log_format=_choice(env, "LOG_FORMAT", ("text", "json"), "text"),
             shutdown_timeout_s=_float(env, "SHUTDOWN_TIMEOUT_S", 5.0),

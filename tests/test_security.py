@@ -105,3 +105,52 @@ async def test_no_secret_reaches_the_log(start: StartClient, caplog: pytest.LogC
     assert text, "nothing was logged; the test proves nothing"
     for secret in (API_KEY, "civitai-secret-token", "wrong-but-logged"):
         assert secret not in text
+
+
+@pytest.mark.parametrize(
+    "origin",
+    ["chrome-extension://", "chrome-extension://x", "chrome-extension://ABCDEFGHIJKLMNOPABCDEFGHIJKLMNOP", "chrome-extension://abcdefghijklmnopabcdefghijklmnoz", f"{EXTENSION}/x"],
+)
+async def test_malformed_extension_origins_get_no_cors(start: StartClient, origin: str) -> None:
+    client = await start()
+    preflight = await client.options(MAP, headers={"Origin": origin, "Access-Control-Request-Method": "GET"})
+    assert preflight.status == 403
+    response = await client.get(MAP, headers={**AUTH, "Origin": origin})
+    assert "Access-Control-Allow-Origin" not in response.headers
+
+
+async def test_cors_can_be_pinned_to_given_extensions(start: StartClient) -> None:
+    other = "chrome-extension://" + "p" * 32
+    client = await start(cors_extension_ids=(EXTENSION.removeprefix("chrome-extension://"),))
+    assert (await client.get(MAP, headers={**AUTH, "Origin": EXTENSION})).headers["Access-Control-Allow-Origin"] == EXTENSION
+    assert "Access-Control-Allow-Origin" not in (await client.get(MAP, headers={**AUTH, "Origin": other})).headers
+
+
+def test_a_malformed_pinned_extension_id_stops_the_start(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="CORS_EXTENSION_IDS"):
+        Settings.from_env({"CATALOG_DIR": str(tmp_path), "MODELS_DIR": str(tmp_path), "CORS_EXTENSION_IDS": "not-an-id"})
+
+
+async def test_a_chunked_body_over_the_limit_is_413(start: StartClient) -> None:
+    client = await start(max_body_bytes=1024)
+
+    async def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(8):
+            yield b" " * 512
+
+    response = await client.post("/api/admin/civitai/add/1", headers={**AUTH, "Content-Type": "application/json"}, data=chunks())
+    assert response.status == 413 and (await response.json())["code"] == "too_large"
+
+
+@pytest.mark.parametrize("body", [b"not json", b"{", b"\xff\xfe"])
+async def test_a_body_that_says_json_but_is_not_is_400(start: StartClient, body: bytes) -> None:
+    client = await start()
+    response = await client.post("/api/admin/civitai/add/1", headers={**AUTH, "Content-Type": "application/json"}, data=body)
+    assert response.status == 400 and (await response.json())["code"] == "invalid_json"
+
+
+@pytest.mark.parametrize("body", [b"", b"{}", b"  {}  "])
+async def test_no_body_or_an_empty_json_object_is_fine(start: StartClient, body: bytes) -> None:
+    client = await start()
+    response = await client.post("/api/admin/civitai/promote-to-lora/1", headers={**AUTH, "Content-Type": "application/json"}, data=body)
+    assert response.status == 404 and (await response.json())["code"] == "not_in_catalog"
