@@ -9,18 +9,15 @@ import socket
 import sys
 from collections.abc import Sequence
 
-from aiohttp import web
-
 from .app import create_app
 from .auth import key_file, load_or_create_key
 from .catalog import CATALOG_NAMES, catalog_path
 from .errors import ConfigError
 from .extra_paths import load_extra_model_paths
 from .logs import configure_logging
-from .middlewares import QuietAccessLogger
+from .serving import serve
 from .settings import Settings, default_data_dir
 
-MAX_HEADER_BYTES = 8190
 FLAGS = {"host": "HOST", "port": "PORT", "catalog_dir": "CATALOG_DIR", "models_dir": "MODELS_DIR"}
 
 
@@ -48,16 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format, secrets=(api_key, settings.civitai_api_key or ""))
     _print_banner(settings, api_key, generated)
     try:
-        web.run_app(
-            create_app(settings, api_key),
-            host=settings.host,
-            port=settings.port,
-            shutdown_timeout=settings.shutdown_timeout_s,
-            access_log_class=QuietAccessLogger,
-            print=None,
-            max_line_size=MAX_HEADER_BYTES,
-            max_field_size=MAX_HEADER_BYTES,
-        )
+        serve(create_app(settings, api_key), settings)
     except OSError as exc:  # lost a race for the port since check_listen
         print(f"comfy-catalog: {_listen_problem(settings, exc)}", file=sys.stderr)
         return 2

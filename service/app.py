@@ -58,6 +58,7 @@ def create_app(settings: Settings, api_key: str) -> web.Application:
     )
     app.on_response_prepare.append(cors.on_response_prepare)
     app.on_shutdown.append(close_streams)
+    app.on_shutdown.append(stop_civitai_calls)
     library = Library(settings.catalog_dir, (FolderSource(str(settings.models_dir)),))
     feed = ChangeFeed()
     library.index.listeners.append(feed.publish)
@@ -104,6 +105,11 @@ def create_app(settings: Settings, api_key: str) -> web.Application:
     app.router.add_post("/api/admin/models/updates/check", check_updates)
     app.router.add_get("/api/openapi.json", openapi_json)
     return app
+
+
+async def stop_civitai_calls(app: web.Application) -> None:
+    """on_shutdown: requests waiting on CivitAI answer 503 now instead of holding the stop."""
+    await app[CIVITAI].stop()
 
 
 async def catalog_files_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -27,10 +27,18 @@ _UNSAFE_BUT_NEWLINE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]")
 CLIENT_FAULT_LOGGERS = frozenset({"aiohttp.server"})
 
 
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _visible(char: str) -> str:
+    # No codec lookup here: it may import a module, and logging must work with no file descriptor left.
+    return _NAMED.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+
+
 def escape(text: str, *, keep_newlines: bool = False) -> str:
     """Control characters as visible escapes (\\n, \\x1b, \\u2028)."""
     pattern = _UNSAFE_BUT_NEWLINE if keep_newlines else _UNSAFE
-    return pattern.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
+    return pattern.sub(lambda match: _visible(match.group()), text)
 
 
 class SafeRecords(logging.Filter):
@@ -69,13 +77,24 @@ class SafeRecords(logging.Filter):
 
 
     def _repeated(self, record: logging.LogRecord) -> bool:
-        """Accept failures (out of file descriptors) repeat thousands of times a second: one line per few seconds."""
-        if record.name != "asyncio" or "accept" not in str(record.msg):
+        """Accept failures (out of file descriptors) repeat thousands of times a second: one short
+        line per few seconds, without the traceback."""
+        if record.name != "asyncio":
+            return False
+        if "_start_serving" in str(record.msg):
+            # asyncio retries accepting after EMFILE on a timer, one per failure; timers that fire
+            # after the listening socket closed (at shutdown) fail on fd -1. Nothing to report.
+            return True
+        if "accept" not in str(record.msg):
             return False
         now = time.monotonic()
         if now < self._quiet_until.get("accept", 0.0):
             return True
         self._quiet_until["accept"] = now + REPEAT_QUIET_S
+        error = record.exc_info[1] if record.exc_info else None
+        reason = getattr(error, "strerror", None) or type(error).__name__
+        record.msg, record.args = f"new connections cannot be accepted ({reason}); said again in {REPEAT_QUIET_S:.0f} s at most", None
+        record.exc_info, record.exc_text, record.levelno, record.levelname = None, None, logging.WARNING, "WARNING"
         return False
 
 

@@ -45,6 +45,7 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "text"
     shutdown_timeout_s: float = 5.0
+    header_timeout_s: float = 15.0
     max_body_bytes: int = 64 * 1024
     downloads: bool = True
     download_concurrency: int = 2
@@ -71,6 +72,7 @@ class Settings:
         _in_range("RECONCILE_INTERVAL_S", self.reconcile_interval_s, 1, 86_400, "seconds")
         _in_range("CIVITAI_TIMEOUT_S", self.civitai_timeout_s, 1, 600, "seconds")
         _in_range("SHUTDOWN_TIMEOUT_S", self.shutdown_timeout_s, 0, 600, "seconds")
+        _in_range("HEADER_TIMEOUT_S", self.header_timeout_s, 1, 600, "seconds")
         _in_range("MAX_BODY_BYTES", self.max_body_bytes, 1024, 64 * 1024 * 1024, "bytes")
         _in_range("DOWNLOAD_CONCURRENCY", self.download_concurrency, 1, 16, "downloads")
         _in_range("UPDATE_CHECK_INTERVAL_H", self.update_check_interval_h, 0, 24 * 30, "hours")
@@ -114,6 +116,7 @@ class Settings:
             log_level=_log_level(env),
             log_format=_choice(env, "LOG_FORMAT", ("text", "json"), "text"),
             shutdown_timeout_s=_float(env, "SHUTDOWN_TIMEOUT_S", 5.0),
+            header_timeout_s=_float(env, "HEADER_TIMEOUT_S", 15.0),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 64 * 1024),
             downloads=_switch(env, "DOWNLOADS", True),
             download_concurrency=_int(env, "DOWNLOAD_CONCURRENCY", 2),

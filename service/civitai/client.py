@@ -16,7 +16,7 @@ import aiohttp
 import orjson
 
 from .. import __version__
-from ..errors import NotFound, UpstreamError, UpstreamTimeout
+from ..errors import NotFound, Unavailable, UpstreamError, UpstreamTimeout
 from .ratelimit import RateGate, parse_retry_after
 
 logger = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ class CivitaiClient:
         self._fallback_url = fallback_url.rstrip("/")
         self._api_key = api_key
         self.gate = gate or RateGate()
+        self._stopping = False
 
     def headers_for(self, origin_url: str) -> dict[str, str]:
         """Request headers for an origin: the CivitAI key only for CIVITAI_BASE_URL's host and CivitAI's own hosts."""
@@ -67,6 +68,11 @@ class CivitaiClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    async def stop(self) -> None:
+        """At shutdown: requests still waiting on CivitAI end now, answered 503 `shutting_down`."""
+        self._stopping = True
+        await self.close()
 
     async def model_version(self, version_id: int, *, longest_wait_s: float = INTERACTIVE_WAIT_S) -> tuple[dict[str, Any], str]:
         """`GET /api/v1/model-versions/{id}` as a dict, and the origin that answered (the
@@ -102,6 +108,8 @@ class CivitaiClient:
         self, origin_url: str, path: str, params: dict[str, str] | None, what: str, *, longest_wait_s: float, max_bytes: int = MAX_BODY_BYTES
     ) -> dict[str, Any]:
         """One GET through the rate-limit gate, its JSON object, or a domain error saying what went wrong."""
+        if self._stopping:
+            raise _stopping_error()
         if self._session is None:
             raise RuntimeError("CivitaiClient.open() was not called")
         await self.gate.wait(longest_wait_s)
@@ -117,6 +125,8 @@ class CivitaiClient:
         except aiohttp.ClientPayloadError:  # it answered, but the body does not decode (broken gzip/deflate)
             raise UpstreamError("CivitAI answered with a body that does not decode.", code="upstream_bad_body") from None
         except aiohttp.ClientError as exc:
+            if self._stopping:
+                raise _stopping_error() from None
             logger.warning("CivitAI request for %s failed: %s", what, type(exc).__name__)
             raise UpstreamError("CivitAI could not be reached; try again in a moment.", code="upstream_unreachable") from None
         try:
@@ -126,6 +136,10 @@ class CivitaiClient:
         if not isinstance(body, dict):
             raise UpstreamError(f"CivitAI answered with JSON that is not {what}.", code="upstream_bad_body")
         return body
+
+
+def _stopping_error() -> Unavailable:
+    return Unavailable("The service is stopping; try again in a moment.", code="shutting_down", retry_after=5)
 
 
 def _raise_for_status(response: aiohttp.ClientResponse, what: str) -> None:
