@@ -22,6 +22,10 @@ logger = logging.getLogger(__name__)
 
 CATALOG_FILES = frozenset(f"{name}.json" for name in CATALOG_NAMES)
 STEP_MS = 50  # quiet time that ends a batch of changes
+# A batch this large may be what survived an inotify queue overflow (events beyond the
+# queue are dropped, and watchfiles does not say so): rescan everything to be sure.
+SUSPICIOUS_BATCH = 1000
+ROOT_CHECK_S = 2.0  # how often roots are checked for disappearing or appearing
 RESTART_DELAYS_S = (0.5, 1, 2)
 MIN_SCAN_INTERVAL_S = 2.0
 ASKED_RECONCILE_DELAY_S = 0.2
@@ -103,7 +107,7 @@ class Watcher:
         if self.library.rewatch_wanted.is_set() and not stop.is_set():
             self.library.rewatch_wanted.clear()
             self.live.clear()  # the next run catches up with a reconcile
-            logger.info("a symlinked folder appeared; setting up the watches again")
+            logger.info("setting up the watches again")
 
     async def _end_run_on(self, stop: asyncio.Event, this_run: asyncio.Event) -> None:
         await _first(stop, self.library.rewatch_wanted, None)
@@ -166,6 +170,7 @@ class Watcher:
                 catalogs.add(os.path.basename(path)[: -len(".json")])
             else:
                 paths.add(path)
+        self._look_for_lost_events(batch, paths)
         for name in sorted(catalogs):
             try:
                 await self.library.reload_catalog(name)
@@ -176,6 +181,48 @@ class Watcher:
                 await self.library.paths_changed(paths)
             except Exception:
                 logger.exception("updating presence for %d changed paths failed", len(paths))
+
+    async def watch_roots(self, stop: asyncio.Event) -> None:
+        """Notice a model folder that disappears (an unmounted volume, a deleted folder), appears (a
+        late mount) or is replaced by a new folder: watch again and rescan, instead of waiting for
+        the periodic reconcile. A folder that exists but is not under a watch is enough to act."""
+        known = {source.path: await asyncio.to_thread(_folder_identity, source.path) for source in self.library.sources}
+        while not await _stopped(stop, ROOT_CHECK_S):
+            if self.scan_mode is not None or not self.live.is_set():
+                continue  # rescanning on a timer anyway, or the watches are being set up
+            try:
+                await self._check_roots(known)
+            except Exception:
+                logger.exception("checking the model folders failed")
+
+    async def _check_roots(self, known: dict[str, tuple[int, int] | None]) -> None:
+        for path, was in known.items():
+            now = await asyncio.to_thread(_folder_identity, path)
+            watched = any(path == root or path.startswith(root + os.sep) for root in self.roots)
+            if now != was or (now is not None) != watched:
+                known[path] = now
+                state = "is gone" if now is None else "appeared" if not watched else "was replaced"
+                logger.warning("model folder %s %s; watching again and rescanning", path, state)
+                self.library.rewatch_wanted.set()
+                self.library.reconcile_wanted.set()
+                return
+
+    def _look_for_lost_events(self, batch: set[tuple[Change, str]], paths: set[str]) -> None:
+        """Rescan soon when events may have been lost: a burst past the inotify queue, or a root
+        (or a folder right under one) removed or created, whose watches went with it."""
+        if len(batch) >= SUSPICIOUS_BATCH:
+            logger.warning("%d changes at once; events may have been lost, so every model folder is rescanned", len(batch))
+            self.library.reconcile_wanted.set()
+            return
+        roots = set(self.roots)
+        for path in paths:
+            if path in roots or os.path.dirname(path) in roots:
+                if path in roots or os.path.isdir(path) or not os.path.exists(path):
+                    logger.info("model folder %s was removed or created; rescanning", path)
+                    if any(not os.path.isdir(root) for root in roots):  # a root went, and its watch with it
+                        self.library.rewatch_wanted.set()
+                    self.library.reconcile_wanted.set()
+                    return
 
     def _wanted(self, _change: Change, path: str) -> bool:
         directory, name = os.path.split(path)
@@ -239,3 +286,12 @@ async def reconcile_forever(library: Library, interval_s: float, stop: asyncio.E
                 logger.info("reconcile found changes the watcher had missed")
         except Exception:
             logger.exception("the periodic reconcile failed")
+
+
+def _folder_identity(path: str) -> tuple[int, int] | None:
+    """(device, inode) of a folder, None when it is not one (gone, unmounted)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return (stat.st_dev, stat.st_ino) if os.path.isdir(path) else None

@@ -198,3 +198,63 @@ async def test_another_programs_download_shows_progress_at_most_once_a_second(st
     assert len(etags) <= 3  # the map moved about once a second, not once per write
     os.rename(part, models_dir / "loras" / "big.safetensors")
     await eventually(status_is(client, 9, "present"), what="the finished download")
+
+
+@pytest.mark.parametrize("what", ["root", "top folder"])
+async def test_a_models_folder_deleted_and_recreated_converges_in_seconds(start: StartClient, models_dir: Path, catalog_dir: Path, what: str) -> None:
+    write_json(catalog_dir / "models.json", catalog(entry(21, "back.safetensors", "loras")))
+    touch(models_dir / "loras" / "back.safetensors")
+    client = await start(reconcile_interval_s=3600)  # the periodic safety net is out of reach
+    await eventually(status_is(client, 21, "present"))
+    gone = models_dir if what == "root" else models_dir / "loras"
+    shutil.rmtree(gone)
+    await eventually(status_is(client, 21, "missing"), timeout=10, what=f"the {what} gone")
+    touch(models_dir / "loras" / "back.safetensors")
+    await eventually(status_is(client, 21, "present"), timeout=10, what=f"the {what} back")
+    touch(models_dir / "loras" / "later.safetensors")  # and it is watched again, not just rescanned once
+    write_json(catalog_dir / "models.json", catalog(entry(21, "back.safetensors", "loras"), entry(22, "later.safetensors", "loras")))
+    await eventually(status_is(client, 22, "present"), timeout=10, what="a file in the recreated folder")
+
+
+async def test_a_root_that_appears_after_start_is_watched(start: StartClient, catalog_dir: Path, tmp_path: Path) -> None:
+    late = tmp_path / "late_mount"
+    (tmp_path / "extra.yaml").write_text(f"late:\n  loras: {late}\n")
+    write_json(catalog_dir / "models.json", catalog(entry(23, "mounted.safetensors", "loras")))
+    client = await start(extra_model_paths=tmp_path / "extra.yaml", reconcile_interval_s=3600)
+    late.mkdir()  # the network volume is mounted now
+    await eventually(lambda: watched_again(client), timeout=10, what="the late root watched")
+    touch(late / "mounted.safetensors")
+    await eventually(status_is(client, 23, "present"), timeout=10, what="a file on the late root")
+
+
+async def watched_again(client: TestClient) -> bool:
+    return client.app[WATCHER].live.is_set() and any("late_mount" in root for root in client.app[WATCHER].roots)
+
+
+async def test_a_burst_that_may_have_overflowed_the_queue_rescans(
+    start: StartClient, models_dir: Path, catalog_dir: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An inotify overflow drops events silently (watchfiles does not report it): a burst large
+    enough to be one is answered with a full rescan. Here a small limit stands in for the queue's 16,384."""
+    monkeypatch.setattr("service.watcher.SUSPICIOUS_BATCH", 20)
+    caplog.set_level(logging.INFO, logger="service")
+    write_json(catalog_dir / "models.json", catalog(entry(24, "f0.safetensors", "loras")))
+    client = await start(reconcile_interval_s=3600)
+    library = client.app[LIBRARY]
+    rescans = 0
+    real = library.reconcile
+
+    async def counted() -> bool:
+        nonlocal rescans
+        rescans += 1
+        return await real()
+
+    monkeypatch.setattr(library, "reconcile", counted)
+    for i in range(40):
+        touch(models_dir / "loras" / f"f{i}.safetensors")
+
+    async def rescanned() -> bool:
+        return rescans > 0 and any("events may have been lost" in r.getMessage() for r in caplog.records)
+
+    await eventually(rescanned, timeout=10, what="a rescan after the burst")
+    assert (await get_map(client))["by_version"]["24"]["status"] == "present"
