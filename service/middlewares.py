@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from typing import Any
 from http import HTTPStatus
 
 import orjson
@@ -25,7 +26,8 @@ EXTENSION_SCHEME = "chrome-extension://"
 CHROME_EXTENSION_ID = re.compile(r"[a-p]{32}")  # Chrome writes extension ids as 32 letters a-p
 # Routes that answer without the key and are told (request[AUTHENTICATED]) whether it was right.
 KEY_OPTIONAL_PATHS = frozenset({"/api/health"})
-AUTHENTICATED = "authenticated"
+# aiohttp 3.14 wants typed request keys (and warns on strings); older versions have none.
+AUTHENTICATED: Any = web.RequestKey("authenticated", bool) if hasattr(web, "RequestKey") else "authenticated"
 _HTTP_CODES = {
     HTTPStatus.NOT_FOUND: ("not_found", "There is nothing at this address."),
     HTTPStatus.METHOD_NOT_ALLOWED: ("method_not_allowed", "This address does not take that method."),

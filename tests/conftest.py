@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -8,10 +9,36 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+import aioresponses.core
+from aiohttp import ClientResponse
+
 from service.app import create_app
 from service.settings import Settings
 
 from .helpers import API_KEY, AUTH, CIVITAI, MAP, eventually
+
+
+class _ResponseForAioresponses(ClientResponse):
+    """aioresponses 0.7.9 builds responses without the `stream_writer` aiohttp 3.14 requires;
+    this test-only shim supplies one, so the suite runs on the newest aiohttp and the
+    service's own dependency on aiohttp stays uncapped."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if "stream_writer" in _RESPONSE_PARAMETERS:
+            kwargs.setdefault("stream_writer", _SentRequest())
+        super().__init__(*args, **kwargs)
+
+
+class _SentRequest:
+    """What aiohttp 3.14 asks of the writer of a request already sent: how many bytes it wrote."""
+
+    output_size = 0
+
+
+_RESPONSE_PARAMETERS = inspect.signature(ClientResponse.__init__).parameters
+
+
+aioresponses.core.ClientResponse = _ResponseForAioresponses  # type: ignore[misc]
 
 
 @pytest.fixture
