@@ -1,4 +1,4 @@
-"""Which folders sit on filesystems where inotify events never arrive (NFS, CIFS, FUSE, 9p)."""
+"""Which folders sit on filesystems where inotify events never arrive (NFS, CIFS, FUSE, 9p, virtiofs)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import os
 from pathlib import Path
 
 NETWORK_FS_TYPES = frozenset(
-    {"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "ceph", "glusterfs", "lustre", "gpfs", "beegfs", "davfs", "afs"}
+    {"nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "ceph", "glusterfs", "lustre", "gpfs", "beegfs", "davfs", "afs",
+     # Docker Desktop shares host folders through these; changes made on the host send no inotify event
+     "virtiofs", "fakeowner"}
 )
 
 

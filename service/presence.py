@@ -19,6 +19,16 @@ from .filenames import PARTIAL_SUFFIXES, is_partial_download
 
 ARIA2_SUFFIX = ".aria2"
 MAX_DEPTH = 32
+# What ComfyUI's loaders list: folder_paths.supported_pt_extensions, plus .gguf for the GGUF
+# loaders. Anything else beside a model (.txt, .json, .png, .civitai.info) is not a model file.
+MODEL_EXTENSIONS: tuple[str, ...] = (".safetensors", ".ckpt", ".pt", ".pt2", ".bin", ".pth", ".pkl", ".sft", ".gguf")
+# Folders ComfyUI's folder_paths.recursive_search skips (excluded_dir_names).
+SKIPPED_FOLDERS = frozenset({".git"})
+
+
+def is_model_file(name: str) -> bool:
+    """True when ComfyUI would list a file of this name (by extension, in any case)."""
+    return name.lower().endswith(MODEL_EXTENSIONS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,11 +128,16 @@ def probe(sources: tuple[FolderSource, ...], paths: Iterable[str]) -> list[PathF
         if path.endswith(ARIA2_SUFFIX):
             targets.append(path[: -len(ARIA2_SUFFIX)])
         for target in targets:
-            if target in seen or source_for(sources, target) is None:
+            source = source_for(sources, target)
+            if target in seen or source is None or _in_skipped_folder(source, target):
                 continue
             seen.add(target)
             facts.append(_probe_one(sources, target))
     return facts
+
+
+def _in_skipped_folder(source: FolderSource, path: str) -> bool:
+    return any(part in SKIPPED_FOLDERS for part in os.path.relpath(path, source.path).split(os.sep))
 
 
 def _probe_one(sources: tuple[FolderSource, ...], path: str) -> PathFact:
@@ -137,7 +152,7 @@ def _probe_one(sources: tuple[FolderSource, ...], path: str) -> PathFact:
 
 
 def _complete(path: str, name: str) -> bool:
-    return not is_partial_download(name) and not os.path.exists(path + ARIA2_SUFFIX)
+    return is_model_file(name) and not is_partial_download(name) and not os.path.exists(path + ARIA2_SUFFIX)
 
 
 def download_target(name: str, tracked_by_aria2: bool) -> str | None:
@@ -147,11 +162,12 @@ def download_target(name: str, tracked_by_aria2: bool) -> str | None:
     a file with an `.aria2` control file beside it is itself the unfinished download.
     """
     if tracked_by_aria2 and not is_partial_download(name):
-        return name
+        return name if is_model_file(name) else None
     lowered = name.lower()
     for suffix in PARTIAL_SUFFIXES:
         if suffix != ARIA2_SUFFIX and lowered.endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)]
+            target = name[: -len(suffix)]
+            return target if is_model_file(target) else None
     return None
 
 
@@ -174,12 +190,14 @@ def _walk(source: FolderSource, top: str, scan: Scan, ancestors: tuple[tuple[int
     for entry in entries:
         try:
             if entry.is_dir():  # follows symlinks
-                subdirs.append(entry.path)
-                scan.links += entry.is_symlink()
+                if entry.name not in SKIPPED_FOLDERS:
+                    subdirs.append(entry.path)
+                    scan.links += entry.is_symlink()
             elif entry.is_file():
                 tracked = entry.name + ARIA2_SUFFIX in names
                 if not is_partial_download(entry.name) and not tracked:
-                    found[entry.name] = logical
+                    if is_model_file(entry.name):
+                        found[entry.name] = logical
                 elif (target := download_target(entry.name, tracked)) is not None:
                     partial[target] = (logical, entry.stat().st_size)
         except OSError:

@@ -130,12 +130,23 @@ server:/export /mnt/nfs nfs4 rw 0 0
 s3fs /mnt/s3 fuse.s3fs rw 0 0
 /dev/vdb /mnt/nfs/local ext4 rw 0 0
 overlay /var/lib/docker overlay rw 0 0
+models /mnt/desktop virtiofs rw 0 0
+grpcfuse /mnt/fakeowner fakeowner rw 0 0
 """
 
 
 @pytest.mark.parametrize(
     ("path", "network"),
-    [("/home/u/models", False), ("/mnt/nfs/models", True), ("/mnt/smb", True), ("/mnt/s3/x", True), ("/mnt/nfs/local/x", False), ("/mnt/nfsish", False)],
+    [
+        ("/home/u/models", False),
+        ("/mnt/nfs/models", True),
+        ("/mnt/smb", True),
+        ("/mnt/s3/x", True),
+        ("/mnt/nfs/local/x", False),
+        ("/mnt/nfsish", False),
+        ("/mnt/desktop/models", True),  # Docker Desktop's virtiofs share of the host's folder
+        ("/mnt/fakeowner/m", True),  # Docker Desktop's fakeowner layer
+    ],
 )
 def test_network_filesystems_are_recognised(path: str, network: bool) -> None:
     assert is_network_fs(filesystem_of(path, parse_mounts(MOUNTS))) is network
@@ -149,3 +160,24 @@ def test_polling_is_chosen_for_network_mounts(tmp_path: Path) -> None:
     (tmp_path / "nfs").mkdir()
     assert network_paths([str(tmp_path / "nfs" / "models"), "/"], str(mounts)) == [str(tmp_path / "nfs" / "models")]
     assert os.path.exists(mounts)
+
+
+async def test_only_files_comfyui_loads_count_and_git_folders_are_skipped(start: StartClient, models_dir: Path, catalog_dir: Path) -> None:
+    """folder_paths.supported_pt_extensions (+ .gguf for the GGUF loaders); recursive_search skips .git."""
+    names = ["a.safetensors", "b.CKPT", "c.pt", "d.pt2", "e.bin", "f.pth", "g.pkl", "h.sft", "i.gguf", "notes.txt", "cover.png", "meta.civitai.info", "hidden.safetensors"]
+    write_json(catalog_dir / "models.json", catalog(*(entry(i + 1, name, "loras") for i, name in enumerate(names))))
+    for name in names[:-1]:
+        touch(models_dir / "loras" / name, b"x")
+    touch(models_dir / "loras" / ".git" / "hidden.safetensors", b"x")
+    client = await start()
+    statuses = {item["file"]: item["status"] for item in (await get_map(client))["by_version"].values()}
+    assert [name for name in names if statuses[name] == "present"] == names[:9]
+    touch(models_dir / "loras" / ".git" / "objects" / "late.safetensors", b"x")  # seen by the watcher, still skipped
+    touch(models_dir / "loras" / "late.txt", b"x")
+    write_json(catalog_dir / "models.json", catalog(*(entry(i + 1, name, "loras") for i, name in enumerate(names)), entry(99, "late.safetensors", "loras")))
+
+    async def reloaded() -> bool:
+        return "99" in (await get_map(client))["by_version"]
+
+    await eventually(reloaded, what="the catalog edit")
+    assert (await get_map(client))["by_version"]["99"]["status"] == "missing"
