@@ -9,6 +9,7 @@ import socket
 import sys
 from collections.abc import Sequence
 
+from . import __version__
 from .app import create_app
 from .auth import key_file, load_or_create_key
 from .catalog import CATALOG_NAMES, catalog_path
@@ -16,7 +17,7 @@ from .errors import ConfigError
 from .extra_paths import load_extra_model_paths
 from .logs import configure_logging
 from .serving import serve
-from .settings import Settings, default_data_dir
+from .settings import SETTINGS_HELP, Settings, default_data_dir
 
 FLAGS = {"host": "HOST", "port": "PORT", "catalog_dir": "CATALOG_DIR", "models_dir": "MODELS_DIR"}
 
@@ -118,7 +119,15 @@ def _print_banner(settings: Settings, api_key: str, generated: bool) -> None:
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m service", description="ComfyUI catalog service")
+    width = max(len(name) for name, _default, _meaning in SETTINGS_HELP)
+    settings_text = "\n".join(f"  {name:<{width}}  {meaning} (default: {default})" for name, default, meaning in SETTINGS_HELP)
+    parser = argparse.ArgumentParser(
+        prog="python -m service",
+        description="ComfyUI catalog service: which CivitAI versions are catalogued and on disk.",
+        epilog=f"settings (environment variables):\n{settings_text}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--host", help="address to listen on (HOST)")
     parser.add_argument("--port", help="port to listen on (PORT)")
     parser.add_argument("--catalog-dir", help="folder holding models.json and loras.json (CATALOG_DIR)")

@@ -16,6 +16,36 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
+# Every environment variable `Settings.from_env` reads: (name, default as people read it, meaning).
+# `python -m service --help` prints this table; a test keeps it complete.
+SETTINGS_HELP: tuple[tuple[str, str, str], ...] = (
+    ("CATALOG_DIR", "./data/catalogs", "folder with models.json and loras.json (created if missing)"),
+    ("MODELS_DIR", "./data/models", "ComfyUI's models folder"),
+    ("HOST", "127.0.0.1", "address to listen on"),
+    ("PORT", str(DEFAULT_PORT), "port to listen on"),
+    ("API_KEY", "generated, kept in CATALOG_DIR/.api_key", "the key clients send (16+ characters)"),
+    ("CIVITAI_API_KEY", "none", "sent to CivitAI as a Bearer token; never logged"),
+    ("CIVITAI_BASE_URL", "https://civitai.com", "CivitAI's origin"),
+    ("CIVITAI_FALLBACK_URL", "https://civitai.red", "second origin asked after a 404; empty for none"),
+    ("CIVITAI_TIMEOUT_S", "30", "total time for one CivitAI request"),
+    ("WATCH_DEBOUNCE_MS", "200", "longest a burst of file changes is grouped"),
+    ("WATCH_FORCE_POLLING", "auto", "true, false or auto (polls on network and FUSE mounts)"),
+    ("WATCH_POLL_INTERVAL_MS", "1000", "polling interval when polling"),
+    ("RECONCILE_INTERVAL_S", "300", "interval between full rescans"),
+    ("EXTRA_MODEL_PATHS", "none", "ComfyUI's extra_model_paths.yaml"),
+    ("CORS_ORIGINS", "none", "extra allowed origins, comma-separated"),
+    ("CORS_EXTENSION_IDS", "any", "allow only these Chrome extension ids, comma-separated"),
+    ("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR"),
+    ("LOG_FORMAT", "text", "text, or json for one JSON object a line"),
+    ("SHUTDOWN_TIMEOUT_S", "5", "time allowed for a graceful stop"),
+    ("HEADER_TIMEOUT_S", "15", "close connections that send no whole request head in this long"),
+    ("MAX_BODY_BYTES", "65536", "largest request body accepted"),
+    ("DOWNLOADS", "on", "on or off: downloads into MODELS_DIR"),
+    ("DOWNLOAD_CONCURRENCY", "2", "downloads running at once"),
+    ("UPDATE_CHECK_INTERVAL_H", "24", "hours between checks for newer versions (0: on demand only)"),
+)
+
+
 def default_data_dir() -> Path:
     """The embedded data folder: inside the checkout when run from one, else the working folder."""
     base = _CHECKOUT if (_CHECKOUT / "pyproject.toml").is_file() else Path.cwd()

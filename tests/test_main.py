@@ -124,3 +124,18 @@ def test_a_port_in_use_is_one_clear_line(folders: dict[str, str]) -> None:
     assert proc.returncode == 2
     assert stderr.strip() == f"comfy-catalog: PORT {port} is already in use on 127.0.0.1."
     assert key.returncode == 0 and key_out.strip() == "k" * 20  # works beside the running service
+
+
+def test_help_lists_every_setting_with_its_default_and_version_works() -> None:
+    import re
+
+    source = (ROOT / "service" / "settings.py").read_text()
+    read = set(re.findall(r'env(?:\.get\(|, )"([A-Z_]+)"', source))
+    assert len(read) > 20
+    shown = subprocess.run([sys.executable, "-m", "service", "--help"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    missing = [name for name in sorted(read) if not re.search(rf"^  {name} .*\(default: .+\)$", shown, re.MULTILINE)]
+    assert missing == []
+    version = subprocess.run([sys.executable, "-m", "service", "--version"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    from service import __version__
+
+    assert version.strip() == f"python -m service {__version__}"
