@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -21,6 +22,7 @@ from .mutations import CatalogEditor
 from .openapi import openapi_json
 from .presence import FolderSource
 from .settings import Settings
+from .statuslog import StatusLog
 from .typedefs import CIVITAI, DOWNLOADS, EDITOR, FEED, LIBRARY, SETTINGS, UPDATES, WATCHER
 from .views import (
     add_version,
@@ -62,6 +64,7 @@ def create_app(settings: Settings, api_key: str) -> web.Application:
     library = Library(settings.catalog_dir, (FolderSource(str(settings.models_dir)),))
     feed = ChangeFeed()
     library.index.listeners.append(feed.publish)
+    library.index.listeners.append(StatusLog(library.index, lambda: library.ready))
     civitai = CivitaiClient(
         settings.civitai_base_url, settings.civitai_api_key, settings.civitai_timeout_s, fallback_url=settings.civitai_fallback_url
     )
@@ -152,6 +155,9 @@ async def library_ctx(app: web.Application) -> AsyncIterator[None]:
     """Watch, build the index in the background (so /health answers at once), reconcile; stop all."""
     settings, library, watcher = app[SETTINGS], app[LIBRARY], app[WATCHER]
     library.set_sources(await asyncio.to_thread(model_sources, settings))
+    for source in library.sources:  # as ComfyUI logs its search paths
+        found = await asyncio.to_thread(os.path.isdir, source.path)
+        logger.info("model folder %s%s: %s", source.path, f" ({source.logical})" if source.logical else "", "found" if found else "MISSING")
     if settings.watch_force_polling is None:
         remote = await asyncio.to_thread(network_paths, [s.path for s in library.sources] + [str(settings.catalog_dir)])
         if remote:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .catalog import CATALOG_NAMES, CatalogFormatError, catalog_path, digest, parse_catalog
 from .index import CatalogEntries, CivitaiIndex, MapEntry, build_layout, extract_entries
-from .presence import FolderSource, Presence, probe, scan_sources
+from .presence import FolderSource, Presence, Scan, probe, scan_sources
 from . import workers
 
 logger = logging.getLogger(__name__)
@@ -207,7 +207,13 @@ class Library:
             catalogs_moved |= await self.reload_catalog(name)
         self._touched = set()
         try:
-            scan = await asyncio.to_thread(scan_sources, self.sources)
+            scan = Scan()
+            reporter = None if self.ready else asyncio.create_task(_report_scan(scan))  # the first scan may be long
+            try:
+                await asyncio.to_thread(scan_sources, self.sources, scan)
+            finally:
+                if reporter is not None:
+                    reporter.cancel()
             changed = self.presence.replace(scan)
             for _ in range(5):  # re-look at paths that changed while the scan ran
                 touched, self._touched = self._touched, set()
@@ -227,3 +233,15 @@ class Library:
         catalogs = [self.catalogs["loras"].entries, self.catalogs["models"].entries]
         layout = await asyncio.to_thread(build_layout, catalogs)
         return self.index.set_layout(layout)
+
+
+SCAN_REPORT_S = 5.0
+
+
+async def _report_scan(scan: Scan) -> None:
+    """Log the progress of a long scan every few seconds: files and folders so far, and the rate."""
+    started = time.monotonic()
+    while True:
+        await asyncio.sleep(SCAN_REPORT_S)
+        elapsed = time.monotonic() - started
+        logger.info("scanning model folders: %d entries in %d folders so far (%.0f a second)", scan.files, scan.folders, scan.files / elapsed)

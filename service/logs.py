@@ -136,3 +136,5 @@ def configure_logging(level: str, log_format: str, secrets: tuple[str, ...]) -> 
     root.addHandler(handler)
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(level)
+    # watchfiles says "N changes detected" at INFO for every batch: that is DEBUG detail here.
+    logging.getLogger("watchfiles.main").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)

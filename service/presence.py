@@ -48,6 +48,8 @@ class Scan:
     partials: dict[str, dict[str, tuple[str, int]]] = field(default_factory=dict)
     unreadable: list[str] = field(default_factory=list)
     links: int = 0  # symlinked folders walked: their files are seen under more than one path
+    folders: int = 0  # walked so far (read from the event loop while a scan runs, for progress)
+    files: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +82,10 @@ def logical_dir(source: FolderSource, physical_dir: str) -> str:
     return canonical_folder("/".join(parts)) if parts else ""
 
 
-def scan_sources(sources: Iterable[FolderSource]) -> Scan:
-    """Walk every source; follows symlinked folders, never loops."""
-    scan = Scan()
+def scan_sources(sources: Iterable[FolderSource], scan: Scan | None = None) -> Scan:
+    """Walk every source; follows symlinked folders, never loops. Fills `scan` when given, so
+    another thread can watch its counters move."""
+    scan = scan if scan is not None else Scan()
     for source in sources:
         _walk(source, source.path, scan, ancestors=(), depth=0)
     return scan
@@ -183,6 +186,8 @@ def _walk(source: FolderSource, top: str, scan: Scan, ancestors: tuple[tuple[int
         scan.unreadable.append(top)
         return
     names = {entry.name for entry in entries}
+    scan.folders += 1
+    scan.files += len(entries)
     logical = logical_dir(source, top)
     found: dict[str, str] = {}
     partial: dict[str, tuple[str, int]] = {}

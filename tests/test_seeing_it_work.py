@@ -1,0 +1,101 @@
+"""What a person sees in the log: the folders in use at start, a long scan's progress, each
+status change (rate-limited to a summary in a flood), and no per-batch chatter from watchfiles."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+
+from service.logs import configure_logging
+from service.statuslog import LINES_PER_WINDOW
+
+from .conftest import StartClient, get_map
+from .helpers import catalog, entry, eventually, touch, write_json
+
+
+def messages(caplog: pytest.LogCaptureFixture, logger: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == logger]
+
+
+async def test_the_model_folders_in_use_are_logged_at_start(start: StartClient, caplog: pytest.LogCaptureFixture, tmp_path: Path, models_dir: Path) -> None:
+    caplog.set_level(logging.INFO, logger="service")
+    (tmp_path / "extra.yaml").write_text(f"mine:\n  loras: {tmp_path / 'not_there'}\n")
+    await start(extra_model_paths=tmp_path / "extra.yaml")
+    lines = messages(caplog, "service.app")
+    assert f"model folder {models_dir}: found" in lines
+    assert f"model folder {tmp_path / 'not_there'} (loras): MISSING" in lines
+
+
+async def test_a_status_change_is_one_line_naming_the_version(start: StartClient, caplog: pytest.LogCaptureFixture, models_dir: Path, catalog_dir: Path) -> None:
+    write_json(catalog_dir / "models.json", catalog(entry(2514310, "waiIllustrious.safetensors")))
+    client = await start()
+    caplog.set_level(logging.INFO, logger="service")
+    touch(models_dir / "checkpoints" / "waiIllustrious.safetensors", b"x")  # a file copied in
+
+    async def logged() -> bool:
+        return "version 2514310 waiIllustrious.safetensors: missing -> present" in messages(caplog, "service.statuslog")
+
+    await eventually(logged, what="the status change in the log")
+    assert (await get_map(client))["by_version"]["2514310"]["status"] == "present"
+
+
+async def test_a_flood_of_changes_is_a_few_lines_and_a_summary(start: StartClient, caplog: pytest.LogCaptureFixture, models_dir: Path, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("service.statuslog.WINDOW_S", 0.5)
+    count = 300
+    write_json(catalog_dir / "models.json", catalog(*(entry(i, f"f{i}.safetensors", "loras") for i in range(1, count + 1))))
+    client = await start()
+    caplog.set_level(logging.INFO, logger="service")
+    unpacked = models_dir / "unpacked"
+    for i in range(1, count + 1):
+        touch(unpacked / f"f{i}.safetensors", b"x")
+    shutil.move(str(unpacked), str(models_dir / "loras" / "pack"))  # one move: 300 files land at once
+
+    async def summarised() -> bool:
+        return any(line.startswith("... and ") for line in messages(caplog, "service.statuslog"))
+
+    await eventually(summarised, timeout=10, what="the summary line")
+    lines = messages(caplog, "service.statuslog")
+    assert len([line for line in lines if line.startswith("version ")]) <= LINES_PER_WINDOW * 2
+    assert sum(int(line.split()[2]) for line in lines if line.startswith("... and ")) + len([l for l in lines if l.startswith("version ")]) == count
+    assert all(item["status"] == "present" for item in (await get_map(client))["by_version"].values())
+
+
+def test_watchfiles_batch_lines_are_debug_detail() -> None:
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    try:
+        configure_logging("INFO", "text", ())
+        assert not logging.getLogger("watchfiles.main").isEnabledFor(logging.INFO)
+        configure_logging("DEBUG", "text", ())
+        assert logging.getLogger("watchfiles.main").isEnabledFor(logging.DEBUG)
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in handlers:
+            root.addHandler(handler)
+        logging.getLogger("watchfiles.main").setLevel(logging.NOTSET)
+
+
+async def test_a_long_scan_reports_its_progress(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The reporter reads the counters a scan in a worker thread moves; here it runs beside a real scan of real folders."""
+    import asyncio
+
+    from service.library import _report_scan
+    from service.presence import FolderSource, Scan, scan_sources
+
+    monkeypatch.setattr("service.library.SCAN_REPORT_S", 0.01)
+    for folder in range(40):
+        for i in range(25):
+            touch(tmp_path / "models" / f"d{folder}" / f"f{i}.safetensors")
+    caplog.set_level(logging.INFO, logger="service")
+    scan = Scan()
+    reporter = asyncio.create_task(_report_scan(scan))
+    await asyncio.to_thread(scan_sources, (FolderSource(str(tmp_path / "models")),), scan)
+    await asyncio.sleep(0.05)
+    reporter.cancel()
+    assert scan.files == 40 * 25 + 40 and scan.folders == 41
+    lines = messages(caplog, "service.library")
+    assert lines and lines[-1].startswith(f"scanning model folders: {scan.files} entries in 41 folders so far")
