@@ -1,9 +1,14 @@
 """ComfyUI's extra_model_paths.yaml: more folders where models of each kind live.
 
-Read the way ComfyUI reads it: each top-level section may set `base_path` (with `~` and
-environment variables expanded; relative to the YAML file's folder when not absolute);
-every other key names a folder kind (`checkpoints`, `loras`, `unet`, ...) and holds one
-path or several, one per line, each relative to `base_path` when one is set.
+Read the way ComfyUI's `utils/extra_config.py` (`load_extra_path_config`) reads it: each
+top-level section may set `base_path`, in which `~` and environment variables are expanded
+and which is taken relative to the YAML file's folder when not absolute; `is_default` only
+orders ComfyUI's search. Every other key names a folder kind (`checkpoints`, `loras`, ...,
+with the legacy names ComfyUI's `folder_paths.map_legacy` maps: `unet` is `diffusion_models`,
+`clip` is `text_encoders`) and holds one path or several, one per line. A path is joined to
+`base_path`, or, without one, taken relative to the YAML file's folder; ComfyUI expands no
+variables in it, and neither does this. A YAML list of paths is also accepted (ComfyUI wants
+lines). EXTRA_MODEL_PATHS may name several files, separated like PATH (`:` on Linux/macOS).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from .catalog import canonical_folder
 from .errors import ConfigError
 from .presence import FolderSource
 
-NOT_MODEL_FOLDERS = frozenset({"base_path", "is_default", "custom_nodes", "download_model_base"})
+NOT_MODEL_FOLDERS = frozenset({"base_path", "base_paths", "is_default", "custom_nodes", "download_model_base"})
 
 
 def parse_extra_model_paths(text: str, yaml_dir: Path) -> list[FolderSource]:
@@ -35,37 +40,44 @@ def parse_extra_model_paths(text: str, yaml_dir: Path) -> list[FolderSource]:
         if not isinstance(section, dict):
             continue
         base = section.get("base_path")
-        base_path = _expand(str(base), yaml_dir) if base else None
+        base_path = _base_path(str(base), yaml_dir) if isinstance(base, str) and base.strip() else None
         for kind, value in section.items():
-            if kind in NOT_MODEL_FOLDERS or not isinstance(kind, str) or not isinstance(value, str):
+            if kind in NOT_MODEL_FOLDERS or not isinstance(kind, str):
                 continue
-            for line in value.splitlines():
-                line = line.strip()
-                if not line:
-                    continue
-                path = os.path.join(base_path, _expand_vars(line)) if base_path else _expand(line, yaml_dir)
-                sources.append(FolderSource(os.path.normpath(path), canonical_folder(kind)))
+            for line in _paths(value):
+                path = os.path.join(base_path, line) if base_path else os.path.join(str(yaml_dir), line)
+                sources.append(FolderSource(os.path.normpath(os.path.abspath(path)), canonical_folder(kind)))
     return _unique(sources)
 
 
-def load_extra_model_paths(path: Path | None) -> list[FolderSource]:
-    """Read EXTRA_MODEL_PATHS when set; a file that cannot be read is a configuration error."""
-    if path is None:
+def load_extra_model_paths(paths: tuple[Path, ...] | Path | None) -> list[FolderSource]:
+    """Read every EXTRA_MODEL_PATHS file; one that cannot be read is a configuration error."""
+    if paths is None:
         return []
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"EXTRA_MODEL_PATHS cannot be read ({getattr(exc, 'strerror', None) or exc}): {path}") from None
-    return parse_extra_model_paths(text, path.parent)
+    sources: list[FolderSource] = []
+    for path in (paths,) if isinstance(paths, Path) else paths:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"EXTRA_MODEL_PATHS cannot be read ({getattr(exc, 'strerror', None) or exc}): {path}") from None
+        sources += parse_extra_model_paths(text, path.parent)
+    return _unique(sources)
 
 
-def _expand(value: str, yaml_dir: Path) -> str:
-    expanded = _expand_vars(value)
+def _paths(value: object) -> list[str]:
+    """The paths of one folder kind: lines of a string (as ComfyUI splits them), or a YAML list."""
+    if isinstance(value, str):
+        lines = value.split("\n")
+    elif isinstance(value, list):
+        lines = [item for item in value if isinstance(item, str)]
+    else:
+        return []
+    return [line.strip() for line in lines if line.strip()]
+
+
+def _base_path(value: str, yaml_dir: Path) -> str:
+    expanded = os.path.expandvars(os.path.expanduser(value.strip()))
     return expanded if os.path.isabs(expanded) else str(yaml_dir / expanded)
-
-
-def _expand_vars(value: str) -> str:
-    return os.path.expandvars(os.path.expanduser(value))
 
 
 def _unique(sources: list[FolderSource]) -> list[FolderSource]:

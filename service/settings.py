@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,7 @@ SETTINGS_HELP: tuple[tuple[str, str, str], ...] = (
     ("WATCH_FORCE_POLLING", "auto", "true, false or auto (polls on network and FUSE mounts)"),
     ("WATCH_POLL_INTERVAL_MS", "1000", "polling interval when polling"),
     ("RECONCILE_INTERVAL_S", "300", "interval between full rescans"),
-    ("EXTRA_MODEL_PATHS", "none", "ComfyUI's extra_model_paths.yaml"),
+    ("EXTRA_MODEL_PATHS", "none", "ComfyUI extra_model_paths.yaml files, separated by ':' (';' on Windows)"),
     ("CORS_ORIGINS", "none", "extra allowed origins, comma-separated"),
     ("CORS_EXTENSION_IDS", "any", "allow only these Chrome extension ids, comma-separated"),
     ("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR"),
@@ -69,7 +70,7 @@ class Settings:
     watch_force_polling: bool | None = None
     watch_poll_interval_ms: int = 1000
     reconcile_interval_s: float = 300.0
-    extra_model_paths: Path | None = None
+    extra_model_paths: tuple[Path, ...] = ()  # ComfyUI extra_model_paths.yaml files
     cors_origins: tuple[str, ...] = ()
     cors_extension_ids: tuple[str, ...] = ()  # empty: any Chrome extension
     log_level: str = "INFO"
@@ -82,6 +83,8 @@ class Settings:
     update_check_interval_h: float = 24.0
 
     def __post_init__(self) -> None:
+        if isinstance(self.extra_model_paths, Path):  # one file given directly (tests, embedding code)
+            object.__setattr__(self, "extra_model_paths", (self.extra_model_paths,))
         if self.api_key is not None and len(self.api_key) < MIN_API_KEY_LENGTH:
             raise ConfigError(
                 f"API_KEY is too short ({len(self.api_key)} characters); use at least "
@@ -140,7 +143,7 @@ class Settings:
             watch_force_polling=_tristate(env, "WATCH_FORCE_POLLING"),
             watch_poll_interval_ms=_int(env, "WATCH_POLL_INTERVAL_MS", 1000),
             reconcile_interval_s=_float(env, "RECONCILE_INTERVAL_S", 300.0),
-            extra_model_paths=_path(env, "EXTRA_MODEL_PATHS", None),
+            extra_model_paths=_paths(env, "EXTRA_MODEL_PATHS"),
             cors_origins=tuple(o.strip() for o in (env.get("CORS_ORIGINS") or "").split(",") if o.strip()),
             cors_extension_ids=tuple(i.strip() for i in (env.get("CORS_EXTENSION_IDS") or "").split(",") if i.strip()),
             log_level=_log_level(env),
@@ -166,6 +169,14 @@ def _path(env: Mapping[str, str], name: str, default: Path | None) -> Path | Non
     if "\x00" in raw:
         raise ConfigError(f"{name} contains a NUL character.")
     return Path(raw).expanduser().absolute()
+
+
+def _paths(env: Mapping[str, str], name: str) -> tuple[Path, ...]:
+    """Several paths, separated as in PATH (os.pathsep)."""
+    raw = env.get(name) or ""
+    if "\x00" in raw:
+        raise ConfigError(f"{name} contains a NUL character.")
+    return tuple(Path(part).expanduser().absolute() for part in raw.split(os.pathsep) if part.strip())
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:
