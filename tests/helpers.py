@@ -116,3 +116,23 @@ async def next_event(response: ClientResponse, timeout: float = 5.0) -> tuple[st
                 data += line[5:].strip()
             elif line == "" and data:
                 return event, orjson.loads(data)
+
+
+def status_of(client: Any, version_id: int) -> Callable[[], Awaitable[str | None]]:
+    """A check that reads one version's status from the map (None when not in it)."""
+
+    async def current() -> str | None:
+        response = await client.get(MAP, headers=AUTH)
+        return ((await response.json())["by_version"].get(str(version_id)) or {}).get("status")
+
+    return current
+
+
+async def until(client: Any, version_id: int, status: str, what: str, timeout: float = 5.0) -> None:
+    """Poll the map until a version has a status, failing after `timeout` seconds."""
+    current = status_of(client, version_id)
+
+    async def reached() -> bool:
+        return await current() == status
+
+    await eventually(reached, timeout=timeout, what=what)

@@ -84,3 +84,18 @@ async def test_streams_close_on_shutdown(start: StartClient) -> None:
         rest = await response.content.read()
     assert b"change" not in rest
     response.release()
+
+
+async def test_an_sse_client_that_leaves_frees_its_slot(start: StartClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("service.events.HEARTBEAT_S", 0.05)
+    client = await start(server_kwargs={"handler_cancellation": False})  # as under run_app
+    feed = client.app[FEED]
+    for _ in range(3):
+        response = await client.get("/api/admin/models/civitai-map/events", headers=AUTH)
+        await next_event(response)
+        response.close()
+
+    async def freed() -> bool:
+        return not feed.subscriptions
+
+    await eventually(freed, what="slots of departed clients freed")

@@ -288,3 +288,21 @@ async def test_a_name_with_a_separator_or_nul_is_a_400_about_the_file_name(start
     assert response.status == 400
     body = await response.json()
     assert body["code"] == "unsafe_file_name" and "file name" in body["detail"] and "folder" not in body["detail"]
+
+
+@pytest.mark.parametrize(
+    ("dest", "where"),
+    [("loras", "loras/sdxl/deep"), ("diffusion_models", "unet"), ("loras", "extra_loras")],
+    ids=["subfolder", "alias", "extra-root"],
+)
+async def test_remove_finds_a_file_just_written_anywhere_the_map_would(
+    start: StartClient, models_dir: Path, catalog_dir: Path, tmp_path: Path, dest: str, where: str
+) -> None:
+    (tmp_path / "extra.yaml").write_text(f"mine:\n  base_path: {tmp_path}\n  loras: extra_loras\n")
+    (tmp_path / "extra_loras").mkdir()
+    write_json(catalog_dir / "models.json", catalog(entry(4, "fresh.safetensors", dest)))
+    client = await start(extra_model_paths=tmp_path / "extra.yaml", watch_force_polling=True, watch_poll_interval_ms=60_000)
+    base = tmp_path if where.startswith("extra") else models_dir
+    touch(base / where / "fresh.safetensors")  # the poller will not notice for a minute
+    response = await client.delete("/api/admin/models/fresh.safetensors/catalog", headers=AUTH)
+    assert response.status == 409, await response.text()

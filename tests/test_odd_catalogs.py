@@ -15,8 +15,8 @@ import pytest
 from aioresponses import aioresponses
 
 from .conftest import StartClient, get_map
-from .test_main import run_service
 from .helpers import AUTH, CIVITAI, catalog, entry, eventually, lora_version, read_json, replace_json, write_json
+from .test_main import run_service
 
 BIG = 123456789012345678901234567890
 
@@ -195,3 +195,29 @@ async def test_huge_catalogs_are_changed_in_a_worker_process(
     assert refused.status == 409 and (await refused.json())["code"] == "file_on_disk"
     unknown = await client.post("/api/admin/civitai/promote-to-lora/99", headers=AUTH)
     assert unknown.status == 404 and (await unknown.json())["code"] == "not_in_catalog"
+
+
+async def test_a_promote_retried_after_a_foreign_edit_still_answers_promoted(
+    start: StartClient, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_json(catalog_dir / "models.json", catalog(entry(7, "l7.safetensors", "loras"), category="loras"))
+    client = await start()
+    from service.store import CatalogStore
+
+    original = CatalogStore.write
+    edited = False
+
+    def write_then_edit_models(self: CatalogStore, reading):  # type: ignore[no-untyped-def]
+        nonlocal edited
+        if self.name == "models" and not edited:  # a program that takes no lock saves models.json now
+            edited = True
+            doc = read_json(self.path)
+            doc["note"] = "edited by hand"
+            replace_json(self.path, doc)
+        return original(self, reading)
+
+    monkeypatch.setattr(CatalogStore, "write", write_then_edit_models)
+    answer = await (await client.post("/api/admin/civitai/promote-to-lora/7", headers=AUTH)).json()
+    assert answer["status"] == "promoted"
+    models = read_json(catalog_dir / "models.json")
+    assert models["note"] == "edited by hand" and all(not c["models"] for c in models["categories"])

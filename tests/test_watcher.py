@@ -17,7 +17,7 @@ from service.presence import Scan
 from service.typedefs import LIBRARY, WATCHER
 
 from .conftest import StartClient, get_map
-from .helpers import AUTH, catalog, entry, eventually, replace_json, touch, write_json
+from .helpers import AUTH, catalog, entry, eventually, read_json, replace_json, status_of, touch, until, write_json
 
 
 def status_is(client: TestClient, version_id: int, status: str | None):  # type: ignore[no-untyped-def]
@@ -258,3 +258,53 @@ async def test_a_burst_that_may_have_overflowed_the_queue_rescans(
 
     await eventually(rescanned, timeout=10, what="a rescan after the burst")
     assert (await get_map(client))["by_version"]["24"]["status"] == "present"
+
+
+async def test_a_symlinked_alias_inside_a_root_sees_deletions(start: StartClient, models_dir: Path, catalog_dir: Path) -> None:
+    (models_dir / "unet").symlink_to(models_dir / "diffusion_models")  # a common setup: both names, one folder
+    real = touch(models_dir / "diffusion_models" / "flux.safetensors")
+    write_json(catalog_dir / "models.json", catalog(entry(1, "flux.safetensors", "diffusion_models")))
+    client = await start()
+    assert await status_of(client, 1)() == "present"
+    real.unlink()
+    await until(client, 1, "missing", "a deletion seen through both paths")
+
+
+async def test_a_symlinked_folder_made_after_start_is_watched(start: StartClient, models_dir: Path, catalog_dir: Path, tmp_path: Path) -> None:
+    write_json(catalog_dir / "models.json", catalog(entry(2, "far.safetensors", "loras")))
+    client = await start(reconcile_interval_s=3600)
+    drive = tmp_path / "drive"
+    drive.mkdir()
+    (models_dir / "loras" / "drive").symlink_to(drive)
+
+    async def rewatched() -> bool:
+        return client.app[WATCHER].live.is_set() and not client.app[LIBRARY].rewatch_wanted.is_set() and client.app[LIBRARY].links > 0
+
+    await eventually(rewatched, what="the watches set up again")
+    touch(drive / "far.safetensors")
+    await until(client, 2, "present", "a file landing inside the new link's target")
+
+
+async def test_a_folder_with_a_download_like_name_is_followed(start: StartClient, models_dir: Path, catalog_dir: Path) -> None:
+    write_json(catalog_dir / "models.json", catalog(entry(3, "packed.safetensors", "loras")))
+    client = await start(reconcile_interval_s=3600)
+    staging = models_dir / "loras" / "pack.tmp"
+    touch(staging / "packed.safetensors")
+    await until(client, 3, "present", "a file in a pack.tmp folder")  # ComfyUI would load it too
+    os.rename(staging, models_dir / "loras" / "pack")
+    (models_dir / "loras" / "pack" / "packed.safetensors").unlink()
+    await until(client, 3, "missing", "the file deleted after the folder was renamed")
+
+
+async def test_reconcile_rereads_catalogs_whose_events_were_lost(start: StartClient, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_json(catalog_dir / "models.json", catalog(entry(8, "eight.safetensors")))
+    client = await start()
+
+    async def lose(_batch: object) -> None:  # every event from now on is lost
+        return None
+
+    monkeypatch.setattr(client.app[WATCHER], "_handle", lose)
+    monkeypatch.setattr(client.app[WATCHER], "polling", False)
+    replace_json(catalog_dir / "models.json", catalog(entry(8, "eight.safetensors"), entry(9, "nine.safetensors")))
+    await client.app[LIBRARY].reconcile()
+    assert await status_of(client, 9)() == "missing"
