@@ -59,7 +59,8 @@ SERVICE_ENV_KEYS = {
     "CATALOG_DIR", "MODELS_DIR", "HOST", "PORT", "API_KEY", "CIVITAI_API_KEY", "CIVITAI_BASE_URL",
     "CIVITAI_TIMEOUT_S", "WATCH_DEBOUNCE_MS", "WATCH_FORCE_POLLING", "WATCH_POLL_INTERVAL_MS",
     "RECONCILE_INTERVAL_S", "EXTRA_MODEL_PATHS", "CORS_ORIGINS", "LOG_LEVEL", "SHUTDOWN_TIMEOUT_S",
-    "MAX_BODY_BYTES",
+    "MAX_BODY_BYTES", "CIVITAI_FALLBACK_URL", "DOWNLOADS", "DOWNLOAD_CONCURRENCY", "UPDATE_CHECK_INTERVAL_H",
+    "HEADER_TIMEOUT_S", "LOG_FORMAT", "CORS_EXTENSION_IDS",
 }
 
 # Hard bounds on every loop.
@@ -572,6 +573,8 @@ class ServiceProc:
             PORT=str(self.port),
             API_KEY=api_key,
             CIVITAI_BASE_URL=civitai_url,
+            CIVITAI_FALLBACK_URL="",  # never the real second origin
+            UPDATE_CHECK_INTERVAL_H="0",
             LOG_LEVEL="WARNING",
         )
         env.update(extra_env)

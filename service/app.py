@@ -29,6 +29,7 @@ from .views import (
     api_health,
     cancel_download,
     check_updates,
+    civitai_image,
     civitai_map,
     download_file,
     health,
@@ -104,6 +105,7 @@ def create_app(settings: Settings, api_key: str) -> web.Application:
     app.router.add_post("/api/admin/models/download/{file}", download_file)
     app.router.add_get("/api/admin/downloads", list_downloads)
     app.router.add_delete("/api/admin/downloads/{job}", cancel_download)
+    app.router.add_get("/api/admin/civitai/image/{image_id}", civitai_image)
     app.router.add_get("/api/admin/models/updates", model_updates)
     app.router.add_post("/api/admin/models/updates/check", check_updates)
     app.router.add_get("/api/openapi.json", openapi_json)

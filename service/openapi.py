@@ -306,6 +306,42 @@ SCHEMAS: dict[str, Schema] = {
         closed=True,
     ),
     "UpdateCheckStarted": obj({"status": const("running"), "models": {"type": "integer", "minimum": 0}}, closed=True),
+    "ImageResource": obj(
+        {
+            "modelType": nullable("string"),
+            "modelName": nullable("string"),
+            "versionName": nullable("string"),
+            "versionId": nullable("integer"),
+            "baseModel": nullable("string"),
+            "strength": nullable("number"),
+            "hash": nullable("string", "The hash the image named it by, when it was not named by version id."),
+            "catalog_status": {"type": "string", "description": "`present`, `missing`, `queued`, `downloading`, or `not_found` (in no catalog)."},
+            "catalog_file": nullable("string"),
+        },
+        closed=True,
+    ),
+    "ImageResources": obj(
+        {
+            "image_id": {"type": "integer"},
+            "resources": {"type": "array", "items": ref("ImageResource")},
+            "detected_deps": {
+                "type": "array",
+                "description": "LoRAs the prompt names (`<lora:name:0.8>`), resolved when a resource of that name was.",
+                "items": obj(
+                    {
+                        "name": string(),
+                        "strength": nullable("number"),
+                        "versionId": nullable("integer"),
+                        "catalog_status": string(),
+                        "catalog_file": nullable("string"),
+                    },
+                    closed=True,
+                ),
+            },
+            "detected_type": nullable("string", "The workflow family, from the checkpoint's base model (flux, wan, sdxl, illustrious...)."),
+        },
+        closed=True,
+    ),
     "AlreadyPresent": obj({"status": const("already_present"), "file": string()}, closed=True),
     "DownloadJob": obj(
         {
@@ -572,6 +608,23 @@ PATHS: dict[str, dict[str, Schema]] = {
                 "415": UNSUPPORTED_MEDIA,
             },
             parameters=[{"name": "job", "in": "path", "required": True, "schema": {"type": "string"}}],
+        )
+    },
+    "/api/admin/civitai/image/{image_id}": {
+        "get": operation(
+            "civitaiImage",
+            "An image's resources on CivitAI, each with its catalog status",
+            {
+                "200": json_response("The resources the image was made with.", ref("ImageResources")),
+                "400": error("The image id is not a positive whole number (`invalid_image_id`)."),
+                "401": UNAUTHORIZED,
+                "404": error(f"CivitAI has no such image, or no public generation data (`civitai_not_found`); or {ROUTE_NOT_FOUND}."),
+                "502": error("CivitAI could not be reached or answered something unusable (`upstream_*`, `civitai_*`)."),
+                "503": error("CivitAI is rate limiting (`civitai_rate_limited`).", retry_after=True),
+                "504": error("CivitAI did not answer in time (`upstream_timeout`)."),
+            },
+            description="Reads `GET /api/v1/images?imageId=` on CivitAI; resolves each resource by version id, else by hash.",
+            parameters=[{"name": "image_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}],
         )
     },
     "/api/admin/models/updates": {

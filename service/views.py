@@ -11,7 +11,8 @@ from aiohttp import web
 from . import __version__
 from .errors import Invalid, Unavailable
 from .middlewares import AUTHENTICATED
-from .typedefs import DOWNLOADS, EDITOR, LIBRARY, UPDATES, WATCHER
+from .civitai.images import image_resources
+from .typedefs import CIVITAI, DOWNLOADS, EDITOR, LIBRARY, UPDATES, WATCHER
 
 MAX_POINT_IDS = 500
 JSON = "application/json"
@@ -197,3 +198,12 @@ async def check_updates(request: web.Request) -> web.Response:
     if not request.app[LIBRARY].ready:
         raise Unavailable("The index is still being built; try again in a moment.", code="not_ready", retry_after=1)
     return web.json_response(request.app[UPDATES].start_check(), dumps=_dumps)
+
+
+async def civitai_image(request: web.Request) -> web.Response:
+    """An image's resources on CivitAI, each with its catalog status."""
+    raw = request.match_info["image_id"]
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 12 or int(raw) == 0:
+        raise Invalid("The image id must be a positive whole number, as in CivitAI's URLs.", code="invalid_image_id")
+    body = await image_resources(request.app[CIVITAI], request.app[LIBRARY].index, int(raw))
+    return web.Response(body=orjson.dumps(body), content_type=JSON, headers={"Cache-Control": "no-store"})
