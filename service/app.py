@@ -35,6 +35,8 @@ from .views import (
     health,
     list_downloads,
     model_updates,
+    page,
+    page_script,
     promote_to_lora,
     ready,
     remove_from_catalog,
@@ -94,6 +96,8 @@ def create_app(settings: Settings, api_key: str) -> web.Application:
         poll_interval_ms=settings.watch_poll_interval_ms,
     )
     app.cleanup_ctx.extend([catalog_files_ctx, civitai_ctx, library_ctx, downloads_ctx, updates_ctx])
+    app.router.add_get("/", page)
+    app.router.add_get("/app.js", page_script)
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
     app.router.add_get("/api/health", api_health)

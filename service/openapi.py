@@ -415,6 +415,24 @@ Heartbeats are SSE comments (lines starting with `:`).
 A browser's EventSource cannot set headers, so this route also takes the key as `?key=`."""
 
 PATHS: dict[str, dict[str, Schema]] = {
+    "/": {
+        "get": operation(
+            "page",
+            "The page for people: the catalog, live download progress, add, promote, remove, download, cancel",
+            {"200": {"description": "The page. It asks for the key and uses this API.", "content": {"text/html": {"schema": {"type": "string"}}}}},
+            security=None,
+            tag="page",
+        )
+    },
+    "/app.js": {
+        "get": operation(
+            "pageScript",
+            "The page's script",
+            {"200": {"description": "The script.", "content": {"text/javascript": {"schema": {"type": "string"}}}}},
+            security=None,
+            tag="page",
+        )
+    },
     "/health": {
         "get": operation(
             "health",
@@ -675,6 +693,7 @@ def _build() -> Schema:
             {"name": "probes", "description": "Liveness and readiness; no key needed."},
             {"name": "catalog", "description": "The map and the changes to the catalogs; the API key is needed."},
             {"name": "meta", "description": "This description."},
+            {"name": "page", "description": "The page for people; it asks for the key itself."},
         ],
         "paths": PATHS,
         "components": {

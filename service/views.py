@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from http import HTTPStatus
+from pathlib import Path
 
 import orjson
 from aiohttp import web
@@ -207,3 +208,23 @@ async def civitai_image(request: web.Request) -> web.Response:
         raise Invalid("The image id must be a positive whole number, as in CivitAI's URLs.", code="invalid_image_id")
     body = await image_resources(request.app[CIVITAI], request.app[LIBRARY].index, int(raw))
     return web.Response(body=orjson.dumps(body), content_type=JSON, headers={"Cache-Control": "no-store"})
+
+
+STATIC = Path(__file__).parent / "static"
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+async def page(request: web.Request) -> web.StreamResponse:
+    """The page for people (no key needed to load it; it asks for the key and uses the API)."""
+    return web.FileResponse(STATIC / "index.html", headers={**PAGE_HEADERS, "Content-Type": "text/html; charset=utf-8"})
+
+
+async def page_script(request: web.Request) -> web.StreamResponse:
+    """The page's script."""
+    return web.FileResponse(STATIC / "app.js", headers={**PAGE_HEADERS, "Content-Type": "text/javascript; charset=utf-8"})

@@ -33,11 +33,17 @@ class FakeCivitai:
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)  # (server, path, headers)
     storage_url: str = ""
     redirect_to: str | None = None  # override the Location (e.g. a hostile scheme)
+    versions: dict[int, dict[str, Any]] = field(default_factory=dict)  # model-version bodies, for adds
 
     def civitai_app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/api/download/models/{version_id}", self._download)
+        app.router.add_get("/api/v1/model-versions/{version_id}", self._version)
         return app
+
+    async def _version(self, request: web.Request) -> web.Response:
+        body = self.versions.get(int(request.match_info["version_id"]))
+        return web.json_response(body) if body is not None else web.json_response({"error": "not found"}, status=404)
 
     def storage_app(self) -> web.Application:
         app = web.Application()

@@ -1,0 +1,119 @@
+// The catalog page: the public API only. The key is kept in this tab's session storage.
+"use strict";
+const KEY = "comfy-catalog-key";
+const $ = (id) => document.getElementById(id);
+let jobs = {};  // file -> job id of a queued or running download
+let events = null;
+
+function key() { return sessionStorage.getItem(KEY) || ""; }
+
+async function api(method, path) {
+  const response = await fetch(path, { method, headers: { "X-API-Key": key() } });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(body.detail || `HTTP ${response.status}`);
+  return body;
+}
+
+function say(text, isError = false) {
+  $("message").textContent = text;
+  $("message").className = isError ? "error" : "";
+}
+
+function cell(row, content) {
+  const td = document.createElement("td");
+  if (content instanceof Node) td.appendChild(content); else td.textContent = content ?? "";
+  row.appendChild(td);
+  return td;
+}
+
+function button(label, action) {
+  const b = document.createElement("button");
+  b.textContent = label;
+  b.addEventListener("click", async () => {
+    b.disabled = true;
+    try { say(await action()); } catch (error) { say(error.message, true); } finally { b.disabled = false; refresh(); }
+  });
+  return b;
+}
+
+function statusCell(entry) {
+  const span = document.createElement("span");
+  span.className = `status ${entry.status}`;
+  span.dataset.status = entry.status;
+  if (entry.status === "downloading") {
+    const total = entry.dl_total || 0;
+    const percent = total ? Math.floor((entry.dl_bytes / total) * 100) : 0;
+    span.textContent = `downloading ${percent} % `;
+    const bar = document.createElement("progress");
+    bar.max = 100; bar.value = percent;
+    span.appendChild(bar);
+  } else {
+    span.textContent = entry.status;
+  }
+  return span;
+}
+
+async function refresh() {
+  if (!key()) return;
+  let map, downloads;
+  try {
+    [map, downloads] = await Promise.all([api("GET", "/api/admin/models/civitai-map"), api("GET", "/api/admin/downloads")]);
+  } catch (error) { say(error.message, true); return; }
+  jobs = {};
+  for (const job of downloads.downloads) if (["queued", "downloading", "verifying"].includes(job.state)) jobs[job.file] = job.job;
+  const failed = Object.fromEntries(downloads.downloads.filter((j) => j.state === "failed").map((j) => [j.file, j.error]));
+  const rows = $("rows");
+  rows.replaceChildren();
+  for (const [version, entry] of Object.entries(map.by_version)) {
+    const row = document.createElement("tr");
+    row.dataset.version = version;
+    cell(row, version); cell(row, entry.name); cell(row, entry.file); cell(row, entry.catalog);
+    const status = cell(row, statusCell(entry));
+    if (failed[entry.file] && entry.status === "missing") status.title = failed[entry.file];
+    const actions = cell(row, "");
+    if (entry.status === "missing") {
+      actions.appendChild(button("Download", async () => `${(await api("POST", `/api/admin/models/download/${encodeURIComponent(entry.file)}`)).status}: ${entry.file}`));
+      actions.appendChild(button("Remove", async () => `${(await api("DELETE", `/api/admin/models/${encodeURIComponent(entry.file)}/catalog`)).status}: ${entry.file}`));
+    }
+    if (jobs[entry.file]) actions.appendChild(button("Cancel", async () => `${(await api("DELETE", `/api/admin/downloads/${jobs[entry.file]}`)).status}: ${entry.file}`));
+    if (entry.catalog === "models" && entry.dest.split("/")[0] === "loras") {
+      actions.appendChild(button("Promote", async () => `${(await api("POST", `/api/admin/civitai/promote-to-lora/${version}`)).status}: ${entry.file}`));
+    }
+    rows.appendChild(row);
+  }
+}
+
+function listen() {
+  if (events) events.close();
+  events = new EventSource(`/api/admin/models/civitai-map/events?key=${encodeURIComponent(key())}`);
+  for (const name of ["change", "resync", "snapshot"]) events.addEventListener(name, refresh);
+}
+
+function start() {
+  $("key-form").classList.add("hidden");
+  $("app").classList.remove("hidden");
+  refresh();
+  listen();
+}
+
+$("key-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  sessionStorage.setItem(KEY, $("key").value.trim());
+  const health = await fetch("/api/health", { headers: { "X-API-Key": key() } }).then((r) => r.json()).catch(() => null);
+  if (!health || !health.authenticated) { sessionStorage.removeItem(KEY); say("That key is not right.", true); return; }
+  start();
+});
+
+$("add-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  try {
+    const answer = await api("POST", `/api/admin/civitai/add/${encodeURIComponent($("version").value.trim())}`);
+    say(answer.status === "restricted" ? `restricted: ${answer.reason}` : `${answer.status}: ${answer.file}`);
+    $("version").value = "";
+  } catch (error) { say(error.message, true); }
+  refresh();
+});
+
+$("forget").addEventListener("click", () => { sessionStorage.removeItem(KEY); if (events) events.close(); location.reload(); });
+
+if (key()) start();

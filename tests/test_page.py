@@ -1,0 +1,70 @@
+"""The page for people, driven in headless Chromium against the real service and a loopback
+CivitAI: paste the key, add a version, download it, watch the bar move and the status turn present."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .browser import browser_page
+from .conftest import StartClient
+from .downloads.fake_civitai import Blob, FakeCivitai
+from .helpers import API_KEY, catalog, lora_version, write_json
+
+MB = 1024 * 1024
+
+
+@pytest.fixture
+async def fake(aiohttp_server: Any) -> FakeCivitai:
+    fake = FakeCivitai()
+    storage = await aiohttp_server(fake.storage_app())
+    fake.storage_url = str(storage.make_url("")).rstrip("/")
+    fake.civitai = await aiohttp_server(fake.civitai_app())  # type: ignore[attr-defined]
+    return fake
+
+
+def row(version: int, what: str) -> str:
+    return f"document.querySelector('tr[data-version=\"{version}\"]')?.{what}"
+
+
+async def test_a_new_user_adds_and_downloads_a_version_and_watches_it_land(
+    start: StartClient, fake: FakeCivitai, catalog_dir: Path, models_dir: Path, tmp_path: Path
+) -> None:
+    data = (bytes(range(256)) * (24 * MB // 256))[: 24 * MB]
+    fake.blobs[501] = Blob(data, hold_at=20 * MB)  # 16 MB are written by then (8 MB blocks)
+    body = lora_version(501, file="painterly_v2.safetensors")
+    body["files"][0].update(hashes={"SHA256": fake.blobs[501].sha256.upper()}, sizeKB=len(data) / 1000)
+    fake.versions[501] = body
+    write_json(catalog_dir / "models.json", catalog())
+    client = await start(civitai_base_url=str(fake.civitai.make_url("")).rstrip("/"))  # type: ignore[attr-defined]
+    async with browser_page() as page:
+        await page.goto(str(client.make_url("/")))
+        await page.evaluate("document.getElementById('key').value = 'not-the-key-0123456789'; document.getElementById('key-form').requestSubmit()")
+        await page.wait_for("document.getElementById('message').textContent.includes('not right')")
+        await page.evaluate(f"document.getElementById('key').value = '{API_KEY}'; document.getElementById('key-form').requestSubmit()")
+        await page.wait_for("!document.getElementById('app').classList.contains('hidden')")
+        await page.evaluate("document.getElementById('version').value = '501'; document.getElementById('add-form').requestSubmit()")
+        await page.wait_for(row(501, "querySelector('.status')?.dataset.status === 'missing'"))
+        assert await page.evaluate("document.getElementById('message').textContent") == "added: painterly_v2.safetensors"
+        await page.evaluate(row(501, "querySelector('button').click()"))  # Download
+        await page.wait_for(row(501, "querySelector('progress')?.value >= 50"))
+        shown = await page.evaluate(row(501, "querySelector('.status').textContent"))
+        assert shown.startswith("downloading ") and shown.rstrip().endswith("%")
+        await page.screenshot(tmp_path / "downloading.png")
+        fake.blobs[501].release.set()
+        await page.wait_for(row(501, "querySelector('.status')?.dataset.status === 'present'"), timeout=20)
+        assert await page.evaluate("sessionStorage.getItem('comfy-catalog-key')") == API_KEY
+    assert (models_dir / "loras" / "painterly_v2.safetensors").read_bytes() == data
+
+
+async def test_the_page_loads_without_the_key_and_forbids_outside_scripts(start: StartClient) -> None:
+    client = await start()
+    response = await client.get("/")
+    assert response.status == 200 and response.content_type == "text/html"
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    script = await client.get("/app.js")
+    assert script.status == 200 and "sessionStorage" in await script.text()
+    assert API_KEY not in await response.text() + await script.text()
