@@ -27,7 +27,6 @@ from ..civitai.ratelimit import DEFAULT_RETRY_AFTER_S, RateGate, parse_retry_aft
 logger = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 5
-READ_BLOCK = 1 << 20
 WRITE_BLOCK = 8 << 20  # bytes gathered before one write+hash in a worker thread
 MAX_ATTEMPTS = 6
 BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0)
@@ -164,19 +163,26 @@ async def _stream(response: aiohttp.ClientResponse, part: Path, start: int, tota
             await asyncio.to_thread(_hash_prefix, handle, hasher, start)
         done = start
         progress(done, total)
-        buffer = bytearray()
+        chunks: list[bytes] = []
+        gathered = 0
+        writing: asyncio.Future[None] | None = None  # one block is written and hashed while the next arrives
         try:
-            async for chunk in response.content.iter_chunked(READ_BLOCK):
-                buffer += chunk
-                if len(buffer) >= WRITE_BLOCK:
-                    await asyncio.to_thread(_write_and_hash, handle, hasher, bytes(buffer))
-                    done += len(buffer)
-                    buffer.clear()
+            async for chunk in response.content.iter_any():
+                chunks.append(chunk)
+                gathered += len(chunk)
+                if gathered >= WRITE_BLOCK:
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.ensure_future(asyncio.to_thread(_write_and_hash, handle, hasher, chunks))
+                    done += gathered
+                    chunks, gathered = [], 0
                     progress(done, total)
         finally:  # what arrived before a drop is good: keep it, so the resume starts after it
-            if buffer:
-                await asyncio.to_thread(_write_and_hash, handle, hasher, bytes(buffer))
-                done += len(buffer)
+            if writing is not None:
+                await writing
+            if chunks:
+                await asyncio.to_thread(_write_and_hash, handle, hasher, chunks)
+                done += gathered
             await asyncio.to_thread(_flush, handle)
     finally:
         await asyncio.to_thread(handle.close)
@@ -198,9 +204,10 @@ def _hash_prefix(handle: BinaryIO, hasher: Any, length: int) -> None:
     handle.truncate(length)
 
 
-def _write_and_hash(handle: BinaryIO, hasher: Any, block: bytes) -> None:
-    handle.write(block)
-    hasher.update(block)
+def _write_and_hash(handle: BinaryIO, hasher: Any, chunks: list[bytes]) -> None:
+    for chunk in chunks:  # no joining: each chunk is written and hashed as it came
+        handle.write(chunk)
+        hasher.update(chunk)
 
 
 def _flush(handle: BinaryIO) -> None:

@@ -40,6 +40,7 @@ PROGRESS_INTERVAL_S = 1.0
 FREE_SPACE_MARGIN = 64 * 1024 * 1024
 KEEP_FINISHED = 200
 USER_AGENT = "comfy-catalog-service downloader"
+READ_BUFFER = 4 << 20  # aiohttp reads 64 KiB at a time by default: far too little for multi-GB files
 
 
 @dataclass(slots=True)
@@ -121,7 +122,9 @@ class DownloadManager:
     async def open(self) -> None:
         """Create the session: no total timeout (files are large), but a bounded wait per read."""
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=15, sock_read=60)
-        self._session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False, headers={"User-Agent": USER_AGENT})
+        self._session = aiohttp.ClientSession(
+            timeout=timeout, auto_decompress=False, headers={"User-Agent": USER_AGENT}, read_bufsize=READ_BUFFER
+        )
 
     async def close(self) -> None:
         """Stop every job (their parts stay, to be resumed) and close the session."""
