@@ -10,7 +10,7 @@ import pytest
 
 from .browser import browser_page
 from .conftest import StartClient
-from .downloads.fake_civitai import Blob, FakeCivitai
+from .downloads.fake_civitai import Blob, FakeCivitai, started
 from .helpers import API_KEY, catalog, lora_version, write_json
 
 MB = 1024 * 1024
@@ -18,11 +18,7 @@ MB = 1024 * 1024
 
 @pytest.fixture
 async def fake(aiohttp_server: Any) -> FakeCivitai:
-    fake = FakeCivitai()
-    storage = await aiohttp_server(fake.storage_app())
-    fake.storage_url = str(storage.make_url("")).rstrip("/")
-    fake.civitai = await aiohttp_server(fake.civitai_app())  # type: ignore[attr-defined]
-    return fake
+    return await started(aiohttp_server)
 
 
 def row(version: int, what: str) -> str:

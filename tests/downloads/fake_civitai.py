@@ -96,3 +96,12 @@ class FakeCivitai:
 
 def headers_of(fake: FakeCivitai, server: str) -> list[dict[str, Any]]:
     return [headers for name, _path, headers in fake.requests if name == server]
+
+
+async def started(aiohttp_server: Any) -> FakeCivitai:
+    """A FakeCivitai with both servers running on loopback ports (`fake.civitai` is CivitAI's)."""
+    fake = FakeCivitai()
+    storage = await aiohttp_server(fake.storage_app())
+    fake.storage_url = str(storage.make_url("")).rstrip("/")
+    fake.civitai = await aiohttp_server(fake.civitai_app())  # type: ignore[attr-defined]
+    return fake

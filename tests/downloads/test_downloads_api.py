@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 
 from ..conftest import StartClient, get_map
 from ..helpers import AUTH, catalog, entry, eventually, next_event, write_json
-from .fake_civitai import Blob, FakeCivitai, headers_of
+from .fake_civitai import Blob, FakeCivitai, headers_of, started
 
 CIVITAI_KEY = "civitai-secret-token"
 MB = 1024 * 1024
@@ -21,11 +21,7 @@ MB = 1024 * 1024
 
 @pytest.fixture
 async def fake(aiohttp_server: Any) -> FakeCivitai:
-    fake = FakeCivitai()
-    storage = await aiohttp_server(fake.storage_app())
-    fake.storage_url = str(storage.make_url("")).rstrip("/")
-    fake.civitai = await aiohttp_server(fake.civitai_app())  # type: ignore[attr-defined]
-    return fake
+    return await started(aiohttp_server)
 
 
 def blob(seed: int, size: int = 3 * MB, **kwargs: Any) -> Blob:
