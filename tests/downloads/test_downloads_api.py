@@ -96,7 +96,7 @@ async def test_a_download_lands_verified_and_the_key_never_leaves_civitai(servic
 
 async def test_a_dropped_connection_resumes_with_range(service: Starter, fake: FakeCivitai, models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("service.downloads.fetch.BACKOFF_S", (0.05,))
-    fake.blobs[2] = blob(2, drop_after=1 * MB + 123)
+    fake.blobs[2] = blob(2, size=16 * MB, drop_after=12 * MB + 123)  # past one whole written block
     client = await service(lora(2, fake.blobs[2]))
     job = (await download(client, "lora_2.safetensors"))["job"]
     await until_job(client, job, "done")
