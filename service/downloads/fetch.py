@@ -165,23 +165,23 @@ async def _stream(response: aiohttp.ClientResponse, part: Path, start: int, tota
         progress(done, total)
         chunks: list[bytes] = []
         gathered = 0
-        writing: asyncio.Future[None] | None = None  # one block is written and hashed while the next arrives
+        # One block is written (one thread) and hashed (another) while the next arrives: file
+        # writes and SHA256 both release the GIL, so the three overlap.
+        busy: tuple[asyncio.Future[None], ...] = ()
         try:
             async for chunk in response.content.iter_any():
                 chunks.append(chunk)
                 gathered += len(chunk)
                 if gathered >= WRITE_BLOCK:
-                    if writing is not None:
-                        await writing
-                    writing = asyncio.ensure_future(asyncio.to_thread(_write_and_hash, handle, hasher, chunks))
+                    await asyncio.gather(*busy)
+                    busy = (asyncio.ensure_future(asyncio.to_thread(_write, handle, chunks)), asyncio.ensure_future(asyncio.to_thread(_hash, hasher, chunks)))
                     done += gathered
                     chunks, gathered = [], 0
                     progress(done, total)
         finally:  # what arrived before a drop is good: keep it, so the resume starts after it
-            if writing is not None:
-                await writing
+            await asyncio.gather(*busy)
             if chunks:
-                await asyncio.to_thread(_write_and_hash, handle, hasher, chunks)
+                await asyncio.gather(asyncio.to_thread(_write, handle, chunks), asyncio.to_thread(_hash, hasher, chunks))
                 done += gathered
             await asyncio.to_thread(_flush, handle)
     finally:
@@ -204,9 +204,12 @@ def _hash_prefix(handle: BinaryIO, hasher: Any, length: int) -> None:
     handle.truncate(length)
 
 
-def _write_and_hash(handle: BinaryIO, hasher: Any, chunks: list[bytes]) -> None:
-    for chunk in chunks:  # no joining: each chunk is written and hashed as it came
-        handle.write(chunk)
+def _write(handle: BinaryIO, chunks: list[bytes]) -> None:
+    handle.writelines(chunks)  # no joining: each chunk as it came
+
+
+def _hash(hasher: Any, chunks: list[bytes]) -> None:
+    for chunk in chunks:
         hasher.update(chunk)
 
 
