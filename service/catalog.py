@@ -320,12 +320,6 @@ def _same_folder(a: object, b: str) -> bool:
     return isinstance(a, str) and canonical_folder(a) == canonical_folder(b)
 
 
-def has_unusable_id(entry: Entry) -> bool:
-    """True when the entry's CivitAI version or model id is set but is not an id ("²", -1, 2**70)."""
-    return any(entry.get(key) is not None and _int_id(entry.get(key)) is None for key in ID_FIELDS)
-
-
-ID_FIELDS = ("civitai_version_id", "civitai_model_id")
 MAX_ID = 2**63 - 1
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import re
 import secrets
 import sys
 import time
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from .catalog import Doc, canonical_folder, has_unusable_id, iter_entries, model_id_of, version_id_of
+from .catalog import Doc, canonical_folder, iter_entries, version_id_of
 from .presence import Presence
 
 PRESENT = b'present"}'
@@ -84,10 +85,12 @@ def extract_entries(doc: Doc, catalog: str) -> CatalogEntries:
     entries: list[MapEntry] = []
     unusable = 0
     for _category, entry in iter_entries(doc):
-        if has_unusable_id(entry):
-            unusable += 1
+        raw_version, raw_model = entry.get("civitai_version_id"), entry.get("civitai_model_id")
+        version_id = _exact_id(raw_version)
+        model_id = _exact_id(raw_model)
+        if (version_id is None and raw_version is not None) or (model_id is None and raw_model is not None):
+            unusable += 1  # set, but not an id ("²", -1, 2**70): left out
             continue
-        version_id, model_id = version_id_of(entry), model_id_of(entry)
         file, dest = entry.get("file"), entry.get("dest")
         if version_id is None or not isinstance(file, str) or not file or not isinstance(dest, str):
             continue
@@ -110,9 +113,20 @@ def extract_entries(doc: Doc, catalog: str) -> CatalogEntries:
     return CatalogEntries(entries, unusable)
 
 
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+_MAX_ID = 2**63 - 1
+
+
+def _exact_id(value: object) -> int | None:
+    # The common case (a JSON integer) first, without a call: this runs for every entry.
+    if type(value) is int:
+        return value if 0 < value <= _MAX_ID else None
+    return version_id_of({"civitai_version_id": value}) if value is not None else None
+
+
 def _sha256(entry: dict[str, object]) -> str | None:
     value = entry.get("hash")
-    if isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdefABCDEF" for c in value):
+    if isinstance(value, str) and _HEX64.fullmatch(value):
         return value.lower()
     return None
 

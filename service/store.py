@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .catalog import CatalogFormatError, CatalogUnwritable, Doc, digest, empty_catalog, parse_catalog, stamp, write_catalog
+from .catalog import CatalogFormatError, CatalogUnwritable, Doc, digest, empty_catalog, parse_catalog, serialize_catalog, stamp, write_catalog
 from .errors import Unavailable
 from .fileops import RENAME_EXCHANGE, RENAME_NOREPLACE, fsync_folder, rename_with
 
@@ -38,6 +38,7 @@ TEMP_PREFIX = ".tmp-"
 # A catalog that does not parse may be half-written by a program that saves in place (open
 # 'w' + dump): read it again, backing off, for about a second before calling it unparsable.
 UNPARSABLE_RETRY_S = (0.02, 0.05, 0.1, 0.2, 0.3, 0.35)
+STREAM_BYTES = 16 * 1024 * 1024  # catalogs larger than this are written piece by piece
 
 
 class StaleRead(Exception):
@@ -53,6 +54,7 @@ class Reading:
     digest: str | None
     doc: Doc
     identity: tuple[int, int] | None = None  # (device, inode) of the file read
+    size: int = 0  # bytes read
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +118,7 @@ class CatalogStore:
             except FileNotFoundError:
                 return Reading(None, empty_catalog())
             try:
-                return Reading(digest(raw), parse_catalog(raw), (stat.st_dev, stat.st_ino))
+                return Reading(digest(raw), parse_catalog(raw), (stat.st_dev, stat.st_ino), len(raw))
             except CatalogFormatError as exc:
                 if delay is None:
                     raise Unavailable(
@@ -137,19 +139,27 @@ class CatalogStore:
             )
         stamp(reading.doc)
         try:
-            return Written(self._replace(reading.doc, expected=reading.digest, identity=reading.identity))
+            return Written(
+                self._replace(reading.doc, expected=reading.digest, identity=reading.identity, stream=reading.size > STREAM_BYTES)
+            )
         except CatalogUnwritable as exc:
             raise Unavailable(
                 f"{self.name}.json was not changed: {exc}. It was left exactly as it is.", code="catalog_unwritable"
             ) from None
 
-    def _replace(self, doc: Doc, expected: str | None, identity: tuple[int, int] | None = None) -> str:
-        """Write the doc to a temp file and swap it in; the digest of what was written."""
+    def _replace(self, doc: Doc, expected: str | None, identity: tuple[int, int] | None = None, stream: bool = False) -> str:
+        """Write the doc to a temp file and swap it in; the digest of what was written. A big
+        catalog is written piece by piece (never all its bytes in memory); a small one at once."""
         folder = self.path.parent
         fd, temp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{self.path.name}.", dir=folder)
         try:
             with os.fdopen(fd, "w+b") as handle:
-                written = write_catalog(handle, doc)
+                if stream:
+                    written = write_catalog(handle, doc)
+                else:
+                    raw = serialize_catalog(doc)
+                    handle.write(raw)
+                    written = digest(raw)
                 handle.flush()
                 os.fsync(handle.fileno())
             self._copy_mode(temp)

@@ -11,7 +11,6 @@ import pytest
 from service.catalog import (
     CatalogFormatError,
     digest,
-    has_unusable_id,
     model_id_of,
     parse_catalog,
     serialize_catalog,
@@ -19,6 +18,7 @@ from service.catalog import (
     version_id_of,
     write_catalog,
 )
+from service.index import extract_entries
 
 
 @pytest.mark.parametrize(
@@ -54,16 +54,17 @@ def test_unusable_ids_are_counted_absent_ones_are_not() -> None:
         "categories": [
             {
                 "models": [
-                    {"civitai_version_id": "²", "civitai_model_id": 1},
-                    {"civitai_version_id": 2, "civitai_model_id": "①"},
-                    {"civitai_version_id": 3},
+                    {"civitai_version_id": "²", "civitai_model_id": 1, "file": "a", "dest": "loras"},
+                    {"civitai_version_id": 2, "civitai_model_id": "①", "file": "b", "dest": "loras"},
+                    {"civitai_version_id": 3, "file": "c", "dest": "loras"},
                     {"file": "hf.safetensors"},
                     {"civitai_version_id": None},
                 ]
             }
         ]
     }
-    assert [has_unusable_id(entry) for entry in doc["categories"][0]["models"]] == [True, True, False, False, False]
+    found = extract_entries(doc, "models")
+    assert [e.version_id for e in found.entries] == [3] and found.unusable_ids == 2
 
 
 BIG = b"123456789012345678901234567890"

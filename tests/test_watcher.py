@@ -17,7 +17,7 @@ from service.presence import Scan
 from service.typedefs import LIBRARY, WATCHER
 
 from .conftest import StartClient, get_map
-from .helpers import AUTH, catalog, entry, eventually, read_json, replace_json, status_of, touch, until, write_json
+from .helpers import AUTH, catalog, entry, eventually, replace_json, status_of, touch, until, write_json
 
 
 def status_is(client: TestClient, version_id: int, status: str | None):  # type: ignore[no-untyped-def]
