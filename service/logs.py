@@ -47,12 +47,14 @@ class SafeRecords(logging.Filter):
     def __init__(self, secrets: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.secrets = tuple(secret for secret in secrets if secret)
+        # A secret as aiohttp may show it: as is, or inside the repr of bytes or a string.
+        self._forms = tuple(dict.fromkeys(form for secret in self.secrets for form in _shown_forms(secret)))
         self._quiet_until: dict[str, float] = {}
 
     def redact(self, text: str) -> str:
-        """The text without any secret this filter knows of."""
-        for secret in self.secrets:
-            text = text.replace(secret, REDACTED)
+        """The text without any secret this filter knows of, whole or cut short."""
+        for form in self._forms:
+            text = _without(text, form)
         return _SECRETS.sub(lambda match: match.group(1) + REDACTED, text)
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -99,6 +101,35 @@ class SafeRecords(logging.Filter):
 
 
 REPEAT_QUIET_S = 5.0
+# aiohttp shows an overlong line as its first 100 bytes: a secret cut short is still redacted
+# from this many characters on (the shortest API_KEY allowed), or whole when shorter.
+SECRET_PREFIX_CHARS = 16
+
+
+def _shown_forms(secret: str) -> tuple[str, ...]:
+    """The secret, and the secret as the repr of bytes or str holding it shows it (either quote)."""
+    backslashed = secret.replace("\\", "\\\\")
+    return (secret, backslashed, backslashed.replace("'", "\\'"), backslashed.replace('"', '\\"'))
+
+
+def _without(text: str, secret: str) -> str:
+    """The text with each run that starts like the secret (its first SECRET_PREFIX_CHARS
+    characters at least) and goes on as it does replaced by REDACTED."""
+    head = secret[:SECRET_PREFIX_CHARS]
+    start = text.find(head)
+    if start < 0:
+        return text
+    kept: list[str] = []
+    done = 0
+    while start >= 0:
+        end = start + len(head)
+        while end < len(text) and end - start < len(secret) and text[end] == secret[end - start]:
+            end += 1
+        kept += [text[done:start], REDACTED]
+        done = end
+        start = text.find(head, done)
+    kept.append(text[done:])
+    return "".join(kept)
 
 
 def _is_client_fault(error: BaseException | None) -> bool:

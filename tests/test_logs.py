@@ -64,6 +64,23 @@ def test_secrets_are_redacted_from_tracebacks() -> None:
     assert KEY not in out and "Traceback" in out and REDACTED in out
 
 
+LONG_KEY = "Zq7" + "x9Kp" * 30  # API_KEY may be any printable ASCII of 16+ characters; this one has 123
+ODD_KEY = "odd\\key\"with'quotes-0123456789"  # characters a bytes repr escapes
+
+
+@pytest.mark.parametrize("key", [LONG_KEY, ODD_KEY])
+def test_a_key_cut_short_or_escaped_by_aiohttp_is_still_redacted(key: str) -> None:
+    """aiohttp shows an overlong header value as its first 100 bytes, and bytes as their repr."""
+    from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
+
+    raw = key.encode() + b"a" * 9000
+    bad_char = b"X-API-Key: " + key.encode() + b"\x01"
+    for error in (LineTooLong(raw[:100] + b"...", 8190), BadHttpMessage(f"Invalid header value char:\n\n    {bad_char!r}")):
+        out = emit(SafeRecords((key,)), "Error handling request", name="aiohttp.server", level=logging.ERROR, exc=error)
+        assert key[:16] not in out and repr(key.encode())[2:18] not in out, out
+        assert REDACTED in out
+
+
 @pytest.mark.parametrize("forged", ["/x\nERROR service: FORGED", "/x\r\nERROR FORGED", "/x\x1b[31mred", "/x\u2028ERROR FORGED"])
 def test_a_request_cannot_forge_a_log_line(forged: str) -> None:
     out = emit(SafeRecords(), "GET %s 404", forged)
@@ -130,3 +147,20 @@ def test_a_real_service_keeps_the_key_out_and_forged_lines_in_escape(folders: di
     assert "\x1b" not in stderr
     if log_format == "json":
         assert all(json.loads(line) for line in stderr.splitlines() if line.startswith("{"))
+
+
+def test_a_real_service_keeps_a_long_or_odd_key_out_of_aiohttp_errors(folders: dict[str, str]) -> None:
+    """An overlong X-API-Key header (aiohttp shows its first 100 bytes) and a bad byte after a key with a backslash."""
+    key = ODD_KEY + LONG_KEY
+    port = free_port()
+    proc = run_service({**folders, "API_KEY": key, "PORT": str(port)})
+    try:
+        assert wait_http(f"http://127.0.0.1:{port}/health") == 200
+        overlong = send_raw(port, b"GET /api/x HTTP/1.1\r\nHost: x\r\nX-API-Key: " + key.encode() + b"a" * 9000 + b"\r\n\r\n")
+        bad_byte = send_raw(port, b"GET /api/x HTTP/1.1\r\nHost: x\r\nX-API-Key: " + key.encode() + b"\x01\r\n\r\n")
+        assert overlong.startswith((b"HTTP/1.0 4", b"HTTP/1.1 4")) and bad_byte.startswith((b"HTTP/1.0 400", b"HTTP/1.1 400"))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _stdout, stderr = proc.communicate(timeout=15)
+    assert stderr.count("malformed request was refused") == 2
+    assert key[:16] not in stderr and repr(key.encode())[2:18] not in stderr and LONG_KEY[:16] not in stderr
