@@ -56,12 +56,20 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return error_response(exc.status, code, detail, headers)
     except ConnectionResetError:
-        raise  # the client went away mid-answer; aiohttp handles it, nothing to report
+        if request.transport is not None and not request.transport.is_closing():
+            return _unexpected(request)
+        # The client left before its body was whole (aiohttp fails the read): its doing, not ours.
+        # Nobody reads this answer; the access log says 400, and no traceback is written.
+        logger.debug("%s %s: the client closed the connection before the request was whole", request.method, request.path)
+        return error_response(HTTPStatus.BAD_REQUEST, "incomplete_request", "The connection closed before the request was whole.")
     except Exception:
-        logger.exception("unexpected error answering %s %s", request.method, request.path)
-        return error_response(
-            HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "Something went wrong inside the service; its log says what."
-        )
+        return _unexpected(request)
+
+
+def _unexpected(request: web.Request) -> web.Response:
+    """Log the exception being handled, with its traceback; answer 500 in the envelope."""
+    logger.exception("unexpected error answering %s %s", request.method, request.path)
+    return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "Something went wrong inside the service; its log says what.")
 
 
 def guard_middleware(api_key: str, max_body_bytes: int) -> Callable[..., Awaitable[web.StreamResponse]]:

@@ -159,3 +159,23 @@ def test_sigterm_stops_in_time_while_an_add_waits_on_a_silent_civitai(folders: d
     assert proc.returncode == 0
     assert took < 3 + 1.5, f"stopping took {took:.1f} s with SHUTDOWN_TIMEOUT_S=3"
     assert answer == {"status": 503}  # told the service is stopping, not left hanging
+
+
+def test_a_client_that_leaves_mid_body_is_one_quiet_line_not_a_500(folders: dict[str, str]) -> None:
+    """aiohttp lets the handler's body read fail with ConnectionResetError; that is the client's doing."""
+    port = free_port()
+    proc = run_service({**folders, "PORT": str(port)})
+    paths = ("/api/admin/civitai/add/5", "/not-a-route")
+    try:
+        assert wait_http(f"http://127.0.0.1:{port}/health") == 200
+        for path in paths:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nX-API-Key: {KEY}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{".encode())
+        assert wait_http(f"http://127.0.0.1:{port}/health") == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _stdout, stderr = proc.communicate(timeout=20)
+    answered = [line for line in stderr.splitlines() if "aiohttp.access: POST" in line]
+    assert len(answered) == len(paths), stderr
+    assert all(" 400 " in line for line in answered), answered
+    assert "Traceback" not in stderr and " ERROR " not in stderr
