@@ -3,8 +3,9 @@
 `web.run_app` offers no hook on the server's connections, so this is its loop written out:
 a runner, a TCP site, and a guard that closes any connection that has not sent a whole
 request head within HEADER_TIMEOUT_S (from connect, or since its last request, while no
-request of it is being answered). A thousand sockets that trickle headers would otherwise
-hold every file descriptor. The soft open-file limit is raised to the hard limit at start.
+request of it is being answered), or not the whole body within as long after its head. A
+thousand sockets that trickle headers, or a head and no body, would otherwise hold every
+file descriptor. The soft open-file limit is raised to the hard limit at start.
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ def cancel_running_requests(server: web.Server | None) -> None:
 
 
 async def close_stalled_connections(server: web.Server, timeout_s: float) -> None:
-    """Close connections that sent no whole request head for `timeout_s` while none of their requests runs.
+    """Close connections that sent no whole request head, or no whole body after their head,
+    for `timeout_s`; a request whose body has arrived may take as long as it needs.
 
     Reads two attributes of aiohttp's RequestHandler (`_request_count`, `_current_request`);
     tests/test_serving.py fails if they change meaning.
@@ -99,9 +101,11 @@ async def close_stalled_connections(server: web.Server, timeout_s: float) -> Non
             key = id(handler)
             alive.add(key)
             count = getattr(handler, "_request_count", 0)
-            busy = getattr(handler, "_current_request", None) is not None
+            request: web.BaseRequest | None = getattr(handler, "_current_request", None)
+            # A handler waiting on a body that does not come is not answering: the clock runs on.
+            answering = request is not None and request.content.is_eof()
             last = seen.get(key)
-            if last is None or last[0] != count or busy:
+            if last is None or last[0] != count or answering:
                 seen[key] = (count, now)
             elif now - last[1] > timeout_s:
                 handler.force_close()

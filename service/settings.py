@@ -39,7 +39,7 @@ SETTINGS_HELP: tuple[tuple[str, str, str], ...] = (
     ("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR"),
     ("LOG_FORMAT", "text", "text, or json for one JSON object a line"),
     ("SHUTDOWN_TIMEOUT_S", "5", "time allowed for a graceful stop"),
-    ("HEADER_TIMEOUT_S", "15", "close connections that send no whole request head in this long"),
+    ("HEADER_TIMEOUT_S", "15", "close connections that send no whole request head, or body after it, in this long"),
     ("MAX_BODY_BYTES", "65536", "largest request body accepted"),
     ("DOWNLOADS", "on", "on or off: downloads into MODELS_DIR"),
     ("DOWNLOAD_CONCURRENCY", "2", "downloads running at once"),
