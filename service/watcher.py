@@ -251,8 +251,9 @@ class Watcher:
         whole_roots = {source.path for source in self.library.sources if not source.logical} & roots
         for path in paths:
             if os.path.dirname(path) in whole_roots:
-                if os.path.isdir(path) or not os.path.exists(path):
-                    logger.info("model folder %s was removed or created; rescanning", path)
+                created = os.path.isdir(path)
+                if created or self.library.presence.holds_folder(path):  # not for a loose file
+                    logger.info("model folder %s was %s; rescanning", path, "created" if created else "removed")
                     self.library.reconcile_wanted.set()
                     return
 
