@@ -64,6 +64,7 @@ class Watcher:
         self.library = library
         self.catalog_dir = str(catalog_dir)
         self.roots: list[str] = []
+        self.watched_identities: dict[str, tuple[int, int] | None] = {}  # each model folder as the watches found it
         self.debounce_ms = debounce_ms
         self.polling = polling
         self.poll_interval_ms = poll_interval_ms
@@ -115,7 +116,9 @@ class Watcher:
                 logger.exception("a rescan failed")
 
     async def _watch(self, stop: asyncio.Event) -> None:
-        self.roots = _outermost([source.path for source in self.library.sources if os.path.isdir(source.path)])
+        paths = [source.path for source in self.library.sources]
+        self.watched_identities = await asyncio.to_thread(lambda: {path: _folder_identity(path) for path in paths})
+        self.roots = _outermost([path for path, identity in self.watched_identities.items() if identity is not None])
         this_run = asyncio.Event()  # ends this run: on stop, or when the watches must be set up again
         relay = asyncio.create_task(self._end_run_on(stop, this_run))
         try:
@@ -203,24 +206,21 @@ class Watcher:
 
     async def watch_roots(self, stop: asyncio.Event) -> None:
         """Notice a model folder that disappears (an unmounted volume, a deleted folder), appears (a
-        late mount) or is replaced by a new folder: watch again and rescan, instead of waiting for
-        the periodic reconcile. A folder that exists but is not under a watch is enough to act."""
-        known = {source.path: await asyncio.to_thread(_folder_identity, source.path) for source in self.library.sources}
+        late mount) or is replaced by a new folder since the watches were set up: watch again and
+        rescan, instead of waiting for the periodic reconcile."""
         while not await _stopped(stop, ROOT_CHECK_S):
-            if self.scan_mode is not None or not self.live.is_set():
+            if self.scan_mode is not None or not self.live.is_set() or self.library.rewatch_wanted.is_set():
                 continue  # rescanning on a timer anyway, or the watches are being set up
             try:
-                await self._check_roots(known)
+                await self._check_roots()
             except Exception:
                 logger.exception("checking the model folders failed")
 
-    async def _check_roots(self, known: dict[str, tuple[int, int] | None]) -> None:
-        for path, was in known.items():
+    async def _check_roots(self) -> None:
+        for path, was in self.watched_identities.items():
             now = await asyncio.to_thread(_folder_identity, path)
-            watched = any(path == root or path.startswith(root + os.sep) for root in self.roots)
-            if now != was or (now is not None) != watched:
-                known[path] = now
-                state = "is gone" if now is None else "appeared" if not watched else "was replaced"
+            if now != was:
+                state = "is gone" if now is None else "appeared" if was is None else "was replaced"
                 logger.warning("model folder %s %s; watching again and rescanning", path, state)
                 self.library.rewatch_wanted.set()  # the next run of the watches rescans once they are set
                 return

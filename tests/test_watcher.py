@@ -356,3 +356,25 @@ async def test_two_rescans_at_once_do_not_undo_a_change_seen_between_them(
     release_first.set()
     await asyncio.gather(first, second)
     assert await status_of(client, 31)() == "present"
+
+
+async def test_a_models_folder_swapped_for_another_by_renames_converges(start: StartClient, models_dir: Path, catalog_dir: Path, tmp_path: Path) -> None:
+    """`mv models models.old && mv models.new models`: the watches follow the old folder away, so
+    the new one is watched again and rescanned, and later files in it are seen."""
+    write_json(catalog_dir / "models.json", catalog(entry(51, "old.safetensors", "loras"), entry(52, "new.safetensors", "loras"), entry(53, "after.safetensors", "loras")))
+    touch(models_dir / "loras" / "old.safetensors")
+    prepared = touch(tmp_path / "models.new" / "loras" / "new.safetensors").parent.parent
+    client = await start(reconcile_interval_s=3600)
+    os.rename(models_dir, tmp_path / "models.old")
+    os.rename(prepared, models_dir)
+    await until(client, 52, "present", "the file in the new folder", timeout=10)
+    assert await status_of(client, 51)() == "missing"
+    new_identity = (models_dir.stat().st_dev, models_dir.stat().st_ino)
+    watcher, library = client.app[WATCHER], client.app[LIBRARY]
+
+    async def watching_the_new_folder() -> bool:
+        return watcher.live.is_set() and not library.rewatch_wanted.is_set() and watcher.watched_identities.get(str(models_dir)) == new_identity
+
+    await eventually(watching_the_new_folder, timeout=10, what="the new folder watched")
+    touch(models_dir / "loras" / "after.safetensors")
+    await until(client, 53, "present", "a file landing in the new folder", timeout=10)
