@@ -178,6 +178,7 @@ async def library_ctx(app: web.Application) -> AsyncIterator[None]:
         await library.start()
         tasks.append(asyncio.create_task(reconcile_forever(library, settings.reconcile_interval_s, stop), name="reconcile"))
         tasks.append(asyncio.create_task(watcher.watch_roots(stop), name="root watch"))
+        tasks.append(asyncio.create_task(watcher.watch_for_pauses(stop), name="pause watch"))
 
     tasks.append(asyncio.create_task(build(), name="index-build"))
     yield

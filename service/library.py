@@ -102,6 +102,7 @@ class Library:
         self.links = 0  # symlinked folders under the roots, as of the last scan
         self.reconcile_wanted = asyncio.Event()  # set when only a full rescan can be sure
         self.rewatch_wanted = asyncio.Event()  # set when the watcher must set up its watches again
+        self._reconcile_lock = asyncio.Lock()  # one full rescan at a time: each swaps its whole scan in
 
     def set_sources(self, sources: tuple[FolderSource, ...]) -> None:
         """Set the model folders (before `start`)."""
@@ -201,7 +202,11 @@ class Library:
 
     async def reconcile(self) -> bool:
         """Re-read both catalogs and rescan every root: the safety net for events that never
-        arrived. Unchanged catalogs cost a hash. True if the map changed."""
+        arrived. Unchanged catalogs cost a hash. One at a time. True if the map changed."""
+        async with self._reconcile_lock:
+            return await self._reconcile()
+
+    async def _reconcile(self) -> bool:
         catalogs_moved = False
         for name in CATALOG_NAMES:
             catalogs_moved |= await self.reload_catalog(name)

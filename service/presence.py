@@ -236,6 +236,13 @@ class Presence:
         prefix = folder + "/"
         return any(place == folder or place.startswith(prefix) for place in places.values())
 
+    def holds_folder(self, top: str) -> bool:
+        """True when complete files or other programs' downloads are known in this physical folder or below it."""
+        prefix = top + os.sep
+        if any(directory == top or directory.startswith(prefix) for directory in self._by_dir):
+            return True
+        return any(directory == top or directory.startswith(prefix) for places in self._partials.values() for directory in places)
+
     def downloading(self, name: str, folder: str) -> int | None:
         """Bytes so far of a file of that name another program is downloading into that logical folder (or below)."""
         places = self._partials.get(name)

@@ -4,6 +4,16 @@ It watches the catalog *folder* (an atomic replace of a watched file kills a wat
 it) and every model root recursively. Changes are looked at again when handled, so the
 kind of event and its order do not matter. A periodic full reconcile catches whatever
 the events missed (network volumes, symlinked folders, a watcher restart).
+
+Lost events are looked for, not waited out. The kernel queues at most
+`max_queued_events` inotify events and drops the rest; notify (the Rust crate under
+watchfiles) turns the kernel's IN_Q_OVERFLOW into an event with its `Rescan` flag and no
+path, and watchfiles drops every event without a path, so an overflow is never reported
+(watchfiles 1.3.0; samuelcolvin/watchfiles#348). What an overflow leaves behind is
+watched for instead: a batch as large as what survives one, and a stall of the whole
+process (notify reads the queue in its own thread, so only a stopped, swapped-out or
+suspended process lets the queue fill). Either way the watches are set up again (folders
+made while events were lost have none) and every root is rescanned.
 """
 
 from __future__ import annotations
@@ -11,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from pathlib import Path
 
 from watchfiles import Change, awatch
@@ -22,9 +33,14 @@ logger = logging.getLogger(__name__)
 
 CATALOG_FILES = frozenset(f"{name}.json" for name in CATALOG_NAMES)
 STEP_MS = 50  # quiet time that ends a batch of changes
-# A batch this large may be what survived an inotify queue overflow (events beyond the
-# queue are dropped, and watchfiles does not say so): rescan everything to be sure.
-SUSPICIOUS_BATCH = 1000
+QUEUE_LIMIT_FILE = "/proc/sys/fs/inotify/max_queued_events"
+DEFAULT_QUEUE_LIMIT = 16_384
+# What survives an overflow is a full queue: one distinct change per 1-5 events (a file
+# written anew costs CREATE, OPEN, MODIFY, CLOSE_WRITE), so at least a fifth of the queue.
+# A batch of an eighth of it, and never under this, may be one.
+SMALLEST_SUSPICIOUS_BATCH = 1000
+PAUSE_TICK_S = 1.0
+PAUSE_S = 3.0  # the process did not run for this long: the kernel's queue may have overflowed
 ROOT_CHECK_S = 2.0  # how often roots are checked for disappearing or appearing
 RESTART_DELAYS_S = (0.5, 1, 2)
 MIN_SCAN_INTERVAL_S = 2.0
@@ -48,12 +64,14 @@ class Watcher:
         self.library = library
         self.catalog_dir = str(catalog_dir)
         self.roots: list[str] = []
+        self.watched_identities: dict[str, tuple[int, int] | None] = {}  # each model folder as the watches found it
         self.debounce_ms = debounce_ms
         self.polling = polling
         self.poll_interval_ms = poll_interval_ms
         self.state = "starting"
         self.scan_mode: str | None = None  # why events were given up for timed rescans
         self.live = asyncio.Event()
+        self.suspicious_batch = SMALLEST_SUSPICIOUS_BATCH  # set from the kernel's queue length in `run`
 
     @property
     def mode(self) -> str:
@@ -64,6 +82,7 @@ class Watcher:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Watch until `stop` is set. After repeated failures, fall back to scanning on a timer."""
+        self.suspicious_batch = await asyncio.to_thread(suspicious_batch_size)
         failures = 0
         while not stop.is_set() and self.scan_mode is None:
             try:
@@ -97,7 +116,9 @@ class Watcher:
                 logger.exception("a rescan failed")
 
     async def _watch(self, stop: asyncio.Event) -> None:
-        self.roots = _outermost([source.path for source in self.library.sources if os.path.isdir(source.path)])
+        paths = [source.path for source in self.library.sources]
+        self.watched_identities = await asyncio.to_thread(lambda: {path: _folder_identity(path) for path in paths})
+        self.roots = _outermost([path for path, identity in self.watched_identities.items() if identity is not None])
         this_run = asyncio.Event()  # ends this run: on stop, or when the watches must be set up again
         relay = asyncio.create_task(self._end_run_on(stop, this_run))
         try:
@@ -133,8 +154,9 @@ class Watcher:
             # generator is suspended there, nothing that happens on disk can be missed.
             while changes.ag_await is None and not pending.done():
                 await asyncio.sleep(0)
-            if not self.live.is_set() and self.library.ready:
-                await self.library.reconcile()  # a restart: catch up on what happened meanwhile
+            if not self.live.is_set() and self.library.ready:  # a restart: catch up on what happened meanwhile
+                if await self.library.reconcile():
+                    logger.info("the rescan found changes the file events had not shown")
             self.state = "running"
             self.live.set()
             while (batch := await pending) is not None:
@@ -184,45 +206,67 @@ class Watcher:
 
     async def watch_roots(self, stop: asyncio.Event) -> None:
         """Notice a model folder that disappears (an unmounted volume, a deleted folder), appears (a
-        late mount) or is replaced by a new folder: watch again and rescan, instead of waiting for
-        the periodic reconcile. A folder that exists but is not under a watch is enough to act."""
-        known = {source.path: await asyncio.to_thread(_folder_identity, source.path) for source in self.library.sources}
+        late mount) or is replaced by a new folder since the watches were set up: watch again and
+        rescan, instead of waiting for the periodic reconcile."""
         while not await _stopped(stop, ROOT_CHECK_S):
-            if self.scan_mode is not None or not self.live.is_set():
+            if self.scan_mode is not None or not self.live.is_set() or self.library.rewatch_wanted.is_set():
                 continue  # rescanning on a timer anyway, or the watches are being set up
             try:
-                await self._check_roots(known)
+                await self._check_roots()
             except Exception:
                 logger.exception("checking the model folders failed")
 
-    async def _check_roots(self, known: dict[str, tuple[int, int] | None]) -> None:
-        for path, was in known.items():
+    async def _check_roots(self) -> None:
+        for path, was in self.watched_identities.items():
             now = await asyncio.to_thread(_folder_identity, path)
-            watched = any(path == root or path.startswith(root + os.sep) for root in self.roots)
-            if now != was or (now is not None) != watched:
-                known[path] = now
-                state = "is gone" if now is None else "appeared" if not watched else "was replaced"
+            if now != was:
+                state = "is gone" if now is None else "appeared" if was is None else "was replaced"
                 logger.warning("model folder %s %s; watching again and rescanning", path, state)
-                self.library.rewatch_wanted.set()
-                self.library.reconcile_wanted.set()
+                self.library.rewatch_wanted.set()  # the next run of the watches rescans once they are set
                 return
 
+    async def watch_for_pauses(self, stop: asyncio.Event) -> None:
+        """Notice that the whole process did not run for a while (stopped, swapped out, suspended):
+        the kernel's event queue may have overflowed meanwhile, and nothing else would say so."""
+        while True:
+            before = _clock()
+            if await _stopped(stop, PAUSE_TICK_S):
+                return
+            paused = _clock() - before - PAUSE_TICK_S
+            if paused >= PAUSE_S and not self.polling and self.scan_mode is None and self.live.is_set():
+                self._events_lost(f"the service did not run for {paused:.1f} s (a stopped, swapped-out or suspended process)")
+
     def _look_for_lost_events(self, batch: set[tuple[Change, str]], paths: set[str]) -> None:
-        """Rescan soon when events may have been lost: a burst past the inotify queue, or a root
-        (or a folder right under one) removed or created, whose watches went with it."""
-        if len(batch) >= SUSPICIOUS_BATCH:
-            logger.warning("%d changes at once; events may have been lost, so every model folder is rescanned", len(batch))
-            self.library.reconcile_wanted.set()
+        """Rescan soon when events may have been lost: a batch as large as what an overflow of the
+        inotify queue leaves, or a root (or a folder right under one) removed or created."""
+        if len(batch) >= self.suspicious_batch and not self.polling:
+            self._events_lost(f"{len(batch)} changes arrived at once, as many as an overflow of the kernel's queue leaves")
             return
         roots = set(self.roots)
+        for change, path in batch:
+            if path in roots and (change == Change.deleted or not os.path.isdir(path)):  # its watch went with it
+                logger.warning("model folder %s was removed; watching again and rescanning", path)
+                self.library.rewatch_wanted.set()
+                return
+        whole_roots = {source.path for source in self.library.sources if not source.logical} & roots
         for path in paths:
-            if path in roots or os.path.dirname(path) in roots:
-                if path in roots or os.path.isdir(path) or not os.path.exists(path):
-                    logger.info("model folder %s was removed or created; rescanning", path)
-                    if any(not os.path.isdir(root) for root in roots):  # a root went, and its watch with it
-                        self.library.rewatch_wanted.set()
+            if os.path.dirname(path) in whole_roots:
+                created = os.path.isdir(path)
+                if created or self.library.presence.holds_folder(path):  # not for a loose file
+                    logger.info("model folder %s was %s; rescanning", path, "created" if created else "removed")
                     self.library.reconcile_wanted.set()
                     return
+
+    def _events_lost(self, why: str) -> None:
+        """Set the watches up again and rescan every root: events may have been lost, and with
+        them the creation of folders that therefore have no watch."""
+        if self.library.rewatch_wanted.is_set():
+            return  # already on its way
+        logger.warning(
+            "file events may have been lost: %s; watchfiles does not report an overflow, so the watches are set up again and every model folder is rescanned",
+            why,
+        )
+        self.library.rewatch_wanted.set()
 
     def _wanted(self, _change: Change, path: str) -> bool:
         directory, name = os.path.split(path)
@@ -286,6 +330,21 @@ async def reconcile_forever(library: Library, interval_s: float, stop: asyncio.E
                 logger.info("reconcile found changes the watcher had missed")
         except Exception:
             logger.exception("the periodic reconcile failed")
+
+
+def suspicious_batch_size(limit_file: str = QUEUE_LIMIT_FILE) -> int:
+    """Distinct changes in one batch that may be what an overflow of the inotify queue left."""
+    try:
+        with open(limit_file, "rb") as handle:
+            limit = int(handle.read())
+    except (OSError, ValueError):
+        limit = DEFAULT_QUEUE_LIMIT
+    return max(SMALLEST_SUSPICIOUS_BATCH, limit // 8)
+
+
+def _clock() -> float:
+    """Seconds on a clock that runs while the process is stopped and while the machine sleeps."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME) if hasattr(time, "CLOCK_BOOTTIME") else time.monotonic()
 
 
 def _folder_identity(path: str) -> tuple[int, int] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -225,3 +226,25 @@ async def test_several_yaml_files_in_extra_model_paths(start: StartClient, tmp_p
     write_json(catalog_dir / "models.json", catalog(entry(1, "first.safetensors", "loras"), entry(2, "second.safetensors", "loras")))
     client = await start(extra_model_paths=settings.extra_model_paths)
     assert {v["status"] for v in (await get_map(client))["by_version"].values()} == {"present"}
+
+
+async def test_a_file_deleted_in_a_folder_root_is_no_full_rescan(
+    start: StartClient, tmp_path: Path, catalog_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With `loras: /drive/loras` in extra_model_paths, that folder is a root and its files sit
+    right in it: deleting one is an ordinary event, not a folder gone, and rescans nothing."""
+    drive = tmp_path / "drive_loras"
+    (tmp_path / "extra.yaml").write_text(f"drive:\n  loras: {drive}\n")
+    touch(drive / "gone.safetensors")
+    touch(drive / "sub" / "kept.safetensors")
+    write_json(catalog_dir / "models.json", catalog(entry(41, "gone.safetensors", "loras"), entry(42, "kept.safetensors", "loras")))
+    client = await start(extra_model_paths=tmp_path / "extra.yaml", reconcile_interval_s=3600)
+    caplog.set_level(logging.INFO, logger="service")
+    (drive / "gone.safetensors").unlink()
+
+    async def missing() -> bool:
+        return (await get_map(client))["by_version"]["41"]["status"] == "missing"
+
+    await eventually(missing, what="the deleted file missing")
+    assert not [r.getMessage() for r in caplog.records if "rescan" in r.getMessage()]
+    assert not client.app[LIBRARY].reconcile_wanted.is_set()

@@ -79,23 +79,43 @@ def test_watchfiles_batch_lines_are_debug_detail() -> None:
         logging.getLogger("watchfiles.main").setLevel(logging.NOTSET)
 
 
-async def test_a_long_scan_reports_its_progress(caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The reporter reads the counters a scan in a worker thread moves; here it runs beside a real scan of real folders."""
-    import asyncio
+async def test_a_long_first_scan_reports_its_progress(start: StartClient, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, models_dir: Path) -> None:
+    """The first scan runs in a worker thread; the loop reads its counters every few seconds.
+    Here the real scan of real folders is held once done, until its count is in the log, so the
+    report is seen however fast the machine scans."""
+    import threading
 
-    from service.library import _report_scan
-    from service.presence import FolderSource, Scan, scan_sources
+    import service.library
+    from service.presence import FolderSource, Scan
 
-    monkeypatch.setattr("service.library.SCAN_REPORT_S", 0.01)
+    monkeypatch.setattr("service.library.SCAN_REPORT_S", 0.05)
     for folder in range(40):
         for i in range(25):
-            touch(tmp_path / "models" / f"d{folder}" / f"f{i}.safetensors")
+            touch(models_dir / "loras" / f"d{folder}" / f"f{i}.safetensors")
+    entries = 40 * 25 + 40 + 4  # files, the 40 folders, and the 4 folders right under the root (45 folders with it)
+    real_scan = service.library.scan_sources
+    reported = threading.Event()
+
+    def held_scan(sources: tuple[FolderSource, ...], scan: Scan | None = None) -> Scan:
+        found = real_scan(sources, scan)
+        reported.wait(10)
+        return found
+
+    monkeypatch.setattr(service.library, "scan_sources", held_scan)
     caplog.set_level(logging.INFO, logger="service")
-    scan = Scan()
-    reporter = asyncio.create_task(_report_scan(scan))
-    await asyncio.to_thread(scan_sources, (FolderSource(str(tmp_path / "models")),), scan)
-    await asyncio.sleep(0.05)
-    reporter.cancel()
-    assert scan.files == 40 * 25 + 40 and scan.folders == 41
-    lines = messages(caplog, "service.library")
-    assert lines and lines[-1].startswith(f"scanning model folders: {scan.files} entries in 41 folders so far")
+    client = await start(wait_ready=False)
+
+    async def progress_logged() -> bool:
+        lines = messages(caplog, "service.library")
+        return any(line.startswith(f"scanning model folders: {entries} entries in 45 folders so far (") for line in lines)
+
+    try:
+        await eventually(progress_logged, what="the scan's progress in the log")
+    finally:
+        reported.set()
+    assert [line for line in messages(caplog, "service.library") if line.endswith(" a second)")]
+
+    async def ready() -> bool:
+        return (await client.get("/ready")).status == 200
+
+    await eventually(ready, what="readiness once the scan is done")

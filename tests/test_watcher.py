@@ -7,13 +7,14 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from service.presence import Scan
+from service.presence import FolderSource, Scan
 from service.typedefs import LIBRARY, WATCHER
 
 from .conftest import StartClient, get_map
@@ -235,11 +236,12 @@ async def test_a_burst_that_may_have_overflowed_the_queue_rescans(
     start: StartClient, models_dir: Path, catalog_dir: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An inotify overflow drops events silently (watchfiles does not report it): a burst large
-    enough to be one is answered with a full rescan. Here a small limit stands in for the queue's 16,384."""
-    monkeypatch.setattr("service.watcher.SUSPICIOUS_BATCH", 20)
+    enough to be one is answered with a full rescan. Here a small limit stands in for the 2,048
+    derived from the queue's 16,384; tests/test_inotify_overflow.py makes real overflows."""
     caplog.set_level(logging.INFO, logger="service")
     write_json(catalog_dir / "models.json", catalog(entry(24, "f0.safetensors", "loras")))
     client = await start(reconcile_interval_s=3600)
+    client.app[WATCHER].suspicious_batch = 20
     library = client.app[LIBRARY]
     rescans = 0
     real = library.reconcile
@@ -308,3 +310,71 @@ async def test_reconcile_rereads_catalogs_whose_events_were_lost(start: StartCli
     replace_json(catalog_dir / "models.json", catalog(entry(8, "eight.safetensors"), entry(9, "nine.safetensors")))
     await client.app[LIBRARY].reconcile()
     assert await status_of(client, 9)() == "missing"
+
+
+async def test_two_rescans_at_once_do_not_undo_a_change_seen_between_them(
+    start: StartClient, models_dir: Path, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rescan asked for while another runs (the watcher's catch-up after setting up its watches
+    again, beside the coalesced one) must not swap in the older scan last, forgetting a file
+    that landed between the two."""
+    import threading
+
+    import service.library
+
+    write_json(catalog_dir / "models.json", catalog(entry(31, "between.safetensors", "loras")))
+    client = await start(reconcile_interval_s=3600)
+    library = client.app[LIBRARY]
+    real_scan = service.library.scan_sources
+    first_scanned, release_first = threading.Event(), threading.Event()
+    scans = 0
+
+    def held_first_scan(sources: Iterable[FolderSource], scan: Scan | None = None) -> Scan:
+        nonlocal scans
+        scans += 1
+        found = real_scan(sources, scan)
+        if scans == 1:  # the first rescan has looked, and is held before it swaps its view in
+            first_scanned.set()
+            release_first.wait(10)
+        return found
+
+    monkeypatch.setattr(service.library, "scan_sources", held_first_scan)
+    first = asyncio.create_task(library.reconcile())
+    async def first_held() -> bool:
+        return first_scanned.is_set()
+
+    await eventually(first_held, what="the first rescan's scan")
+    touch(models_dir / "loras" / "between.safetensors")
+    await until(client, 31, "present", "the file landing between the two scans")
+    second = asyncio.create_task(library.reconcile())
+
+    async def second_finished_or_waiting() -> bool:
+        lock = getattr(library, "_reconcile_lock", None)
+        return second.done() or (lock is not None and lock.locked() and scans == 1)
+
+    await eventually(second_finished_or_waiting, what="the second rescan done or waiting its turn")
+    release_first.set()
+    await asyncio.gather(first, second)
+    assert await status_of(client, 31)() == "present"
+
+
+async def test_a_models_folder_swapped_for_another_by_renames_converges(start: StartClient, models_dir: Path, catalog_dir: Path, tmp_path: Path) -> None:
+    """`mv models models.old && mv models.new models`: the watches follow the old folder away, so
+    the new one is watched again and rescanned, and later files in it are seen."""
+    write_json(catalog_dir / "models.json", catalog(entry(51, "old.safetensors", "loras"), entry(52, "new.safetensors", "loras"), entry(53, "after.safetensors", "loras")))
+    touch(models_dir / "loras" / "old.safetensors")
+    prepared = touch(tmp_path / "models.new" / "loras" / "new.safetensors").parent.parent
+    client = await start(reconcile_interval_s=3600)
+    os.rename(models_dir, tmp_path / "models.old")
+    os.rename(prepared, models_dir)
+    await until(client, 52, "present", "the file in the new folder", timeout=10)
+    assert await status_of(client, 51)() == "missing"
+    new_identity = (models_dir.stat().st_dev, models_dir.stat().st_ino)
+    watcher, library = client.app[WATCHER], client.app[LIBRARY]
+
+    async def watching_the_new_folder() -> bool:
+        return watcher.live.is_set() and not library.rewatch_wanted.is_set() and watcher.watched_identities.get(str(models_dir)) == new_identity
+
+    await eventually(watching_the_new_folder, timeout=10, what="the new folder watched")
+    touch(models_dir / "loras" / "after.safetensors")
+    await until(client, 53, "present", "a file landing in the new folder", timeout=10)
