@@ -52,7 +52,7 @@ def _is_dot_name(name: str) -> bool:
 
 
 def _is_device_name(name: str) -> bool:
-    """CON, PRN, AUX, NUL, COM1-9, LPT1-9 (also COM¹-³, and with any extension): Windows reserves them."""
+    """CON, PRN, AUX, NUL, CONIN$, CONOUT$, COM1-9, LPT1-9 (also COM¹-³), with any extension: Windows reserves them."""
     stem = unicodedata.normalize("NFKC", name).split(".", 1)[0].rstrip(" ").upper()
     return stem in _DEVICE_NAMES
 
@@ -69,9 +69,10 @@ def _too_long(name: str) -> bool:
     return len(name.encode("utf-8")) > MAX_NAME_BYTES
 
 
-_SLASH_LOOKALIKES = frozenset("\u2215\u2044\u29f8\u29f9\u2216\ufe68")
+_SLASH_LOOKALIKES = frozenset("\u2215\u2044\u29f8\u29f9\u2216\u29f5\ufe68")
+# As Python 3.13's ntpath.isreserved lists them (COM¹ is COM1 once NFKC-normalised).
 _DEVICE_NAMES = frozenset(
-    {"CON", "PRN", "AUX", "NUL"} | {f"{port}{n}" for port in ("COM", "LPT") for n in "123456789"}
+    {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"} | {f"{port}{n}" for port in ("COM", "LPT") for n in "123456789"}
 )
 _WINDOWS_FORBIDDEN = frozenset('<>:"|?*')
 
@@ -90,7 +91,7 @@ _COMPONENT_RULES: tuple[_Rule, ...] = (
     (_has_outer_space, "starts or ends with whitespace"),
     (lambda name: name.startswith("."), "starts with '.' (hidden files are not allowed)"),
     (lambda name: name.endswith("."), "ends with a dot, which Windows drops"),
-    (_is_device_name, "is a Windows device name (CON, NUL, COM1...), which no Windows machine can open"),
+    (_is_device_name, "is a Windows device name (CON, NUL, COM1, CONIN$...), which no Windows machine can open"),
     (lambda name: any(char in _WINDOWS_FORBIDDEN for char in name), 'has a character Windows does not allow in names (<>:"|?*)'),
     (_too_long, f"is longer than {MAX_NAME_BYTES} bytes in UTF-8"),
 )
