@@ -76,10 +76,14 @@ def source_for(sources: Iterable[FolderSource], path: str) -> FolderSource | Non
 
 
 def logical_dir(source: FolderSource, physical_dir: str) -> str:
-    """The logical folder of a physical folder under a source."""
+    """The logical folder of a physical folder under a source. Under a models root the first
+    folder's legacy alias is folded (models/unet holds diffusion_models); an extra source already
+    names its ComfyUI folder kind, which is kept as it is."""
     rel = os.path.relpath(physical_dir, source.path).replace(os.sep, "/")
-    parts = [p for p in (source.logical, "" if rel == "." else rel) if p]
-    return canonical_folder("/".join(parts)) if parts else ""
+    rel = "" if rel == "." else rel
+    if source.logical:
+        return f"{source.logical}/{rel}" if rel else source.logical
+    return canonical_folder(rel) if rel else ""
 
 
 def scan_sources(sources: Iterable[FolderSource], scan: Scan | None = None) -> Scan:
