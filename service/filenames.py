@@ -1,7 +1,9 @@
-"""Checks that a name from outside is safe to use as one file name (or a relative folder) under a models folder."""
+"""Checks that a name from outside is safe to use as one file name (or a relative folder) under a models folder,
+and says which names are model files."""
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
 from collections.abc import Callable
@@ -10,6 +12,9 @@ from .errors import Invalid
 
 MAX_NAME_BYTES = 255
 PARTIAL_SUFFIXES: tuple[str, ...] = (".part", ".partial", ".tmp", ".download", ".crdownload", ".aria2")
+# What ComfyUI's loaders list: folder_paths.supported_pt_extensions, plus .gguf for the GGUF
+# loaders. Anything else beside a model (.txt, .json, .png, .civitai.info) is not a model file.
+MODEL_EXTENSIONS = frozenset({".safetensors", ".ckpt", ".pt", ".pt2", ".bin", ".pth", ".pkl", ".sft", ".gguf"})
 
 # Line/paragraph separators and the bidirectional embedding, override and isolate controls (plus the
 # invisible direction marks), which can make a name display differently from what it is.
@@ -19,6 +24,11 @@ _INVISIBLE_CONTROLS = frozenset(
 _DRIVE_PREFIX = re.compile(r"^[A-Za-z]:")
 _UNSAFE_NAME = "unsafe_file_name"
 _UNSAFE_FOLDER = "unsafe_folder"
+
+
+def is_model_file(name: str) -> bool:
+    """True when ComfyUI would list a file of this name (as folder_paths.filter_files_extensions: splitext, any case)."""
+    return os.path.splitext(name)[1].lower() in MODEL_EXTENSIONS
 
 
 def is_partial_download(name: str) -> bool:
