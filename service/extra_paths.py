@@ -1,14 +1,14 @@
 """ComfyUI's extra_model_paths.yaml: more folders where models of each kind live.
 
-Read the way ComfyUI's `utils/extra_config.py` (`load_extra_path_config`) reads it: each
-top-level section may set `base_path`, in which `~` and environment variables are expanded
-and which is taken relative to the YAML file's folder when not absolute; `is_default` only
-orders ComfyUI's search. Every other key names a folder kind (`checkpoints`, `loras`, ...,
-with the legacy names ComfyUI's `folder_paths.map_legacy` maps: `unet` is `diffusion_models`,
-`clip` is `text_encoders`) and holds one path or several, one per line. A path is joined to
-`base_path`, or, without one, taken relative to the YAML file's folder; ComfyUI expands no
-variables in it, and neither does this. A YAML list of paths is also accepted (ComfyUI wants
-lines). EXTRA_MODEL_PATHS may name several files, separated like PATH (`:` on Linux/macOS).
+Read the way ComfyUI's `utils/extra_config.py` (`load_extra_path_config`) reads it: a section
+that is empty is skipped; `base_path` has `~` and environment variables expanded (nowhere
+else is anything expanded) and is taken from the YAML file's folder when relative;
+`is_default` only orders ComfyUI's search. Every other key names a folder kind, mapped as
+`folder_paths.map_legacy` maps it (`unet` is `diffusion_models`, `clip` is `text_encoders`),
+and holds one path per line, used as written: joined to `base_path`, or without one taken
+from the YAML file's folder. What makes ComfyUI's reader raise (a YAML list or a number where
+it splits lines, a section that is not a mapping) stops this service's start too, in one
+sentence. EXTRA_MODEL_PATHS may name several files, separated like PATH (`:` on Linux/macOS).
 """
 
 from __future__ import annotations
@@ -18,40 +18,49 @@ from pathlib import Path
 
 import yaml
 
-from .catalog import canonical_folder
 from .errors import ConfigError
 from .presence import FolderSource
 
-NOT_MODEL_FOLDERS = frozenset({"base_path", "base_paths", "is_default", "custom_nodes", "download_model_base"})
+# folder_paths.map_legacy: the only names ComfyUI renames when a folder is added.
+COMFYUI_LEGACY_NAMES = {"unet": "diffusion_models", "clip": "text_encoders"}
+# Keys load_extra_path_config reads as settings rather than folders.
+SETTING_KEYS = frozenset({"base_path", "is_default"})
+# Folder kinds that hold no models (custom_nodes), or that ComfyUI Desktop and some forks write.
+NOT_MODEL_FOLDERS = frozenset({"custom_nodes", "download_model_base", "base_paths"})
 
 
-def parse_extra_model_paths(text: str, yaml_dir: Path) -> list[FolderSource]:
-    """Folder sources from the YAML text; raise ConfigError when it is not such a file."""
+def parse_extra_model_paths(text: str, yaml_dir: Path, *, name: str = "EXTRA_MODEL_PATHS") -> list[FolderSource]:
+    """Folder sources from the YAML text; raise ConfigError where ComfyUI's reader would fail."""
     try:
         config = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"EXTRA_MODEL_PATHS is not valid YAML ({_first_line(exc)}).") from None
+        raise ConfigError(f"{name} is not valid YAML ({_first_line(exc)}).") from None
     if config is None:
         return []
     if not isinstance(config, dict):
-        raise ConfigError("EXTRA_MODEL_PATHS must hold sections of folder settings, as ComfyUI's example does.")
+        raise ConfigError(f"{name} must hold sections of folder settings, as ComfyUI's example does, not {_kind(config)}.")
     sources: list[FolderSource] = []
-    for section in config.values():
-        if not isinstance(section, dict):
+    for section_name, section in config.items():
+        if section is None:
             continue
-        base = section.get("base_path")
-        base_path = _base_path(str(base), yaml_dir) if isinstance(base, str) and base.strip() else None
+        if not isinstance(section, dict):
+            raise ConfigError(f"{name}: section {section_name!r} is {_kind(section)}; ComfyUI reads a mapping of folder kinds to paths.")
+        base_path = _base_path(section, section_name, yaml_dir, name) if "base_path" in section else None
         for kind, value in section.items():
+            if kind in SETTING_KEYS:
+                continue
+            lines = _lines(value, kind, section_name, name)
             if kind in NOT_MODEL_FOLDERS or not isinstance(kind, str):
                 continue
-            for line in _paths(value):
-                path = os.path.join(base_path, line) if base_path else os.path.join(str(yaml_dir), line)
-                sources.append(FolderSource(os.path.normpath(os.path.abspath(path)), canonical_folder(kind)))
+            logical = COMFYUI_LEGACY_NAMES.get(kind, kind)
+            for line in lines:
+                path = os.path.join(base_path if base_path else str(yaml_dir), line)
+                sources.append(FolderSource(os.path.normpath(os.path.abspath(path)), logical))
     return _unique(sources)
 
 
 def load_extra_model_paths(paths: tuple[Path, ...] | Path | None) -> list[FolderSource]:
-    """Read every EXTRA_MODEL_PATHS file; one that cannot be read is a configuration error."""
+    """Read every EXTRA_MODEL_PATHS file in order; one that cannot be read or used is a configuration error."""
     if paths is None:
         return []
     sources: list[FolderSource] = []
@@ -60,24 +69,44 @@ def load_extra_model_paths(paths: tuple[Path, ...] | Path | None) -> list[Folder
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"EXTRA_MODEL_PATHS cannot be read ({getattr(exc, 'strerror', None) or exc}): {path}") from None
-        sources += parse_extra_model_paths(text, path.parent)
+        sources += parse_extra_model_paths(text, path.parent, name=f"EXTRA_MODEL_PATHS file {path}")
     return _unique(sources)
 
 
-def _paths(value: object) -> list[str]:
-    """The paths of one folder kind: lines of a string (as ComfyUI splits them), or a YAML list."""
+def _lines(value: object, kind: object, section: object, name: str) -> list[str]:
+    """The paths of one folder kind: the non-empty lines of its text, as ComfyUI splits them."""
     if isinstance(value, str):
-        lines = value.split("\n")
-    elif isinstance(value, list):
-        lines = [item for item in value if isinstance(item, str)]
-    else:
-        return []
-    return [line.strip() for line in lines if line.strip()]
+        return [line for line in value.split("\n") if line]
+    if isinstance(value, list):
+        raise ConfigError(
+            f"{name}: {kind!r} in section {section!r} is a list; ComfyUI reads one path per line of a text value "
+            f"and does not start with a list. Write `{kind}: |` and the paths on the lines below it."
+        )
+    raise ConfigError(f"{name}: {kind!r} in section {section!r} is {_kind(value)}; ComfyUI reads one path per line of a text value.")
 
 
-def _base_path(value: str, yaml_dir: Path) -> str:
-    expanded = os.path.expandvars(os.path.expanduser(value.strip()))
-    return expanded if os.path.isabs(expanded) else str(yaml_dir / expanded)
+def _base_path(section: dict[object, object], section_name: object, yaml_dir: Path, name: str) -> str:
+    value = section["base_path"]
+    if not isinstance(value, str):
+        raise ConfigError(f"{name}: 'base_path' in section {section_name!r} is {_kind(value)}; ComfyUI needs a path there.")
+    expanded = os.path.expandvars(os.path.expanduser(value))
+    return expanded if os.path.isabs(expanded) else os.path.abspath(os.path.join(yaml_dir, expanded))
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "empty"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
 
 
 def _unique(sources: list[FolderSource]) -> list[FolderSource]:

@@ -1,7 +1,9 @@
-"""Checks that a name from outside is safe to use as one file name (or a relative folder) under a models folder."""
+"""Checks that a name from outside is safe to use as one file name (or a relative folder) under a models folder,
+and says which names are model files."""
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
 from collections.abc import Callable
@@ -10,6 +12,9 @@ from .errors import Invalid
 
 MAX_NAME_BYTES = 255
 PARTIAL_SUFFIXES: tuple[str, ...] = (".part", ".partial", ".tmp", ".download", ".crdownload", ".aria2")
+# What ComfyUI's loaders list: folder_paths.supported_pt_extensions, plus .gguf for the GGUF
+# loaders. Anything else beside a model (.txt, .json, .png, .civitai.info) is not a model file.
+MODEL_EXTENSIONS = frozenset({".safetensors", ".ckpt", ".pt", ".pt2", ".bin", ".pth", ".pkl", ".sft", ".gguf"})
 
 # Line/paragraph separators and the bidirectional embedding, override and isolate controls (plus the
 # invisible direction marks), which can make a name display differently from what it is.
@@ -19,6 +24,11 @@ _INVISIBLE_CONTROLS = frozenset(
 _DRIVE_PREFIX = re.compile(r"^[A-Za-z]:")
 _UNSAFE_NAME = "unsafe_file_name"
 _UNSAFE_FOLDER = "unsafe_folder"
+
+
+def is_model_file(name: str) -> bool:
+    """True when ComfyUI would list a file of this name (as folder_paths.filter_files_extensions: splitext, any case)."""
+    return os.path.splitext(name)[1].lower() in MODEL_EXTENSIONS
 
 
 def is_partial_download(name: str) -> bool:
@@ -52,7 +62,7 @@ def _is_dot_name(name: str) -> bool:
 
 
 def _is_device_name(name: str) -> bool:
-    """CON, PRN, AUX, NUL, COM1-9, LPT1-9 (also COM¹-³, and with any extension): Windows reserves them."""
+    """CON, PRN, AUX, NUL, CONIN$, CONOUT$, COM1-9, LPT1-9 (also COM¹-³), with any extension: Windows reserves them."""
     stem = unicodedata.normalize("NFKC", name).split(".", 1)[0].rstrip(" ").upper()
     return stem in _DEVICE_NAMES
 
@@ -69,9 +79,10 @@ def _too_long(name: str) -> bool:
     return len(name.encode("utf-8")) > MAX_NAME_BYTES
 
 
-_SLASH_LOOKALIKES = frozenset("\u2215\u2044\u29f8\u29f9\u2216\ufe68")
+_SLASH_LOOKALIKES = frozenset("\u2215\u2044\u29f8\u29f9\u2216\u29f5\ufe68")
+# As Python 3.13's ntpath.isreserved lists them (COM¹ is COM1 once NFKC-normalised).
 _DEVICE_NAMES = frozenset(
-    {"CON", "PRN", "AUX", "NUL"} | {f"{port}{n}" for port in ("COM", "LPT") for n in "123456789"}
+    {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"} | {f"{port}{n}" for port in ("COM", "LPT") for n in "123456789"}
 )
 _WINDOWS_FORBIDDEN = frozenset('<>:"|?*')
 
@@ -90,7 +101,7 @@ _COMPONENT_RULES: tuple[_Rule, ...] = (
     (_has_outer_space, "starts or ends with whitespace"),
     (lambda name: name.startswith("."), "starts with '.' (hidden files are not allowed)"),
     (lambda name: name.endswith("."), "ends with a dot, which Windows drops"),
-    (_is_device_name, "is a Windows device name (CON, NUL, COM1...), which no Windows machine can open"),
+    (_is_device_name, "is a Windows device name (CON, NUL, COM1, CONIN$...), which no Windows machine can open"),
     (lambda name: any(char in _WINDOWS_FORBIDDEN for char in name), 'has a character Windows does not allow in names (<>:"|?*)'),
     (_too_long, f"is longer than {MAX_NAME_BYTES} bytes in UTF-8"),
 )

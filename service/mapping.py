@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import Unprocessable, UpstreamError
-from .filenames import check_file_name
+from .filenames import MODEL_EXTENSIONS, check_file_name, is_model_file
 
 @dataclass(frozen=True, slots=True)
 class Family:
@@ -248,6 +248,8 @@ def _file_type(file: dict[str, Any]) -> str:
 
 def _choose_file(files: list[dict[str, Any]], version_id: int) -> dict[str, Any]:
     usable = [file for file in files if _file_type(file) in _MODEL_FILE_TYPES]
+    listed = [file for file in usable if isinstance(file.get("name"), str) and is_model_file(file["name"])]
+    usable = listed or usable  # a file ComfyUI's loaders list before one they do not (x.zip)
     primary = next((file for file in usable if file.get("primary") is True), None)
     if primary is not None:
         return primary
@@ -290,9 +292,16 @@ def _build_entry(body: dict[str, Any], file: dict[str, Any], dest: str) -> dict[
     name = _display_name(
         _optional_str(model, "name", "model "), _optional_str(body, "name", ""), base_model, _file_fp(file)
     )
+    file_name = check_file_name(file.get("name"), what="CivitAI file name")
+    if not is_model_file(file_name):  # presence would never count it, so it could never show as present
+        raise Unprocessable(
+            f"Model version {version_id}'s model file {file_name!r} is not a kind ComfyUI's loaders list "
+            f"({', '.join(sorted(MODEL_EXTENSIONS))}).",
+            code="no_model_file",
+        )
     entry: dict[str, Any] = {
         "name": name or f"CivitAI model version {version_id}",
-        "file": check_file_name(file.get("name"), what="CivitAI file name"),
+        "file": file_name,
         "dest": dest,
         "source": "civitai",
         "civitai_version_id": version_id,

@@ -15,20 +15,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .catalog import FOLDER_ALIASES, canonical_folder
-from .filenames import PARTIAL_SUFFIXES, is_partial_download
+from .filenames import PARTIAL_SUFFIXES, is_model_file, is_partial_download
 
 ARIA2_SUFFIX = ".aria2"
 MAX_DEPTH = 32
-# What ComfyUI's loaders list: folder_paths.supported_pt_extensions, plus .gguf for the GGUF
-# loaders. Anything else beside a model (.txt, .json, .png, .civitai.info) is not a model file.
-MODEL_EXTENSIONS: tuple[str, ...] = (".safetensors", ".ckpt", ".pt", ".pt2", ".bin", ".pth", ".pkl", ".sft", ".gguf")
-# Folders ComfyUI's folder_paths.recursive_search skips (excluded_dir_names).
+# The folders ComfyUI's folder_paths.get_filename_list_ skips (recursive_search's excluded_dir_names).
+# Other hidden folders it lists, so models in them can be loaded and count as present.
 SKIPPED_FOLDERS = frozenset({".git"})
-
-
-def is_model_file(name: str) -> bool:
-    """True when ComfyUI would list a file of this name (by extension, in any case)."""
-    return name.lower().endswith(MODEL_EXTENSIONS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +70,13 @@ def source_for(sources: Iterable[FolderSource], path: str) -> FolderSource | Non
 
 def logical_dir(source: FolderSource, physical_dir: str) -> str:
     """The logical folder of a physical folder under a source."""
+    # Under a models root the first folder's alias is folded (models/unet holds diffusion_models);
+    # an extra source already names its ComfyUI folder kind, which is kept as it is.
     rel = os.path.relpath(physical_dir, source.path).replace(os.sep, "/")
-    parts = [p for p in (source.logical, "" if rel == "." else rel) if p]
-    return canonical_folder("/".join(parts)) if parts else ""
+    rel = "" if rel == "." else rel
+    if source.logical:
+        return f"{source.logical}/{rel}" if rel else source.logical
+    return canonical_folder(rel) if rel else ""
 
 
 def scan_sources(sources: Iterable[FolderSource], scan: Scan | None = None) -> Scan:

@@ -519,6 +519,32 @@ def test_no_usable_file_is_unprocessable(files: list[dict[str, Any]]) -> None:
     assert caught.value.status == 422
 
 
+def _file_named(file: dict[str, Any], name: str) -> dict[str, Any]:
+    return {**file, "name": name}
+
+
+@pytest.mark.parametrize(
+    ("files", "chosen"),
+    [
+        ([_file_named(_file(1, "Model", True), "pack.zip"), _file(2, "Pruned Model")], 2),
+        ([_file_named(_file(1, "Model"), "x.onnx"), _file_named(_file(2, "Model"), "x.GGUF")], 2),
+        ([_file_named(_file(1, "Model", True), "x.zip"), _file(2, "Model"), _file(3, "Model")], 2),
+    ],
+)
+def test_a_file_comfyui_lists_is_chosen_before_one_it_does_not(files: list[dict[str, Any]], chosen: int) -> None:
+    """Presence counts only what ComfyUI's loaders list (.safetensors, .ckpt, ..., .gguf): an entry
+    for any other file could never show as present, and its download would never end."""
+    assert entry_of(minimal(files=files))["civitai_file_id"] == chosen
+
+
+@pytest.mark.parametrize("name", ["pack.zip", "model.onnx", "readme.txt", "model.safetensors.txt"])
+def test_a_model_file_comfyui_would_not_list_is_unprocessable(name: str) -> None:
+    with pytest.raises(Unprocessable) as caught:
+        version_to_entry(minimal(files=[_file_named(_file(1, "Model", True), name)]))
+    assert caught.value.code == "no_model_file"
+    assert repr(name) in caught.value.detail and ".safetensors" in caught.value.detail
+
+
 @pytest.mark.parametrize("name", ["../../etc/passwd", ".hidden.safetensors", "x\x00.safetensors", "x.part"])
 def test_hostile_file_name_is_refused(name: str) -> None:
     body = minimal()

@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 import pytest
 from aioresponses import aioresponses
+from yarl import URL
 
 from .conftest import StartClient, get_map
 from .helpers import AUTH, CIVITAI, catalog, civitai_version, entry, lora_version, read_json, touch, write_json
@@ -269,7 +270,10 @@ async def test_own_writes_do_not_trigger_a_reload(start: StartClient, civitai: a
 
 @pytest.mark.parametrize(
     "name",
-    [".hidden.safetensors", " lead.safetensors", "trail.safetensors ", "C:drive.safetensors", "what?.safetensors", "CON.safetensors", "end."],
+    [
+        ".hidden.safetensors", " lead.safetensors", "trail.safetensors ", "C:drive.safetensors", "what?.safetensors",
+        "CON.safetensors", "end.", "...", "100%.safetensors", "zero\u200bwidth.safetensors", "bell\x07.safetensors",
+    ],
 )
 async def test_any_catalogued_name_can_be_removed(start: StartClient, catalog_dir: Path, name: str) -> None:
     """Names this service would never add from CivitAI can still be in a hand-written catalog: they must be removable."""
@@ -278,6 +282,17 @@ async def test_any_catalogued_name_can_be_removed(start: StartClient, catalog_di
     response = await client.delete(f"/api/admin/models/{quote(name, safe='')}/catalog", headers=AUTH)
     assert response.status == 200, await response.text()
     assert await response.json() == {"status": "removed", "file": name}
+    assert [e["file"] for e in models_entries(catalog_dir)] == ["kept.safetensors"]
+
+
+@pytest.mark.parametrize("name", [".", ".."])
+async def test_a_dot_name_sent_as_written_is_removed(start: StartClient, catalog_dir: Path, name: str) -> None:
+    """Browsers and yarl resolve %2E%2E as '..' before sending; a client that sends the path as written can remove it."""
+    write_json(catalog_dir / "models.json", catalog(entry(75, name), entry(76, "kept.safetensors")))
+    client = await start()
+    raw = "".join(f"%{ord(char):02X}" for char in name)
+    response = await client.session.delete(URL(f"{client.make_url('/')}api/admin/models/{raw}/catalog", encoded=True), headers=AUTH)
+    assert response.status == 200, await response.text()
     assert [e["file"] for e in models_entries(catalog_dir)] == ["kept.safetensors"]
 
 

@@ -1,0 +1,100 @@
+"""service.presence on real folders: which files count as models, which as other programs' downloads.
+
+The reference is ComfyUI's `folder_paths.py`: `get_filename_list_` lists what
+`filter_files_extensions` keeps (the extension after `os.path.splitext`, lower-cased, in
+`supported_pt_extensions`) of what `recursive_search` finds, skipping `.git` folders only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.filenames import is_model_file
+from service.presence import FolderSource, Presence, probe, scan_sources
+
+from .helpers import touch
+
+
+def found_names(root: Path) -> dict[str, str]:
+    scan = scan_sources([FolderSource(str(root))])
+    return {name: logical for names in scan.dirs.values() for name, logical in names.items()}
+
+
+@pytest.mark.parametrize(
+    ("name", "listed"),
+    [
+        ("a.safetensors", True),
+        ("b.CKPT", True),
+        ("c.Pt", True),
+        ("d.pt2", True),
+        ("e.bin", True),
+        ("f.pth", True),
+        ("g.pkl", True),
+        ("h.sft", True),
+        ("i.gguf", True),  # the GGUF loaders (city96/ComfyUI-GGUF) list these
+        ("j.tar.safetensors", True),
+        (".hidden.safetensors", True),  # splitext keeps the extension of a dotted name
+        (".safetensors", False),  # splitext: no extension at all, ComfyUI does not list it
+        ("..pt", False),
+        ("notes.txt", False),
+        ("cover.png", False),
+        ("meta.civitai.info", False),
+        ("model.safetensors.json", False),
+        ("model.onnx", False),
+        ("archive.zip", False),
+        ("safetensors", False),
+    ],
+)
+def test_model_files_are_what_filter_files_extensions_keeps(tmp_path: Path, name: str, listed: bool) -> None:
+    """folder_paths.filter_files_extensions: os.path.splitext(a)[-1].lower() in supported_pt_extensions."""
+    touch(tmp_path / "loras" / name, b"x")
+    assert is_model_file(name) is listed
+    assert (name in found_names(tmp_path)) is listed
+
+
+def test_only_git_folders_are_skipped(tmp_path: Path) -> None:
+    """recursive_search(..., excluded_dir_names=[".git"]): other hidden folders are listed by
+    ComfyUI, so their models can be loaded and count as present."""
+    touch(tmp_path / "loras" / ".git" / "objects" / "in_git.safetensors")
+    touch(tmp_path / "loras" / ".cache" / "in_cache.safetensors")
+    touch(tmp_path / "loras" / ".styles" / "in_hidden.safetensors")
+    assert found_names(tmp_path) == {"in_cache.safetensors": "loras/.cache", "in_hidden.safetensors": "loras/.styles"}
+
+
+def test_a_probe_inside_a_git_folder_sees_nothing(tmp_path: Path) -> None:
+    sources = (FolderSource(str(tmp_path)),)
+    inside = touch(tmp_path / "loras" / ".git" / "late.safetensors")
+    assert probe(sources, [str(inside), str(inside.parent)]) == []
+
+
+@pytest.mark.parametrize(
+    ("files", "downloading"),
+    [
+        (["model.safetensors.part"], {"model.safetensors"}),
+        (["model.SAFETENSORS.crdownload"], {"model.SAFETENSORS"}),
+        (["model.gguf.download"], {"model.gguf"}),
+        (["model.safetensors", "model.safetensors.aria2"], {"model.safetensors"}),  # aria2 writes the final name
+        (["notes.txt.part"], set()),  # a download of notes is not a model download
+        (["cover.png.crdownload"], set()),
+        (["notes.txt", "notes.txt.aria2"], set()),
+        ([".part"], set()),
+    ],
+)
+def test_downloads_by_other_programs_count_only_for_model_files(tmp_path: Path, files: list[str], downloading: set[str]) -> None:
+    for name in files:
+        touch(tmp_path / "loras" / name, b"xyz")
+    scan = scan_sources([FolderSource(str(tmp_path))])
+    assert {name for partial in scan.partials.values() for name in partial} == downloading
+    assert not any(scan.dirs.values())  # none of them is a complete model file
+
+
+def test_a_probed_non_model_file_changes_nothing(tmp_path: Path) -> None:
+    sources = (FolderSource(str(tmp_path)),)
+    presence = Presence(sources)
+    presence.replace(scan_sources(sources))
+    paths = [touch(tmp_path / "loras" / name, b"x") for name in ("notes.txt", "notes.txt.part", "x.safetensors")]
+    assert presence.apply(probe(sources, [str(path) for path in paths])) == {"x.safetensors"}
+    assert presence.is_present("x.safetensors", "loras")
+    assert not presence.is_present("notes.txt", "loras") and presence.downloading("notes.txt", "loras") is None
