@@ -42,6 +42,9 @@ FRESH_POLL_S = 0.005
 FRESH_TIMEOUT_S = 10.0
 EDIT_TIMEOUT_S = 15.0
 REBUILD_VISIBLE_TIMEOUT_S = 90.0
+REBUILD_SETTLE_S = 1.0  # after a change is visible, before the next one
+HEALTH_POLL_S = 0.010  # /health is asked every 10 ms while something heavy happens
+MEMORY_SAMPLE_S = 0.100
 LOAD_MAX_REQUESTS = 5_000_000
 HTTP_TIMEOUT_S = 60.0
 
@@ -290,11 +293,10 @@ def machine_info(loader: str, tmp_root: Path) -> dict[str, Any]:
         "wrk": wrk_version,
         "tmp_dir": str(tmp_root),
         "tmp_fs": fs_type(tmp_root),
+        "loadavg": loadavg(),
     }
 
 
-# --------------------------------------------------------------------------------------
-# Catalog generation
-# --------------------------------------------------------------------------------------
-
-# (dest, category name, share of models.json, file extension)
+def loadavg() -> str:
+    """The 1/5/15-minute load averages: how busy the shared cores were (others may be using them)."""
+    return " / ".join(f"{x:.2f}" for x in os.getloadavg())
