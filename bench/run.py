@@ -38,6 +38,7 @@ from harness.report import write_reports
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options, checked and completed with their defaults."""
     p = argparse.ArgumentParser(description="Benchmark the catalog service (see bench/README.md).")
     p.add_argument("--sizes", default=None, help="comma-separated catalog sizes (default 1000,10000,100000)")
     p.add_argument("--duration", type=float, default=None, help="seconds per load run (default 5; --quick: 2)")
@@ -122,6 +123,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def amain(args: argparse.Namespace) -> int:
+    """Run every size (and the big catalog), write the reports; 1 when a run failed."""
     loop = asyncio.get_running_loop()
     me = asyncio.current_task()
     # Ctrl-C and SIGTERM both cancel the run; the finally blocks then kill children and remove temp folders.
@@ -180,6 +182,7 @@ async def amain(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; always clean up."""
     args = parse_args(argv)
     rc = 1
     try:

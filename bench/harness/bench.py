@@ -25,6 +25,7 @@ from .throughput import check_statuses, fetch_map, measure_throughput
 
 @dataclass
 class Ctx:
+    """What every run shares: the options, the load generator, the fake CivitAI, one HTTP session."""
     args: argparse.Namespace
     loader: Loader
     fake: FakeCivitai
@@ -52,13 +53,16 @@ class SizeRun:
 
     @property
     def label(self) -> str:
+        """The key of this run in the results."""
         return str(self.n)
 
     @property
     def ready_timeout_s(self) -> float:
+        """How long the service may take to answer /ready."""
         return 30.0 + self.n / 1000.0
 
     def log(self, msg: str) -> None:
+        """Print a line prefixed with this run."""
         log(self.label, msg)
 
     def make_dataset(self, root: Path, models_root: Path) -> Dataset:

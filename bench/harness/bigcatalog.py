@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from .adds import measure_adds
-from .bench import SizeRun
+from .bench import Ctx, SizeRun
 from .common import HEALTH_POLL_S, _r
 from .dataset import Dataset, generate
 from .load import RequestLoops
@@ -24,24 +24,28 @@ class BigCatalogRun(SizeRun):
 
     kind = "big_catalog"
 
-    def __init__(self, *args: object, **kw: object) -> None:
-        super().__init__(*args, **kw)  # type: ignore[arg-type]
+    def __init__(self, ctx: Ctx, n: int) -> None:
+        super().__init__(ctx, n)
         self.catalog_bytes = int(self.ctx.args.big_catalog_mb * 1e6)
         self.res["kind"] = self.kind
         self.res["catalog_mb_asked"] = self.ctx.args.big_catalog_mb
 
     @property
     def label(self) -> str:
+        """The key of this run in the results."""
         return f"big-{self.ctx.args.big_catalog_mb:g}MB"
 
     @property
     def ready_timeout_s(self) -> float:
+        """Longer than for a size: the parse grows with the bytes."""
         return super().ready_timeout_s + self.catalog_bytes / 5e6  # parsing is about 10 s for 500 MB here
 
     def make_dataset(self, root: Path, models_root: Path) -> Dataset:
+        """The big library: notes make models.json the asked size."""
         return generate(self.n, root, models_root, catalog_bytes=self.catalog_bytes)
 
     async def measure(self) -> None:
+        """/health idle, then during the adds; the map checked once."""
         c, args = self.client, self.ctx.args
         self.memory.enter("load")
         await check_statuses(self)

@@ -15,6 +15,7 @@ from .common import FRESH_POLL_S, MAP_PATH, MID_BASE
 
 @dataclass
 class Probe:
+    """One answer: status, headers, body and how long it took."""
     status: int
     headers: CIMultiDict  # case-insensitive
     body: bytes
@@ -67,6 +68,7 @@ class ServiceClient:
 
     @property
     def map_url(self) -> str:
+        """The full map."""
         return self.base + MAP_PATH
 
     def lookup_url(self, vid: int) -> str:
@@ -93,6 +95,7 @@ class ServiceClient:
 
     @property
     def lookup_kind(self) -> str:
+        """How lookups ask: "point answer" or "full map"."""
         return "point answer" if self.point_mode else "full map"
 
     async def lookup(self, vid: int) -> dict[str, Any] | None:

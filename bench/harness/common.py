@@ -50,6 +50,7 @@ HTTP_TIMEOUT_S = 60.0
 
 
 def log(n: int | str | None, msg: str) -> None:
+    """Print a line, prefixed with the run it belongs to."""
     prefix = f"[{n}] " if n is not None else ""
     print(f"{prefix}{msg}", flush=True)
 
@@ -60,15 +61,18 @@ def log(n: int | str | None, msg: str) -> None:
 
 
 class Cleanup:
+    """The child processes and temp folders to remove at the end, whatever happens."""
     def __init__(self) -> None:
         self.procs: list[Any] = []  # subprocess.Popen or asyncio.subprocess.Process
         self.dirs: list[Path] = []
 
     def add_proc(self, proc: Any) -> Any:
+        """Register a child process for cleanup; returns it."""
         self.procs.append(proc)
         return proc
 
     def add_dir(self, path: Path) -> Path:
+        """Register a temp folder for removal; returns it."""
         self.dirs.append(path)
         return path
 
@@ -101,11 +105,13 @@ class Cleanup:
             self.procs.remove(proc)
 
     def remove_dir(self, path: Path) -> None:
+        """Remove a temp folder now."""
         shutil.rmtree(path, ignore_errors=True)
         if path in self.dirs:
             self.dirs.remove(path)
 
     def run(self) -> None:
+        """Kill every registered process group and remove every registered folder."""
         for proc in list(self.procs):
             try:
                 self.kill_proc(proc, grace_s=2.0)
@@ -155,6 +161,7 @@ atexit.register(CLEANUP.run)
 
 
 def free_port() -> int:
+    """A free TCP port on loopback."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -174,6 +181,7 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 def summarize_ms(values_s: list[float]) -> dict[str, Any]:
+    """n, p50, p95, max and min in milliseconds of durations in seconds."""
     ms = [v * 1000.0 for v in values_s]
     return {
         "n": len(ms),
@@ -226,6 +234,7 @@ def descendants(pid: int) -> list[int]:
 
 
 def tree_rss_kb(pid: int) -> int:
+    """VmRSS of a process and all its descendants, in kB."""
     total = read_proc_status(pid).get("VmRSS", 0)
     for child in descendants(pid):
         total += read_proc_status(child).get("VmRSS", 0)
@@ -251,6 +260,7 @@ def fs_type(path: Path) -> str:
 
 
 def machine_info(loader: str, tmp_root: Path) -> dict[str, Any]:
+    """Facts about the machine and the tools, for the report."""
     cpu_model = "unknown"
     try:
         with open("/proc/cpuinfo") as f:

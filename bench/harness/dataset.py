@@ -138,6 +138,7 @@ class Truths(Sequence[Truth]):
 
 @dataclass
 class Dataset:
+    """One generated library on disk and its truth."""
     n: int
     root: Path
     catalog_dir: Path

@@ -8,12 +8,14 @@ from aiohttp import web
 
 
 class FakeCivitai:
+    """Answers /api/v1/model-versions/<id> for any id, like CivitAI would; counts the hits."""
     def __init__(self) -> None:
         self.port = 0
         self.hits = 0
         self.runner: web.AppRunner | None = None
 
     def body(self, vid: int) -> dict[str, Any]:
+        """The model-version answer for vid."""
         mid = vid - 4_000_000 if vid > 4_000_000 else vid + 1
         fid = vid + 500_000
         base = f"http://127.0.0.1:{self.port}"
@@ -56,6 +58,7 @@ class FakeCivitai:
         }
 
     async def start(self) -> None:
+        """Listen on a free loopback port."""
         async def version(request: web.Request) -> web.Response:
             self.hits += 1
             try:
@@ -78,10 +81,12 @@ class FakeCivitai:
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def stop(self) -> None:
+        """Stop listening."""
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
 
     @property
     def base_url(self) -> str:
+        """What the service gets as CIVITAI_BASE_URL."""
         return f"http://127.0.0.1:{self.port}"

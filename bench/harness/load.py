@@ -22,6 +22,7 @@ def _ms(text: str) -> float | None:
 
 
 def parse_wrk(out: str) -> dict[str, Any]:
+    """The numbers in wrk's output (requests/s, latency, errors)."""
     res: dict[str, Any] = {}
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
     res["rps"] = float(m.group(1)) if m else None
@@ -48,12 +49,14 @@ def parse_wrk(out: str) -> dict[str, Any]:
 
 
 class Loader:
+    """Throughput load: wrk when installed, else an aiohttp client loop."""
     def __init__(self, kind: str, threads: int, conns: int) -> None:
         self.kind = kind  # "wrk" or "aiohttp"
         self.threads = threads
         self.conns = conns
 
     async def run(self, url: str, headers: dict[str, str], duration: float) -> dict[str, Any]:
+        """Load url for `duration` seconds; requests/s, latency and errors."""
         if self.kind == "wrk":
             return await self._wrk(url, headers, duration)
         return await self._aiohttp(url, headers, duration)
@@ -126,6 +129,7 @@ class Loader:
 
 @dataclass(slots=True)
 class Sample:
+    """One timed request of a loop."""
     kind: str
     start: float
     end: float
@@ -186,6 +190,7 @@ class RequestLoops:
 
     @property
     def running(self) -> bool:
+        """Whether every loop is still going."""
         return all(not t.done() for t in self._tasks)
 
     def window(self, t_from: float, t_to: float) -> list[Sample]:

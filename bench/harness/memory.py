@@ -39,9 +39,11 @@ class MemorySampler:
             await asyncio.sleep(MEMORY_SAMPLE_S)
 
     def start(self) -> None:
+        """Start sampling in the background."""
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
+        """Stop sampling."""
         if self._task is not None:
             self._task.cancel()
             try:

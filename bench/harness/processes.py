@@ -56,6 +56,7 @@ async def wait_for_200(session: aiohttp.ClientSession, url: str, proc: subproces
 
 
 class ServiceProc:
+    """`python -m service` on a generated library, on a free loopback port, with a key of its own."""
     def __init__(self, ds: Dataset, api_key: str, civitai_url: str, extra_env: dict[str, str], cwd: str) -> None:
         self.port = free_port()
         self.cwd = cwd
@@ -80,9 +81,11 @@ class ServiceProc:
 
     @property
     def base(self) -> str:
+        """The service root URL."""
         return f"http://127.0.0.1:{self.port}"
 
     def spawn(self) -> None:
+        """Start the service in its own session, its output to service.log."""
         self.t_spawn = time.perf_counter()
         self.proc = spawn_logged([sys.executable, "-m", "service"], self.cwd, self.log_path, self.env)
 
@@ -93,6 +96,7 @@ class ServiceProc:
                                   READY_POLL_S, "service")
 
     def hwm_kb(self) -> int:
+        """VmHWM of the service process in kB (its children not included)."""
         return read_proc_status(self.proc.pid).get("VmHWM", 0) if self.proc else 0
 
     def stop(self) -> dict[str, Any]:
@@ -117,6 +121,7 @@ class ServiceProc:
 
 
 class CeilingProc:
+    """bench/ceiling.py serving the same bytes as the service: the upper bound for the throughput runs."""
     def __init__(self, root: Path, body: bytes, etag: str, gz_body: bytes, gz_etag: str) -> None:
         self.port = free_port()
         (root / "ceiling_body.json").write_bytes(body)
@@ -131,13 +136,16 @@ class CeilingProc:
 
     @property
     def url(self) -> str:
+        """The map path on the ceiling."""
         return f"http://127.0.0.1:{self.port}{MAP_PATH}"
 
     async def start(self, session: aiohttp.ClientSession) -> None:
+        """Start the ceiling and wait until it serves the map."""
         t0 = time.perf_counter()
         self.proc = spawn_logged(self.args, str(REPO), self.log_path)
         await wait_for_200(session, self.url, self.proc, self.log_path, t0, 20.0, 0.05, "ceiling server")
 
     def stop(self) -> None:
+        """Kill the ceiling."""
         if self.proc is not None:
             CLEANUP.kill_proc(self.proc, grace_s=3.0)

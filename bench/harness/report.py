@@ -33,10 +33,12 @@ class Table:
         self.verdicts: list[dict[str, Any]] = []
 
     def row(self, metric: str, value: str, target: str = "—", ok: bool | None = None) -> None:
+        """One row; ok None for a row without a target."""
         self.rows.append((metric, value, target, ok))
         self.verdicts.append({"metric": metric, "value": value, "target": target, "pass": ok})
 
     def markdown(self, title: str) -> str:
+        """The table under a title."""
         out = [title, "", "| metric | value | target | result |", "|---|---|---|---|"]
         for metric, value, target, ok in self.rows:
             out.append(f"| {metric} | {value.replace('|', '/')} | {target} | {_pf(ok)} |")
@@ -203,6 +205,7 @@ def big_table_for(res: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
 
 
 def big_health_ok(res: dict[str, Any]) -> bool | None:
+    """/health within its target during the adds, none failed (None: not measured)."""
     h = res.get("health_during_adds")
     if not h or h["max_ms"] is None:
         return None
@@ -277,6 +280,7 @@ def issue_table(results: dict[str, Any]) -> str:
 
 
 def machine_md(m: dict[str, Any], args: argparse.Namespace) -> str:
+    """The Machine section of the report."""
     loader = m["wrk"] if m["load_generator"] == "wrk" else "aiohttp client loop in the harness (fallback; wrk absent or --loader aiohttp)"
     return "\n".join([
         "## Machine",

@@ -17,6 +17,7 @@ def issue_applies(n: int) -> bool:
 
 
 def rss_ok(res: dict[str, Any]) -> bool:
+    """Peak RSS within the target."""
     return res["rss_max_mb"] <= RSS_MB
 
 
@@ -34,4 +35,5 @@ def edit_worst_ok(rebuild: dict[str, Any]) -> bool:
 
 
 def add_p95_ok(add: dict[str, Any]) -> bool:
+    """Add p95 within the target and every add succeeded."""
     return add["p95_ms"] is not None and add["p95_ms"] <= ADD_P95_MS and add["n"] == add["requests"]
