@@ -28,8 +28,9 @@ run: $(STAMP) data/catalogs/models.json
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-## Measure throughput, freshness, start time and memory (see bench/README.md).
+## Measure throughput, freshness, edits under load, adds, start time and memory (see bench/README.md).
 bench: $(STAMP)
+	$(PY) -m pytest -q bench/tests
 	$(PY) bench/run.py $(BENCH_ARGS)
 	$(PY) bench/event_cost.py
 	$(PY) bench/lost_updates.py --saves 2000 --runs 2

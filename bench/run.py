@@ -7,8 +7,9 @@ For each catalog size N it generates catalogs and a models folder, starts the se
 as a subprocess and measures: cold start to /ready, resident memory, map / 304 / gzip
 throughput against a minimal aiohttp "ceiling" server serving the same bytes
 (bench/ceiling.py), file-landing and catalog-edit freshness, POST add latency against a
-fake CivitAI, and the worst request latency during a full rebuild. Results go to
-bench/results/latest.json and bench/results/latest.md.
+fake CivitAI, memory by phase, and outside edits of models.json under load (time until
+visible, worst request meanwhile). With --big-catalog-mb it also runs the service on one
+huge catalog. Results go to bench/results/latest.json and bench/results/latest.md.
 
 Only the stdlib, aiohttp and orjson are used. Load is generated with `wrk` when it is
 installed, else with an aiohttp client loop in this process. Every subprocess runs in its
@@ -28,13 +29,16 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from harness.common import CLEANUP, HTTP_TIMEOUT_S, REPO, RESULTS_DIR, fs_type, log, machine_info
-from harness.load import Ctx, Loader
-from harness.measure import Bench
-from harness.processes import FakeCivitai
+from harness.bench import Ctx, SizeRun
+from harness.bigcatalog import BigCatalogRun
+from harness.common import CLEANUP, HTTP_TIMEOUT_S, REPO, RESULTS_DIR, fs_type, loadavg, log, machine_info
+from harness.fake_civitai import FakeCivitai
+from harness.load import Loader
 from harness.report import write_reports
 
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options, checked and completed with their defaults."""
     p = argparse.ArgumentParser(description="Benchmark the catalog service (see bench/README.md).")
     p.add_argument("--sizes", default=None, help="comma-separated catalog sizes (default 1000,10000,100000)")
     p.add_argument("--duration", type=float, default=None, help="seconds per load run (default 5; --quick: 2)")
@@ -51,7 +55,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--adds", type=int, default=50, help="sequential POST adds (default 50)")
     p.add_argument("--part-settle", type=float, default=0.5,
                    help="seconds between writing <file>.part and renaming it (default 0.5)")
-    p.add_argument("--rebuild-baseline", type=float, default=1.5, help="seconds of load before the rewrite")
+    p.add_argument("--rebuild-baseline", type=float, default=1.5, help="seconds of load before the first rewrite")
+    p.add_argument("--rebuild-trials", type=int, default=5,
+                   help="outside edits of models.json under load, at every size (default 5)")
+    p.add_argument("--phase-budget-s", type=float, default=60.0,
+                   help="the adds and the edits under load each stop starting new trials after this many seconds "
+                        "(at least 2 run; default 60), so a 1,000,000-entry run ends")
+    p.add_argument("--max-load-body-mb", type=float, default=100.0,
+                   help="skip the full-map throughput pair when the map is bigger (default 100): "
+                        "the ceiling would hold a copy per connection")
+    p.add_argument("--big-catalog-mb", type=float, default=0.0,
+                   help="also run the service on a models.json of about this many MB (e.g. 500; slow; default off)")
+    p.add_argument("--big-catalog-entries", type=int, default=10_000,
+                   help="entries in the big catalog (default 10000; long notes make up the size)")
+    p.add_argument("--big-adds", type=int, default=3, help="adds on the big catalog (default 3)")
     p.add_argument("--skip-freshness", action="store_true")
     p.add_argument("--skip-add", action="store_true")
     p.add_argument("--skip-rebuild", action="store_true")
@@ -86,6 +103,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--duration must be between 0.5 and 300 seconds")
     if not 1 <= args.fresh_trials <= 1000 or not 1 <= args.edit_trials <= 200 or not 0 <= args.adds <= 5000:
         p.error("trial counts out of range")
+    if not 1 <= args.rebuild_trials <= 100 or not 1 <= args.big_adds <= 100 or not 10 <= args.big_catalog_entries <= 1_000_000:
+        p.error("trial counts out of range")
+    if not 1 <= args.phase_budget_s <= 3600 or args.max_load_body_mb <= 0 or not 0 <= args.big_catalog_mb <= 10_000:
+        p.error("--phase-budget-s, --max-load-body-mb or --big-catalog-mb out of range")
     if not 1 <= args.conns <= 1024 or not 1 <= args.threads <= 64:
         p.error("--conns/--threads out of range")
     if args.models_tmpdir is None:
@@ -102,6 +123,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 async def amain(args: argparse.Namespace) -> int:
+    """Run every size (and the big catalog), write the reports; 1 when a run failed."""
     loop = asyncio.get_running_loop()
     me = asyncio.current_task()
     # Ctrl-C and SIGTERM both cancel the run; the finally blocks then kill children and remove temp folders.
@@ -138,15 +160,18 @@ async def amain(args: argparse.Namespace) -> int:
             connector=aiohttp.TCPConnector(limit=16),
         ) as session:
             ctx = Ctx(args, loader, fake, session, api_key, fresh_n, max(sizes), args.extra_env)
-            for n in sizes:
-                bench = Bench(ctx, n)
-                results[str(n)] = bench.res  # filled in as it goes, so an interrupted run still reports
+            runs: list[SizeRun] = [SizeRun(ctx, n) for n in sizes]
+            if args.big_catalog_mb:
+                runs.append(BigCatalogRun(ctx, args.big_catalog_entries))
+            for k, run in enumerate(runs):
+                results[run.label] = run.res  # filled in as it goes, so an interrupted run still reports
                 try:
-                    await bench.run()
+                    await run.run()
                 finally:
-                    write_reports(args, machine, results, started, fresh_n, partial=n != sizes[-1])
+                    write_reports(args, machine, results, started, fresh_n, partial=k != len(runs) - 1)
     finally:
         await fake.stop()
+    machine["loadavg_end"] = loadavg()
     md = write_reports(args, machine, results, started, fresh_n, partial=False)
     print()
     print(md)
@@ -157,6 +182,7 @@ async def amain(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; always clean up."""
     args = parse_args(argv)
     rc = 1
     try:

@@ -42,11 +42,15 @@ FRESH_POLL_S = 0.005
 FRESH_TIMEOUT_S = 10.0
 EDIT_TIMEOUT_S = 15.0
 REBUILD_VISIBLE_TIMEOUT_S = 90.0
+REBUILD_SETTLE_S = 1.0  # after a change is visible, before the next one
+HEALTH_POLL_S = 0.010  # /health is asked every 10 ms while something heavy happens
+MEMORY_SAMPLE_S = 0.100
 LOAD_MAX_REQUESTS = 5_000_000
 HTTP_TIMEOUT_S = 60.0
 
 
 def log(n: int | str | None, msg: str) -> None:
+    """Print a line, prefixed with the run it belongs to."""
     prefix = f"[{n}] " if n is not None else ""
     print(f"{prefix}{msg}", flush=True)
 
@@ -57,15 +61,18 @@ def log(n: int | str | None, msg: str) -> None:
 
 
 class Cleanup:
+    """The child processes and temp folders to remove at the end, whatever happens."""
     def __init__(self) -> None:
         self.procs: list[Any] = []  # subprocess.Popen or asyncio.subprocess.Process
         self.dirs: list[Path] = []
 
     def add_proc(self, proc: Any) -> Any:
+        """Register a child process for cleanup; returns it."""
         self.procs.append(proc)
         return proc
 
     def add_dir(self, path: Path) -> Path:
+        """Register a temp folder for removal; returns it."""
         self.dirs.append(path)
         return path
 
@@ -98,11 +105,13 @@ class Cleanup:
             self.procs.remove(proc)
 
     def remove_dir(self, path: Path) -> None:
+        """Remove a temp folder now."""
         shutil.rmtree(path, ignore_errors=True)
         if path in self.dirs:
             self.dirs.remove(path)
 
     def run(self) -> None:
+        """Kill every registered process group and remove every registered folder."""
         for proc in list(self.procs):
             try:
                 self.kill_proc(proc, grace_s=2.0)
@@ -152,6 +161,7 @@ atexit.register(CLEANUP.run)
 
 
 def free_port() -> int:
+    """A free TCP port on loopback."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -171,6 +181,7 @@ def percentile(values: list[float], q: float) -> float | None:
 
 
 def summarize_ms(values_s: list[float]) -> dict[str, Any]:
+    """n, p50, p95, max and min in milliseconds of durations in seconds."""
     ms = [v * 1000.0 for v in values_s]
     return {
         "n": len(ms),
@@ -223,6 +234,7 @@ def descendants(pid: int) -> list[int]:
 
 
 def tree_rss_kb(pid: int) -> int:
+    """VmRSS of a process and all its descendants, in kB."""
     total = read_proc_status(pid).get("VmRSS", 0)
     for child in descendants(pid):
         total += read_proc_status(child).get("VmRSS", 0)
@@ -248,6 +260,7 @@ def fs_type(path: Path) -> str:
 
 
 def machine_info(loader: str, tmp_root: Path) -> dict[str, Any]:
+    """Facts about the machine and the tools, for the report."""
     cpu_model = "unknown"
     try:
         with open("/proc/cpuinfo") as f:
@@ -290,11 +303,10 @@ def machine_info(loader: str, tmp_root: Path) -> dict[str, Any]:
         "wrk": wrk_version,
         "tmp_dir": str(tmp_root),
         "tmp_fs": fs_type(tmp_root),
+        "loadavg": loadavg(),
     }
 
 
-# --------------------------------------------------------------------------------------
-# Catalog generation
-# --------------------------------------------------------------------------------------
-
-# (dest, category name, share of models.json, file extension)
+def loadavg() -> str:
+    """The 1/5/15-minute load averages: how busy the shared cores were (others may be using them)."""
+    return " / ".join(f"{x:.2f}" for x in os.getloadavg())

@@ -1,18 +1,16 @@
-"""Load generation (wrk, or an aiohttp loop), latency probes, and the check of a full map against the truth."""
+"""Load: wrk or an aiohttp loop for throughput, and timed request loops for latency while something happens."""
 
-
-import argparse
 import asyncio
+import math
 import re
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from multidict import CIMultiDict
-from .common import CLEANUP, LOAD_MAX_REQUESTS, _r, percentile
-from .dataset import Truth
-from .processes import FakeCivitai
+
+from .common import CLEANUP, LOAD_MAX_REQUESTS, _r, percentile, summarize_ms
 
 _UNITS = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
 _TIME_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0, "m": 60000.0, "h": 3600000.0}
@@ -24,6 +22,7 @@ def _ms(text: str) -> float | None:
 
 
 def parse_wrk(out: str) -> dict[str, Any]:
+    """The numbers in wrk's output (requests/s, latency, errors)."""
     res: dict[str, Any] = {}
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
     res["rps"] = float(m.group(1)) if m else None
@@ -50,12 +49,14 @@ def parse_wrk(out: str) -> dict[str, Any]:
 
 
 class Loader:
+    """Throughput load: wrk when installed, else an aiohttp client loop."""
     def __init__(self, kind: str, threads: int, conns: int) -> None:
         self.kind = kind  # "wrk" or "aiohttp"
         self.threads = threads
         self.conns = conns
 
     async def run(self, url: str, headers: dict[str, str], duration: float) -> dict[str, Any]:
+        """Load url for `duration` seconds; requests/s, latency and errors."""
         if self.kind == "wrk":
             return await self._wrk(url, headers, duration)
         return await self._aiohttp(url, headers, duration)
@@ -126,83 +127,78 @@ class Loader:
         }
 
 
-# --------------------------------------------------------------------------------------
-# HTTP probes
-# --------------------------------------------------------------------------------------
+@dataclass(slots=True)
+class Sample:
+    """One timed request of a loop."""
+    kind: str
+    start: float
+    end: float
+    status: int  # -1: no answer
 
 
-@dataclass
-class Probe:
-    status: int
-    headers: CIMultiDict  # case-insensitive
-    body: bytes
-    seconds: float
+BodyHook = Callable[[Sample, bytes], None]
 
 
-async def probe(session: aiohttp.ClientSession, method: str, url: str, headers: dict[str, str] | None = None,
-                **kw: Any) -> Probe:
-    t = time.perf_counter()
-    async with session.request(method, url, headers=headers or {}, **kw) as r:
-        body = await r.read()
-        return Probe(r.status, CIMultiDict(r.headers), body, time.perf_counter() - t)
+class RequestLoops:
+    """Loops that each ask one URL again and again until stopped (back to back, or on an interval), timing each request."""
 
+    def __init__(self, session: aiohttp.ClientSession, headers: dict[str, str], max_samples: int = 200_000) -> None:
+        self.session = session
+        self.headers = headers
+        self.max_samples = max_samples
+        self.samples: list[Sample] = []
+        self._loops: list[tuple[str, str, float, BodyHook | None]] = []
+        self._tasks: list[asyncio.Task] = []
+        self._stop = asyncio.Event()
 
-def check_map(doc: Any, truth: list[Truth], extra_vids: int = 0) -> dict[str, Any]:
-    """Compare the full map with the generated ground truth."""
-    res: dict[str, Any] = {"ok": False}
-    if not isinstance(doc, dict) or not isinstance(doc.get("by_version"), dict):
-        res["problem"] = "body has no by_version object"
-        return res
-    bv = doc["by_version"]
-    bm = doc.get("by_model") if isinstance(doc.get("by_model"), dict) else {}
-    res["by_version_count"] = len(bv)
-    res["by_model_count"] = len(bm)
-    res["expected_versions"] = len(truth)
-    res["expected_models"] = len({t.mid for t in truth})
-    res["present_count"] = sum(1 for v in bv.values() if isinstance(v, dict) and v.get("status") == "present")
-    res["expected_present"] = sum(1 for t in truth if t.present)
-    mismatches: list[str] = []
-    n_bad = 0
-    for t in truth:
-        e = bv.get(str(t.vid))
-        problem = None
-        if not isinstance(e, dict):
-            problem = "missing from by_version"
-        elif e.get("status") != ("present" if t.present else "missing"):
-            problem = f"status {e.get('status')!r}, expected {'present' if t.present else 'missing'}"
-            if t.subdir:
-                problem += f" (file in subfolder {t.dest}/{t.subdir})"
-        elif e.get("file") != t.file or e.get("dest") != t.dest:
-            problem = f"file/dest {e.get('file')!r}/{e.get('dest')!r}"
-        elif e.get("civitai_model_id") not in (t.mid, str(t.mid)):
-            problem = f"civitai_model_id {e.get('civitai_model_id')!r}"
-        if problem:
-            n_bad += 1
-            if len(mismatches) < 5:
-                mismatches.append(f"vid {t.vid}: {problem}")
-    if bm:
-        missing_models = sum(1 for mid in {t.mid for t in truth} if str(mid) not in bm)
-        if missing_models:
-            n_bad += missing_models
-            mismatches.append(f"{missing_models} model ids missing from by_model")
-    res["mismatches"] = n_bad
-    res["mismatch_examples"] = mismatches
-    res["ok"] = n_bad == 0 and len(bv) == len(truth) + extra_vids
-    return res
+    def add(self, kind: str, url: str, interval_s: float = 0.0, on_body: BodyHook | None = None) -> None:
+        """One more loop (before the loops start); `on_body` sees every answer."""
+        self._loops.append((kind, url, interval_s, on_body))
 
+    async def _loop(self, kind: str, url: str, interval_s: float, on_body: BodyHook | None) -> None:
+        t0 = time.perf_counter()
+        k = 0
+        while not self._stop.is_set() and len(self.samples) < self.max_samples:
+            t = time.perf_counter()
+            status, body = -1, b""
+            try:
+                async with self.session.get(url, headers=self.headers) as r:
+                    body = await r.read()
+                    status = r.status
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+                pass
+            sample = Sample(kind, t, time.perf_counter(), status)
+            self.samples.append(sample)
+            if on_body is not None:
+                on_body(sample, body)
+            if interval_s > 0:
+                k = max(k + 1, math.ceil((sample.end - t0) / interval_s))
+                delay = t0 + k * interval_s - time.perf_counter()
+                if delay > 0:
+                    try:
+                        await asyncio.wait_for(self._stop.wait(), delay)
+                    except asyncio.TimeoutError:
+                        pass
 
-# --------------------------------------------------------------------------------------
-# The per-N benchmark
-# --------------------------------------------------------------------------------------
+    async def __aenter__(self) -> "RequestLoops":
+        self._tasks = [asyncio.create_task(self._loop(*spec)) for spec in self._loops]
+        return self
 
+    async def __aexit__(self, *exc: object) -> None:
+        self._stop.set()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
-@dataclass
-class Ctx:
-    args: argparse.Namespace
-    loader: Loader
-    fake: FakeCivitai
-    session: aiohttp.ClientSession
-    api_key: str
-    fresh_n: int
-    largest_n: int
-    extra_env: dict[str, str] = field(default_factory=dict)
+    @property
+    def running(self) -> bool:
+        """Whether every loop is still going."""
+        return all(not t.done() for t in self._tasks)
+
+    def window(self, t_from: float, t_to: float) -> list[Sample]:
+        """The requests in flight at some moment of [t_from, t_to]."""
+        return [s for s in self.samples if s.end >= t_from and s.start <= t_to]
+
+    @staticmethod
+    def stats(samples: list[Sample], kind: str | None = None) -> dict[str, Any]:
+        """Latency summary and error count of the samples (of one kind)."""
+        rows = [s for s in samples if kind is None or s.kind == kind]
+        return {**summarize_ms([s.end - s.start for s in rows]), "errors": sum(1 for s in rows if s.status != 200)}

@@ -1,8 +1,6 @@
-"""The processes a run starts: the service, the ceiling server, and a fake CivitAI for adds."""
-
+"""The processes a run starts: the service and the ceiling server, each in its own process group."""
 
 import asyncio
-import hashlib
 import os
 import signal
 import subprocess
@@ -12,97 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import orjson
-from aiohttp import web
-from .common import CEILING, CLEANUP, MAP_PATH, READY_POLL_S, REPO, SERVICE_ENV_KEYS, _killpg, _r, free_port, read_proc_status, tree_rss_kb
+
+from .common import CEILING, CLEANUP, MAP_PATH, READY_POLL_S, REPO, SERVICE_ENV_KEYS, _killpg, _r, free_port, read_proc_status
 from .dataset import Dataset
-
-class FakeCivitai:
-    def __init__(self) -> None:
-        self.port = 0
-        self.hits = 0
-        self.runner: web.AppRunner | None = None
-
-    def body(self, vid: int) -> dict[str, Any]:
-        mid = vid - 4_000_000 if vid > 4_000_000 else vid + 1
-        fid = vid + 500_000
-        base = f"http://127.0.0.1:{self.port}"
-        return {
-            "id": vid,
-            "modelId": mid,
-            "name": "v1.0",
-            "createdAt": "2026-11-20T10:00:00.000Z",
-            "updatedAt": "2026-11-20T10:00:00.000Z",
-            "status": "Published",
-            "baseModel": "SDXL 1.0",
-            "baseModelType": "Standard",
-            "description": None,
-            "trainedWords": [],
-            "usageControl": "Download",
-            "stats": {"downloadCount": 1234, "ratingCount": 0, "rating": 0, "thumbsUpCount": 56},
-            "model": {"name": f"Model {mid}", "type": "LORA", "nsfw": False, "poi": False},
-            "files": [
-                {
-                    "id": fid,
-                    "name": f"bench_{vid}.safetensors",
-                    "type": "Model",
-                    "primary": True,
-                    "sizeKB": 223000.5,
-                    "metadata": {"fp": "fp16", "size": "full", "format": "SafeTensor"},
-                    "pickleScanResult": "Success",
-                    "virusScanResult": "Success",
-                    "scannedAt": "2026-11-20T10:05:00.000Z",
-                    "hashes": {
-                        "AutoV2": hashlib.sha256(b"v%d" % vid).hexdigest()[:10].upper(),
-                        "SHA256": hashlib.sha256(b"v%d" % vid).hexdigest().upper(),
-                        "CRC32": "8F3A2B1C",
-                        "BLAKE3": hashlib.blake2b(b"v%d" % vid, digest_size=32).hexdigest().upper(),
-                    },
-                    "downloadUrl": f"{base}/api/download/models/{vid}",
-                }
-            ],
-            "images": [],
-            "downloadUrl": f"{base}/api/download/models/{vid}",
-        }
-
-    async def start(self) -> None:
-        async def version(request: web.Request) -> web.Response:
-            self.hits += 1
-            try:
-                vid = int(request.match_info["vid"])
-            except ValueError:
-                return web.json_response({"error": "Invalid id"}, status=400)
-            return web.Response(body=orjson.dumps(self.body(vid)), content_type="application/json")
-
-        async def other(request: web.Request) -> web.Response:
-            self.hits += 1
-            return web.json_response({"error": "Not found"}, status=404)
-
-        app = web.Application()
-        app.router.add_get("/api/v1/model-versions/{vid}", version)
-        app.router.add_route("*", "/{tail:.*}", other)
-        self.runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
-            self.runner = None
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
-# --------------------------------------------------------------------------------------
-# Subprocesses: the service and the ceiling server
-# --------------------------------------------------------------------------------------
 
 
 def tail(path: Path, n: int = 25) -> str:
+    """The last n lines of a log file ("" when it cannot be read)."""
     try:
         lines = path.read_text(errors="replace").splitlines()
     except OSError:
@@ -110,7 +24,39 @@ def tail(path: Path, n: int = 25) -> str:
     return "\n".join(lines[-n:])
 
 
+def spawn_logged(argv: list[str], cwd: str, log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """Start argv in its own session with stdout and stderr to log_path; registered for cleanup."""
+    with open(log_path, "wb") as logf:
+        return CLEANUP.add_proc(subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=logf,
+                                                 stderr=subprocess.STDOUT, start_new_session=True))
+
+
+async def wait_for_200(session: aiohttp.ClientSession, url: str, proc: subprocess.Popen, log_path: Path,
+                       t0: float, timeout_s: float, interval_s: float, what: str) -> float:
+    """Poll url on an interval grid from t0 until it answers 200; seconds from t0. Raises if proc exits or time runs out."""
+    deadline = t0 + timeout_s
+    k = 0
+    last = "no answer"
+    while time.perf_counter() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {proc.returncode} before ready; log tail:\n{tail(log_path)}")
+        try:
+            async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as r:
+                await r.read()
+                if r.status == 200:
+                    return time.perf_counter() - t0
+                last = f"HTTP {r.status}"
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+            last = type(e).__name__
+        k += 1
+        delay = t0 + k * interval_s - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+    raise RuntimeError(f"{what} not ready after {timeout_s:.0f} s (last: {last}); log tail:\n{tail(log_path)}")
+
+
 class ServiceProc:
+    """`python -m service` on a generated library, on a free loopback port, with a key of its own."""
     def __init__(self, ds: Dataset, api_key: str, civitai_url: str, extra_env: dict[str, str], cwd: str) -> None:
         self.port = free_port()
         self.cwd = cwd
@@ -132,64 +78,25 @@ class ServiceProc:
         self.env = env
         self.proc: subprocess.Popen | None = None
         self.t_spawn = 0.0
-        self.rss_samples_kb: list[int] = []
 
     @property
     def base(self) -> str:
+        """The service root URL."""
         return f"http://127.0.0.1:{self.port}"
 
     def spawn(self) -> None:
-        logf = open(self.log_path, "wb")
-        try:
-            self.t_spawn = time.perf_counter()
-            self.proc = CLEANUP.add_proc(
-                subprocess.Popen(
-                    [sys.executable, "-m", "service"],
-                    cwd=self.cwd,
-                    env=self.env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=logf,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            )
-        finally:
-            logf.close()
+        """Start the service in its own session, its output to service.log."""
+        self.t_spawn = time.perf_counter()
+        self.proc = spawn_logged([sys.executable, "-m", "service"], self.cwd, self.log_path, self.env)
 
     async def wait_ready(self, session: aiohttp.ClientSession, timeout_s: float) -> float:
         """Seconds from spawn until GET /ready answered 200 (polled every 20 ms)."""
         assert self.proc is not None
-        deadline = self.t_spawn + timeout_s
-        k = 0
-        last = "no answer"
-        while time.perf_counter() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"service exited with code {self.proc.returncode} before ready; log tail:\n{tail(self.log_path)}"
-                )
-            try:
-                async with session.get(self.base + "/ready", timeout=aiohttp.ClientTimeout(total=2)) as r:
-                    await r.read()
-                    if r.status == 200:
-                        return time.perf_counter() - self.t_spawn
-                    last = f"HTTP {r.status}"
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
-                last = type(e).__name__
-            k += 1
-            delay = self.t_spawn + k * READY_POLL_S - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-        raise RuntimeError(f"service not ready after {timeout_s:.0f} s (last: {last}); log tail:\n{tail(self.log_path)}")
-
-    def sample_rss(self) -> int:
-        if self.proc is None:
-            return 0
-        kb = tree_rss_kb(self.proc.pid)
-        if kb:
-            self.rss_samples_kb.append(kb)
-        return kb
+        return await wait_for_200(session, self.base + "/ready", self.proc, self.log_path, self.t_spawn, timeout_s,
+                                  READY_POLL_S, "service")
 
     def hwm_kb(self) -> int:
+        """VmHWM of the service process in kB (its children not included)."""
         return read_proc_status(self.proc.pid).get("VmHWM", 0) if self.proc else 0
 
     def stop(self) -> dict[str, Any]:
@@ -214,6 +121,7 @@ class ServiceProc:
 
 
 class CeilingProc:
+    """bench/ceiling.py serving the same bytes as the service: the upper bound for the throughput runs."""
     def __init__(self, root: Path, body: bytes, etag: str, gz_body: bytes, gz_etag: str) -> None:
         self.port = free_port()
         (root / "ceiling_body.json").write_bytes(body)
@@ -228,36 +136,16 @@ class CeilingProc:
 
     @property
     def url(self) -> str:
+        """The map path on the ceiling."""
         return f"http://127.0.0.1:{self.port}{MAP_PATH}"
 
     async def start(self, session: aiohttp.ClientSession) -> None:
-        logf = open(self.log_path, "wb")
-        try:
-            self.proc = CLEANUP.add_proc(
-                subprocess.Popen(self.args, cwd=str(REPO), stdin=subprocess.DEVNULL, stdout=logf,
-                                 stderr=subprocess.STDOUT, start_new_session=True)
-            )
-        finally:
-            logf.close()
-        deadline = time.perf_counter() + 20
-        while time.perf_counter() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"ceiling server exited: {tail(self.log_path)}")
-            try:
-                async with session.get(self.url, timeout=aiohttp.ClientTimeout(total=2)) as r:
-                    await r.read()
-                    if r.status == 200:
-                        return
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
-                pass
-            await asyncio.sleep(0.05)
-        raise RuntimeError("ceiling server did not start within 20 s")
+        """Start the ceiling and wait until it serves the map."""
+        t0 = time.perf_counter()
+        self.proc = spawn_logged(self.args, str(REPO), self.log_path)
+        await wait_for_200(session, self.url, self.proc, self.log_path, t0, 20.0, 0.05, "ceiling server")
 
     def stop(self) -> None:
+        """Kill the ceiling."""
         if self.proc is not None:
             CLEANUP.kill_proc(self.proc, grace_s=3.0)
-
-
-# --------------------------------------------------------------------------------------
-# Load generation: wrk, or an aiohttp client loop
-# --------------------------------------------------------------------------------------
