@@ -16,6 +16,7 @@ from .downloads import DownloadManager
 from .library import Library
 from .events import ChangeFeed, civitai_map_events, close_streams
 from .extra_paths import load_extra_model_paths
+from .hashes.hasher import Hasher
 from .middlewares import CorsPolicy, errors_middleware, guard_middleware
 from .mounts import network_paths
 from .mutations import CatalogEditor
@@ -23,7 +24,7 @@ from .openapi import openapi_json
 from .presence import FolderSource
 from .settings import Settings
 from .statuslog import StatusLog
-from .typedefs import CIVITAI, DOWNLOADS, EDITOR, FEED, LIBRARY, SETTINGS, UPDATES, WATCHER
+from .typedefs import CIVITAI, DOWNLOADS, EDITOR, FEED, HASHER, LIBRARY, SETTINGS, UPDATES, WATCHER
 from .views import (
     add_version,
     api_health,
@@ -33,6 +34,7 @@ from .views import (
     civitai_map,
     download_file,
     health,
+    import_library,
     list_downloads,
     model_updates,
     page,
@@ -88,6 +90,13 @@ def create_app(settings: Settings, api_key: str) -> web.Application:
     updates = UpdateChecker(civitai, settings.catalog_dir, library.index.catalogued_models, settings.update_check_interval_h)
     updates.listeners.append(lambda answer: feed.announce("updates", answer))
     app[UPDATES] = updates
+    app[HASHER] = None
+    if settings.hashing:
+        hasher = Hasher(
+            library, civitai, settings.catalog_dir, settle_s=settings.hash_settle_s, show_uncatalogued=settings.show_uncatalogued
+        )
+        library.disk_listeners.append(hasher.files_touched)
+        app[HASHER] = hasher
     app[WATCHER] = Watcher(
         library,
         settings.catalog_dir,
@@ -95,7 +104,7 @@ def create_app(settings: Settings, api_key: str) -> web.Application:
         polling=bool(settings.watch_force_polling),
         poll_interval_ms=settings.watch_poll_interval_ms,
     )
-    app.cleanup_ctx.extend([catalog_files_ctx, civitai_ctx, library_ctx, downloads_ctx, updates_ctx])
+    app.cleanup_ctx.extend([catalog_files_ctx, civitai_ctx, library_ctx, downloads_ctx, updates_ctx, hasher_ctx])
     app.router.add_get("/", page)
     app.router.add_get("/app.js", page_script)
     app.router.add_get("/health", health)
@@ -110,6 +119,7 @@ def create_app(settings: Settings, api_key: str) -> web.Application:
     app.router.add_get("/api/admin/downloads", list_downloads)
     app.router.add_delete("/api/admin/downloads/{job}", cancel_download)
     app.router.add_get("/api/admin/civitai/image/{image_id}", civitai_image)
+    app.router.add_post("/api/admin/library/import", import_library)
     app.router.add_get("/api/admin/models/updates", model_updates)
     app.router.add_post("/api/admin/models/updates/check", check_updates)
     app.router.add_get("/api/openapi.json", openapi_json)
@@ -155,6 +165,22 @@ async def updates_ctx(app: web.Application) -> AsyncIterator[None]:
         if running is not None and not running.done():
             running.cancel()
     await asyncio.gather(task, *([updates.running] if updates.running else []), return_exceptions=True)
+
+
+async def hasher_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Hash and identify model files in the background (HASHING=on); stopped at shutdown."""
+    hasher = app[HASHER]
+    if hasher is None:
+        yield
+        return
+    stop = asyncio.Event()
+    task = asyncio.create_task(hasher.run(stop), name="hashing")
+    yield
+    stop.set()
+    _done, pending = await asyncio.wait([task], timeout=STOP_TIMEOUT_S)
+    for running in pending:
+        running.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def library_ctx(app: web.Application) -> AsyncIterator[None]:

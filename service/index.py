@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import os
 import re
 import secrets
 import sys
@@ -21,12 +22,15 @@ from dataclasses import dataclass, field
 import orjson
 
 from .catalog import Doc, canonical_folder, iter_entries, version_id_of
+from .hashes.known import KnownHashes
 from .presence import Presence
 
 PRESENT = b'present"}'
 MISSING = b'missing"}'
 QUEUED = b'queued"}'
 DOWNLOADING = b'downloading"'
+UNAVAILABLE = b'unavailable"}'  # missing, and a root that could hold it is offline
+PRESENT_MISMATCH = b'present","hash_mismatch":true}'  # on disk, but not the bytes the entry's `hash` names
 PROGRESS_INTERVAL_S = 1.0
 _OPEN = b'{"by_version":{'
 _MIDDLE = b'},"by_model":'
@@ -61,7 +65,7 @@ class MapEntry:
     model_id: int | None
     file: str
     folder: str  # canonical logical folder, for presence
-    catalog: str
+    catalog: str  # "models" or "loras"; "" for a file identified on disk that no catalog lists
     head: bytes
     dest: str = ""  # the folder as the catalog writes it, for downloads
     sha256: str | None = None  # the entry's `hash`, when it is a SHA256
@@ -111,6 +115,13 @@ def extract_entries(doc: Doc, catalog: str) -> CatalogEntries:
             MapEntry(version_id, model_id, file, sys.intern(canonical_folder(dest)), catalog, head, dest, _sha256(entry), _size(entry))
         )
     return CatalogEntries(entries, unusable)
+
+
+def disk_entry(version_id: int, model_id: int | None, file: str, folder: str, name: str, base_model: str | None, sha256: str) -> MapEntry:
+    """A version identified on disk by its SHA256 that no catalog lists: `catalog: null`, always present."""
+    view = {"file": file, "dest": folder, "name": name, "base_model": base_model, "civitai_model_id": model_id, "catalog": None}
+    head = b'"%d":' % version_id + orjson.dumps(view)[:-1] + b',"status":"'
+    return MapEntry(version_id, model_id, file, sys.intern(folder), "", head, folder, sha256, None)
 
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
@@ -202,8 +213,12 @@ class MapSnapshot:
 class CivitaiIndex:
     """The live map. Owned by the event loop; every method runs there and never blocks."""
 
-    def __init__(self, presence: Presence) -> None:
+    def __init__(self, presence: Presence, hashes: KnownHashes | None = None) -> None:
         self.presence = presence
+        self.hashes = hashes if hashes is not None else KnownHashes()
+        self._by_sha256: dict[str, list[int]] = {}  # catalogued versions by their entry's `hash`
+        self._relinked: dict[str, set[int]] = {}  # file name on disk -> versions found there under another name
+        self._catalogued_models: dict[int, list[int]] | None = None  # when identified-only versions are in the map
         self._boot = secrets.token_hex(4)
         self._generation = 0
         self._layout = build_layout([])
@@ -219,22 +234,43 @@ class CivitaiIndex:
         return len(self._layout.entries)
 
     def entry(self, version_id: int) -> MapEntry | None:
-        """The map entry of a version, if catalogued."""
+        """The map entry of a catalogued version (not of one only identified on disk)."""
+        entry = self._layout.entries.get(version_id)
+        return entry if entry is not None and entry.catalog else None
+
+    def shown(self, version_id: int) -> MapEntry | None:
+        """The map entry of a version, catalogued or only identified on disk."""
         return self._layout.entries.get(version_id)
 
     def catalogued_models(self) -> dict[int, list[int]]:
         """Every catalogued CivitAI model id with its catalogued version ids (read-only)."""
-        return self._layout.by_model
+        return self._layout.by_model if self._catalogued_models is None else self._catalogued_models
 
     def versions_of_file(self, file: str) -> tuple[int, ...]:
         """The catalogued versions whose file has that name."""
-        return tuple(self._layout.by_file.get(file, ()))
+        entries = self._layout.entries
+        return tuple(v for v in self._layout.by_file.get(file, ()) if entries[v].catalog)
 
     def set_layout(self, layout: Layout) -> bool:
         """Swap in a new layout and fill every status from presence; publish when the body changed."""
         old_entries, old_status = self._layout.entries, self._status
         self._layout = layout
         self._status = {}
+        self._relinked = {}
+        by_sha256: dict[str, list[int]] = {}
+        disk_only = False
+        for version_id, entry in layout.entries.items():
+            if entry.sha256 is not None and entry.catalog:
+                by_sha256.setdefault(entry.sha256, []).append(version_id)
+            disk_only = disk_only or not entry.catalog
+        self._by_sha256 = by_sha256
+        self._catalogued_models = None
+        if disk_only:
+            self._catalogued_models = {
+                model_id: kept
+                for model_id, versions in layout.by_model.items()
+                if (kept := [v for v in versions if layout.entries[v].catalog])
+            }
         changes: Changes = {}
         for version_id, entry in layout.entries.items():
             slot = self._slot(entry)
@@ -254,19 +290,49 @@ class CivitaiIndex:
         changes: Changes = {}
         deferred: set[str] = set()
         for name in names:
-            for version_id in layout.by_file.get(name, ()):
-                slot = self._slot(layout.entries[version_id])
-                old = self._status.get(version_id)
-                if slot != old:
-                    if self._too_soon(version_id, old, slot):
-                        deferred.add(name)
-                        continue
-                    self._status[version_id] = slot
-                    layout.parts[layout.slots[version_id]] = slot
-                    changes[version_id] = status_name(slot)
+            for version_id in (*layout.by_file.get(name, ()), *self._relinked.get(name, ())):
+                if not self._recheck(version_id, changes):
+                    deferred.add(name)
         if deferred:
             self._later(deferred)
         return self._publish(changes)
+
+    def hashes_changed(self, paths: Iterable[str], hashes: Iterable[str], versions: Iterable[int] = ()) -> bool:
+        """Re-check what new facts about bytes on disk can move: versions whose file has one of those
+        names, whose entry's `hash` is one of those hashes, or which were identified anew."""
+        changes: Changes = {}
+        wanted = set(versions)
+        for path in paths:
+            name = os.path.basename(path)
+            wanted.update(self._layout.by_file.get(name, ()), self._relinked.get(name, ()))
+        for sha256 in hashes:
+            wanted.update(self._by_sha256.get(sha256, ()))
+        for version_id in wanted:
+            self._recheck(version_id, changes, throttle=False)
+        return self._publish(changes)
+
+    def refresh(self) -> bool:
+        """Re-check every version (a root went offline or came back)."""
+        changes: Changes = {}
+        for version_id in self._layout.entries:
+            self._recheck(version_id, changes, throttle=False)
+        return self._publish(changes)
+
+    def _recheck(self, version_id: int, changes: Changes, *, throttle: bool = True) -> bool:
+        """Work out one version's status again and note a change; False when held back by the throttle."""
+        layout = self._layout
+        entry = layout.entries.get(version_id)
+        if entry is None:
+            return True
+        slot = self._slot(entry)
+        old = self._status.get(version_id)
+        if slot != old:
+            if throttle and self._too_soon(version_id, old, slot):
+                return False
+            self._status[version_id] = slot
+            layout.parts[layout.slots[version_id]] = slot
+            changes[version_id] = status_name(slot)
+        return True
 
     def set_transfer(self, file: str, folder: str, transfer: Transfer | None) -> bool:
         """Say that a file is on its way into a logical folder (None: no longer); publish if a status moved."""
@@ -284,7 +350,12 @@ class CivitaiIndex:
         return self._status.get(version_id) if version_id in self._layout.entries else None
 
     def _slot(self, entry: MapEntry) -> bytes:
-        if self.presence.is_present(entry.file, entry.folder):
+        presence = self.presence
+        if presence.is_present(entry.file, entry.folder):
+            if entry.sha256 is not None and entry.catalog and self.hashes.by_path:
+                hashes = {self.hashes.by_path.get(path) for path in presence.paths_of(entry.file, entry.folder)}
+                if None not in hashes and entry.sha256 not in hashes:  # every copy hashed, none is the entry's
+                    return PRESENT_MISMATCH
             return PRESENT
         places = self._transfers.get(entry.file)
         if places:
@@ -292,10 +363,32 @@ class CivitaiIndex:
             for folder, transfer in places.items():
                 if folder == entry.folder or folder.startswith(prefix):
                     return transfer.slot()
-        elsewhere = self.presence.downloading(entry.file, entry.folder)  # another program's download
+        elsewhere = presence.downloading(entry.file, entry.folder)  # another program's download
         if elsewhere is not None:
             return Transfer("downloading", elsewhere, entry.size).slot()
+        relinked = self._found_elsewhere(entry)
+        if relinked is not None:
+            return relinked
+        if presence.offline and presence.could_be_offline(entry.folder):
+            return UNAVAILABLE
         return MISSING
+
+    def _found_elsewhere(self, entry: MapEntry) -> bytes | None:
+        """The slot of a catalogued version whose file is on disk under another name or folder:
+        the same SHA256 as its entry's `hash`, or a file CivitAI names as this version."""
+        hashes = self.hashes
+        if not hashes.by_path or not entry.catalog:
+            return None
+        paths = sorted(hashes.by_hash.get(entry.sha256, ())) if entry.sha256 is not None else []
+        paths += hashes.paths_of_version(entry.version_id)
+        for path in paths:
+            logical = self.presence.logical_of(path)
+            if logical is not None:
+                name = os.path.basename(path)
+                self._relinked.setdefault(name, set()).add(entry.version_id)
+                local_file = f"{logical}/{name}" if logical else name
+                return b'present","local_file":' + orjson.dumps(local_file) + b"}"
+        return None
 
     def _too_soon(self, version_id: int, old: bytes | None, new: bytes) -> bool:
         """Progress alone moves the map at most once a second per download, not once per chunk."""

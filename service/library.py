@@ -12,7 +12,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,6 +103,12 @@ class Library:
         self.reconcile_wanted = asyncio.Event()  # set when only a full rescan can be sure
         self.rewatch_wanted = asyncio.Event()  # set when the watcher must set up its watches again
         self._reconcile_lock = asyncio.Lock()  # one full rescan at a time: each swaps its whole scan in
+        self.disk_entries: list[MapEntry] = []  # versions identified on disk by hash that no catalog lists
+        self.disk_listeners: list[Callable[[set[str] | None], None]] = []  # told the file names that changed (None: all)
+        self._mount_roots: set[str] = set()  # roots that were mount points: not one any more means unmounted
+        # Roots that could be read at some point of this run: only those can go offline. A folder
+        # that was never there (an unused line of extra_model_paths.yaml) leaves its versions missing.
+        self._seen_roots: set[str] = set()
 
     def set_sources(self, sources: tuple[FolderSource, ...]) -> None:
         """Set the model folders (before `start`)."""
@@ -117,6 +123,7 @@ class Library:
     async def start(self) -> None:
         """First full build: both catalogs and a scan of every root."""
         started = time.perf_counter()
+        self._mount_roots = await asyncio.to_thread(lambda: {s.path for s in self.sources if os.path.ismount(s.path)})
         for name in CATALOG_NAMES:
             await self.reload_catalog(name, rebuild=False)
         async with self._catalog_lock:
@@ -176,6 +183,14 @@ class Library:
                 self._take(state, entries)
             await self._rebuild()
 
+    async def set_disk_entries(self, entries: list[MapEntry]) -> bool:
+        """Show these versions identified on disk (in no catalog) in the map; True if it changed."""
+        if [e.head for e in entries] == [e.head for e in self.disk_entries]:
+            return False
+        async with self._catalog_lock:
+            self.disk_entries = entries
+            return await self._rebuild()
+
     def _take(self, state: CatalogState, found: CatalogEntries) -> None:
         if found.unusable_ids and found.unusable_ids != state.unusable_ids:
             logger.warning(
@@ -198,7 +213,39 @@ class Library:
             # Through a symlinked folder a file has several paths, and an event names only one:
             # a rescan (coalesced, in the background) sets every other path straight.
             self.reconcile_wanted.set()
-        return self.index.files_changed(self.presence.apply(facts))
+        roots = {source.path: fact for fact in facts for source in self.sources if fact.path == source.path}
+        offline_moved = False
+        if roots:
+            offline = set(self.presence.offline)
+            for path, fact in roots.items():
+                if fact.kind == "dir" and not await asyncio.to_thread(self._unmounted, path):
+                    offline.discard(path)
+                    self._seen_roots.add(path)
+                elif path in self._seen_roots:
+                    offline.add(path)
+            offline_moved = self._set_offline(offline)
+        changed = self.presence.apply(facts)
+        self._tell_disk_listeners(changed | {os.path.basename(fact.path) for fact in facts if fact.kind == "file"})
+        moved = self.index.files_changed(changed)
+        return (self.index.refresh() if offline_moved else False) or moved
+
+    def _unmounted(self, root: str) -> bool:
+        """True when a root that was a mount point is not one now (the volume is gone, its empty mount point is left)."""
+        return root in self._mount_roots and not os.path.ismount(root)
+
+    def _set_offline(self, offline: set[str]) -> bool:
+        before = set(self.presence.offline)
+        if not self.presence.set_offline(offline):
+            return False
+        for path in sorted(self.presence.offline - before):
+            logger.warning("model folder %s is offline; versions that can only be there show as unavailable", path)
+        for path in sorted(before - self.presence.offline):
+            logger.info("model folder %s is back online", path)
+        return True
+
+    def _tell_disk_listeners(self, names: set[str] | None) -> None:
+        for listener in self.disk_listeners:
+            listener(names)
 
     async def reconcile(self) -> bool:
         """Re-read both catalogs and rescan every root: the safety net for events that never
@@ -232,10 +279,16 @@ class Library:
                 logger.warning("a model folder is missing or cannot be read: %s", path)
         self.unreadable = scan.unreadable
         self.links = scan.links
-        return self.index.files_changed(changed) or catalogs_moved
+        unmounted = await asyncio.to_thread(lambda: {root for root in self._mount_roots if self._unmounted(root)})
+        unreachable = set(scan.unreadable) | unmounted
+        self._seen_roots |= {source.path for source in self.sources} - unreachable
+        offline_moved = self._set_offline(unreachable & self._seen_roots)
+        self._tell_disk_listeners(None)
+        moved = self.index.files_changed(changed)
+        return (self.index.refresh() if offline_moved else False) or moved or catalogs_moved
 
     async def _rebuild(self) -> bool:
-        catalogs = [self.catalogs["loras"].entries, self.catalogs["models"].entries]
+        catalogs = [self.catalogs["loras"].entries, self.catalogs["models"].entries, self.disk_entries]
         layout = await asyncio.to_thread(build_layout, catalogs)
         return self.index.set_layout(layout)
 

@@ -264,6 +264,11 @@ def _choose_file(files: list[dict[str, Any]], version_id: int) -> dict[str, Any]
     )
 
 
+def display_name(model_name: str | None, version_name: str | None, base_model: str | None, fp: str | None = None) -> str:
+    """`<ModelName> <VersionName> [<BaseModel> <FP>]`, the version left out when it is the model's name."""
+    return _display_name(model_name, version_name, base_model, fp)
+
+
 def _display_name(model_name: str | None, version_name: str | None, base_model: str | None, fp: str | None) -> str:
     def folded(text: str | None) -> str:
         return " ".join((text or "").split()).casefold()

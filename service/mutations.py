@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from .catalog import (
     CATALOG_NAMES,
     Entry,
@@ -33,6 +35,7 @@ from .catalog import (
 )
 from .civitai import CivitaiClient
 from .errors import Conflict, Invalid, NotFound, ServiceError, Unavailable, UpstreamError
+from .filenames import check_file_name
 from .index import CatalogEntries, extract_entries
 from .library import Library
 from .mapping import MappedVersion, category_display_name, lora_category, version_to_entry
@@ -134,6 +137,54 @@ def plan_remove(readings: Readings, file: str, on_disk: Callable[[Entry], bool])
 
 
 @dataclass(frozen=True, slots=True)
+class ImportCandidate:
+    """A file on disk that CivitAI named a version for: where it is, and that version's body (JSON)."""
+
+    file: str
+    folder: str  # logical, as `dest` says it
+    version: bytes
+
+
+def plan_import(readings: Readings, candidates: tuple[ImportCandidate, ...], dry_run: bool) -> Plan:
+    """Add a models.json entry for each identified file no catalog lists, mapped as an add maps its
+    version, with the file's real name and folder. Say what was skipped and why."""
+    models = readings["models"].doc
+    added: list[Answer] = []
+    skipped: list[Answer] = []
+    taken: set[int] = set()
+    for candidate in candidates:
+        item: Answer = {"file": candidate.file, "dest": candidate.folder}
+        try:
+            body = orjson.loads(candidate.version)
+            item["version_id"] = body.get("id") if isinstance(body, dict) else None
+            check_file_name(candidate.file)
+            mapped = version_to_entry(body)
+        except (ServiceError, orjson.JSONDecodeError) as exc:
+            skipped.append({**item, "reason": "not_mappable", "detail": getattr(exc, "detail", "CivitAI's answer is not JSON")})
+            continue
+        if mapped.entry is None or mapped.category is None:
+            skipped.append({**item, "reason": "restricted", "detail": mapped.restricted_reason})
+            continue
+        entry = dict(mapped.entry, file=candidate.file, dest=candidate.folder)
+        version_id = entry["civitai_version_id"]
+        if version_id in taken:
+            skipped.append({**item, "reason": "another_file_of_this_version"})
+            continue
+        if any(find_version(readings[name].doc, version_id) for name in CATALOG_NAMES):
+            skipped.append({**item, "reason": "version_in_catalog"})
+            continue
+        if any(find_file(readings[name].doc, candidate.file, candidate.folder) for name in CATALOG_NAMES):
+            skipped.append({**item, "reason": "file_in_catalog"})
+            continue
+        taken.add(version_id)
+        if not dry_run:
+            add_entry(models, mapped.category, category_display_name(mapped.category), entry)
+        added.append({**item, "name": entry["name"], "category": mapped.category})
+    answer = {"status": "dry_run" if dry_run else "imported", "added": added, "skipped": skipped}
+    return Plan(answer, writes=("models",) if added and not dry_run else ())
+
+
+@dataclass(frozen=True, slots=True)
 class FileOnDisk:
     """Looks on disk now, so a file the watcher has not reported yet counts (picklable, unlike a closure)."""
 
@@ -186,6 +237,13 @@ class CatalogEditor:
         """Remove an entry from models.json when its file is not on disk."""
         answer = await self._transact(functools.partial(plan_remove, file=file, on_disk=FileOnDisk(self.library.sources, file)))
         logger.info("removed %s from models.json", file)
+        return answer
+
+    async def import_files(self, candidates: list[ImportCandidate], dry_run: bool) -> Answer:
+        """Catalog identified files that no catalog lists, in one transaction (or only say what would be)."""
+        answer = await self._transact(functools.partial(plan_import, candidates=tuple(candidates), dry_run=dry_run))
+        if not dry_run and answer["added"]:
+            logger.info("imported %d files into models.json (%d skipped)", len(answer["added"]), len(answer["skipped"]))
         return answer
 
     async def _transact(self, plan: Callable[[Readings], Plan]) -> Answer:

@@ -185,9 +185,34 @@ SCHEMAS: dict[str, Schema] = {
                 {
                     "configured": {"type": "integer", "minimum": 0, "description": "MODELS_DIR and the EXTRA_MODEL_PATHS folders."},
                     "missing_or_unreadable": {"type": "integer", "minimum": 0},
+                    "offline": {
+                        "type": "integer",
+                        "minimum": 0,
+                        "description": "Roots that cannot be read now (gone, or an unmounted volume): what only they could hold is `unavailable`.",
+                    },
                 }
             ),
+            "hashing": ref("HashProgress"),
         }
+    ),
+    "HashProgress": obj(
+        {
+            "state": {"type": "string", "enum": ["off", "starting", "hashing", "identifying", "idle"]},
+            "files_on_disk": {"type": "integer", "minimum": 0},
+            "files_hashed": {"type": "integer", "minimum": 0, "description": "Files with a known SHA256 (this run or an earlier one)."},
+            "files_to_hash": {"type": "integer", "minimum": 0},
+            "bytes_to_hash": {"type": "integer", "minimum": 0},
+            "bytes_hashed": {"type": "integer", "minimum": 0, "description": "Of `bytes_to_hash`, in this pass."},
+            "rate_mb_s": nullable("number", "Hashing speed in this pass, MB/s."),
+            "seconds_left": nullable("number", "At that speed."),
+            "identified": {"type": "integer", "minimum": 0, "description": "Files CivitAI named a version for."},
+            "unknown": {"type": "integer", "minimum": 0, "description": "Files CivitAI does not know (asked again after a day)."},
+            "waiting_for_lookup": {"type": "integer", "minimum": 0},
+            "civitai_calls": {"type": "integer", "minimum": 0},
+            "hashed_this_run": {"type": "integer", "minimum": 0},
+            "last_error": nullable("string", "Why the last lookup on CivitAI failed, until one succeeds."),
+        },
+        required=("state",),
     ),
     "CatalogState": obj(
         {
@@ -209,14 +234,23 @@ SCHEMAS: dict[str, Schema] = {
             "base_model": nullable("string"),
             "status": {
                 "type": "string",
-                "enum": ["present", "missing", "queued", "downloading"],
-                "description": "On disk; not on disk; waiting to download; downloading (with `dl_bytes`, `dl_total`). "
-                "Clients treat a status they do not know as catalogued.",
+                "enum": ["present", "missing", "queued", "downloading", "unavailable"],
+                "description": "On disk; not on disk; waiting to download; downloading (with `dl_bytes`, `dl_total`); not on "
+                "disk while a root that could hold it is offline. Clients treat a status they do not know as catalogued.",
             },
+            "local_file": string(
+                "Present under another name or folder: the file (folder/name) whose SHA256 is the entry's `hash`, or that "
+                "CivitAI names as this version."
+            ),
+            "hash_mismatch": {"type": "boolean", "description": "The file on disk is not the bytes the entry's `hash` names."},
             "dl_bytes": {"type": "integer", "minimum": 0, "description": "Bytes downloaded so far (only while `downloading`)."},
             "dl_total": nullable("integer", "The file's size when known (only while `downloading`)."),
             "civitai_model_id": nullable("integer"),
-            "catalog": {"type": "string", "enum": ["models", "loras"]},
+            "catalog": {
+                "type": ["string", "null"],
+                "enum": ["models", "loras", None],
+                "description": "null: a version identified on disk by its SHA256 that no catalog lists (SHOW_UNCATALOGUED).",
+            },
         },
         required=("file", "dest", "name", "base_model", "status", "civitai_model_id", "catalog"),
         closed=True,
@@ -362,6 +396,45 @@ SCHEMAS: dict[str, Schema] = {
         closed=True,
     ),
     "Downloads": obj({"downloads": {"type": "array", "items": ref("DownloadJob")}}, closed=True),
+    "ImportAnswer": obj(
+        {
+            "status": {"type": "string", "enum": ["imported", "dry_run"]},
+            "added": {
+                "type": "array",
+                "items": obj(
+                    {
+                        "file": string(),
+                        "dest": string(),
+                        "version_id": {"type": "integer"},
+                        "name": string(),
+                        "category": string(),
+                    }
+                ),
+            },
+            "skipped": {
+                "type": "array",
+                "items": obj(
+                    {
+                        "file": string(),
+                        "dest": string(),
+                        "version_id": nullable("integer"),
+                        "reason": string(
+                            "`version_in_catalog`, `file_in_catalog`, `another_file_of_this_version`, `restricted` or `not_mappable`."
+                        ),
+                        "detail": nullable("string"),
+                    }
+                ),
+            },
+            "not_identified": obj(
+                {
+                    "waiting_to_be_hashed": {"type": "integer", "minimum": 0},
+                    "waiting_for_civitai": {"type": "integer", "minimum": 0},
+                    "unknown_to_civitai": {"type": "integer", "minimum": 0},
+                }
+            ),
+        },
+        required=("status", "added", "skipped", "not_identified"),
+    ),
     "DownloadCancelled": obj(
         {"status": {"type": "string", "enum": ["cancelled", "removed"], "description": "`removed`: the job had ended and is forgotten."}, "job": string()},
         closed=True,
@@ -643,6 +716,32 @@ PATHS: dict[str, dict[str, Schema]] = {
             },
             description="Reads `GET /api/v1/images?imageId=` on CivitAI; resolves each resource by version id, else by hash.",
             parameters=[{"name": "image_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}],
+        )
+    },
+    "/api/admin/library/import": {
+        "post": operation(
+            "importLibrary",
+            "Catalog the model files identified on disk that no catalog lists",
+            {
+                "200": json_response("What was added (or, with dry_run, would be) and what was skipped, and why.", ref("ImportAnswer")),
+                "400": error("`dry_run` is not true or false (`bad_query`)."),
+                "401": UNAUTHORIZED,
+                "409": error("Hashing is off (`hashing_off`, HASHING=off); or " + CATALOG_BUSY["description"]),
+                "413": TOO_LARGE,
+                "415": UNSUPPORTED_MEDIA,
+                "503": NOT_READY,
+            },
+            description="Each file is mapped as an add maps its version (category, name, base model, hash, size), with the "
+            "file's real name and folder, into models.json, in one transaction. Takes no body.",
+            parameters=[
+                {
+                    "name": "dry_run",
+                    "in": "query",
+                    "required": False,
+                    "description": "true: change nothing, answer what would be added.",
+                    "schema": {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no", "on", "off"]},
+                }
+            ],
         )
     },
     "/api/admin/models/updates": {

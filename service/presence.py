@@ -221,6 +221,7 @@ class Presence:
         self._by_dir: dict[str, dict[str, str]] = {}
         # Downloads by other programs: final name -> physical dir -> (logical dir, bytes so far).
         self._partials: dict[str, dict[str, tuple[str, int]]] = {}
+        self.offline: set[str] = set()  # sources that cannot be read now (an unmounted volume, a folder gone)
 
     def __len__(self) -> int:
         return sum(len(names) for names in self._by_dir.values())
@@ -232,6 +233,36 @@ class Presence:
             return False
         prefix = folder + "/"
         return any(place == folder or place.startswith(prefix) for place in places.values())
+
+    def files(self) -> list[tuple[str, str]]:
+        """Every complete file: (physical path, logical folder)."""
+        return [(os.path.join(d, name), logical) for d, names in self._by_dir.items() for name, logical in names.items()]
+
+    def paths_of(self, name: str, folder: str) -> list[str]:
+        """Physical paths of the complete files of that name in that logical folder or below it."""
+        places = self._by_name.get(name)
+        if not places:
+            return []
+        prefix = folder + "/"
+        return [os.path.join(d, name) for d, place in places.items() if place == folder or place.startswith(prefix)]
+
+    def logical_of(self, path: str) -> str | None:
+        """The logical folder of a complete file known at that physical path, None when there is none."""
+        directory, name = os.path.split(path)
+        return self._by_dir.get(directory, {}).get(name)
+
+    def could_be_offline(self, folder: str) -> bool:
+        """True when a source that could hold that logical folder is offline."""
+        first = folder.partition("/")[0]
+        return any(source.path in self.offline and source.logical in ("", first) for source in self.sources)
+
+    def set_offline(self, paths: Iterable[str]) -> bool:
+        """Say which sources cannot be read now; True when that changed."""
+        offline = {source.path for source in self.sources} & set(paths)
+        if offline == self.offline:
+            return False
+        self.offline = offline
+        return True
 
     def holds_folder(self, top: str) -> bool:
         """True when complete files or other programs' downloads are known in this physical folder or below it."""

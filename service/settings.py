@@ -44,6 +44,9 @@ SETTINGS_HELP: tuple[tuple[str, str, str], ...] = (
     ("DOWNLOADS", "on", "on or off: downloads into MODELS_DIR"),
     ("DOWNLOAD_CONCURRENCY", "2", "downloads running at once"),
     ("UPDATE_CHECK_INTERVAL_H", "24", "hours between checks for newer versions (0: on demand only)"),
+    ("HASHING", "on", "on or off: hash model files in the background and identify them on CivitAI"),
+    ("HASH_SETTLE_S", "10", "seconds a new file must stay unchanged before it is hashed"),
+    ("SHOW_UNCATALOGUED", "on", "on or off: identified files in no catalog appear in the map with catalog null"),
 )
 
 
@@ -81,6 +84,9 @@ class Settings:
     downloads: bool = True
     download_concurrency: int = 2
     update_check_interval_h: float = 24.0
+    hashing: bool = True
+    hash_settle_s: float = 10.0
+    show_uncatalogued: bool = True
 
     def __post_init__(self) -> None:
         if isinstance(self.extra_model_paths, Path):  # one file given directly (tests, embedding code)
@@ -109,6 +115,7 @@ class Settings:
         _in_range("MAX_BODY_BYTES", self.max_body_bytes, 1024, 64 * 1024 * 1024, "bytes")
         _in_range("DOWNLOAD_CONCURRENCY", self.download_concurrency, 1, 16, "downloads")
         _in_range("UPDATE_CHECK_INTERVAL_H", self.update_check_interval_h, 0, 24 * 30, "hours")
+        _in_range("HASH_SETTLE_S", self.hash_settle_s, 0, 86_400, "seconds")
         if not self.host or any(c.isspace() for c in self.host) or len(self.host) > 253:
             raise ConfigError(f"HOST must be an address or a host name, not {self.host!r}.")
         for extension_id in self.cors_extension_ids:
@@ -154,6 +161,9 @@ class Settings:
             downloads=_switch(env, "DOWNLOADS", True),
             download_concurrency=_int(env, "DOWNLOAD_CONCURRENCY", 2),
             update_check_interval_h=_float(env, "UPDATE_CHECK_INTERVAL_H", 24.0),
+            hashing=_switch(env, "HASHING", True),
+            hash_settle_s=_float(env, "HASH_SETTLE_S", 10.0),
+            show_uncatalogued=_switch(env, "SHOW_UNCATALOGUED", True),
         )
 
 

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from .civitai.updates import UpdateChecker
     from .downloads import DownloadManager
     from .events import ChangeFeed
+    from .hashes.hasher import Hasher
     from .library import Library
     from .mutations import CatalogEditor
     from .settings import Settings
@@ -24,3 +25,4 @@ WATCHER: web.AppKey[Watcher] = web.AppKey("watcher")
 FEED: web.AppKey[ChangeFeed] = web.AppKey("feed")
 DOWNLOADS: web.AppKey[DownloadManager] = web.AppKey("downloads")
 UPDATES: web.AppKey[UpdateChecker] = web.AppKey("updates")
+HASHER: web.AppKey[Hasher | None] = web.AppKey("hasher")  # None with HASHING=off

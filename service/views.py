@@ -10,10 +10,11 @@ import orjson
 from aiohttp import web
 
 from . import __version__
-from .errors import Invalid, Unavailable
+from .errors import Conflict, Invalid, Unavailable
 from .middlewares import AUTHENTICATED
 from .civitai.images import image_resources
-from .typedefs import CIVITAI, DOWNLOADS, EDITOR, LIBRARY, UPDATES, WATCHER
+from .mutations import ImportCandidate
+from .typedefs import CIVITAI, DOWNLOADS, EDITOR, HASHER, LIBRARY, UPDATES, WATCHER
 
 MAX_POINT_IDS = 500
 JSON = "application/json"
@@ -49,7 +50,12 @@ async def ready(request: web.Request) -> web.Response:
         "index": {"state": "ready" if library.ready else "building", "versions": len(library.index), "files_on_disk": len(library.presence)},
         "watcher": {"state": watcher.state, "mode": watcher.mode},
         "catalogs": catalogs,
-        "model_folders": {"configured": len(library.sources), "missing_or_unreadable": len(library.unreadable)},
+        "model_folders": {
+            "configured": len(library.sources),
+            "missing_or_unreadable": len(library.unreadable),
+            "offline": len(library.presence.offline),
+        },
+        "hashing": hasher.progress.as_json() if (hasher := request.app[HASHER]) is not None else {"state": "off"},
     }
     status = HTTPStatus.OK if is_ready else HTTPStatus.SERVICE_UNAVAILABLE
     return web.Response(status=status, body=orjson.dumps(body), content_type=JSON, headers={"Cache-Control": "no-store"})
@@ -186,6 +192,34 @@ async def cancel_download(request: web.Request) -> web.Response:
     """Cancel a download and remove its partial file (or forget a finished job)."""
     answer = await request.app[DOWNLOADS].cancel(request.match_info["job"])
     return web.json_response(answer, dumps=_dumps)
+
+
+async def import_library(request: web.Request) -> web.Response:
+    """Catalog the files identified on disk that no catalog lists (?dry_run=true: only say what would be)."""
+    dry_run = _switch(request.query.get("dry_run", "false"), "dry_run")
+    hasher = request.app[HASHER]
+    if hasher is None:
+        raise Conflict("Hashing is off (HASHING=off), so no file is identified and none can be imported.", code="hashing_off")
+    if not request.app[LIBRARY].ready:
+        raise Unavailable("The index is still being built; try again in a moment.", code="not_ready", retry_after=1)
+    candidates = [ImportCandidate(item.file, item.folder, item.identity.version) for item in hasher.on_disk() if item.identity.version]
+    answer = await request.app[EDITOR].import_files(candidates, dry_run)
+    progress = hasher.progress
+    answer["not_identified"] = {
+        "waiting_to_be_hashed": progress.files_to_hash + max(0, progress.files_on_disk - progress.files_hashed - progress.files_to_hash),
+        "waiting_for_civitai": progress.waiting_for_lookup,
+        "unknown_to_civitai": progress.unknown,
+    }
+    return web.json_response(answer, dumps=_dumps)
+
+
+def _switch(raw: str, name: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"", "0", "false", "no", "off"}:
+        return False
+    raise Invalid(f"{name} must be true or false, not {raw!r}.", code="bad_query")
 
 
 async def model_updates(request: web.Request) -> web.Response:

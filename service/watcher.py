@@ -72,6 +72,10 @@ class Watcher:
         self.scan_mode: str | None = None  # why events were given up for timed rescans
         self.live = asyncio.Event()
         self.suspicious_batch = SMALLEST_SUSPICIOUS_BATCH  # set from the kernel's queue length in `run`
+        # What the next run of the watches catches up on: only the roots that went or came back,
+        # unless events may have been lost (then every root is rescanned).
+        self._changed_roots: set[str] = set()
+        self._full_catch_up = False
 
     @property
     def mode(self) -> str:
@@ -91,6 +95,7 @@ class Watcher:
             except Exception as exc:
                 self.state = "restarting"
                 self.live.clear()
+                self._full_catch_up = True
                 reason = _first_line(exc).lower()
                 if failures >= len(RESTART_DELAYS_S) or any(words in reason for words in HOPELESS):
                     self.scan_mode = _first_line(exc)
@@ -155,7 +160,11 @@ class Watcher:
             while changes.ag_await is None and not pending.done():
                 await asyncio.sleep(0)
             if not self.live.is_set() and self.library.ready:  # a restart: catch up on what happened meanwhile
-                if await self.library.reconcile():
+                roots, self._changed_roots = self._changed_roots, set()
+                full, self._full_catch_up = self._full_catch_up, False
+                if roots and not full:  # a volume unmounted or mounted again: look at it alone
+                    await self.library.paths_changed(sorted(roots))
+                elif await self.library.reconcile():
                     logger.info("the rescan found changes the file events had not shown")
             self.state = "running"
             self.live.set()
@@ -221,9 +230,9 @@ class Watcher:
             now = await asyncio.to_thread(_folder_identity, path)
             if now != was:
                 state = "is gone" if now is None else "appeared" if was is None else "was replaced"
-                logger.warning("model folder %s %s; watching again and rescanning", path, state)
-                self.library.rewatch_wanted.set()  # the next run of the watches rescans once they are set
-                return
+                logger.warning("model folder %s %s; watching again and rescanning it", path, state)
+                self._changed_roots.add(path)
+                self.library.rewatch_wanted.set()  # the next run of the watches rescans it once they are set
 
     async def watch_for_pauses(self, stop: asyncio.Event) -> None:
         """Notice that the whole process did not run for a while (stopped, swapped out, suspended):
@@ -246,6 +255,7 @@ class Watcher:
         for change, path in batch:
             if path in roots and (change == Change.deleted or not os.path.isdir(path)):  # its watch went with it
                 logger.warning("model folder %s was removed; watching again and rescanning", path)
+                self._changed_roots.add(path)
                 self.library.rewatch_wanted.set()
                 return
         whole_roots = {source.path for source in self.library.sources if not source.logical} & roots
@@ -260,6 +270,7 @@ class Watcher:
     def _events_lost(self, why: str) -> None:
         """Set the watches up again and rescan every root: events may have been lost, and with
         them the creation of folders that therefore have no watch."""
+        self._full_catch_up = True
         if self.library.rewatch_wanted.is_set():
             return  # already on its way
         logger.warning(

@@ -46,7 +46,8 @@ async def test_entries_are_present_under_any_root(start: StartClient, tmp_path: 
     statuses = {k: v["status"] for k, v in (await get_map(client))["by_version"].items()}
     assert statuses == {"1": "present", "2": "present", "3": "missing", "4": "missing"}
     ready = await (await client.get("/ready")).json()
-    assert ready["model_folders"] == {"configured": 7, "missing_or_unreadable": 4}  # models/checkpoints, Lora, LyCORIS, ESRGAN
+    # models/checkpoints, Lora, LyCORIS, ESRGAN: never there, so missing rather than offline
+    assert ready["model_folders"] == {"configured": 7, "missing_or_unreadable": 4, "offline": 0}
     assert ready["ready"] is True  # a missing extra root is reported, not fatal
     touch(pod / "models" / "unet" / "late.safetensors")  # extra roots are watched too
     touch(tmp_path / "relative" / "webui" / "models" / "Lora" / "c.safetensors")  # a root that appeared later

@@ -108,13 +108,43 @@ class CivitaiClient:
         self, origin_url: str, path: str, params: dict[str, str] | None, what: str, *, longest_wait_s: float, max_bytes: int = MAX_BODY_BYTES
     ) -> dict[str, Any]:
         """One GET through the rate-limit gate, its JSON object, or a domain error saying what went wrong."""
+        body = await self._request_json("GET", origin_url, path, params, None, what, longest_wait_s, max_bytes)
+        if not isinstance(body, dict):
+            raise UpstreamError(f"CivitAI answered with JSON that is not {what}.", code="upstream_bad_body")
+        return body
+
+    async def post_json_list(
+        self, origin_url: str, path: str, payload: Any, what: str, *, longest_wait_s: float = math.inf, max_bytes: int = MAX_LIST_BYTES
+    ) -> list[Any]:
+        """One POST of a JSON body through the rate-limit gate (background work: waits as long as it takes), its JSON array."""
+        body = await self._request_json("POST", origin_url, path, None, payload, what, longest_wait_s, max_bytes)
+        if not isinstance(body, list):
+            raise UpstreamError(f"CivitAI answered with JSON that is not a list of {what}.", code="upstream_bad_body")
+        return body
+
+    async def _request_json(
+        self,
+        method: str,
+        origin_url: str,
+        path: str,
+        params: dict[str, str] | None,
+        payload: Any,
+        what: str,
+        longest_wait_s: float,
+        max_bytes: int,
+    ) -> Any:
         if self._stopping:
             raise _stopping_error()
         if self._session is None:
             raise RuntimeError("CivitaiClient.open() was not called")
         await self.gate.wait(longest_wait_s)
+        headers = self.headers_for(origin_url)
+        data = None
+        if payload is not None:
+            data = orjson.dumps(payload)
+            headers["Content-Type"] = "application/json"
         try:
-            async with self._session.get(f"{origin_url}{path}", params=params, headers=self.headers_for(origin_url)) as response:
+            async with self._session.request(method, f"{origin_url}{path}", params=params, data=data, headers=headers) as response:
                 if response.status == 429:
                     self.gate.limited(parse_retry_after(response.headers.get("Retry-After")))
                     raise self.gate.refusal(self.gate.remaining())
@@ -130,12 +160,9 @@ class CivitaiClient:
             logger.warning("CivitAI request for %s failed: %s", what, type(exc).__name__)
             raise UpstreamError("CivitAI could not be reached; try again in a moment.", code="upstream_unreachable") from None
         try:
-            body = orjson.loads(raw)
+            return orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise UpstreamError("CivitAI answered with something that is not JSON.", code="upstream_bad_body") from None
-        if not isinstance(body, dict):
-            raise UpstreamError(f"CivitAI answered with JSON that is not {what}.", code="upstream_bad_body")
-        return body
 
 
 def _stopping_error() -> Unavailable:

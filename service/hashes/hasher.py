@@ -1,0 +1,394 @@
+"""Knowing every model on disk: hash complete files in the background, ask CivitAI what they are,
+and tell the map.
+
+One file is hashed at a time, in a worker thread of its own that runs at a lower CPU priority
+and reads in large blocks; nothing of it runs on the event loop. A file is hashed once: the
+store keys its SHA256 by (device, inode, size, mtime_ns). New files are hashed once they have
+not changed for `settle_s`. Hashes are identified 100 a call through the shared rate-limit gate;
+a hash CivitAI does not know is asked again after a day.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..civitai.client import CivitaiClient
+from ..errors import ServiceError
+from ..index import MapEntry, disk_entry
+from ..mapping import display_name
+from .digest import FileChanged, sha256_of
+from .lookup import BATCH, look_up
+from .store import STORE_NAME, FileKey, HashStore, Identity
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+REPORT_S = 10.0  # progress in the log this often while hashing
+LOOKUP_BACKOFF_S = (60.0, 300.0, 1800.0, 3600.0)  # after a failed lookup (CivitAI down, a bad answer)
+RECHECK_S = 3600.0  # unknown hashes whose day is up are looked at this often, with no file event
+NICENESS = 10  # the hashing thread's priority, below the event loop's
+
+
+@dataclass(slots=True)
+class HashProgress:
+    """What the hasher is doing, for /ready and the log."""
+
+    state: str = "starting"  # starting, hashing, identifying, idle, off
+    files_on_disk: int = 0
+    files_hashed: int = 0  # with a known SHA256, this run or an earlier one
+    files_to_hash: int = 0
+    bytes_to_hash: int = 0
+    bytes_hashed: int = 0  # this pass
+    rate_mb_s: float | None = None
+    seconds_left: float | None = None
+    identified: int = 0  # files CivitAI named a version for
+    unknown: int = 0  # files CivitAI does not know
+    waiting_for_lookup: int = 0
+    civitai_calls: int = 0
+    hashed_this_run: int = 0
+    last_error: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The progress as /ready shows it."""
+        answer = asdict(self)
+        if answer["rate_mb_s"] is not None:
+            answer["rate_mb_s"] = round(answer["rate_mb_s"], 1)
+        if answer["seconds_left"] is not None:
+            answer["seconds_left"] = round(answer["seconds_left"])
+        return answer
+
+
+@dataclass(frozen=True, slots=True)
+class OnDisk:
+    """A complete model file identified by its SHA256 as a CivitAI version."""
+
+    path: str
+    folder: str  # logical, as a catalog's `dest` would say it
+    file: str
+    identity: Identity
+
+
+class Hasher:
+    """The background job, and what it knows. Owned by the event loop."""
+
+    def __init__(self, library: Any, client: CivitaiClient, catalog_dir: Path, *, settle_s: float, show_uncatalogued: bool) -> None:
+        self.library = library
+        self.client = client
+        self.store = HashStore(catalog_dir / STORE_NAME)
+        self.known = library.index.hashes
+        self.settle_s = settle_s
+        self.show_uncatalogued = show_uncatalogued
+        self.progress = HashProgress()
+        self.identities: dict[str, Identity] = {}  # of the hashes of files on disk now
+        self._wanted = asyncio.Event()
+        self._everything = True  # the next pass looks at every file, not only the named ones
+        self._names: set[str] = set()
+        self._lookup_failures = 0
+        self._lookup_after = 0.0
+        self._db = ThreadPoolExecutor(1, thread_name_prefix="hash-store")
+        self._reader = ThreadPoolExecutor(1, thread_name_prefix="hashing", initializer=_lower_priority)
+
+    def files_touched(self, names: Iterable[str] | None) -> None:
+        """Presence saw these file names change (None: a full rescan ran); hash what is new."""
+        if names is None:
+            self._everything = True
+        else:
+            self._names.update(names)
+        self._wanted.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Open the store, then hash and identify whatever presence finds, until `stop`."""
+        try:
+            await self._in_db(self.store.open)
+            while not self.library.ready:
+                if await _stopped(stop, 0.1):
+                    return
+            while not stop.is_set():
+                wait = await self._pass(stop)
+                self.progress.state = "idle"
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(_first_of(stop, self._wanted), wait)
+                if not stop.is_set():
+                    await _stopped(stop, 0.2)  # a burst of file events arrives as several batches
+        finally:
+            self._reader.shutdown(wait=False, cancel_futures=True)
+            with contextlib.suppress(Exception):
+                await self._in_db(self.store.close)
+            self._db.shutdown(wait=False)
+
+    async def _pass(self, stop: asyncio.Event) -> float:
+        """Look at the files presence knows (all, or those with changed names); hash, identify, tell
+        the map. Returns how long to wait before the next pass without a file event."""
+        self._wanted.clear()
+        everything, names = self._everything, self._names
+        self._everything, self._names = False, set()
+        presence = self.library.presence
+        files = presence.files()
+        wanted = files if everything else [(path, logical) for path, logical in files if os.path.basename(path) in names]
+        keys, gone = await asyncio.to_thread(_stat_all, [path for path, _ in wanted])
+        on_disk = {path for path, _ in files}
+        stale = [path for path in self.known.by_path if path not in on_disk or path in gone]
+        hashes = await self._in_db(self.store.known_hashes, keys)
+        changed_paths: set[str] = set()
+        changed_hashes: set[str] = set()
+        for path in stale:
+            old = self.known.drop_path(path)
+            if old is not None:
+                changed_paths.add(path)
+        for key in keys:
+            sha256 = hashes.get(key.path)
+            before = self.known.by_path.get(key.path)
+            if sha256 == before:
+                continue
+            if sha256 is None:
+                self.known.drop_path(key.path)  # changed since it was hashed
+            else:
+                self.known.set_hash(key.path, sha256)
+            changed_paths.add(key.path)
+            changed_hashes.update(h for h in (before, sha256) if h is not None)
+        await self._learn_identities(set(self.known.by_hash), changed_paths, changed_hashes)
+        now = time.time()
+        todo = [key for key in keys if key.path not in hashes and now - key.mtime_ns / 1e9 >= self.settle_s]
+        unsettled = [key for key in keys if key.path not in hashes and now - key.mtime_ns / 1e9 < self.settle_s]
+        if unsettled:
+            self._names.update(os.path.basename(key.path) for key in unsettled)
+        await self._hash_all(todo, stop)
+        await self._identify(stop)
+        self._count()
+        waits = [RECHECK_S]
+        if unsettled:
+            waits.append(self.settle_s)
+        if self.progress.waiting_for_lookup:
+            waits.append(max(1.0, self._lookup_after - time.time()))
+        return min(waits)
+
+    async def _hash_all(self, todo: list[FileKey], stop: asyncio.Event) -> None:
+        if not todo:
+            return
+        progress = self.progress
+        progress.state = "hashing"
+        progress.files_to_hash = len(todo)
+        progress.bytes_to_hash = sum(key.size for key in todo)
+        progress.bytes_hashed = 0
+        logger.info("hashing %d model files (%.1f GB) to identify them", len(todo), progress.bytes_to_hash / 1e9)
+        started = time.monotonic()
+        reported = started
+        counter = [0]
+        done_before = 0
+        for key in sorted(todo, key=lambda k: k.path):
+            if stop.is_set():
+                return
+            try:
+                job = asyncio.get_running_loop().run_in_executor(self._reader, sha256_of, key, counter)
+                while True:
+                    try:
+                        sha256 = await asyncio.wait_for(asyncio.shield(job), REPORT_S)
+                        break
+                    except TimeoutError:
+                        reported = self._report(started, done_before + counter[0], reported)
+            except FileChanged:
+                self._names.add(os.path.basename(key.path))  # still being written: later
+                continue
+            except OSError as exc:
+                logger.warning("cannot hash %s: %s", key.path, exc.strerror or exc)
+                continue
+            done_before += key.size
+            counter[0] = 0
+            progress.files_to_hash -= 1
+            progress.hashed_this_run += 1
+            await self._in_db(self.store.remember_hash, key, sha256)
+            old = self.known.set_hash(key.path, sha256)
+            await self._learn_identities({sha256}, {key.path}, {sha256} | ({old} if old else set()))
+            reported = self._report(started, done_before, reported)
+            if self.progress.waiting_for_lookup >= BATCH:
+                await self._identify(stop)
+                progress.state = "hashing"
+        elapsed = time.monotonic() - started
+        logger.info(
+            "hashed %d files (%.1f GB) in %.1f s (%.0f MB/s)",
+            progress.hashed_this_run,
+            done_before / 1e9,
+            elapsed,
+            done_before / 1e6 / elapsed if elapsed > 0 else 0.0,
+        )
+        progress.files_to_hash = 0
+        progress.bytes_to_hash = 0
+        progress.rate_mb_s = progress.seconds_left = None
+
+    def _report(self, started: float, done: int, reported: float) -> float:
+        """Update the rate and time left; log them every REPORT_S."""
+        progress = self.progress
+        progress.bytes_hashed = done
+        now = time.monotonic()
+        elapsed = now - started
+        if elapsed > 0.5 and done:
+            rate = done / elapsed
+            progress.rate_mb_s = rate / 1e6
+            progress.seconds_left = max(0.0, progress.bytes_to_hash - done) / rate
+        if now - reported < REPORT_S:
+            return reported
+        logger.info(
+            "hashing model files: %d left, %.1f of %.1f GB, %.0f MB/s, about %s left",
+            progress.files_to_hash,
+            done / 1e9,
+            progress.bytes_to_hash / 1e9,
+            progress.rate_mb_s or 0.0,
+            _duration(progress.seconds_left),
+        )
+        return now
+
+    async def _learn_identities(self, hashes: set[str], paths: set[str], changed: set[str]) -> None:
+        """Load what the store knows of these hashes, and tell the map what moved."""
+        new = hashes - self.identities.keys()
+        if new:
+            self.identities.update(await self._in_db(self.store.identities, sorted(new)))
+        versions = self._apply_versions(hashes | changed)
+        if paths or changed or versions:
+            self.library.index.hashes_changed(paths, changed, versions)
+        if versions or paths:
+            await self._publish_disk_entries()
+
+    def _apply_versions(self, hashes: Iterable[str]) -> set[int]:
+        moved: set[int] = set()
+        for sha256 in hashes:
+            identity = self.identities.get(sha256) if sha256 in self.known.by_hash else None
+            old = self.known.version_of.get(sha256)
+            version_id = identity.version_id if identity is not None else None
+            if self.known.set_version(sha256, version_id):
+                moved.update(v for v in (old, version_id) if v is not None)
+        return moved
+
+    async def _identify(self, stop: asyncio.Event) -> None:
+        """Ask CivitAI about hashes never asked, and unknown ones whose day is up; 100 a call."""
+        now = time.time()
+        pending = sorted(
+            sha256
+            for sha256 in self.known.by_hash
+            if (identity := self.identities.get(sha256)) is None or (not identity.known and (identity.retry_at or 0) <= now)
+        )
+        self.progress.waiting_for_lookup = len(pending)
+        if not pending or now < self._lookup_after:
+            return
+        self.progress.state = "identifying"
+        for start in range(0, len(pending), BATCH):
+            if stop.is_set():
+                return
+            batch = pending[start : start + BATCH]
+            try:
+                found, calls = await look_up(self.client, batch)
+            except ServiceError as exc:
+                delay = LOOKUP_BACKOFF_S[min(self._lookup_failures, len(LOOKUP_BACKOFF_S) - 1)]
+                self._lookup_failures += 1
+                self._lookup_after = time.time() + delay
+                self.progress.last_error = exc.detail
+                logger.warning("identifying files by hash failed: %s; trying again in %s", exc.detail, _duration(delay))
+                return
+            self._lookup_failures = 0
+            self.progress.last_error = None
+            self.progress.civitai_calls += calls
+            await self._in_db(self.store.remember_identities, list(found.values()))
+            self.identities.update(found)
+            self.progress.waiting_for_lookup = max(0, self.progress.waiting_for_lookup - len(batch))
+            named = sum(1 for identity in found.values() if identity.known)
+            logger.info("identified %d of %d files by hash on CivitAI (%d call%s)", named, len(batch), calls, "" if calls == 1 else "s")
+            versions = self._apply_versions(found)
+            paths = {path for sha256 in found for path in self.known.by_hash.get(sha256, ())}
+            self.library.index.hashes_changed(paths, set(found), versions)
+            await self._publish_disk_entries()
+
+    def on_disk(self) -> list[OnDisk]:
+        """Complete files identified as CivitAI versions, in path order."""
+        presence = self.library.presence
+        found: list[OnDisk] = []
+        for path, sha256 in sorted(self.known.by_path.items()):
+            identity = self.identities.get(sha256)
+            logical = presence.logical_of(path)
+            if identity is not None and identity.known and logical is not None:
+                found.append(OnDisk(path, logical, os.path.basename(path), identity))
+        return found
+
+    async def _publish_disk_entries(self) -> None:
+        """Show identified versions no catalog lists in the map (unless turned off)."""
+        if not self.show_uncatalogued:
+            return
+        entries: dict[int, MapEntry] = {}
+        for item in self.on_disk():
+            identity = item.identity
+            assert identity.version_id is not None
+            if identity.version_id in entries:
+                continue
+            name = display_name(identity.model_name, identity.version_name, identity.base_model) or item.file
+            entries[identity.version_id] = disk_entry(
+                identity.version_id, identity.model_id, item.file, item.folder, name, identity.base_model, identity.sha256
+            )
+        await self.library.set_disk_entries(list(entries.values()))
+
+    def _count(self) -> None:
+        progress = self.progress
+        progress.files_on_disk = len(self.library.presence)
+        progress.files_hashed = len(self.known.by_path)
+        identified = unknown = 0
+        for sha256, paths in self.known.by_hash.items():
+            identity = self.identities.get(sha256)
+            if identity is not None:
+                if identity.known:
+                    identified += len(paths)
+                else:
+                    unknown += len(paths)
+        progress.identified, progress.unknown = identified, unknown
+
+    async def _in_db(self, function: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._db, function, *args)
+
+
+def _stat_all(paths: list[str]) -> tuple[list[FileKey], set[str]]:
+    """Keys of the files that are there, and the paths that are not."""
+    keys: list[FileKey] = []
+    gone: set[str] = set()
+    for path in paths:
+        try:
+            keys.append(FileKey.of(path, os.stat(path)))
+        except OSError:
+            gone.add(path)
+    return keys, gone
+
+
+def _lower_priority() -> None:
+    """Run the hashing thread below the event loop's priority (Linux: per thread)."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICENESS)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "an unknown time"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+async def _first_of(stop: asyncio.Event, wanted: asyncio.Event) -> None:
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wanted.wait())]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+async def _stopped(stop: asyncio.Event, seconds: float) -> bool:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+    return stop.is_set()

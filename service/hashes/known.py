@@ -1,0 +1,64 @@
+"""What the map knows of the bytes on disk: SHA256 by path, and the CivitAI version of each hash.
+
+Owned by the event loop; filled by the hasher, read by the index for every status it works out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class KnownHashes:
+    """SHA256 of hashed files, and which of those hashes CivitAI named a version for."""
+
+    by_path: dict[str, str] = field(default_factory=dict)  # physical path -> sha256
+    by_hash: dict[str, set[str]] = field(default_factory=dict)  # sha256 -> physical paths
+    version_of: dict[str, int] = field(default_factory=dict)  # sha256 -> CivitAI version id
+    by_version: dict[int, set[str]] = field(default_factory=dict)  # version id -> sha256s
+
+    def set_hash(self, path: str, sha256: str) -> str | None:
+        """Record a file's SHA256; returns the hash it had before, if another."""
+        old = self.by_path.get(path)
+        if old == sha256:
+            return None
+        if old is not None:
+            self._unlink(path, old)
+        self.by_path[path] = sha256
+        self.by_hash.setdefault(sha256, set()).add(path)
+        return old
+
+    def drop_path(self, path: str) -> str | None:
+        """Forget a file (gone, or changed since it was hashed); returns its old hash."""
+        old = self.by_path.pop(path, None)
+        if old is not None:
+            self._unlink(path, old)
+        return old
+
+    def set_version(self, sha256: str, version_id: int | None) -> bool:
+        """Record which version CivitAI named for a hash (None: none); True when that changed."""
+        old = self.version_of.get(sha256)
+        if old == version_id:
+            return False
+        if old is not None:
+            hashes = self.by_version.get(old)
+            if hashes is not None:
+                hashes.discard(sha256)
+                if not hashes:
+                    del self.by_version[old]
+            del self.version_of[sha256]
+        if version_id is not None:
+            self.version_of[sha256] = version_id
+            self.by_version.setdefault(version_id, set()).add(sha256)
+        return True
+
+    def paths_of_version(self, version_id: int) -> list[str]:
+        """Files on disk whose hash CivitAI says is this version."""
+        return sorted(path for sha256 in self.by_version.get(version_id, ()) for path in self.by_hash.get(sha256, ()))
+
+    def _unlink(self, path: str, sha256: str) -> None:
+        paths = self.by_hash.get(sha256)
+        if paths is not None:
+            paths.discard(path)
+            if not paths:
+                del self.by_hash[sha256]

@@ -1,0 +1,109 @@
+"""Asking CivitAI which version a SHA256 belongs to: 100 hashes a call, one at a time as a fallback.
+
+`POST /api/v1/model-versions/by-hash` takes a JSON array of up to 100 SHA256 values and answers
+the versions it knows, each with its files and their hashes; a hash it does not know is simply
+absent. `GET /api/v1/model-versions/by-hash/{hash}` answers one version, or 404.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from ..civitai.client import CivitaiClient
+from ..errors import NotFound, Unavailable, UpstreamError
+from .store import Identity
+
+logger = logging.getLogger(__name__)
+
+BATCH = 100
+RATE_LIMITED_TRIES = 5  # a batch refused with 429 is sent again after Retry-After, this many times at most
+UNKNOWN_RETRY_S = 24 * 3600.0  # an unknown hash is asked again after a day, not at every start
+# What an import needs of a version to map it as an add would; images and descriptions are left out.
+_KEPT_FIELDS = ("id", "modelId", "name", "baseModel", "trainedWords", "availability", "usageControl", "status")
+
+
+def identities_from_versions(versions: Iterable[Any], asked: Iterable[str], now: float) -> dict[str, Identity]:
+    """CivitAI's version bodies as identities of the hashes asked; asked but unanswered is unknown."""
+    wanted = {sha256.lower() for sha256 in asked}
+    found: dict[str, Identity] = {}
+    for version in versions:
+        if not isinstance(version, dict):
+            continue
+        for file in version.get("files") or ():
+            if not isinstance(file, dict) or not isinstance(file.get("hashes"), dict):
+                continue
+            sha256 = file["hashes"].get("SHA256")
+            if isinstance(sha256, str) and sha256.lower() in wanted and sha256.lower() not in found:
+                identity = identity_of(version, file, sha256.lower(), now)
+                if identity is not None:
+                    found[identity.sha256] = identity
+    for sha256 in wanted - found.keys():
+        found[sha256] = Identity(sha256, checked_at=now, retry_at=now + UNKNOWN_RETRY_S)
+    return found
+
+
+def identity_of(version: dict[str, Any], file: dict[str, Any], sha256: str, now: float) -> Identity | None:
+    """One file of a CivitAI version as the identity of its SHA256; None when the body is not a version."""
+    version_id, model_id = version.get("id"), version.get("modelId")
+    if type(version_id) is not int or version_id <= 0 or (model_id is not None and (type(model_id) is not int or model_id <= 0)):
+        return None
+    model = version.get("model") if isinstance(version.get("model"), dict) else {}
+    trimmed = {key: version[key] for key in _KEPT_FIELDS if key in version}
+    trimmed["model"] = {key: model[key] for key in ("name", "type") if key in model}
+    trimmed["files"] = [file]  # the file on disk: an import maps this one, whatever CivitAI calls primary
+    return Identity(
+        sha256,
+        version_id,
+        model_id,
+        _text(model.get("name")),
+        _text(version.get("name")),
+        _text(model.get("type")),
+        _text(version.get("baseModel")),
+        orjson.dumps(trimmed),
+        now,
+        None,
+    )
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+async def look_up(client: CivitaiClient, hashes: list[str]) -> tuple[dict[str, Identity], int]:
+    """Identify up to BATCH hashes: one batch call, or one call each when the batch call is refused.
+    Returns the identities and the number of calls made. Raises only when CivitAI is unusable now."""
+    now = time.time()
+    calls = 0
+    try:
+        while True:
+            calls += 1
+            try:
+                versions = await client.post_json_list(
+                    client.base_url, "/api/v1/model-versions/by-hash", [h.upper() for h in hashes], f"{len(hashes)} hashes"
+                )
+                return identities_from_versions(versions, hashes, now), calls
+            except Unavailable as exc:  # 429: the shared gate now holds every call until Retry-After
+                if exc.code != "civitai_rate_limited" or calls >= RATE_LIMITED_TRIES:
+                    raise
+    except (NotFound, UpstreamError) as exc:
+        if not isinstance(exc, NotFound) and exc.code != "civitai_unexpected_status":
+            raise
+        # an origin without the batch call (404, 405): ask one by one
+        logger.info("CivitAI has no batch lookup by hash here; asking hash by hash")
+    found: dict[str, Identity] = {}
+    for sha256 in hashes:
+        calls += 1
+        try:
+            version = await client.get_json(
+                client.base_url, f"/api/v1/model-versions/by-hash/{sha256.upper()}", None, "a version by hash", longest_wait_s=float("inf")
+            )
+        except NotFound:
+            found[sha256] = Identity(sha256, checked_at=now, retry_at=now + UNKNOWN_RETRY_S)
+            continue
+        found.update(identities_from_versions([version], [sha256], now))
+    return found, calls

@@ -1,0 +1,45 @@
+"""CivitAI's by-hash answers turned into identities: the file matched by hash, unknown hashes
+marked for a retry a day later, and what an import keeps of a version."""
+
+from __future__ import annotations
+
+import orjson
+
+from service.hashes.lookup import UNKNOWN_RETRY_S, identities_from_versions
+
+from ..helpers import lora_version
+
+SHA = "ab" * 32
+OTHER = "cd" * 32
+
+
+def version_with(sha256: str, version_id: int = 7) -> dict:
+    body = lora_version(version_id, model_id=70)
+    body["files"].insert(0, {"id": 1, "name": "training.zip", "type": "Training Data", "hashes": {"SHA256": "EF" * 32}})
+    body["files"][1]["hashes"] = {"SHA256": sha256.upper()}
+    body["images"] = [{"url": "https://image.civitai.com/x.jpeg"}]
+    body["description"] = "<p>long</p>"
+    return body
+
+
+def test_a_known_hash_names_its_version_and_keeps_only_its_file() -> None:
+    found = identities_from_versions([version_with(SHA)], [SHA, OTHER], now=100.0)
+    identity = found[SHA]
+    assert (identity.version_id, identity.model_id, identity.model_name, identity.version_name) == (7, 70, "Lora 70", "v7")
+    assert (identity.model_type, identity.base_model, identity.retry_at) == ("LORA", "SDXL 1.0", None)
+    kept = orjson.loads(identity.version or b"")
+    assert [f["name"] for f in kept["files"]] == ["lora_7.safetensors"], "the file on disk, not CivitAI's first file"
+    assert "images" not in kept and "description" not in kept
+    assert kept["model"] == {"name": "Lora 70", "type": "LORA"}
+
+
+def test_an_unanswered_hash_is_unknown_and_asked_again_after_a_day() -> None:
+    found = identities_from_versions([], [OTHER.upper()], now=100.0)
+    assert not found[OTHER].known and found[OTHER].retry_at == 100.0 + UNKNOWN_RETRY_S
+
+
+def test_bodies_that_are_not_versions_are_ignored() -> None:
+    broken = version_with(SHA)
+    broken["id"] = "7"
+    found = identities_from_versions([broken, None, {"files": "x"}], [SHA], now=1.0)
+    assert not found[SHA].known
