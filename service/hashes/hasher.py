@@ -145,6 +145,7 @@ class Hasher:
             old = self.known.drop_path(path)
             if old is not None:
                 changed_paths.add(path)
+                changed_hashes.add(old)
         for key in keys:
             sha256 = hashes.get(key.path)
             before = self.known.by_path.get(key.path)
@@ -209,8 +210,10 @@ class Hasher:
             await self._in_db(self.store.remember_hash, key, sha256)
             old = self.known.set_hash(key.path, sha256)
             await self._learn_identities({sha256}, {key.path}, {sha256} | ({old} if old else set()))
+            if sha256 not in self.identities:
+                self.progress.waiting_for_lookup += 1
             reported = self._report(started, done_before, reported)
-            if self.progress.waiting_for_lookup >= BATCH:
+            if self.progress.waiting_for_lookup >= BATCH:  # identify as hashing goes: a batch at a time
                 await self._identify(stop)
                 progress.state = "hashing"
         elapsed = time.monotonic() - started
@@ -255,7 +258,8 @@ class Hasher:
         versions = self._apply_versions(hashes | changed)
         if paths or changed or versions:
             self.library.index.hashes_changed(paths, changed, versions)
-        if versions or paths:
+        # A file of an identified version came, went or moved: the versions shown from disk may change.
+        if versions or any(self.known.version_of.get(sha256) is not None for sha256 in changed):
             await self._publish_disk_entries()
 
     def _apply_versions(self, hashes: Iterable[str]) -> set[int]:

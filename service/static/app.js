@@ -49,6 +49,8 @@ function statusCell(entry) {
     span.appendChild(bar);
   } else {
     span.textContent = entry.status;
+    if (entry.local_file) { span.textContent += ` as ${entry.local_file}`; span.title = "on disk under another name or folder"; }
+    if (entry.hash_mismatch) { span.textContent += " (other bytes)"; span.title = "the file on disk is not the bytes the catalog's hash names"; }
   }
   return span;
 }
@@ -67,7 +69,7 @@ async function refresh() {
   for (const [version, entry] of Object.entries(map.by_version)) {
     const row = document.createElement("tr");
     row.dataset.version = version;
-    cell(row, version); cell(row, entry.name); cell(row, entry.file); cell(row, entry.catalog);
+    cell(row, version); cell(row, entry.name); cell(row, entry.file); cell(row, entry.catalog ?? "on disk only");
     const status = cell(row, statusCell(entry));
     if (failed[entry.file] && entry.status === "missing") status.title = failed[entry.file];
     const actions = cell(row, "");

@@ -333,3 +333,26 @@ async def test_an_offline_root_makes_its_versions_unavailable_and_they_come_back
     await eventually(back, timeout=10, what="the root back, its file present again")
     assert (await ready_json(client))["model_folders"]["offline"] == 0
     assert len(full_rescans) == rescans_at_start, "the root alone was looked at, not every root"
+
+
+async def test_an_identified_file_moved_is_shown_where_it_is_now_without_hashing_it_again(start: StartClient, models_dir: Path) -> None:
+    path = touch(models_dir / "loras" / "first name.safetensors", LORA)
+    with fake_civitai() as civitai:
+        civitai.knows(LORA, 700)
+        client = await start(**HASHING)
+        await hashing_idle(client, 1)
+        (models_dir / "loras" / "style").mkdir()
+        path.rename(models_dir / "loras" / "style" / "second name.safetensors")
+
+        async def moved() -> bool:
+            found = await shown(client, 700) or {}
+            return (found.get("file"), found.get("dest")) == ("second name.safetensors", "loras/style")
+
+        await eventually(moved, timeout=10, what="the moved file shown under its new name")
+        assert (await ready_json(client))["hashing"]["hashed_this_run"] == 1, "a rename keeps the inode: no second hash"
+        (models_dir / "loras" / "style" / "second name.safetensors").unlink()
+
+        async def gone() -> bool:
+            return await shown(client, 700) is None
+
+        await eventually(gone, timeout=10, what="the deleted file's version gone from the map")
