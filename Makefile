@@ -28,13 +28,14 @@ run: $(STAMP) data/catalogs/models.json
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-## Measure throughput, freshness, edits under load, adds, start time and memory (see bench/README.md).
+## Measure throughput, freshness, edits under load, adds, start time, memory, downloads and hashing (see bench/README.md).
 bench: $(STAMP)
 	$(PY) -m pytest -q bench/tests
 	$(PY) bench/run.py $(BENCH_ARGS)
 	$(PY) bench/event_cost.py
 	$(PY) bench/lost_updates.py --saves 2000 --runs 2
 	$(PY) bench/download.py --size-gb 2 --runs 2
+	$(PY) bench/hashing.py --size-gb 4 --files 8 --small 30000 --runs 2
 
 ## Lint the Dockerfile and check docker-compose.yml.
 lint:

@@ -252,17 +252,34 @@ class CivitaiIndex:
         return tuple(v for v in self._layout.by_file.get(file, ()) if entries[v].catalog)
 
     def set_layout(self, layout: Layout) -> bool:
-        """Swap in a new layout and fill every status from presence; publish when the body changed."""
+        """Swap in a new layout and fill every status; publish when the body changed.
+
+        An entry the old layout had unchanged keeps its status (every event since kept it
+        current), so re-laying a large map costs a comparison per entry, not a status each.
+        """
         old_entries, old_status = self._layout.entries, self._status
         self._layout = layout
-        self._status = {}
-        self._relinked = {}
+        self._status = status = {}
         by_sha256: dict[str, list[int]] = {}
         disk_only = False
+        changes: Changes = {}
+        parts, slots = layout.parts, layout.slots
         for version_id, entry in layout.entries.items():
             if entry.sha256 is not None and entry.catalog:
                 by_sha256.setdefault(entry.sha256, []).append(version_id)
-            disk_only = disk_only or not entry.catalog
+            elif not entry.catalog:
+                disk_only = True
+            old = old_entries.get(version_id)
+            slot = old_status.get(version_id) if old is not None and (old is entry or old == entry) else None
+            if slot is None:
+                slot = self._slot(entry)
+                if old is None or old.head != entry.head or old_status.get(version_id) != slot:
+                    changes[version_id] = status_name(slot)
+            status[version_id] = slot
+            if slot is not MISSING:
+                parts[slots[version_id]] = slot
+        for version_id in old_entries.keys() - layout.entries.keys():
+            changes[version_id] = None
         self._by_sha256 = by_sha256
         self._catalogued_models = None
         if disk_only:
@@ -271,17 +288,6 @@ class CivitaiIndex:
                 for model_id, versions in layout.by_model.items()
                 if (kept := [v for v in versions if layout.entries[v].catalog])
             }
-        changes: Changes = {}
-        for version_id, entry in layout.entries.items():
-            slot = self._slot(entry)
-            self._status[version_id] = slot
-            if slot is not MISSING:
-                layout.parts[layout.slots[version_id]] = slot
-            old = old_entries.get(version_id)
-            if old is None or old.head != entry.head or old_status.get(version_id) != slot:
-                changes[version_id] = status_name(slot)
-        for version_id in old_entries.keys() - layout.entries.keys():
-            changes[version_id] = None
         return self._publish(changes)
 
     def files_changed(self, names: Iterable[str]) -> bool:

@@ -185,7 +185,7 @@ class Library:
 
     async def set_disk_entries(self, entries: list[MapEntry]) -> bool:
         """Show these versions identified on disk (in no catalog) in the map; True if it changed."""
-        if [e.head for e in entries] == [e.head for e in self.disk_entries]:
+        if len(entries) == len(self.disk_entries) and all(a is b or a == b for a, b in zip(entries, self.disk_entries)):
             return False
         async with self._catalog_lock:
             self.disk_entries = entries

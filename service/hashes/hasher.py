@@ -37,6 +37,8 @@ REPORT_S = 10.0  # progress in the log this often while hashing
 LOOKUP_BACKOFF_S = (60.0, 300.0, 1800.0, 3600.0)  # after a failed lookup (CivitAI down, a bad answer)
 RECHECK_S = 3600.0  # unknown hashes whose day is up are looked at this often, with no file event
 NICENESS = 10  # the hashing thread's priority, below the event loop's
+FLUSH_S = 1.0  # hashed files are kept and shown at least this often (and every BATCH files)
+PUBLISH_S = 2.0  # the versions found on disk are re-laid into the map at most this often while work goes on
 
 
 @dataclass(slots=True)
@@ -95,6 +97,9 @@ class Hasher:
         self._names: set[str] = set()
         self._lookup_failures = 0
         self._lookup_after = 0.0
+        self._disk_dirty = False  # versions on disk changed since they were last shown
+        self._published_at = 0.0
+        self._disk_by_version: dict[int, MapEntry] = {}  # the map entries of versions found on disk, kept per version
         self._db = ThreadPoolExecutor(1, thread_name_prefix="hash-store")
         self._reader = ThreadPoolExecutor(1, thread_name_prefix="hashing", initializer=_lower_priority)
 
@@ -165,6 +170,8 @@ class Hasher:
             self._names.update(os.path.basename(key.path) for key in unsettled)
         await self._hash_all(todo, stop)
         await self._identify(stop)
+        if self._disk_dirty:
+            await self._publish_disk_entries(now=True)
         self._count()
         waits = [RECHECK_S]
         if unsettled:
@@ -183,12 +190,13 @@ class Hasher:
         progress.bytes_hashed = 0
         logger.info("hashing %d model files (%.1f GB) to identify them", len(todo), progress.bytes_to_hash / 1e9)
         started = time.monotonic()
-        reported = started
+        reported = flushed = started
         counter = [0]
         done_before = 0
+        hashed: list[tuple[FileKey, str]] = []
         for key in sorted(todo, key=lambda k: k.path):
             if stop.is_set():
-                return
+                break
             try:
                 job = asyncio.get_running_loop().run_in_executor(self._reader, sha256_of, key, counter)
                 while True:
@@ -206,20 +214,17 @@ class Hasher:
             done_before += key.size
             counter[0] = 0
             progress.files_to_hash -= 1
-            progress.hashed_this_run += 1
-            await self._in_db(self.store.remember_hash, key, sha256)
-            old = self.known.set_hash(key.path, sha256)
-            await self._learn_identities({sha256}, {key.path}, {sha256} | ({old} if old else set()))
-            if sha256 not in self.identities:
-                self.progress.waiting_for_lookup += 1
+            hashed.append((key, sha256))
             reported = self._report(started, done_before, reported)
-            if self.progress.waiting_for_lookup >= BATCH:  # identify as hashing goes: a batch at a time
-                await self._identify(stop)
-                progress.state = "hashing"
+            # Many small files: keep them, tell the map and ask CivitAI a batch at a time, not file by file.
+            if len(hashed) >= BATCH or time.monotonic() - flushed >= FLUSH_S:
+                await self._take_hashed(hashed, stop)
+                hashed, flushed = [], time.monotonic()
+        await self._take_hashed(hashed, stop)
         elapsed = time.monotonic() - started
         logger.info(
             "hashed %d files (%.1f GB) in %.1f s (%.0f MB/s)",
-            progress.hashed_this_run,
+            len(todo) - progress.files_to_hash,
             done_before / 1e9,
             elapsed,
             done_before / 1e6 / elapsed if elapsed > 0 else 0.0,
@@ -227,6 +232,22 @@ class Hasher:
         progress.files_to_hash = 0
         progress.bytes_to_hash = 0
         progress.rate_mb_s = progress.seconds_left = None
+
+    async def _take_hashed(self, hashed: list[tuple[FileKey, str]], stop: asyncio.Event) -> None:
+        """Keep newly hashed files in the store, tell the map, and identify once a batch is waiting."""
+        if not hashed:
+            return
+        await self._in_db(self.store.remember_hashes, hashed)
+        changed: set[str] = set()
+        for key, sha256 in hashed:
+            old = self.known.set_hash(key.path, sha256)
+            changed.update(h for h in (old, sha256) if h is not None)
+        self.progress.hashed_this_run += len(hashed)
+        await self._learn_identities({sha256 for _key, sha256 in hashed}, {key.path for key, _sha in hashed}, changed)
+        self.progress.waiting_for_lookup += sum(1 for _key, sha256 in hashed if sha256 not in self.identities)
+        if self.progress.waiting_for_lookup >= BATCH:  # identify as hashing goes: a batch at a time
+            await self._identify(stop)
+            self.progress.state = "hashing"
 
     def _report(self, started: float, done: int, reported: float) -> float:
         """Update the rate and time left; log them every REPORT_S."""
@@ -259,7 +280,9 @@ class Hasher:
         if paths or changed or versions:
             self.library.index.hashes_changed(paths, changed, versions)
         # A file of an identified version came, went or moved: the versions shown from disk may change.
-        if versions or any(self.known.version_of.get(sha256) is not None for sha256 in changed):
+        touched = versions | {v for sha256 in changed if (v := self.known.version_of.get(sha256)) is not None}
+        if touched:
+            self._refresh_disk_versions(touched)
             await self._publish_disk_entries()
 
     def _apply_versions(self, hashes: Iterable[str]) -> set[int]:
@@ -308,7 +331,9 @@ class Hasher:
             versions = self._apply_versions(found)
             paths = {path for sha256 in found for path in self.known.by_hash.get(sha256, ())}
             self.library.index.hashes_changed(paths, set(found), versions)
-            await self._publish_disk_entries()
+            if versions:
+                self._refresh_disk_versions(versions)
+                await self._publish_disk_entries()
 
     def on_disk(self) -> list[OnDisk]:
         """Complete files identified as CivitAI versions, in path order."""
@@ -321,21 +346,41 @@ class Hasher:
                 found.append(OnDisk(path, logical, os.path.basename(path), identity))
         return found
 
-    async def _publish_disk_entries(self) -> None:
-        """Show identified versions no catalog lists in the map (unless turned off)."""
-        if not self.show_uncatalogued:
+    def _refresh_disk_versions(self, versions: Iterable[int]) -> None:
+        """Work out again the map entries of versions whose files on disk changed: the first file
+        in path order that presence still holds, or none."""
+        presence = self.library.presence
+        for version_id in versions:
+            entry = None
+            for path in self.known.paths_of_version(version_id):
+                folder = presence.logical_of(path)
+                identity = self.identities.get(self.known.by_path.get(path, ""))
+                if folder is None or identity is None or not identity.known:
+                    continue
+                old = self._disk_by_version.get(version_id)
+                if old is not None and (old.file, old.folder, old.sha256) == (os.path.basename(path), folder, identity.sha256):
+                    entry = old
+                else:
+                    name = display_name(identity.model_name, identity.version_name, identity.base_model) or os.path.basename(path)
+                    entry = disk_entry(version_id, identity.model_id, os.path.basename(path), folder, name, identity.base_model, identity.sha256)
+                break
+            if entry is None:
+                if self._disk_by_version.pop(version_id, None) is not None:
+                    self._disk_dirty = True
+            elif self._disk_by_version.get(version_id) is not entry:
+                self._disk_by_version[version_id] = entry
+                self._disk_dirty = True
+
+    async def _publish_disk_entries(self, *, now: bool = False) -> None:
+        """Show identified versions no catalog lists in the map (unless turned off): at most every
+        PUBLISH_S while hashing and identifying go on (each time re-lays the map), and at the end."""
+        if not self.show_uncatalogued or not self._disk_dirty:
             return
-        entries: dict[int, MapEntry] = {}
-        for item in self.on_disk():
-            identity = item.identity
-            assert identity.version_id is not None
-            if identity.version_id in entries:
-                continue
-            name = display_name(identity.model_name, identity.version_name, identity.base_model) or item.file
-            entries[identity.version_id] = disk_entry(
-                identity.version_id, identity.model_id, item.file, item.folder, name, identity.base_model, identity.sha256
-            )
-        await self.library.set_disk_entries(list(entries.values()))
+        if not now and time.monotonic() - self._published_at < PUBLISH_S:
+            return
+        self._disk_dirty = False
+        self._published_at = time.monotonic()
+        await self.library.set_disk_entries(list(self._disk_by_version.values()))
 
     def _count(self) -> None:
         progress = self.progress

@@ -158,6 +158,21 @@ class HashStore:
             (key.dev, key.ino, key.size, key.mtime_ns, key.path, sha256, time.time()),
         )
 
+    def remember_hashes(self, hashed: Iterable[tuple[FileKey, str]]) -> None:
+        """Keep many files' SHA256 in one transaction."""
+        db = self.db
+        now = time.time()
+        db.execute("BEGIN")
+        try:
+            db.executemany(
+                "INSERT OR REPLACE INTO files (dev, ino, size, mtime_ns, path, sha256, hashed_at) VALUES (?,?,?,?,?,?,?)",
+                [(key.dev, key.ino, key.size, key.mtime_ns, key.path, sha256, now) for key, sha256 in hashed],
+            )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
     def identities(self, hashes: Iterable[str]) -> dict[str, Identity]:
         """What is known of each SHA256 (absent: never asked)."""
         found: dict[str, Identity] = {}
