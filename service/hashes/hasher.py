@@ -1,8 +1,8 @@
 """Knowing every model on disk: hash complete files in the background, ask CivitAI what they are,
 and tell the map.
 
-One file is hashed at a time, in a worker thread of its own that runs at a lower CPU priority
-and reads in large blocks; nothing of it runs on the event loop. A file is hashed once: the
+One file is hashed at a time, in a worker thread of its own that runs only on CPU time nothing
+else wants (SCHED_IDLE) and reads in large blocks; nothing of it runs on the event loop. A file is hashed once: the
 store keys its SHA256 by (device, inode, size, mtime_ns). New files are hashed once they have
 not changed for `settle_s`. Hashes are identified 100 a call through the shared rate-limit gate;
 a hash CivitAI does not know is asked again after a day.
@@ -413,7 +413,13 @@ def _stat_all(paths: list[str]) -> tuple[list[FileKey], set[str]]:
 
 
 def _lower_priority() -> None:
-    """Run the hashing thread below the event loop's priority (Linux: per thread)."""
+    """Let the hashing thread run only on CPU time nothing else wants (Linux's SCHED_IDLE, for
+    this thread alone), so requests, and ComfyUI beside us, go first; elsewhere, a lower nice value."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # 0: the calling thread
+        return
+    except (OSError, AttributeError):
+        pass
     with contextlib.suppress(OSError, AttributeError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICENESS)
 
