@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from service.library import Library
 from service.mounts import filesystem_of, is_network_fs, parse_mounts
 from service.presence import FolderSource, scan_sources
 from service.settings import Settings
@@ -198,3 +200,68 @@ async def test_a_file_deleted_in_a_folder_root_is_no_full_rescan(
     await eventually(missing, what="the deleted file missing")
     assert not [r.getMessage() for r in caplog.records if "rescan" in r.getMessage()]
     assert not client.app[LIBRARY].reconcile_wanted.is_set()
+
+
+async def test_an_offline_root_makes_its_versions_unavailable_and_they_come_back_without_a_full_rescan(
+    start: StartClient, catalog_dir: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_json(catalog_dir / "models.json", catalog(entry(1, "here.safetensors"), entry(2, "never.safetensors")))
+    touch(models_dir / "checkpoints" / "here.safetensors", b"x")
+    full_rescans = []
+    real_reconcile = Library.reconcile
+
+    async def counting(self: Library) -> bool:
+        full_rescans.append(1)
+        return await real_reconcile(self)
+
+    monkeypatch.setattr(Library, "reconcile", counting)
+    client = await start(reconcile_interval_s=3600)
+    rescans_at_start = len(full_rescans)
+    aside = models_dir.with_name("models-unmounted")
+    models_dir.rename(aside)
+
+    async def statuses() -> dict[str, str]:
+        return {v: e["status"] for v, e in (await get_map(client))["by_version"].items()}
+
+    async def offline() -> bool:
+        return await statuses() == {"1": "unavailable", "2": "unavailable"}
+
+    await eventually(offline, timeout=10, what="both versions unavailable while the root is gone")
+    assert (await (await client.get("/ready")).json())["model_folders"]["offline"] == 1
+    aside.rename(models_dir)
+
+    async def back() -> bool:
+        return await statuses() == {"1": "present", "2": "missing"}
+
+    await eventually(back, timeout=10, what="the root back, its file present again")
+    assert (await (await client.get("/ready")).json())["model_folders"]["offline"] == 0
+    assert len(full_rescans) == rescans_at_start, "the root alone was looked at, not every root"
+
+
+def _mount_tmpfs(path: Path) -> bool:
+    return subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(path)], capture_output=True).returncode == 0
+
+
+async def test_an_unmounted_volume_is_offline_and_its_return_is_seen(start: StartClient, catalog_dir: Path, tmp_path: Path) -> None:
+    """A real mount point: unmounted, its empty folder stays, and that is not 'every file deleted'."""
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    if not _mount_tmpfs(volume):
+        pytest.skip("mounting a tmpfs needs root (CAP_SYS_ADMIN)")
+    try:
+        touch(volume / "on_volume.safetensors", b"x")
+        (tmp_path / "extra.yaml").write_text(f"pod:\n  loras: {volume}\n")
+        write_json(catalog_dir / "models.json", catalog(entry(5, "on_volume.safetensors", "loras")))
+        client = await start(extra_model_paths=tmp_path / "extra.yaml", reconcile_interval_s=3600)
+        assert (await get_map(client))["by_version"]["5"]["status"] == "present"
+        subprocess.run(["umount", str(volume)], check=True)
+
+        async def status(expected: str) -> bool:
+            return (await get_map(client))["by_version"]["5"]["status"] == expected
+
+        await eventually(lambda: status("unavailable"), timeout=10, what="the unmounted volume's version unavailable")
+        assert _mount_tmpfs(volume)
+        touch(volume / "on_volume.safetensors", b"x")
+        await eventually(lambda: status("present"), timeout=10, what="the volume mounted again")
+    finally:
+        subprocess.run(["umount", str(volume)], capture_output=True)

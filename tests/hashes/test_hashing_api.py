@@ -13,7 +13,6 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from service.hashes.store import STORE_NAME
-from service.library import Library
 
 from ..conftest import StartClient, get_map
 from ..helpers import AUTH, MAP, catalog, entry, eventually, next_event, read_json, touch, write_json
@@ -297,42 +296,6 @@ async def test_import_refuses_a_bad_dry_run_flag_and_hashing_off(start: StartCli
     refused = await off.post("/api/admin/library/import", headers=AUTH)
     assert refused.status == 409 and (await refused.json())["code"] == "hashing_off"
     assert (await ready_json(off))["hashing"] == {"state": "off"}
-
-
-async def test_an_offline_root_makes_its_versions_unavailable_and_they_come_back_without_a_full_rescan(
-    start: StartClient, catalog_dir: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    write_json(catalog_dir / "models.json", catalog(entry(1, "here.safetensors"), entry(2, "never.safetensors")))
-    touch(models_dir / "checkpoints" / "here.safetensors", b"x")
-    full_rescans = []
-    real_reconcile = Library.reconcile
-
-    async def counting(self: Library) -> bool:
-        full_rescans.append(1)
-        return await real_reconcile(self)
-
-    monkeypatch.setattr(Library, "reconcile", counting)
-    client = await start(reconcile_interval_s=3600)
-    rescans_at_start = len(full_rescans)
-    aside = models_dir.with_name("models-unmounted")
-    models_dir.rename(aside)
-
-    async def statuses() -> dict[str, str]:
-        return {v: e["status"] for v, e in (await get_map(client))["by_version"].items()}
-
-    async def offline() -> bool:
-        return await statuses() == {"1": "unavailable", "2": "unavailable"}
-
-    await eventually(offline, timeout=10, what="both versions unavailable while the root is gone")
-    assert (await ready_json(client))["model_folders"]["offline"] == 1
-    aside.rename(models_dir)
-
-    async def back() -> bool:
-        return await statuses() == {"1": "present", "2": "missing"}
-
-    await eventually(back, timeout=10, what="the root back, its file present again")
-    assert (await ready_json(client))["model_folders"]["offline"] == 0
-    assert len(full_rescans) == rescans_at_start, "the root alone was looked at, not every root"
 
 
 async def test_an_identified_file_moved_is_shown_where_it_is_now_without_hashing_it_again(start: StartClient, models_dir: Path) -> None:
