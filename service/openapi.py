@@ -197,7 +197,11 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "HashProgress": obj(
         {
-            "state": {"type": "string", "enum": ["off", "starting", "hashing", "identifying", "idle"]},
+            "state": {
+                "type": "string",
+                "enum": ["off", "starting", "hashing", "identifying", "idle", "failed"],
+                "description": "`failed`: the hash store cannot be opened (`last_error` says why); nothing is hashed this run.",
+            },
             "files_on_disk": {"type": "integer", "minimum": 0},
             "files_hashed": {"type": "integer", "minimum": 0, "description": "Files with a known SHA256 (this run or an earlier one)."},
             "files_to_hash": {"type": "integer", "minimum": 0},

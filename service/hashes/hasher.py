@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -26,6 +27,7 @@ from ..civitai.client import CivitaiClient
 from ..errors import ServiceError
 from ..index import MapEntry, disk_entry
 from ..mapping import display_name
+from ..mounts import network_paths
 from .digest import FileChanged, sha256_of
 from .lookup import BATCH, look_up
 from .store import STORE_NAME, FileKey, HashStore, Identity
@@ -36,6 +38,7 @@ T = TypeVar("T")
 REPORT_S = 10.0  # progress in the log this often while hashing
 LOOKUP_BACKOFF_S = (60.0, 300.0, 1800.0, 3600.0)  # after a failed lookup (CivitAI down, a bad answer)
 RECHECK_S = 3600.0  # unknown hashes whose day is up are looked at this often, with no file event
+RETRY_AFTER_FAILURE_S = 60.0  # after an unexpected failure of a pass
 NICENESS = 10  # the hashing thread's priority, below the event loop's
 FLUSH_S = 1.0  # hashed files are kept and shown at least this often (and every BATCH files)
 PUBLISH_S = 2.0  # the versions found on disk are re-laid into the map at most this often while work goes on
@@ -114,12 +117,24 @@ class Hasher:
     async def run(self, stop: asyncio.Event) -> None:
         """Open the store, then hash and identify whatever presence finds, until `stop`."""
         try:
-            await self._in_db(self.store.open)
+            # SQLite's WAL needs shared memory that network filesystems do not give: a rollback journal there.
+            self.store.wal = not await asyncio.to_thread(network_paths, [str(self.store.path.parent)])
+            try:
+                await self._in_db(self.store.open)
+            except (sqlite3.Error, OSError) as exc:
+                logger.error("the hash store %s cannot be opened (%s); files are not hashed or identified this run", self.store.path, exc)
+                self.progress.state, self.progress.last_error = "failed", f"the hash store cannot be opened: {exc}"
+                return
             while not self.library.ready:
                 if await _stopped(stop, 0.1):
                     return
             while not stop.is_set():
-                wait = await self._pass(stop)
+                try:
+                    wait = await self._pass(stop)
+                except Exception as exc:  # a full disk, a store gone bad: say so, and try again later
+                    logger.exception("hashing and identifying files failed; trying again in %s", _duration(RETRY_AFTER_FAILURE_S))
+                    self.progress.last_error = f"hashing failed: {type(exc).__name__}: {exc}"
+                    self._everything, wait = True, RETRY_AFTER_FAILURE_S
                 self.progress.state = "idle"
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(_first_of(stop, self._wanted), wait)

@@ -1,4 +1,5 @@
-"""The hash store: SHA256 per file and CivitAI's answer per SHA256, in SQLite beside the catalogs.
+"""The hash store: SHA256 per file and CivitAI's answer per SHA256, in SQLite beside the catalogs
+(WAL mode; a rollback journal on a network filesystem, where WAL's shared memory does not work).
 
 A file is known by (device, inode, size, mtime_ns): while those four hold, its bytes are
 taken as unchanged and it is never hashed again. The path is a hint: a network volume
@@ -82,14 +83,17 @@ class Identity:
 class HashStore:
     """SQLite in WAL mode; one connection, used from one thread at a time."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, wal: bool = True) -> None:
         self.path = path
+        self.wal = wal  # False on a network filesystem: a rollback journal, which needs no shared memory
         self._db: sqlite3.Connection | None = None
 
     def open(self) -> None:
         """Open or create the database; a corrupt or foreign file is moved aside and replaced."""
         try:
             self._db = self._connect()
+        except sqlite3.OperationalError:  # cannot open at all (a folder in its place, no permission): not ours to move
+            raise
         except sqlite3.DatabaseError as exc:
             aside = self.path.with_name(f"{self.path.name}.unusable-{time.strftime('%Y%m%d-%H%M%S')}")
             logger.warning("the hash store %s is unusable (%s); moved aside to %s, hashing starts afresh", self.path, exc, aside.name)
@@ -108,7 +112,7 @@ class HashStore:
                 raise sqlite3.DatabaseError(f"not this service's hash store (application_id {application_id})")
             if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
                 raise sqlite3.DatabaseError("quick_check failed")
-            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA journal_mode={'WAL' if self.wal else 'DELETE'}")
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(_SCHEMA)
             db.execute(f"PRAGMA application_id={APPLICATION_ID}")

@@ -319,3 +319,17 @@ async def test_an_identified_file_moved_is_shown_where_it_is_now_without_hashing
             return await shown(client, 700) is None
 
         await eventually(gone, timeout=10, what="the deleted file's version gone from the map")
+
+
+async def test_a_store_that_cannot_be_opened_is_reported_and_the_service_runs_on(start: StartClient, catalog_dir: Path) -> None:
+    (catalog_dir / STORE_NAME).mkdir()  # a folder where the database file should be: left alone
+    (catalog_dir / STORE_NAME / "keep").write_text("the user's")
+    client = await start(**HASHING)
+
+    async def failed() -> bool:
+        return (await ready_json(client))["hashing"]["state"] == "failed"
+
+    await eventually(failed, what="the hasher reporting its store unusable")
+    assert "hash store cannot be opened" in (await ready_json(client))["hashing"]["last_error"]
+    assert (await client.get("/ready")).status == 200, "hashing is not needed to be ready"
+    assert (catalog_dir / STORE_NAME / "keep").read_text() == "the user's"
