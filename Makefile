@@ -34,7 +34,7 @@ bench: $(STAMP)
 	$(PY) bench/run.py $(BENCH_ARGS)
 	$(PY) bench/event_cost.py
 	$(PY) bench/lost_updates.py --saves 2000 --runs 2
-	$(PY) bench/download.py --size-gb 2 --runs 2
+	$(PY) bench/download.py --size-gb 2 --runs 3
 	$(PY) bench/hashing.py --size-gb 4 --files 8 --small 30000 --runs 2
 
 ## Lint the Dockerfile and check docker-compose.yml.

@@ -1,11 +1,14 @@
 """One large download from a loopback server: this service against curl on the same URL,
 and the map's answer time while it runs. Loopback only.
 
-    python bench/download.py [--size-gb 2] [--runs 2]
+    python bench/download.py [--size-gb 2] [--runs 3] [--tmpdir DIR]
 
-The storage server is aiohttp serving a real file (with Range); a fake CivitAI redirects the
-service's /api/download/models/{id} to it, as CivitAI redirects to its storage. curl writes
-to a file; the service also hashes (SHA256 against the catalog) and fsyncs before renaming.
+The storage server (aiohttp serving a real file, with Range) and a fake CivitAI that
+redirects /api/download/models/{id} to it, as CivitAI redirects to its storage, run in a
+process of their own, so neither side shares a loop with them. Runs alternate (curl, the
+service, curl, ...) and medians are compared. curl writes to a file; the service also hashes
+(SHA256 against the catalog), fsyncs and renames: its time is the job's own, from its first
+request to the rename. curl + fsync is shown too, for the cost of durability alone.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,15 +28,10 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-REPO = Path(__file__).resolve().parent.parent
-KEY = "bench-key-0123456789abcdef"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loopback import AUTH, ServiceProcess, free_port, map_latencies, median, ms  # noqa: E402
+
 VERSION_ID = 4242
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def make_file(path: Path, size: int) -> str:
@@ -48,25 +45,26 @@ def make_file(path: Path, size: int) -> str:
     return hasher.hexdigest()
 
 
-async def serve(blob: Path) -> tuple[web.AppRunner, str, str]:
+def serve_forever(blob: Path, storage_port: int, civitai_port: int) -> None:
+    """The storage and the fake CivitAI, in this process (run as `download.py --serve`)."""
+
     async def file(_request: web.Request) -> web.StreamResponse:
         return web.FileResponse(blob)
-
-    storage_port, civitai_port = free_port(), free_port()
 
     async def download(_request: web.Request) -> web.Response:
         raise web.HTTPTemporaryRedirect(f"http://127.0.0.1:{storage_port}/files/model.safetensors")
 
-    storage, civitai = web.Application(), web.Application()
-    storage.router.add_get("/files/model.safetensors", file)
-    civitai.router.add_get("/api/download/models/{version_id}", download)
-    runners = []
-    for app, port in ((storage, storage_port), (civitai, civitai_port)):
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        runners.append(runner)
-    return runners, f"http://127.0.0.1:{storage_port}/files/model.safetensors", f"http://127.0.0.1:{civitai_port}"  # type: ignore[return-value]
+    async def main() -> None:
+        storage, civitai = web.Application(), web.Application()
+        storage.router.add_get("/files/model.safetensors", file)
+        civitai.router.add_get("/api/download/models/{version_id}", download)
+        for app, port in ((storage, storage_port), (civitai, civitai_port)):
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", port).start()
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
 
 
 def curl_seconds(url: str, out: Path) -> tuple[float, float]:
@@ -84,99 +82,100 @@ def curl_seconds(url: str, out: Path) -> tuple[float, float]:
     return elapsed, durable
 
 
-async def map_latencies(session: aiohttp.ClientSession, base: str, stop: asyncio.Event) -> list[float]:
-    times = []
-    while not stop.is_set():
-        started = time.perf_counter()
-        async with session.get(f"{base}/api/admin/models/civitai-map", headers={"X-API-Key": KEY}) as response:
-            await response.read()
-        times.append(time.perf_counter() - started)
-        await asyncio.sleep(0.1)  # ten times a second; the extension asks every 5 s
-    return times
-
-
-async def service_seconds(work: Path, civitai_url: str, sha256: str, size: int) -> tuple[float, list[float], list[float]]:
+async def service_seconds(work: Path, civitai_url: str, sha256: str, size: int, curl_url: str) -> tuple[float, list[float], list[float], list[float]]:
+    """One download by the service: the job's own time, and the map's latencies idle, while curl
+    downloads the same file beside it (what two busy cores alone do), and while the service downloads."""
     catalogs, models = work / "catalogs", work / "models"
     shutil.rmtree(models, ignore_errors=True)
+    shutil.rmtree(catalogs, ignore_errors=True)
     (models / "loras").mkdir(parents=True)
-    catalogs.mkdir(exist_ok=True)
-    entry = {"name": "big", "file": "model.safetensors", "dest": "loras", "civitai_version_id": VERSION_ID, "civitai_model_id": 1, "hash": sha256, "size_gb": round(size / 1e9, 3)}
+    catalogs.mkdir()
+    entry = {"name": "big", "file": "model.safetensors", "dest": "loras", "civitai_version_id": VERSION_ID, "civitai_model_id": 1,
+             "hash": sha256, "size_gb": round(size / 1e9, 3)}
     (catalogs / "models.json").write_text(json.dumps({"version": 1, "categories": [{"id": "loras", "models": [entry]}]}))
-    port = free_port()
-    env = {**os.environ, "CATALOG_DIR": str(catalogs), "MODELS_DIR": str(models), "PORT": str(port), "API_KEY": KEY,
-           "CIVITAI_BASE_URL": civitai_url, "CIVITAI_FALLBACK_URL": "", "UPDATE_CHECK_INTERVAL_H": "0", "LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
+    service = ServiceProcess(catalogs, models, civitai_url, work / "service.log", LOG_LEVEL="WARNING", HASHING="off")
     try:
         async with aiohttp.ClientSession() as session:
-            for _ in range(200):
-                try:
-                    async with session.get(f"{base}/ready") as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
+            await service.wait_ready(session)
             idle_stop = asyncio.Event()
-            idle_task = asyncio.create_task(map_latencies(session, base, idle_stop))
-            await asyncio.sleep(1.0)
+            idle_task = asyncio.create_task(map_latencies(session, service.base, idle_stop, pause_s=0.02))
+            await asyncio.sleep(3.0)
             idle_stop.set()
             idle = await idle_task
+            beside_stop = asyncio.Event()
+            beside_task = asyncio.create_task(map_latencies(session, service.base, beside_stop, pause_s=0.02))
+            await asyncio.to_thread(curl_seconds, curl_url, work / "beside.out")
+            beside_stop.set()
+            beside = await beside_task
             busy_stop = asyncio.Event()
-            busy_task = asyncio.create_task(map_latencies(session, base, busy_stop))
-            started = time.perf_counter()
-            async with session.post(f"{base}/api/admin/models/download/model.safetensors", headers={"X-API-Key": KEY}) as response:
+            busy_task = asyncio.create_task(map_latencies(session, service.base, busy_stop, pause_s=0.02))
+            async with session.post(f"{service.base}/api/admin/models/download/model.safetensors", headers=AUTH) as response:
                 job = (await response.json())["job"]
             while True:
-                async with session.get(f"{base}/api/admin/downloads", headers={"X-API-Key": KEY}) as response:
+                async with session.get(f"{service.base}/api/admin/downloads", headers=AUTH) as response:
                     state = next(j for j in (await response.json())["downloads"] if j["job"] == job)
                 if state["state"] in ("done", "failed"):
                     break
-                await asyncio.sleep(0.1)
-            elapsed = time.perf_counter() - started
+                await asyncio.sleep(0.05)
             busy_stop.set()
             busy = await busy_task
             if state["state"] != "done":
                 raise RuntimeError(f"the download failed: {state['error']}")
-            return elapsed, idle, busy
+            return state["finished_at"] - state["started_at"], idle, beside, busy
     finally:
-        proc.terminate()
-        proc.wait(15)
+        service.stop()
 
 
-def p(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+def rate(size: int, seconds: list[float]) -> str:
+    """Median MB/s, and the range."""
+    rates = sorted(size / s / 1e6 for s in seconds)
+    return f"{median(rates):.0f} MB/s ({rates[0]:.0f}–{rates[-1]:.0f})"
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size-gb", type=float, default=2.0)
-    parser.add_argument("--runs", type=int, default=2)
-    parser.add_argument("--tmpdir", help="where the files go (default: the system temp folder; /dev/shm takes the disk out)")
-    args = parser.parse_args()
+async def measure(args: argparse.Namespace) -> None:
     size = int(args.size_gb * 1024**3)
     with tempfile.TemporaryDirectory(prefix="bench-download-", dir=args.tmpdir) as folder:
         work = Path(folder)
         blob = work / "blob"
         sha256 = make_file(blob, size)
-        runners, url, civitai_url = await serve(blob)
+        storage_port, civitai_port = free_port(), free_port()
+        server = subprocess.Popen([sys.executable, __file__, "--serve", str(blob), str(storage_port), str(civitai_port)])
+        url, civitai_url = f"http://127.0.0.1:{storage_port}/files/model.safetensors", f"http://127.0.0.1:{civitai_port}"
         try:
-            curl = [await asyncio.to_thread(curl_seconds, url, work / "curl.out") for _ in range(args.runs)]
-            ours = [await service_seconds(work, civitai_url, sha256, size) for _ in range(args.runs)]
+            await asyncio.sleep(1.0)
+            curl: list[tuple[float, float]] = []
+            ours: list[tuple[float, list[float], list[float], list[float]]] = []
+            for _ in range(args.runs):  # alternating, so both meet the same moments of a noisy machine
+                curl.append(await asyncio.to_thread(curl_seconds, url, work / "curl.out"))
+                ours.append(await service_seconds(work, civitai_url, sha256, size, url))
         finally:
-            for runner in runners:
-                await runner.cleanup()
-    best_curl, best_curl_durable, best_ours = min(c[0] for c in curl), min(c[1] for c in curl), min(o[0] for o in ours)
+            server.terminate()
+            server.wait(10)
+    plain, durable, service = [c[0] for c in curl], [c[1] for c in curl], [o[0] for o in ours]
     idle = [t for o in ours for t in o[1]]
-    busy = [t for o in ours for t in o[2]]
-    ratio, durable_ratio = best_curl / best_ours, best_curl_durable / best_ours
-    print(f"| download of {args.size_gb:g} GB over loopback into {args.tmpdir or tempfile.gettempdir()} | curl {size / best_curl / 1e6:.0f} MB/s, "
-          f"curl + fsync {size / best_curl_durable / 1e6:.0f} MB/s | service {size / best_ours / 1e6:.0f} MB/s (SHA256 and fsync included) "
-          f"| ratio {ratio:.2f} to curl, {durable_ratio:.2f} to curl + fsync (target >= 0.9) |")
-    print(f"| map answer while downloading | idle p50 {p(idle, 0.5):.1f} ms, p99 {p(idle, 0.99):.1f} ms | "
-          f"downloading p50 {p(busy, 0.5):.1f} ms, p99 {p(busy, 0.99):.1f} ms |")
+    beside = [t for o in ours for t in o[2]]
+    busy = [t for o in ours for t in o[3]]
+    where = args.tmpdir or tempfile.gettempdir()
+    print(f"| download of {args.size_gb:g} GB over loopback into {where}, {args.runs} runs each, medians | curl {rate(size, plain)}, "
+          f"curl + fsync {rate(size, durable)} | service {rate(size, service)} (SHA256, fsync and rename included) "
+          f"| ratio {median(plain) / median(service):.2f} to curl, {median(durable) / median(service):.2f} to curl + fsync (target >= 0.9) |")
+    print(f"| map answer while downloading (50 a second; {len(idle)}, {len(beside)} and {len(busy)} requests) | idle p50 {ms(idle, 0.5):.1f} ms, p99 {ms(idle, 0.99):.1f} ms | "
+          f"while curl downloads beside it p50 {ms(beside, 0.5):.1f} ms, p99 {ms(beside, 0.99):.1f} ms | "
+          f"while the service downloads p50 {ms(busy, 0.5):.1f} ms, p99 {ms(busy, 0.99):.1f} ms |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-gb", type=float, default=2.0)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--tmpdir", help="where the files go (default: the system temp folder; /dev/shm takes the disk out)")
+    parser.add_argument("--serve", nargs=3, metavar=("BLOB", "STORAGE_PORT", "CIVITAI_PORT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve_forever(Path(args.serve[0]), int(args.serve[1]), int(args.serve[2]))
+    else:
+        asyncio.run(measure(args))
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

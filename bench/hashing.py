@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,15 +27,10 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-REPO = Path(__file__).resolve().parent.parent
-KEY = "bench-key-0123456789abcdef"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loopback import AUTH, ServiceProcess, free_port, map_latencies, ms  # noqa: E402
+
 CATALOG_ENTRIES = 1000  # the map the latency is measured on: a realistic body, not an empty one
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class FakeCivitai:
@@ -105,17 +99,11 @@ def write_catalog(catalogs: Path) -> None:
     (catalogs / "models.json").write_text(json.dumps({"version": 1, "categories": [{"id": "checkpoints", "models": entries}]}))
 
 
-class Service:
-    """The service as a process, on these folders, asking this CivitAI."""
+class Service(ServiceProcess):
+    """The service with hashing on, and what it says about its hashing."""
 
     def __init__(self, catalogs: Path, models: Path, civitai_url: str, log: Path) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "CATALOG_DIR": str(catalogs), "MODELS_DIR": str(models), "PORT": str(self.port), "API_KEY": KEY,
-               "CIVITAI_BASE_URL": civitai_url, "CIVITAI_FALLBACK_URL": "", "UPDATE_CHECK_INTERVAL_H": "0", "HASHING": "on",
-               "HASH_SETTLE_S": "0", "LOG_LEVEL": "INFO"}
-        self.log = log
-        self.proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=open(log, "wb"))
+        super().__init__(catalogs, models, civitai_url, log, HASHING="on", HASH_SETTLE_S="0", LOG_LEVEL="INFO")
 
     async def hashing(self, session: aiohttp.ClientSession) -> dict[str, Any] | None:
         try:
@@ -140,27 +128,6 @@ class Service:
         found = re.findall(r"hashed (\d+) files \(([\d.]+) GB\) in ([\d.]+) s", self.log.read_text())
         files, gb, seconds = found[-1]
         return int(files), float(gb), float(seconds)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(15)
-
-
-async def map_latencies(session: aiohttp.ClientSession, base: str, until: asyncio.Event) -> list[float]:
-    """GET the map back to back (one connection) until `until` is set."""
-    times = []
-    while not until.is_set():
-        started = time.perf_counter()
-        async with session.get(f"{base}/api/admin/models/civitai-map", headers={"X-API-Key": KEY}) as response:
-            await response.read()
-        times.append(time.perf_counter() - started)
-        await asyncio.sleep(0.01)
-    return times
-
-
-def p(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
 def sha256sum_seconds(paths: list[Path]) -> float:
@@ -237,8 +204,8 @@ async def big_files(work: Path, civitai: FakeCivitai, civitai_url: str, size_gb:
         best = min(measured)
         print(f"| the same against `openssl dgst -sha256` | openssl {total / best / 1e6:.0f} MB/s | service {total / best_ours / 1e6:.0f} MB/s | ratio {best / best_ours:.2f} |")
     print(f"| a restart on the same files | {restart.get('hashed')} files hashed again, {restart.get('calls')} CivitAI calls (target 0) |")
-    print(f"| map answer ({CATALOG_ENTRIES} entries; {len(idle)} and {len(busy)} requests) | idle p50 {p(idle, 0.5):.1f} ms, p99 {p(idle, 0.99):.1f} ms | "
-          f"while hashing p50 {p(busy, 0.5):.1f} ms, p99 {p(busy, 0.99):.1f} ms | ratio {p(busy, 0.99) / p(idle, 0.99):.2f} (target <= 1.2) |")
+    print(f"| map answer ({CATALOG_ENTRIES} entries; {len(idle)} and {len(busy)} requests) | idle p50 {ms(idle, 0.5):.1f} ms, p99 {ms(idle, 0.99):.1f} ms | "
+          f"while hashing p50 {ms(busy, 0.5):.1f} ms, p99 {ms(busy, 0.99):.1f} ms | ratio {ms(busy, 0.99) / ms(idle, 0.99):.2f} (target <= 1.2) |")
 
 
 async def many_files(work: Path, civitai: FakeCivitai, civitai_url: str, count: int) -> None:
@@ -266,7 +233,7 @@ async def many_files(work: Path, civitai: FakeCivitai, civitai_url: str, count: 
             await asyncio.sleep(3.0)
             quiet.set()
             idle = await latencies
-            async with session.get(f"{service.base}/api/admin/models/civitai-map", headers={"X-API-Key": KEY}) as response:
+            async with session.get(f"{service.base}/api/admin/models/civitai-map", headers=AUTH) as response:
                 shown = sum(1 for e in (await response.json())["by_version"].values() if e["catalog"] is None)
         finally:
             service.stop()
@@ -274,7 +241,7 @@ async def many_files(work: Path, civitai: FakeCivitai, civitai_url: str, count: 
     print(f"| {count:,} small files identified | {calls} CivitAI calls (target <= {count // 100:,}) | {state['identified']:,} identified, "
           f"{shown:,} shown with catalog null | {elapsed:.1f} s from start |")
     print(f"| map answer while they are hashed and identified ({len(busy)} requests; the map grows to {CATALOG_ENTRIES + shown:,} entries) | "
-          f"p50 {p(busy, 0.5):.1f} ms, p99 {p(busy, 0.99):.1f} ms | afterwards p50 {p(idle, 0.5):.1f} ms, p99 {p(idle, 0.99):.1f} ms |")
+          f"p50 {ms(busy, 0.5):.1f} ms, p99 {ms(busy, 0.99):.1f} ms | afterwards p50 {ms(idle, 0.5):.1f} ms, p99 {ms(idle, 0.99):.1f} ms |")
 
 
 async def main() -> None:

@@ -1,17 +1,23 @@
-"""Work too big for a thread: parsing or rewriting a huge catalog holds the GIL for seconds.
+"""Work kept out of the event loop's way.
 
-Such work runs in a short-lived worker process (spawned, so it shares no locks or threads
-with the service), which exits when done and takes its parse memory with it; the event
-loop stays free to answer `/health` and the map meanwhile.
+Too big for a thread: parsing or rewriting a huge catalog holds the GIL for seconds. Such
+work runs in a short-lived worker process (spawned, so it shares no locks or threads with
+the service), which exits when done and takes its parse memory with it; the event loop stays
+free to answer `/health` and the map meanwhile.
+
+Long and CPU-bound, but fine in a thread (hashing, a download's writes): background threads
+that run only on CPU time nothing else wants, so requests go first.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
+import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -40,3 +46,23 @@ async def in_worker_process(function: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(pool, function, *args)
     finally:
         await asyncio.to_thread(pool.shutdown)  # the worker exits, and its memory with it
+
+
+NICENESS = 10  # where SCHED_IDLE is not available
+
+
+def lower_this_threads_priority() -> None:
+    """Let the calling thread run only on CPU time nothing else wants (Linux's SCHED_IDLE, for this
+    thread alone), so the event loop, and ComfyUI beside us, go first; elsewhere, a higher nice value."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # 0: the calling thread
+        return
+    except (OSError, AttributeError):
+        pass
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICENESS)
+
+
+def background_threads(count: int, name: str) -> ThreadPoolExecutor:
+    """Worker threads for long CPU-bound work that must not slow requests down."""
+    return ThreadPoolExecutor(count, thread_name_prefix=name, initializer=lower_this_threads_priority)

@@ -15,7 +15,6 @@ import contextlib
 import logging
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +27,7 @@ from ..errors import ServiceError
 from ..index import MapEntry, disk_entry
 from ..mapping import display_name
 from ..mounts import network_paths
+from .. import workers
 from .digest import FileChanged, sha256_of
 from .lookup import BATCH, look_up
 from .store import STORE_NAME, FileKey, HashStore, Identity
@@ -39,7 +39,6 @@ REPORT_S = 10.0  # progress in the log this often while hashing
 LOOKUP_BACKOFF_S = (60.0, 300.0, 1800.0, 3600.0)  # after a failed lookup (CivitAI down, a bad answer)
 RECHECK_S = 3600.0  # unknown hashes whose day is up are looked at this often, with no file event
 RETRY_AFTER_FAILURE_S = 60.0  # after an unexpected failure of a pass
-NICENESS = 10  # the hashing thread's priority, below the event loop's
 FLUSH_S = 1.0  # hashed files are kept and shown at least this often (and every BATCH files)
 PUBLISH_S = 2.0  # the versions found on disk are re-laid into the map at most this often while work goes on
 
@@ -104,7 +103,7 @@ class Hasher:
         self._published_at = 0.0
         self._disk_by_version: dict[int, MapEntry] = {}  # the map entries of versions found on disk, kept per version
         self._db = ThreadPoolExecutor(1, thread_name_prefix="hash-store")
-        self._reader = ThreadPoolExecutor(1, thread_name_prefix="hashing", initializer=_lower_priority)
+        self._reader = workers.background_threads(1, "hashing")
 
     def files_touched(self, names: Iterable[str] | None) -> None:
         """Presence saw these file names change (None: a full rescan ran); hash what is new."""
@@ -425,18 +424,6 @@ def _stat_all(paths: list[str]) -> tuple[list[FileKey], set[str]]:
         except OSError:
             gone.add(path)
     return keys, gone
-
-
-def _lower_priority() -> None:
-    """Let the hashing thread run only on CPU time nothing else wants (Linux's SCHED_IDLE, for
-    this thread alone), so requests, and ComfyUI beside us, go first; elsewhere, a lower nice value."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # 0: the calling thread
-        return
-    except (OSError, AttributeError):
-        pass
-    with contextlib.suppress(OSError, AttributeError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICENESS)
 
 
 def _duration(seconds: float | None) -> str:
