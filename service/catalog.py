@@ -44,21 +44,27 @@ def empty_catalog() -> Doc:
 
 
 # A run of 19+ digits may be an integer beyond 64 bits, which orjson reads as a float. The
-# standard library keeps such integers; a match inside a string only costs the slower parse.
-# Found by mapping digits to "1" and everything else to "0", a block at a time: ten times
-# faster than a regular expression on a 500 MB catalog, and never a copy of all of it.
+# standard library keeps such integers. Only a run where a JSON number can start counts (after
+# `:`, `[`, `,`, white space or a minus sign): digits inside a SHA256 string, which most real
+# catalogs hold, follow a letter or a quote and must not send every parse down the slow path.
+# Found by mapping digits to "1", those starters to "2" and everything else to "0", a block at
+# a time: ten times faster than a regular expression on a 500 MB catalog, and never a copy of
+# all of it. A match inside some other string only costs the slower parse.
 LONG_DIGIT_RUN = 19
-_DIGITS_AS_ONES = bytes(0x31 if 0x30 <= byte <= 0x39 else 0x30 for byte in range(256))
+_NUMBER_STARTS = b":[, \t\r\n-"
+_CLASSES = bytes(0x31 if 0x30 <= byte <= 0x39 else 0x32 if byte in _NUMBER_STARTS else 0x30 for byte in range(256))
 _SCAN_BLOCK = 1 << 22
 
 
 def _has_long_digit_run(raw: bytes) -> bool:
-    needle = b"1" * LONG_DIGIT_RUN
+    needle = b"2" + b"1" * LONG_DIGIT_RUN
     view = memoryview(raw)
     return any(
-        needle in bytes(view[start : start + _SCAN_BLOCK + LONG_DIGIT_RUN - 1]).translate(_DIGITS_AS_ONES)
+        needle in bytes(view[start : start + _SCAN_BLOCK + LONG_DIGIT_RUN]).translate(_CLASSES)
         for start in range(0, len(raw), _SCAN_BLOCK)
     )
+
+
 # orjson reads 1,024 levels but writes 254; the standard library writes them all given the room.
 _DEEP_RECURSION_LIMIT = 20_000
 _recursion_lock = threading.Lock()

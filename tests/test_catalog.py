@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from service.catalog import (
+    _SCAN_BLOCK,
     CatalogFormatError,
+    _has_long_digit_run,
     digest,
     model_id_of,
     parse_catalog,
@@ -89,6 +91,27 @@ def test_a_long_digit_run_inside_a_string_changes_nothing() -> None:
     doc = parse_catalog(raw)
     assert doc == {"categories": [], "note": BIG.decode(), "f": 1.5}
     assert parse_catalog(serialize_catalog(doc)) == doc
+
+
+@pytest.mark.parametrize(
+    "raw, slow",
+    [
+        (b'{"hash": "a%sb"}' % BIG, False),  # a SHA256 with a long run of digits, as most real catalogs hold
+        (b'{"hash": "%s"}' % BIG, False),  # at the start of a string
+        (b'{"n": %s}' % BIG, True),
+        (b'{"n":-%s}' % BIG, True),
+        (b'{"n": [1,\n  %s]}' % BIG, True),
+        (b'{"n": 1234567890123456789.5}', True),  # any 19-digit number: the careful parse decides
+    ],
+)
+def test_only_numbers_with_a_long_run_of_digits_take_the_careful_parse(raw: bytes, slow: bool) -> None:
+    assert _has_long_digit_run(raw) is slow
+
+
+def test_a_long_run_of_digits_across_scan_blocks_is_found() -> None:
+    raw = b'{"n": ' + b" " * (_SCAN_BLOCK - 7) + BIG + b"}"
+    assert _has_long_digit_run(raw)
+    assert parse_catalog(raw)["n"] == int(BIG)
 
 
 @pytest.mark.parametrize("depth", [255, 600, 1000])
