@@ -158,13 +158,20 @@ class Layout:
     slots: dict[int, int]
     by_file: dict[str, list[int]]
     by_model: dict[int, list[int]]
+    by_sha256: dict[str, list[int]] = field(default_factory=dict)  # catalogued versions by their entry's `hash`
+    catalogued_models: dict[int, list[int]] | None = None  # by_model without versions only on disk (None: the same)
+    # Worked out beside the layout it was built to follow (in a worker thread, not on the loop):
+    # that layout, and the versions whose entries are new or not the same as in it.
+    previous: Layout | None = None
+    changed: set[int] | None = None
 
 
-def build_layout(catalogs: Iterable[list[MapEntry]]) -> Layout:
+def build_layout(catalogs: Iterable[list[MapEntry]], previous: Layout | None = None) -> Layout:
     """Merge catalogs in order of precedence: a version already placed is not replaced.
 
     Pass loras first: an entry in both files is a promote cut short, and loras.json is
-    where it was going.
+    where it was going. With `previous`, also say which versions changed since it, so that
+    swapping the layout in costs the event loop work for those alone.
     """
     entries: dict[int, MapEntry] = {}
     for catalog in catalogs:
@@ -174,6 +181,8 @@ def build_layout(catalogs: Iterable[list[MapEntry]]) -> Layout:
     slots: dict[int, int] = {}
     by_file: dict[str, list[int]] = {}
     by_model: dict[int, list[int]] = {}
+    by_sha256: dict[str, list[int]] = {}
+    disk_only = False
     for version_id in sorted(entries):
         entry = entries[version_id]
         if len(parts) > 1:
@@ -184,8 +193,20 @@ def build_layout(catalogs: Iterable[list[MapEntry]]) -> Layout:
         by_file.setdefault(entry.file, []).append(version_id)
         if entry.model_id is not None:
             by_model.setdefault(entry.model_id, []).append(version_id)
+        if not entry.catalog:
+            disk_only = True
+        elif entry.sha256 is not None:
+            by_sha256.setdefault(entry.sha256, []).append(version_id)
     parts += [_MIDDLE, orjson.dumps(by_model, option=orjson.OPT_NON_STR_KEYS), _CLOSE]
-    return Layout(entries, parts, slots, by_file, by_model)
+    catalogued_models = None
+    if disk_only:
+        catalogued_models = {m: kept for m, versions in by_model.items() if (kept := [v for v in versions if entries[v].catalog])}
+    layout = Layout(entries, parts, slots, by_file, by_model, by_sha256, catalogued_models)
+    if previous is not None:
+        before = previous.entries
+        layout.previous = previous
+        layout.changed = {v for v, entry in entries.items() if (old := before.get(v)) is None or not _same(old, entry)}
+    return layout
 
 
 @dataclass(slots=True)
@@ -233,6 +254,11 @@ class CivitaiIndex:
     def __len__(self) -> int:
         return len(self._layout.entries)
 
+    @property
+    def layout(self) -> Layout:
+        """The layout shown now (read-only: build the next one against it)."""
+        return self._layout
+
     def entry(self, version_id: int) -> MapEntry | None:
         """The map entry of a catalogued version (not of one only identified on disk)."""
         entry = self._layout.entries.get(version_id)
@@ -255,22 +281,30 @@ class CivitaiIndex:
         """Swap in a new layout and fill every status; publish when the body changed.
 
         An entry the old layout had unchanged keeps its status (every event since kept it
-        current), so re-laying a large map costs a comparison per entry, not a status each.
+        current). When the layout was built against the current one (`build_layout(...,
+        previous=)`, in a worker thread), the loop works out statuses only for what changed.
         """
-        old_entries, old_status = self._layout.entries, self._status
+        old_layout, old_status = self._layout, self._status
+        old_entries = old_layout.entries
         self._layout = layout
         self._status = status = {}
-        by_sha256: dict[str, list[int]] = {}
-        disk_only = False
         changes: Changes = {}
-        parts, slots = layout.parts, layout.slots
-        for version_id, entry in layout.entries.items():
-            if entry.sha256 is not None and entry.catalog:
-                by_sha256.setdefault(entry.sha256, []).append(version_id)
-            elif not entry.catalog:
-                disk_only = True
+        parts, slots, entries = layout.parts, layout.slots, layout.entries
+        changed = layout.changed if layout.previous is old_layout else None
+        layout.previous = layout.changed = None  # keep no older layout alive
+        if changed is not None:
+            for version_id, slot in old_status.items():
+                if version_id in entries and version_id not in changed:
+                    status[version_id] = slot
+                    if slot is not MISSING:
+                        parts[slots[version_id]] = slot
+            todo: Iterable[int] = changed
+        else:
+            todo = entries
+        for version_id in todo:
+            entry = entries[version_id]
             old = old_entries.get(version_id)
-            slot = old_status.get(version_id) if old is not None and (old is entry or old == entry) else None
+            slot = old_status.get(version_id) if old is not None and _same(old, entry) else None
             if slot is None:
                 slot = self._slot(entry)
                 if old is None or old.head != entry.head or old_status.get(version_id) != slot:
@@ -278,16 +312,10 @@ class CivitaiIndex:
             status[version_id] = slot
             if slot is not MISSING:
                 parts[slots[version_id]] = slot
-        for version_id in old_entries.keys() - layout.entries.keys():
+        for version_id in old_entries.keys() - entries.keys():
             changes[version_id] = None
-        self._by_sha256 = by_sha256
-        self._catalogued_models = None
-        if disk_only:
-            self._catalogued_models = {
-                model_id: kept
-                for model_id, versions in layout.by_model.items()
-                if (kept := [v for v in versions if layout.entries[v].catalog])
-            }
+        self._by_sha256 = layout.by_sha256
+        self._catalogued_models = layout.catalogued_models
         return self._publish(changes)
 
     def files_changed(self, names: Iterable[str]) -> bool:
@@ -446,6 +474,14 @@ class CivitaiIndex:
 
     def _etag(self) -> str:
         return f'"{self._boot}-{self._generation}"'
+
+
+def _same(old: MapEntry, new: MapEntry) -> bool:
+    """True when an entry is shown, and its status worked out, exactly as before. Cheaper than
+    the dataclass's ==, which builds two tuples: this runs for every entry of a re-laid map."""
+    return old is new or (
+        old.head == new.head and old.folder == new.folder and old.sha256 == new.sha256 and old.size == new.size and old.catalog == new.catalog
+    )
 
 
 def gzip_etag(etag: str) -> str:

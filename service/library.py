@@ -289,7 +289,7 @@ class Library:
 
     async def _rebuild(self) -> bool:
         catalogs = [self.catalogs["loras"].entries, self.catalogs["models"].entries, self.disk_entries]
-        layout = await asyncio.to_thread(build_layout, catalogs)
+        layout = await asyncio.to_thread(build_layout, catalogs, self.index.layout)
         return self.index.set_layout(layout)
 
 
