@@ -415,13 +415,19 @@ class Hasher:
 
 
 def _stat_all(paths: list[str]) -> tuple[list[FileKey], set[str]]:
-    """Keys of the files that are there, and the paths that are not."""
+    """Keys of the files that are there and hold something, and the paths that do not (an empty
+    file is no model: a placeholder, or a download that has not started)."""
     keys: list[FileKey] = []
     gone: set[str] = set()
     for path in paths:
         try:
-            keys.append(FileKey.of(path, os.stat(path)))
+            stat = os.stat(path)
         except OSError:
+            gone.add(path)
+            continue
+        if stat.st_size:
+            keys.append(FileKey.of(path, stat))
+        else:
             gone.add(path)
     return keys, gone
 

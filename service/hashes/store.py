@@ -25,6 +25,7 @@ logger = logging.getLogger(__name__)
 STORE_NAME = ".catalog-hashes.sqlite3"
 APPLICATION_ID = 0x43434853  # "CCHS": this service's hash store
 SCHEMA_VERSION = 1
+BULK_LOOKUP = 1000  # more files than this are looked up with one scan of the table
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -140,8 +141,20 @@ class HashStore:
 
     def known_hashes(self, keys: Iterable[FileKey]) -> dict[str, str]:
         """SHA256 of each file whose key still holds (by inode, else by path): path -> sha256."""
+        keys = list(keys)
         found: dict[str, str] = {}
         db = self.db
+        if len(keys) > BULK_LOOKUP:  # a whole library: one scan of the table beats a query a file
+            by_inode = {(dev, ino): (size, mtime, sha) for dev, ino, size, mtime, sha in db.execute("SELECT dev, ino, size, mtime_ns, sha256 FROM files")}
+            misses = []
+            for key in keys:
+                row = by_inode.get((key.dev, key.ino))
+                if row is not None and row[0] == key.size and row[1] == key.mtime_ns:
+                    found[key.path] = row[2]
+                else:
+                    misses.append(key)
+            by_inode.clear()
+            keys = misses
         for key in keys:
             row = db.execute("SELECT size, mtime_ns, sha256 FROM files WHERE dev=? AND ino=?", (key.dev, key.ino)).fetchone()
             if row is not None and row[0] == key.size and row[1] == key.mtime_ns:

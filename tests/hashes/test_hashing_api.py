@@ -333,3 +333,14 @@ async def test_a_store_that_cannot_be_opened_is_reported_and_the_service_runs_on
     assert "hash store cannot be opened" in (await ready_json(client))["hashing"]["last_error"]
     assert (await client.get("/ready")).status == 200, "hashing is not needed to be ready"
     assert (catalog_dir / STORE_NAME / "keep").read_text() == "the user's"
+
+
+async def test_empty_files_are_not_hashed(start: StartClient, models_dir: Path) -> None:
+    touch(models_dir / "loras" / "placeholder.safetensors", b"")
+    touch(models_dir / "loras" / "real.safetensors", LORA)
+    with fake_civitai() as civitai:
+        client = await start(**HASHING)
+        await hashing_idle(client, 1)
+        hashing = (await ready_json(client))["hashing"]
+    assert hashing["files_hashed"] == 1 and hashing["files_on_disk"] == 2
+    assert civitai.batch_calls == [[sha256(LORA).upper()]]

@@ -81,3 +81,15 @@ def test_the_database_is_private_to_its_owner(tmp_path: Path) -> None:
     path = tmp_path / "hashes.sqlite3"
     opened(path)
     assert path.stat().st_mode & 0o077 == 0
+
+
+def test_a_whole_library_is_looked_up_in_one_scan_with_the_same_answers(tmp_path: Path) -> None:
+    store = opened(tmp_path / "hashes.sqlite3")
+    keys = [FileKey(1, ino, 10, 20, f"/m/{ino}") for ino in range(2500)]
+    store.remember_hashes([(key, f"{key.ino:064x}") for key in keys[:2000]])
+    changed = FileKey(1, 5, 11, 20, "/m/5")  # grown since it was hashed
+    remounted = FileKey(2, 7, 10, 20, "/m/7")  # a new device number, the same path, size and mtime
+    asked = [*keys[8:], changed, remounted]
+    found = store.known_hashes(asked)
+    assert len(found) == 1992 + 1 and found["/m/7"] == f"{7:064x}" and "/m/5" not in found
+    assert not any(key.path in found for key in keys[2000:]), "never hashed"
