@@ -244,6 +244,41 @@ async def many_files(work: Path, civitai: FakeCivitai, civitai_url: str, count: 
           f"p50 {ms(busy, 0.5):.1f} ms, p99 {ms(busy, 0.99):.1f} ms | afterwards p50 {ms(idle, 0.5):.1f} ms, p99 {ms(idle, 0.99):.1f} ms |")
 
 
+BUSY_LOOP = "while True:\n    sum(range(1000000))\n"
+
+
+async def busy_machine(work: Path, civitai: FakeCivitai, civitai_url: str, seconds: float = 12.0) -> None:
+    """Hashing while every core is kept busy by other programs (ComfyUI at work): the map must
+    still answer at once, hashing must still move, and a stop must not wait for the file."""
+    models = work / "busy-models"
+    make_files(models / "loras", 4, 500_000_000, civitai, 5_000_000)
+    catalogs = work / "busy-catalogs"
+    write_catalog(catalogs)
+    hogs = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(os.cpu_count() or 2)]
+    try:
+        async with aiohttp.ClientSession() as session:
+            service = Service(catalogs, models, civitai_url, work / "busy.log")
+            try:
+                await service.wait_ready(session)
+                done = asyncio.Event()
+                latencies = asyncio.create_task(map_latencies(session, service.base, done))
+                await asyncio.sleep(seconds)
+                done.set()
+                busy = await latencies
+                state = await service.hashing(session) or {}
+            finally:
+                stopping = time.perf_counter()
+                service.stop()
+                stopped = time.perf_counter() - stopping
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    print(f"| with every core kept busy by {len(hogs)} other processes, {seconds:.0f} s | map p50 {ms(busy, 0.5):.1f} ms, "
+          f"p99 {ms(busy, 0.99):.1f} ms, worst {max(busy) * 1000:.0f} ms | {state.get('bytes_hashed', 0) / 1e9:.1f} GB hashed meanwhile | "
+          f"stop on SIGTERM {stopped:.1f} s |")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-gb", type=float, default=2.0, help="total size of the big files")
@@ -258,6 +293,7 @@ async def main() -> None:
         with tempfile.TemporaryDirectory(prefix="bench-hashing-", dir=args.tmpdir) as folder:
             await big_files(Path(folder), civitai, civitai_url, args.size_gb, args.files, args.runs)
             await many_files(Path(folder), civitai, civitai_url, args.small)
+            await busy_machine(Path(folder), civitai, civitai_url)
     finally:
         await runner.cleanup()
 

@@ -171,8 +171,8 @@ async def _stream(response: aiohttp.ClientResponse, part: Path, start: int, tota
         chunks: list[bytes] = []
         gathered = 0
         # One block is written (one thread) and hashed (another) while the next arrives: file
-        # writes and SHA256 both release the GIL, so the three overlap. Both threads run only on
-        # CPU time the event loop does not want, so the map is answered first.
+        # writes and SHA256 both release the GIL, so the three overlap. Both threads run at a
+        # lower CPU priority, so the map is answered first.
         loop = asyncio.get_running_loop()
         busy: tuple[asyncio.Future[None], ...] = ()
         try:

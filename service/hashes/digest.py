@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 
 from .store import FileKey
 
@@ -14,9 +15,14 @@ class FileChanged(Exception):
     """The file is not what was stat'ed: it was replaced, or it is still being written."""
 
 
-def sha256_of(key: FileKey, progress: list[int] | None = None) -> str:
+class Cancelled(Exception):
+    """The service is stopping: the file was left part-read."""
+
+
+def sha256_of(key: FileKey, progress: list[int] | None = None, cancel: threading.Event | None = None) -> str:
     """The SHA256 of the file `key` names, as lowercase hex. Raises FileChanged when the file
-    is not (or stops being) the one `key` describes, OSError when it cannot be read.
+    is not (or stops being) the one `key` describes, OSError when it cannot be read, Cancelled
+    when `cancel` is set (checked every block, so a stop never waits for a 20 GB file).
     `progress[0]` counts the bytes read so far, for a reader on another thread."""
     hasher = hashlib.sha256()
     buffer = bytearray(BLOCK)
@@ -27,6 +33,8 @@ def sha256_of(key: FileKey, progress: list[int] | None = None) -> str:
         if hasattr(os, "posix_fadvise"):
             os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
         while True:
+            if cancel is not None and cancel.is_set():
+                raise Cancelled(key.path)
             count = handle.readinto(buffer)
             if not count:
                 break

@@ -1,8 +1,8 @@
 """Knowing every model on disk: hash complete files in the background, ask CivitAI what they are,
 and tell the map.
 
-One file is hashed at a time, in a worker thread of its own that runs only on CPU time nothing
-else wants (SCHED_IDLE) and reads in large blocks; nothing of it runs on the event loop. A file is hashed once: the
+One file is hashed at a time, in a worker thread of its own at a lower CPU priority that reads
+in large blocks; nothing of it runs on the event loop. A file is hashed once: the
 store keys its SHA256 by (device, inode, size, mtime_ns). New files are hashed once they have
 not changed for `settle_s`. Hashes are identified 100 a call through the shared rate-limit gate;
 a hash CivitAI does not know is asked again after a day.
@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +29,7 @@ from ..index import MapEntry, disk_entry
 from ..mapping import display_name
 from ..mounts import network_paths
 from .. import workers
-from .digest import FileChanged, sha256_of
+from .digest import Cancelled, FileChanged, sha256_of
 from .lookup import BATCH, look_up
 from .store import STORE_NAME, FileKey, HashStore, Identity
 
@@ -104,6 +105,7 @@ class Hasher:
         self._disk_by_version: dict[int, MapEntry] = {}  # the map entries of versions found on disk, kept per version
         self._db = ThreadPoolExecutor(1, thread_name_prefix="hash-store")
         self._reader = workers.background_threads(1, "hashing")
+        self._cancel = threading.Event()  # set at stop: the file being hashed is left at once
 
     def files_touched(self, names: Iterable[str] | None) -> None:
         """Presence saw these file names change (None: a full rescan ran); hash what is new."""
@@ -140,6 +142,7 @@ class Hasher:
                 if not stop.is_set():
                     await _stopped(stop, 0.2)  # a burst of file events arrives as several batches
         finally:
+            self._cancel.set()
             self._reader.shutdown(wait=False, cancel_futures=True)
             with contextlib.suppress(Exception):
                 await self._in_db(self.store.close)
@@ -212,7 +215,7 @@ class Hasher:
             if stop.is_set():
                 break
             try:
-                job = asyncio.get_running_loop().run_in_executor(self._reader, sha256_of, key, counter)
+                job = asyncio.get_running_loop().run_in_executor(self._reader, sha256_of, key, counter, self._cancel)
                 while True:
                     try:
                         sha256 = await asyncio.wait_for(asyncio.shield(job), REPORT_S)
@@ -222,6 +225,8 @@ class Hasher:
             except FileChanged:
                 self._names.add(os.path.basename(key.path))  # still being written: later
                 continue
+            except Cancelled:
+                break
             except OSError as exc:
                 logger.warning("cannot hash %s: %s", key.path, exc.strerror or exc)
                 continue

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from pathlib import Path
 
 import pytest
 
-from service.hashes.digest import BLOCK, FileChanged, sha256_of
+from service.hashes.digest import BLOCK, Cancelled, FileChanged, sha256_of
 from service.hashes.store import FileKey
 
 
@@ -40,3 +41,14 @@ def test_a_file_replaced_by_another_is_refused(tmp_path: Path) -> None:
     os.replace(other, path)
     with pytest.raises(FileChanged):
         sha256_of(key)
+
+
+def test_hashing_stops_at_the_next_block_when_cancelled(tmp_path: Path) -> None:
+    path = tmp_path / "big.safetensors"
+    path.write_bytes(os.urandom(3 * BLOCK))
+    progress = [0]
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Cancelled):
+        sha256_of(FileKey.of(str(path), os.stat(path)), progress, cancel)
+    assert progress == [0]
