@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import gzip
 import os
-import re
 import secrets
 import sys
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 from dataclasses import dataclass, field
 
 import orjson
@@ -79,6 +79,16 @@ class CatalogEntries:
     entries: list[MapEntry]
     unusable_ids: int = 0
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Sent back from a worker process as plain tuples: pickling 100,000 dataclass objects
+        # one by one costs several times more, on both sides.
+        rows = [(e.version_id, e.model_id, e.file, e.folder, e.catalog, e.head, e.dest, e.sha256, e.size) for e in self.entries]
+        return (_entries_from_rows, (rows, self.unusable_ids))
+
+
+def _entries_from_rows(rows: list[tuple[Any, ...]], unusable_ids: int) -> CatalogEntries:
+    return CatalogEntries([MapEntry(*row) for row in rows], unusable_ids)
+
 
 def extract_entries(doc: Doc, catalog: str) -> CatalogEntries:
     """Map entries of one catalog: entries with a CivitAI version id, a file and a folder.
@@ -124,7 +134,7 @@ def disk_entry(version_id: int, model_id: int | None, file: str, folder: str, na
     return MapEntry(version_id, model_id, file, sys.intern(folder), "", head, folder, sha256, None)
 
 
-_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+_HEX_DIGITS = "0123456789abcdefABCDEF"
 _MAX_ID = 2**63 - 1
 
 
@@ -137,7 +147,7 @@ def _exact_id(value: object) -> int | None:
 
 def _sha256(entry: dict[str, object]) -> str | None:
     value = entry.get("hash")
-    if isinstance(value, str) and _HEX64.fullmatch(value):
+    if isinstance(value, str) and len(value) == 64 and not value.strip(_HEX_DIGITS):  # a regex is 8x slower, 70k times
         return value.lower()
     return None
 
