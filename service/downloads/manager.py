@@ -206,19 +206,21 @@ class DownloadManager:
             if job.state != "cancelled":  # shutdown: keep the part for the next start to resume
                 job.state, job.error = "failed", "the service stopped; ask again to resume"
             raise
+        # The part file is removed before the job says "failed", and the map is told in the same
+        # step (below): a client that sees the failure never sees the map still downloading.
         except DownloadFailed as exc:
-            job.state, job.error, job.error_code = "failed", str(exc), exc.code
             if exc.code not in ("connection_lost", "rate_limited", "upstream_error"):
                 await asyncio.to_thread(job.part.unlink, missing_ok=True)
+            job.state, job.error, job.error_code = "failed", str(exc), exc.code
             logger.warning("download of %s failed: %s", job.file, exc)
         except OSError as exc:
-            job.state, job.error, job.error_code = "failed", f"the file could not be written ({exc.strerror})", "write_failed"
             await asyncio.to_thread(job.part.unlink, missing_ok=True)
+            job.state, job.error, job.error_code = "failed", f"the file could not be written ({exc.strerror})", "write_failed"
             logger.warning("download of %s failed: %s", job.file, job.error)
         except Exception:
-            job.state, job.error, job.error_code = "failed", "an internal error; the log says more", "internal_error"
-            await asyncio.to_thread(job.part.unlink, missing_ok=True)
             logger.exception("download of %s failed", job.file)
+            await asyncio.to_thread(job.part.unlink, missing_ok=True)
+            job.state, job.error, job.error_code = "failed", "an internal error; the log says more", "internal_error"
         finally:
             if job._pending_show is not None:
                 job._pending_show.cancel()
