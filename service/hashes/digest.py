@@ -5,10 +5,15 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 
 from .store import FileKey
 
 BLOCK = 4 << 20  # bytes read at once: few calls, and hashlib lets go of the GIL while it works
+# After each block the thread rests this long: hashing then takes about two thirds of a core
+# instead of all of it (0.87 instead of 1.6 GB/s here, still 2.4x sha256sum, and more than
+# most disks give), and the map's p99 meanwhile stayed at 1.06-1.33x idle instead of 1.4-1.7x.
+PAUSE_S = 0.002
 
 
 class FileChanged(Exception):
@@ -41,6 +46,7 @@ def sha256_of(key: FileKey, progress: list[int] | None = None, cancel: threading
             hasher.update(view[:count])
             if progress is not None:
                 progress[0] += count
+            time.sleep(PAUSE_S)
         if _key_of(handle.fileno()) != (key.dev, key.ino, key.size, key.mtime_ns):
             raise FileChanged(key.path)
     return hasher.hexdigest()
