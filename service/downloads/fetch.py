@@ -176,7 +176,11 @@ async def _stream(response: aiohttp.ClientResponse, part: Path, start: int, tota
         loop = asyncio.get_running_loop()
         busy: tuple[asyncio.Future[None], ...] = ()
         try:
-            async for chunk in response.content.iter_any():
+            # Chunks as they came off the socket: iter_any() joins everything buffered (up to
+            # megabytes) into a new bytes on the event loop, which held it for up to 16 ms.
+            async for chunk, _end_of_http_chunk in response.content.iter_chunks():
+                if not chunk:
+                    continue
                 chunks.append(chunk)
                 gathered += len(chunk)
                 if gathered >= WRITE_BLOCK:
