@@ -429,9 +429,13 @@ class CivitaiIndex:
             logical = self.presence.logical_of(path)
             if logical is not None:
                 name = os.path.basename(path)
-                self._relinked.setdefault(name, set()).add(entry.version_id)
                 local_file = f"{logical}/{name}" if logical else name
-                return b'present","local_file":' + orjson.dumps(local_file) + b"}"
+                try:
+                    shown = orjson.dumps(local_file)
+                except orjson.JSONEncodeError:  # a name that is not UTF-8: JSON cannot say where it is
+                    continue
+                self._relinked.setdefault(name, set()).add(entry.version_id)
+                return b'present","local_file":' + shown + b"}"
         return None
 
     def _too_soon(self, version_id: int, old: bytes | None, new: bytes) -> bool:

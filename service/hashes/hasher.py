@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
+
 from ..civitai.client import CivitaiClient
 from ..errors import ServiceError
 from ..index import MapEntry, disk_entry
@@ -381,7 +383,10 @@ class Hasher:
                     entry = old
                 else:
                     name = display_name(identity.model_name, identity.version_name, identity.base_model) or os.path.basename(path)
-                    entry = disk_entry(version_id, identity.model_id, os.path.basename(path), folder, name, identity.base_model, identity.sha256)
+                    try:
+                        entry = disk_entry(version_id, identity.model_id, os.path.basename(path), folder, name, identity.base_model, identity.sha256)
+                    except orjson.JSONEncodeError:  # a name that is not UTF-8 cannot be shown in JSON: another copy, or none
+                        continue
                 break
             if entry is None:
                 if self._disk_by_version.pop(version_id, None) is not None:

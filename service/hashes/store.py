@@ -161,7 +161,7 @@ class HashStore:
                 found[key.path] = row[2]
                 continue
             row = db.execute(
-                "SELECT sha256 FROM files WHERE path=? AND size=? AND mtime_ns=? LIMIT 1", (key.path, key.size, key.mtime_ns)
+                "SELECT sha256 FROM files WHERE path=? AND size=? AND mtime_ns=? LIMIT 1", (_stored(key.path), key.size, key.mtime_ns)
             ).fetchone()
             if row is not None:  # the same file on a volume mounted again (a new device number)
                 found[key.path] = row[0]
@@ -172,7 +172,7 @@ class HashStore:
         """Keep a file's SHA256 under its key."""
         self.db.execute(
             "INSERT OR REPLACE INTO files (dev, ino, size, mtime_ns, path, sha256, hashed_at) VALUES (?,?,?,?,?,?,?)",
-            (key.dev, key.ino, key.size, key.mtime_ns, key.path, sha256, time.time()),
+            (key.dev, key.ino, key.size, key.mtime_ns, _stored(key.path), sha256, time.time()),
         )
 
     def remember_hashes(self, hashed: Iterable[tuple[FileKey, str]]) -> None:
@@ -183,7 +183,7 @@ class HashStore:
         try:
             db.executemany(
                 "INSERT OR REPLACE INTO files (dev, ino, size, mtime_ns, path, sha256, hashed_at) VALUES (?,?,?,?,?,?,?)",
-                [(key.dev, key.ino, key.size, key.mtime_ns, key.path, sha256, now) for key, sha256 in hashed],
+                [(key.dev, key.ino, key.size, key.mtime_ns, _stored(key.path), sha256, now) for key, sha256 in hashed],
             )
         except BaseException:
             db.execute("ROLLBACK")
@@ -229,3 +229,9 @@ class HashStore:
         files = self.db.execute("SELECT count(*) FROM files").fetchone()[0]
         known = self.db.execute("SELECT count(*) FROM identities WHERE version_id IS NOT NULL").fetchone()[0]
         return files, known
+
+
+def _stored(path: str) -> bytes:
+    """A path as the store keeps it: its bytes on disk. Linux allows names that are not UTF-8
+    (read as lone surrogates), which SQLite's text cannot hold."""
+    return os.fsencode(path)

@@ -344,3 +344,29 @@ async def test_empty_files_are_not_hashed(start: StartClient, models_dir: Path) 
         hashing = (await ready_json(client))["hashing"]
     assert hashing["files_hashed"] == 1 and hashing["files_on_disk"] == 2
     assert civitai.batch_calls == [[sha256(LORA).upper()]]
+
+
+async def test_a_file_name_that_is_not_utf8_breaks_nothing(start: StartClient, catalog_dir: Path, models_dir: Path) -> None:
+    """Linux allows any bytes in a name; the map is JSON. Such a file is left out, never a failure."""
+    write_json(catalog_dir / "models.json", catalog(entry(700, "catalog_name.safetensors", "loras", hash=sha256(LORA))))
+    bad = os.fsencode(models_dir / "loras") + b"/caf\xe9.safetensors"
+    with open(bad, "wb") as handle:
+        handle.write(LORA)
+    with open(os.fsencode(models_dir / "loras") + b"/\xff\xfe.safetensors", "wb") as handle:
+        handle.write(OTHER)
+    touch(models_dir / "loras" / "fine.safetensors", LORA + b"!")
+    with fake_civitai() as civitai:
+        civitai.knows(OTHER, 701)
+        civitai.knows(LORA + b"!", 702)
+        client = await start(**HASHING)
+        await hashing_idle(client, 3)
+        body = await get_map(client)
+        hashing = (await ready_json(client))["hashing"]
+        imported = await client.post("/api/admin/library/import", params={"dry_run": "true"}, headers=AUTH)
+        assert imported.status == 200, await imported.text()
+        skipped = (await imported.json())["skipped"]
+    assert {"file": "\\xff\\xfe.safetensors", "dest": "loras", "version_id": 701, "reason": "not_mappable"}.items() <= skipped[0].items()
+    assert body["by_version"]["702"]["status"] == "present", "the other files are identified and shown"
+    assert body["by_version"]["700"]["status"] in ("present", "missing")
+    assert "701" not in body["by_version"]
+    assert hashing["last_error"] is None
