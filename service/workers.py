@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import multiprocessing
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -65,3 +68,23 @@ def lower_this_threads_priority() -> None:
 def background_threads(count: int, name: str) -> ThreadPoolExecutor:
     """Worker threads for long CPU-bound work that must not slow requests down."""
     return ThreadPoolExecutor(count, thread_name_prefix=name, initializer=lower_this_threads_priority)
+
+
+def _malloc_trim() -> Callable[[], bool] | None:
+    """glibc's malloc_trim(0), or None where there is no glibc."""
+    try:
+        function = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = (ctypes.c_size_t,)
+    function.restype = ctypes.c_int
+    return lambda: bool(function(0))
+
+
+_MALLOC_TRIM = _malloc_trim() if sys.platform.startswith("linux") else None
+
+
+def release_free_memory() -> bool:
+    """Hand memory the allocator holds but no object uses back to the system (blocking: call it
+    in a thread). Reading a 100k catalog leaves about 60 MB of such memory behind. True if any was."""
+    return _MALLOC_TRIM() if _MALLOC_TRIM is not None else False

@@ -183,3 +183,4 @@ def test_a_document_that_cannot_be_written_back_unchanged_is_refused(store: Cata
         store.write(reading)
     assert caught.value.code == "catalog_unwritable"
     assert store.path.read_bytes() == before
+
