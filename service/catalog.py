@@ -9,10 +9,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -97,13 +99,25 @@ def parse_catalog(raw: bytes) -> Doc:
     """
     if not raw.strip():
         raise CatalogFormatError("the file is empty")
+    doc = load_json(raw)
+    check_shape(doc)
+    return doc
+
+
+def load_json(raw: bytes) -> Any:
+    """Any JSON text, integers beyond 64 bits kept as integers; CatalogFormatError when it is not JSON."""
     try:
-        doc = orjson.loads(raw)
+        value = orjson.loads(raw)
         if _has_long_digit_run(raw):
             with _deep_recursion():
-                doc = json.loads(raw, parse_constant=_no_constants)
+                value = json.loads(raw, parse_constant=_no_constants)
     except (orjson.JSONDecodeError, ValueError, RecursionError) as exc:
         raise CatalogFormatError(f"not valid JSON ({exc})") from None
+    return value
+
+
+def check_shape(doc: object) -> None:
+    """CatalogFormatError unless the document is an object whose categories are objects with model lists."""
     if not isinstance(doc, dict):
         raise CatalogFormatError("the top level is not a JSON object")
     categories = doc.get("categories", [])
@@ -114,7 +128,6 @@ def parse_catalog(raw: bytes) -> Doc:
             raise CatalogFormatError(f"category #{position + 1} is not an object")
         if not isinstance(category.get("models", []), list):
             raise CatalogFormatError(f'"models" of category #{position + 1} is not a list')
-    return doc
 
 
 def serialize_catalog(doc: Doc) -> bytes:
@@ -143,31 +156,157 @@ class _Unstreamable(Exception):
     """orjson cannot write a piece: the whole document goes through `serialize_catalog` instead."""
 
 
-def write_catalog(handle: BinaryIO, doc: Doc) -> str:
+@dataclass(frozen=True, slots=True)
+class Verbatim:
+    """A run of entries of a models list kept as the bytes they are in the file the document
+    was cut from, separators included: from the first entry's "{" to the end of the last "}".
+
+    A plan sees only the entries it asked for as objects; runs are copied back byte for byte
+    by `write_catalog` from that file, never parsed or serialized again.
+    """
+
+    start: int
+    end: int
+
+
+class SourceChanged(Exception):
+    """The file a document's runs come from is not the one they were cut from."""
+
+
+COPY_BLOCK = 1 << 20
+
+
+class Source:
+    """The file a document with Verbatim runs was cut from, read once from start to end.
+
+    Runs are copied out of it in order; every byte of it, copied or not, is hashed on the
+    way, so `finish` says what the file held while the copy was taken (compare it with the
+    digest the document was cut from: the bytes copied are those bytes)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.position = 0
+        self.hasher = hashlib.sha256()
+        self._buffer = memoryview(bytearray(COPY_BLOCK))
+
+    def copy(self, start: int, end: int, handle: BinaryIO, hasher: Any) -> None:
+        """Write the file's bytes start..end to `handle`, hashing them into `hasher` too."""
+        if start < self.position:
+            raise SourceChanged("runs out of order")
+        self._pass(start)
+        self._pass(end, handle, hasher)
+
+    def finish(self) -> str:
+        """Read the rest of the file; the digest of all of it."""
+        while self._read(COPY_BLOCK):
+            pass
+        return self.hasher.hexdigest()
+
+    def whole(self) -> bytes:
+        """All of the file's bytes (hashed too, from where the copy had got to): the fallback."""
+        self.position, self.hasher = 0, hashlib.sha256()
+        parts = []
+        while block := self._read(COPY_BLOCK):
+            parts.append(bytes(block))
+        return b"".join(parts)
+
+    def _pass(self, end: int, handle: BinaryIO | None = None, hasher: Any = None) -> None:
+        while self.position < end:
+            block = self._read(min(COPY_BLOCK, end - self.position))
+            if not block:
+                raise SourceChanged("the file is shorter than it was")
+            if handle is not None:
+                hasher.update(block)
+                handle.write(block)
+
+    def _read(self, size: int) -> memoryview:
+        count = os.preadv(self.fd, [self._buffer[:size]], self.position)
+        block = self._buffer[:count]
+        self.hasher.update(block)
+        self.position += count
+        return block
+
+
+class _EntryNext:
+    """Marks that the next piece is one whole entry of a models list (for an outline)."""
+
+
+ENTRY_NEXT: Any = _EntryNext()
+
+
+def write_catalog(handle: BinaryIO, doc: Doc, source: Source | None = None, outline: list[Any] | None = None) -> str:
     """Write to a fresh, seekable file what `serialize_catalog` returns, byte for byte, but piece
     by piece, so a huge catalog is never in memory twice (as a document and as bytes). Returns
-    the content's `digest`. A document orjson cannot write is rewritten by the fallback."""
+    the content's `digest`. A document orjson cannot write is rewritten by the fallback.
+    Verbatim runs are copied from `source`; then `source.finish()` says what it held.
+
+    With `outline`, every piece written is appended to it in order (bytes, Verbatim, and
+    ENTRY_NEXT before each entry written anew), so the new text's cut can be worked out
+    without reading it back; a fallback rewrite clears it (nothing can be said then)."""
     hasher = hashlib.sha256()
     buffered: list[bytes] = []
+    held = 0
+
+    def flush() -> None:
+        nonlocal held
+        chunk = b"".join(buffered)
+        buffered.clear()
+        held = 0
+        hasher.update(chunk)
+        handle.write(chunk)
+
     try:
         for piece in _top_pieces(doc):
+            if outline is not None:
+                outline.append(piece)
+            if piece is ENTRY_NEXT:
+                continue
+            if isinstance(piece, Verbatim):
+                if source is None:
+                    raise TypeError("a document with Verbatim runs needs the file they come from")
+                flush()
+                source.copy(piece.start, piece.end, handle, hasher)
+                continue
             buffered.append(piece)
-            if len(buffered) >= 512:
-                chunk = b"".join(buffered)
-                buffered.clear()
-                hasher.update(chunk)
-                handle.write(chunk)
+            held += len(piece)
+            if held >= _DIRECT_BYTES:
+                flush()
     except _Unstreamable:
+        if outline is not None:
+            outline.clear()
+            outline.append(None)  # not a text that cuts as written
         handle.seek(0)
         handle.truncate()
+        if source is not None:
+            _resolve_verbatim(doc, source.whole())
         raw = serialize_catalog(doc)
         handle.write(raw)
         return digest(raw)
     buffered.append(b"\n")
-    chunk = b"".join(buffered)
-    hasher.update(chunk)
-    handle.write(chunk)
+    if outline is not None:
+        outline.append(b"\n")
+    flush()
     return hasher.hexdigest()
+
+
+def _resolve_verbatim(doc: Doc, raw: bytes) -> None:
+    """Parse every Verbatim run back into entries, for the writer that needs whole objects."""
+    for category in doc.get("categories", []):
+        models = category.get("models") if isinstance(category, dict) else None
+        if isinstance(models, list) and any(isinstance(item, Verbatim) for item in models):
+            items: list[Any] = []
+            for item in models:
+                if isinstance(item, Verbatim):
+                    run = load_json(b"[" + raw[item.start : item.end] + b"]")
+                    if not isinstance(run, list):
+                        raise SourceChanged("a run is not a list of entries")
+                    items.extend(run)
+                else:
+                    items.append(item)
+            category["models"] = items
+
+
+_DIRECT_BYTES = 1 << 16  # pieces this large go straight to the file; smaller ones are gathered first
 
 
 def _dumps_indented(value: object, indent: int) -> bytes:
@@ -178,7 +317,7 @@ def _dumps_indented(value: object, indent: int) -> bytes:
     return text.replace(b"\n", b"\n" + b" " * indent) if indent else text
 
 
-def _top_pieces(doc: Doc) -> Iterator[bytes]:
+def _top_pieces(doc: Doc) -> Iterator[bytes | Verbatim]:
     """orjson's OPT_INDENT_2 layout, with the category lists and their entries written one by one."""
     if not doc:
         yield b"{}"
@@ -197,7 +336,7 @@ def _top_pieces(doc: Doc) -> Iterator[bytes]:
     yield b"}"
 
 
-def _list_pieces(items: list[Any], indent: int, each: Callable[[Any, int], Iterator[bytes]]) -> Iterator[bytes]:
+def _list_pieces(items: list[Any], indent: int, each: Callable[[Any, int], Iterator[bytes | Verbatim]]) -> Iterator[bytes | Verbatim]:
     pad = b" " * (indent + 2)
     yield b"[\n"
     last = len(items) - 1
@@ -208,7 +347,7 @@ def _list_pieces(items: list[Any], indent: int, each: Callable[[Any, int], Itera
     yield b" " * indent + b"]"
 
 
-def _category_pieces(category: Any, indent: int) -> Iterator[bytes]:
+def _category_pieces(category: Any, indent: int) -> Iterator[bytes | Verbatim]:
     models = category.get("models") if isinstance(category, dict) else None
     if not isinstance(models, list) or not models:
         yield _dumps_indented(category, indent)
@@ -221,11 +360,19 @@ def _category_pieces(category: Any, indent: int) -> Iterator[bytes]:
             raise _Unstreamable()
         yield pad + orjson.dumps(key) + b": "
         if key == "models":
-            yield from _list_pieces(value, indent + 2, lambda entry, at: iter((_dumps_indented(entry, at),)))
+            yield from _list_pieces(value, indent + 2, _entry_pieces)
         else:
             yield _dumps_indented(value, indent + 2)
         yield b",\n" if position < last else b"\n"
     yield b" " * indent + b"}"
+
+
+def _entry_pieces(entry: Any, indent: int) -> Iterator[bytes | Verbatim]:
+    if isinstance(entry, Verbatim):
+        yield entry
+    else:
+        yield ENTRY_NEXT
+        yield _dumps_indented(entry, indent)
 
 
 def iter_entries(doc: Doc) -> Iterator[tuple[Doc, Entry]]:

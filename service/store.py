@@ -26,10 +26,24 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from .catalog import CatalogFormatError, CatalogUnwritable, Doc, digest, empty_catalog, parse_catalog, serialize_catalog, stamp, write_catalog
+from .catalog import (
+    CatalogFormatError,
+    CatalogUnwritable,
+    Doc,
+    Source,
+    SourceChanged,
+    digest,
+    empty_catalog,
+    parse_catalog,
+    serialize_catalog,
+    stamp,
+    write_catalog,
+)
 from .errors import Unavailable
 from .fileops import RENAME_EXCHANGE, RENAME_NOREPLACE, fsync_folder, rename_with
+from .spans import Spliced, StaleText, Text, Unsplittable, cut, spliced_doc
 
 logger = logging.getLogger(__name__)
 
@@ -49,17 +63,32 @@ class StaleRead(Exception):
 class Reading:
     """A catalog as read under its lock: the digest of its bytes (None when the file is absent),
     the doc, and which file it was. The bytes themselves are not kept: a huge catalog is then
-    held once, as its document."""
+    held once, as its document.
+
+    A spliced reading's doc holds only the entries its plan asked about; the rest are runs of
+    the file, still open as `source`, that a write copies (`close` it when done)."""
 
     digest: str | None
     doc: Doc
     identity: tuple[int, int] | None = None  # (device, inode) of the file read
     size: int = 0  # bytes read
+    seen: tuple[int, int, int] | None = None  # (size, mtime, ctime) when read: a save in place moves them
+    source: int | None = None  # the open file a spliced doc's runs are copied from
+    spliced: Spliced | None = None
+    text: Text | None = None  # the cut the spliced doc was made from
+
+    def close(self) -> None:
+        """Let go of the source file, if any."""
+        if self.source is not None:
+            os.close(self.source)
+            self.source = None
 
 
 @dataclass(frozen=True, slots=True)
 class Written:
     digest: str
+    size: int = 0
+    outline: list[Any] | None = None  # a spliced doc's pieces as written (see `write_catalog`)
 
 
 class CatalogStore:
@@ -118,7 +147,7 @@ class CatalogStore:
             except FileNotFoundError:
                 return Reading(None, empty_catalog())
             try:
-                return Reading(digest(raw), parse_catalog(raw), (stat.st_dev, stat.st_ino), len(raw))
+                return Reading(digest(raw), parse_catalog(raw), (stat.st_dev, stat.st_ino), len(raw), _stamp(stat))
             except CatalogFormatError as exc:
                 if delay is None:
                     raise Unavailable(
@@ -129,6 +158,37 @@ class CatalogStore:
                 time.sleep(delay)
         raise AssertionError("unreachable")
 
+    def read_spliced(self, text: Text, versions: set[int], files: set[str], *, fresh: bool = False) -> Reading:
+        """Read for a plan that needs only some entries: those versions and files parsed, the rest
+        left in the file as runs to copy. `text` is the last cut of this file; when the file is
+        not that text any more (or `fresh`) it is read and cut again, reusing what `text` knows.
+        A file that no longer cuts is read whole (`read`)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return self.read()
+        try:
+            stat = os.fstat(fd)
+            for attempt in (False, True):
+                try:
+                    if fresh or attempt or stat.st_size != text.size:
+                        raw = _read_all(fd)
+                        text = cut(raw, self.name, digest(raw), text)
+                        del raw
+                    spliced = spliced_doc(fd, text, versions, files)
+                    break
+                except StaleText:
+                    if attempt:
+                        raise
+                    stat = os.fstat(fd)
+            return Reading(text.digest, spliced.doc, (stat.st_dev, stat.st_ino), text.size, _stamp(stat), fd, spliced, text)
+        except (Unsplittable, CatalogFormatError, StaleText):
+            os.close(fd)
+            return self.read()
+        except BaseException:
+            os.close(fd)
+            raise
+
     def write(self, reading: Reading) -> Written:
         """Stamp and durably write the edited doc, unless the file moved on since `reading`."""
         if self.path.is_symlink():
@@ -138,34 +198,61 @@ class CatalogStore:
                 code="catalog_is_link",
             )
         stamp(reading.doc)
+        outline: list[Any] | None = [] if reading.source is not None else None
         try:
-            return Written(
-                self._replace(reading.doc, expected=reading.digest, identity=reading.identity, stream=reading.size > STREAM_BYTES)
+            written, size = self._replace(
+                reading.doc,
+                expected=reading.digest,
+                identity=reading.identity,
+                stream=reading.size > STREAM_BYTES,
+                seen=reading.seen,
+                source=reading.source,
+                outline=outline,
             )
+            return Written(written, size, outline)
         except CatalogUnwritable as exc:
             raise Unavailable(
                 f"{self.name}.json was not changed: {exc}. It was left exactly as it is.", code="catalog_unwritable"
             ) from None
 
-    def _replace(self, doc: Doc, expected: str | None, identity: tuple[int, int] | None = None, stream: bool = False) -> str:
-        """Write the doc to a temp file and swap it in; the digest of what was written. A big
-        catalog is written piece by piece (never all its bytes in memory); a small one at once."""
+    def _replace(
+        self,
+        doc: Doc,
+        expected: str | None,
+        identity: tuple[int, int] | None = None,
+        stream: bool = False,
+        seen: tuple[int, int, int] | None = None,
+        source: int | None = None,
+        outline: list[Any] | None = None,
+    ) -> tuple[str, int]:
+        """Write the doc to a temp file and swap it in; the digest and size of what was written. A big
+        catalog is written piece by piece (never all its bytes in memory); a small one at once.
+        A spliced doc's runs are copied from `source`, which must still hold what was read."""
         folder = self.path.parent
         fd, temp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{self.path.name}.", dir=folder)
         try:
             with os.fdopen(fd, "w+b") as handle:
-                if stream:
+                if source is not None:
+                    copied = Source(source)
+                    try:
+                        written = write_catalog(handle, doc, copied, outline)
+                        if copied.finish() != expected:  # the runs copied are not of the file planned on
+                            raise StaleRead()
+                    except SourceChanged:
+                        raise StaleRead() from None
+                elif stream:
                     written = write_catalog(handle, doc)
                 else:
                     raw = serialize_catalog(doc)
                     handle.write(raw)
                     written = digest(raw)
                 handle.flush()
+                size = handle.tell()
                 os.fsync(handle.fileno())
             self._copy_mode(temp)
-            if self._current() != expected:
+            if seen is None and self._current() != expected:
                 raise StaleRead()
-            self._swap_in(temp, written, expected, identity)
+            self._swap_in(temp, written, expected, identity, seen)
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(temp)  # after a swap it holds the file displaced; otherwise our unused copy
@@ -173,14 +260,18 @@ class CatalogStore:
             fsync_folder(folder)
         except OSError as exc:  # the new file is in place; only its survival of a power cut is unsure
             logger.warning("%s was saved but its folder could not be synced (%s)", self.path.name, exc.strerror)
-        return written
+        return written, size
 
-    def _swap_in(self, temp: str, written: str, expected: str | None, identity: tuple[int, int] | None) -> None:
+    def _swap_in(
+        self, temp: str, written: str, expected: str | None, identity: tuple[int, int] | None, seen: tuple[int, int, int] | None = None
+    ) -> None:
         """Put the temp file in place; StaleRead when that would lose a save made meanwhile.
 
         After the swap our version is visible until a lost save is given back, so the cheap
-        test comes first: a different inode (an atomic save by someone else) is given back
-        after one stat; only the same inode (a save in place, or none) needs its bytes hashed.
+        tests come first: a different inode (an atomic save by someone else), or another size,
+        mtime or ctime (a save in place), is caught by one stat. What a stat cannot see (a save
+        in place within one tick of the clock) the displaced file's hash catches after the swap,
+        and that save is given back. Without the exchange the file is hashed before the replace.
         """
         if expected is None:  # the file did not exist: create it only if it still does not
             if not rename_with(temp, self.path, RENAME_NOREPLACE):
@@ -188,9 +279,11 @@ class CatalogStore:
                     raise StaleRead()
                 os.replace(temp, self.path)
             return
-        if identity is not None and _identity(self.path) != identity:  # last, cheapest look: keeps the race window tiny
+        if identity is not None and _identity(self.path, seen) != (identity, seen):  # last, cheapest look: keeps the race window tiny
             raise StaleRead()
         if not rename_with(temp, self.path, RENAME_EXCHANGE):
+            if seen is not None and self._current() != expected:
+                raise StaleRead()
             os.replace(temp, self.path)
             return
         displaced = os.stat(temp)
@@ -225,12 +318,26 @@ class CatalogStore:
         os.chmod(temp, mode)
 
 
-def _identity(path: Path) -> tuple[int, int] | None:
+def _identity(path: Path, seen: tuple[int, int, int] | None) -> tuple[tuple[int, int] | None, tuple[int, int, int] | None]:
+    """Which file is at the path, and (when `seen` is compared) its size, mtime and ctime."""
     try:
         stat = os.stat(path)
     except FileNotFoundError:
-        return None
-    return (stat.st_dev, stat.st_ino)
+        return None, None
+    return (stat.st_dev, stat.st_ino), (_stamp(stat) if seen is not None else None)
+
+
+def _stamp(stat: os.stat_result) -> tuple[int, int, int]:
+    return (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+
+
+def _read_all(fd: int) -> bytes:
+    parts = []
+    position = 0
+    while block := os.pread(fd, 1 << 24, position):
+        parts.append(block)
+        position += len(block)
+    return b"".join(parts)
 
 
 def _digest_or_none(path: str | Path) -> str | None:

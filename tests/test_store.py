@@ -12,6 +12,7 @@ import pytest
 
 from service.catalog import add_entry, parse_catalog
 from service.errors import Unavailable
+import service.store
 from service.store import CatalogStore, StaleRead
 
 from .helpers import catalog, entry, read_json, replace_json, touch, write_json
@@ -120,15 +121,22 @@ def test_a_catalog_half_written_in_place_is_read_again_until_whole(store: Catalo
 
 
 def _outside_save_after_the_check(store: CatalogStore, monkeypatch: pytest.MonkeyPatch, save: Callable[[], None]) -> None:
-    """Let another program's save land right after the store's last check and before its swap."""
-    checked = store._current
+    """Let another program's save land right after the store's last check and before its swap:
+    the stat of the file (when it existed) or the hash of it (when it did not)."""
+    checked, looked = store._current, service.store._identity
 
     def check_then_race() -> bytes | None:
         seen = checked()
         save()
         return seen
 
+    def look_then_race(*args: object) -> object:
+        seen = looked(*args)  # type: ignore[arg-type]
+        save()
+        return seen
+
     monkeypatch.setattr(store, "_current", check_then_race)
+    monkeypatch.setattr(service.store, "_identity", look_then_race)
 
 
 @pytest.mark.parametrize("how", ["atomic", "in place"])

@@ -1,0 +1,394 @@
+"""A catalog read as text cut at its entries, so that a change costs what changed, not the file.
+
+Nearly every catalog is written with two-space indents (this service, orjson's and Python's
+`indent=2`): each entry of a category's "models" list then ends with a line of eight spaces
+and "}". Cut there, the text falls into chunks of one entry each, with the structure before
+it. A chunk's key is its hash. A reading keeps what each key's chunk holds (the entry as
+the map shows it, its version, its file, the structure before it), so the next reading
+parses only chunks it has not seen, and the map is told only about versions that moved.
+
+Nothing is taken on trust. The structure, with every entry replaced by a 0, is parsed as
+JSON and must hold exactly one 0 for each entry, all of them in categories' "models"
+lists; each new entry must parse as an object on its own. Both true, the whole text is
+valid JSON with those entries in those places. A text that does not cut this way
+(minified, tabs, other indents, an entry that is not an object) raises `Unsplittable`
+and is read whole, as before.
+
+Chunk keys are Python's 64-bit keyed hash of the chunk's bytes: two different chunks of
+one run sharing a key is a 1-in-10^9 event at 100,000 entries, and cannot be forced from
+outside (the key is random per process).
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import itertools
+import operator
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .catalog import ENTRY_NEXT, CatalogFormatError, Doc, Verbatim, check_shape, load_json, version_id_of
+from .index import UNUSABLE, MapEntry, shown_entry
+
+END = b"\n        }"  # the last line of an entry of a models list
+OPEN = b"\n        {\n"  # its first line
+LEAD = len(OPEN) - 2  # from where OPEN is found to the entry's "{"
+PLAIN = b",\n        "  # the structure between two entries of one list, as written here
+WINDOW = 1 << 22  # cut at most this much text per C call: the event loop gets the GIL between
+SKELETON_LIMIT = 8 << 20  # structure beyond this is not a catalog worth cutting: read whole
+
+
+class Unsplittable(Exception):
+    """The text does not cut into entries this way; read it whole."""
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """What one chunk of text holds: the structure before its entry, and the entry."""
+
+    prefix: bytes  # the text between the previous entry's end and this entry's "{"
+    length: int  # of the whole chunk (prefix and entry, without END)
+    version: int | None  # the entry's version id, as plans look for it
+    file: str | None  # the entry's file, as plans look for it
+    shown: MapEntry | None  # the entry as the map shows it
+    unusable: bool = False  # left out of the map: an id that is not an id
+
+
+@dataclass(frozen=True)
+class Text:
+    """One reading of a catalog's text: its chunks in order, what each holds, and the structure.
+
+    Immutable once cut, so a transaction in a worker thread may plan against it while the
+    event loop goes on; the lookups a plan needs are worked out on first use and kept.
+    """
+
+    digest: str
+    size: int
+    keys: list[int]  # chunk keys, in file order
+    pieces: dict[int, Piece]  # every key of `keys`
+    tail: bytes  # after the last entry
+    skeleton: bytes  # the whole text with each entry replaced by 0
+
+    @functools.cached_property
+    def ends(self) -> list[int]:
+        """Where each chunk's END ends in the text (C-speed: no Python loop over entries)."""
+        lengths = map(operator.attrgetter("length"), map(self.pieces.__getitem__, self.keys))
+        return [end + len(END) * (position + 1) for position, end in enumerate(itertools.accumulate(lengths))]
+
+    @functools.cached_property
+    def versions(self) -> list[int | None]:
+        """Each chunk's entry's version, in file order."""
+        return list(map(_PIECE_VERSION, map(self.pieces.__getitem__, self.keys)))
+
+    @functools.cached_property
+    def files(self) -> list[str | None]:
+        """Each chunk's entry's file, in file order."""
+        return list(map(_PIECE_FILE, map(self.pieces.__getitem__, self.keys)))
+
+    def positions(self, column: list[Any], values: set[Any]) -> set[int]:
+        """Where a column holds one of the values: a scan in C per value when there are few,
+        one pass otherwise."""
+        if len(values) > 32:
+            return {at for at, value in enumerate(column) if value in values}
+        found: set[int] = set()
+        for value in values:
+            at = -1
+            while True:
+                try:
+                    at = column.index(value, at + 1)
+                except ValueError:
+                    break
+                found.add(at)
+        return found
+
+    def chunk_span(self, position: int) -> tuple[int, int]:
+        """Where the chunk at this position is: from the end of the entry before to the end of its own "}"."""
+        end = self.ends[position]
+        return end - len(END) - self.pieces[self.keys[position]].length, end
+
+    def entry_span(self, position: int) -> tuple[int, int]:
+        """Where the entry at this position is in the text: from its "{" to the end of its "}"."""
+        start, end = self.chunk_span(position)
+        return start + len(self.pieces[self.keys[position]].prefix), end
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """What the map takes from one reading of a catalog: its first entry of each version, how
+    many entries it left out, and the cut text when there is one (None: read whole)."""
+
+    digest: str
+    shown: dict[int, MapEntry]
+    unusable: int
+    text: Text | None
+    changed: set[int] | None = None  # versions whose shown entry may differ from the reading before (None: any)
+
+
+def cut(raw: bytes, name: str, digest: str, before: Text | None) -> Text:
+    """Cut a catalog's text into entries, reusing what `before` knows of unchanged chunks.
+
+    Raises Unsplittable when the text does not cut (read it whole: that also says precisely
+    why a broken file is broken), CatalogFormatError when it is cut but not a catalog.
+    """
+    known = before.pieces if before is not None else {}
+    found: dict[int, Piece] = {}  # pieces read from this text
+    keys: list[int] = []
+    prefixes: dict[bytes, bytes] = {PLAIN: PLAIN}  # one object for each distinct structure
+    position = 0
+    for chunks in _windows(raw):
+        window = list(map(hash, chunks))
+        keys += window
+        if known.keys() >= set(window):  # the usual window: nothing new (set operations run in C)
+            pass
+        else:
+            for key, chunk in zip(window, chunks):
+                if key not in known and key not in found:
+                    found[key] = _read_piece(chunk, name, prefixes)
+        position += sum(map(len, chunks)) + len(END) * len(chunks)
+    tail = raw[position:] if position else raw
+    pieces = dict(zip(keys, map(known.get, keys))) if known else {}
+    pieces.update(found)
+    skeleton_parts = [piece.prefix for piece in map(pieces.__getitem__, keys)]
+    if sum(map(len, skeleton_parts)) + len(keys) + len(tail) > SKELETON_LIMIT:
+        raise Unsplittable("the structure around the entries is too large to cut")
+    skeleton_parts.append(tail)
+    skeleton = b"0".join(skeleton_parts)
+    _check_skeleton(skeleton, len(keys))
+    return Text(digest, len(raw), keys, pieces, tail, skeleton)
+
+
+def _windows(raw: bytes) -> Iterator[list[bytes]]:
+    """The chunks of `raw`, a window at a time (each window one C call, a few ms of GIL)."""
+    position, size = 0, len(raw)
+    while position < size:
+        end = raw.rfind(END, position, position + WINDOW)
+        if end < 0:
+            end = raw.find(END, position + WINDOW - len(END))
+            if end < 0:
+                return
+        yield raw[position:end].split(END)
+        position = end + len(END)
+
+
+def _read_piece(chunk: bytes, name: str, prefixes: dict[bytes, bytes]) -> Piece:
+    lead = chunk.rfind(OPEN)
+    if lead < 0:
+        raise Unsplittable("a chunk has no entry")
+    lead += LEAD
+    try:
+        entry = load_json(chunk[lead:] + END)
+    except CatalogFormatError:
+        raise Unsplittable("an entry does not parse on its own") from None
+    if not isinstance(entry, dict):
+        raise Unsplittable("an entry is not an object")
+    prefix = chunk[:lead]
+    prefix = prefixes.setdefault(prefix, prefix)
+    shown = shown_entry(entry, name)
+    file = entry.get("file")
+    return Piece(
+        prefix,
+        len(chunk),
+        version_id_of(entry),
+        file if isinstance(file, str) else None,
+        None if shown is UNUSABLE else shown,
+        shown is UNUSABLE,
+    )
+
+
+def _check_skeleton(skeleton: bytes, entries: int) -> None:
+    doc = _parse_skeleton(skeleton)
+    found = 0
+    for category in doc.get("categories", []):
+        models = category.get("models", [])
+        for item in models:
+            if type(item) is not int or item != 0:
+                raise Unsplittable("a models list holds something that is not a cut entry")
+        found += len(models)
+    if found != entries:
+        raise Unsplittable("an entry was cut somewhere other than a models list")
+
+
+def _parse_skeleton(skeleton: bytes) -> Doc:
+    try:
+        doc = load_json(skeleton)
+        check_shape(doc)
+    except CatalogFormatError as exc:
+        raise Unsplittable(str(exc)) from None
+    return doc
+
+
+def load_text(raw: bytes, name: str, digest: str, before: Text | None) -> Loaded:
+    """Cut the text and say what the map takes from it (Unsplittable: read it whole).
+
+    With an earlier cut reading, also which versions may have moved: those of chunks that
+    came or went. A version in several entries is among them whenever any of its entries
+    came or went, so the first of its entries, the one shown, is always worked out anew.
+    """
+    text = cut(raw, name, digest, before)
+    ordered = list(map(text.pieces.__getitem__, text.keys))
+    entries = list(filter(None, map(_SHOWN, ordered)))
+    entries.reverse()  # a version in several entries shows its first: the last one written wins
+    shown = dict(zip(map(_VERSION, entries), entries))
+    unusable = sum(map(_UNUSABLE, ordered))
+    changed = None
+    if before is not None:
+        old, new = before.pieces, text.pieces
+        moved = [old[key] for key in old.keys() - new.keys()] + [new[key] for key in new.keys() - old.keys()]
+        changed = {piece.version for piece in moved if piece.version is not None}
+        changed.update(piece.shown.version_id for piece in moved if piece.shown is not None)
+    return Loaded(digest, shown, unusable, text, changed)
+
+
+_SHOWN = operator.attrgetter("shown")
+_PIECE_VERSION = operator.attrgetter("version")
+_PIECE_FILE = operator.attrgetter("file")
+_VERSION = operator.attrgetter("version_id")
+_UNUSABLE = operator.attrgetter("unusable")
+
+
+class StaleText(Exception):
+    """The file no longer holds the text that was cut: read it again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Spliced:
+    """A document for a plan to edit, cut from a file: every entry of the versions and files
+    it asked about parsed, every run of other entries a Verbatim range of the file."""
+
+    doc: Doc
+    versions: frozenset[int]  # every version with a parsed entry (a plan can see all of its entries)
+
+
+def spliced_doc(fd: int, text: Text, versions: set[int], files: set[str]) -> Spliced:
+    """The document a plan edits, read from the file `text` was cut from (an open descriptor).
+
+    Every entry of those versions and of those files is parsed, and every entry of a version
+    that one of those files holds, so a plan that finds an entry by its file sees the other
+    entries of its version too. StaleText when a chunk read back is not the one that was cut.
+    """
+    positions = text.positions(text.files, files) if files else set()
+    wanted_versions = set(versions)
+    wanted_versions.update(version for at in positions if (version := text.versions[at]) is not None)
+    if wanted_versions:
+        positions |= text.positions(text.versions, wanted_versions)
+    doc = _parse_skeleton(text.skeleton)
+    wanted = sorted(positions)
+    cursor = 0  # into wanted
+    position = 0
+    for category in doc.get("categories", []):
+        models = category.get("models")
+        if not models:
+            continue
+        stop = position + len(models)
+        items: list[Any] = []
+        run_from = position
+        while True:
+            at = wanted[cursor] if cursor < len(wanted) and wanted[cursor] < stop else stop
+            if at > run_from:
+                items.append(Verbatim(text.entry_span(run_from)[0], text.entry_span(at - 1)[1]))
+            if at == stop:
+                break
+            items.append(_read_entry(fd, text, at))
+            cursor += 1
+            run_from = at + 1
+        category["models"] = items
+        position = stop
+    return Spliced(doc, frozenset(wanted_versions))
+
+
+def _read_entry(fd: int, text: Text, position: int) -> dict[str, Any]:
+    start, end = text.chunk_span(position)
+    key = text.keys[position]
+    piece = text.pieces[key]
+    data = os.pread(fd, end - start, start)
+    if len(data) != end - start or not data.endswith(END) or hash(data[: -len(END)]) != key:
+        raise StaleText()
+    entry = load_json(data[len(piece.prefix) :])
+    if not isinstance(entry, dict):  # it was one when cut: this is not that text
+        raise StaleText()
+    return entry
+
+
+def spliced_shown(spliced: Spliced, name: str) -> dict[int, MapEntry | None]:
+    """After a plan: how the map shows each version it could see or added, None where no entry
+    of it is shown any more. Only parsed entries are looked at: no run holds those versions."""
+    found: dict[int, MapEntry | None] = dict.fromkeys(spliced.versions)
+    seen: set[int] = set()
+    for category in spliced.doc.get("categories", []):
+        for entry in category.get("models", []):
+            if not isinstance(entry, dict):
+                continue
+            version = version_id_of(entry)
+            if version is None or version in seen:
+                continue
+            shown = shown_entry(entry, name)
+            if shown is None or shown is UNUSABLE:
+                found.setdefault(version, None)
+                continue
+            seen.add(version)
+            found[version] = shown
+    return found
+
+
+def derive_text(outline: list[Any], before: Text, fd: int, digest: str, size: int, name: str) -> Text | None:
+    """The cut of a file just written from a spliced document, worked out from the writer's
+    outline (see `write_catalog`) and the cut it was spliced from, without reading it back.
+
+    Runs keep their chunks; the first chunk of each run gets the structure written before it,
+    and each entry written anew is read as a cut would read it. None when the written text
+    would not cut the same way (then the next reading cuts it)."""
+    if not outline or outline[0] is None:
+        return None
+    keys: list[int] = []
+    pieces: dict[int, Piece] = {}
+    prefixes: dict[bytes, bytes] = {PLAIN: PLAIN}
+    structure: list[bytes] = []
+    entry_next = False
+    try:
+        for item in outline:
+            if item is ENTRY_NEXT:
+                entry_next = True
+            elif isinstance(item, Verbatim):
+                ends = before.ends
+                first = bisect.bisect_right(ends, item.start)  # the entry whose "{" the run starts at
+                last = bisect.bisect_left(ends, item.end)
+                if last >= len(ends) or ends[last] != item.end or first > last or before.entry_span(first)[0] != item.start:
+                    return None
+                start, end = before.entry_span(first)
+                body = os.pread(fd, end - start - len(END), start)
+                _add(keys, pieces, b"".join(structure) + body, name, prefixes)
+                for at in range(first + 1, last + 1):
+                    key = before.keys[at]
+                    keys.append(key)
+                    pieces[key] = before.pieces[key]
+                structure.clear()
+            elif entry_next:
+                if not item.endswith(END):
+                    return None
+                _add(keys, pieces, b"".join(structure) + item[: -len(END)], name, prefixes)
+                structure.clear()
+                entry_next = False
+            else:
+                structure.append(item)
+    except Unsplittable:
+        return None
+    tail = b"".join(structure)
+    ordered = list(map(pieces.__getitem__, keys))
+    if sum(map(_LENGTH, ordered)) + len(END) * len(keys) + len(tail) != size:
+        return None
+    skeleton = b"0".join([*map(_PREFIX, ordered), tail])
+    return Text(digest, size, keys, pieces, tail, skeleton)
+
+
+_LENGTH = operator.attrgetter("length")
+_PREFIX = operator.attrgetter("prefix")
+
+
+def _add(keys: list[int], pieces: dict[int, Piece], chunk: bytes, name: str, prefixes: dict[bytes, bytes]) -> None:
+    key = hash(chunk)
+    keys.append(key)
+    if key not in pieces:
+        pieces[key] = _read_piece(chunk, name, prefixes)
