@@ -10,6 +10,7 @@ swapped in with one assignment; handlers only ever read the current one.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import gzip
 import os
 import secrets
@@ -99,32 +100,49 @@ def extract_entries(doc: Doc, catalog: str) -> CatalogEntries:
     entries: list[MapEntry] = []
     unusable = 0
     for _category, entry in iter_entries(doc):
-        raw_version, raw_model = entry.get("civitai_version_id"), entry.get("civitai_model_id")
-        version_id = _exact_id(raw_version)
-        model_id = _exact_id(raw_model)
-        if (version_id is None and raw_version is not None) or (model_id is None and raw_model is not None):
-            unusable += 1  # set, but not an id ("²", -1, 2**70): left out
-            continue
-        file, dest = entry.get("file"), entry.get("dest")
-        if version_id is None or not isinstance(file, str) or not file or not isinstance(dest, str):
-            continue
-        view = {
-            "file": file,
-            "dest": dest,
-            "name": entry.get("name") if isinstance(entry.get("name"), str) else file,
-            "base_model": entry.get("base_model") if isinstance(entry.get("base_model"), str) else None,
-            "civitai_model_id": model_id,
-            "catalog": catalog,
-        }
-        try:
-            head = b'"%d":' % version_id + orjson.dumps(view)[:-1] + b',"status":"'
-        except orjson.JSONEncodeError:  # a lone surrogate in a name: not showable, left as it is in the file
+        shown = shown_entry(entry, catalog)
+        if shown is UNUSABLE:
             unusable += 1
-            continue
-        entries.append(
-            MapEntry(version_id, model_id, file, sys.intern(canonical_folder(dest)), catalog, head, dest, _sha256(entry), _size(entry))
-        )
+        elif shown is not None:
+            entries.append(shown)
     return CatalogEntries(entries, unusable)
+
+
+class _Unusable:
+    """An entry left out of the map because an id is set but is not an id (counted, kept in the file)."""
+
+    def __repr__(self) -> str:
+        return "UNUSABLE"
+
+
+UNUSABLE: Any = _Unusable()
+
+
+def shown_entry(entry: dict[str, Any], catalog: str) -> MapEntry | None:
+    """One catalog entry as the map shows it; None when the map does not show it (no version id,
+    file or folder), UNUSABLE when an id is set but is not one ("²", -1, 2**70) or its name is
+    not showable (a lone surrogate)."""
+    raw_version, raw_model = entry.get("civitai_version_id"), entry.get("civitai_model_id")
+    version_id = _exact_id(raw_version)
+    model_id = _exact_id(raw_model)
+    if (version_id is None and raw_version is not None) or (model_id is None and raw_model is not None):
+        return UNUSABLE
+    file, dest = entry.get("file"), entry.get("dest")
+    if version_id is None or not isinstance(file, str) or not file or not isinstance(dest, str):
+        return None
+    view = {
+        "file": file,
+        "dest": dest,
+        "name": entry.get("name") if isinstance(entry.get("name"), str) else file,
+        "base_model": entry.get("base_model") if isinstance(entry.get("base_model"), str) else None,
+        "civitai_model_id": model_id,
+        "catalog": catalog,
+    }
+    try:
+        head = b'"%d":' % version_id + orjson.dumps(view)[:-1] + b',"status":"'
+    except orjson.JSONEncodeError:  # a lone surrogate in a name: not showable, left as it is in the file
+        return UNUSABLE
+    return MapEntry(version_id, model_id, file, sys.intern(canonical_folder(dest)), catalog, head, dest, _sha256(entry), _size(entry))
 
 
 def disk_entry(version_id: int, model_id: int | None, file: str, folder: str, name: str, base_model: str | None, sha256: str) -> MapEntry:
@@ -174,14 +192,61 @@ class Layout:
     # that layout, and the versions whose entries are new or not the same as in it.
     previous: Layout | None = None
     changed: set[int] | None = None
+    holes: int = 0  # parts of versions that left, blanked in place (a re-lay drops them)
+
+    def unlink(self, version_id: int, entry: MapEntry) -> None:
+        """Take a version out of the lookups (not out of `parts`)."""
+        _drop(self.by_file, entry.file, version_id)
+        if entry.model_id is not None:
+            _drop(self.by_model, entry.model_id, version_id)
+            if self.catalogued_models is not None:
+                _drop(self.catalogued_models, entry.model_id, version_id)
+        if entry.catalog and entry.sha256 is not None:
+            _drop(self.by_sha256, entry.sha256, version_id)
+
+    def link(self, version_id: int, entry: MapEntry) -> None:
+        """Put a version into the lookups, each list kept in ascending order."""
+        bisect.insort(self.by_file.setdefault(entry.file, []), version_id)
+        if entry.model_id is not None:
+            if not entry.catalog and self.catalogued_models is None:  # the first version only on disk
+                self.catalogued_models = {m: list(versions) for m, versions in self.by_model.items()}
+            bisect.insort(self.by_model.setdefault(entry.model_id, []), version_id)
+            if entry.catalog and self.catalogued_models is not None:
+                bisect.insort(self.catalogued_models.setdefault(entry.model_id, []), version_id)
+        if entry.catalog and entry.sha256 is not None:
+            bisect.insort(self.by_sha256.setdefault(entry.sha256, []), version_id)
+
+    def append(self, version_id: int, head: bytes) -> int:
+        """Add a version's parts at the end of by_version; the index of its status."""
+        parts = self.parts
+        parts[-3:-3] = [b"," if self.entries else b"", head, MISSING]
+        slot = len(parts) - 4
+        self.slots[version_id] = slot
+        return slot
+
+    def blank(self, version_id: int) -> None:
+        """Blank a version's parts; if it was the first shown, the next one loses its comma."""
+        parts = self.parts
+        slot = self.slots.pop(version_id)
+        first = parts[slot - 2] == b""
+        parts[slot - 2] = parts[slot - 1] = parts[slot] = b""
+        self.holes += 1
+        if first:
+            for at in range(slot + 2, len(parts) - 3, 3):  # the next version's head
+                if parts[at]:
+                    parts[at - 1] = b""
+                    break
 
 
-def build_layout(catalogs: Iterable[list[MapEntry]], previous: Layout | None = None) -> Layout:
+def build_layout(catalogs: Iterable[Iterable[MapEntry]], previous: Layout | None = None) -> Layout:
     """Merge catalogs in order of precedence: a version already placed is not replaced.
 
     Pass loras first: an entry in both files is a promote cut short, and loras.json is
     where it was going. With `previous`, also say which versions changed since it, so that
     swapping the layout in costs the event loop work for those alone.
+
+    Each version takes three parts: the comma before it (none for the first), its head and
+    its status; `slots` points at the status. The body ends with by_model and its frame.
     """
     entries: dict[int, MapEntry] = {}
     for catalog in catalogs:
@@ -195,8 +260,7 @@ def build_layout(catalogs: Iterable[list[MapEntry]], previous: Layout | None = N
     disk_only = False
     for version_id in sorted(entries):
         entry = entries[version_id]
-        if len(parts) > 1:
-            parts.append(b",")
+        parts.append(b"," if len(parts) > 1 else b"")
         parts.append(entry.head)
         slots[version_id] = len(parts)
         parts.append(MISSING)
@@ -215,8 +279,16 @@ def build_layout(catalogs: Iterable[list[MapEntry]], previous: Layout | None = N
     if previous is not None:
         before = previous.entries
         layout.previous = previous
-        layout.changed = {v for v, entry in entries.items() if (old := before.get(v)) is None or not _same(old, entry)}
+        layout.changed = {v for v, entry in entries.items() if (old := before.get(v)) is None or not same_entry(old, entry)}
     return layout
+
+
+def _drop(index: dict[Any, list[int]], key: Any, version_id: int) -> None:
+    versions = index.get(key)
+    if versions is not None and version_id in versions:
+        versions.remove(version_id)
+        if not versions:
+            del index[key]
 
 
 @dataclass(slots=True)
@@ -247,9 +319,7 @@ class CivitaiIndex:
     def __init__(self, presence: Presence, hashes: KnownHashes | None = None) -> None:
         self.presence = presence
         self.hashes = hashes if hashes is not None else KnownHashes()
-        self._by_sha256: dict[str, list[int]] = {}  # catalogued versions by their entry's `hash`
         self._relinked: dict[str, set[int]] = {}  # file name on disk -> versions found there under another name
-        self._catalogued_models: dict[int, list[int]] | None = None  # when identified-only versions are in the map
         self._boot = secrets.token_hex(4)
         self._generation = 0
         self._layout = build_layout([])
@@ -280,7 +350,8 @@ class CivitaiIndex:
 
     def catalogued_models(self) -> dict[int, list[int]]:
         """Every catalogued CivitAI model id with its catalogued version ids (read-only)."""
-        return self._layout.by_model if self._catalogued_models is None else self._catalogued_models
+        layout = self._layout
+        return layout.by_model if layout.catalogued_models is None else layout.catalogued_models
 
     def versions_of_file(self, file: str) -> tuple[int, ...]:
         """The catalogued versions whose file has that name."""
@@ -314,7 +385,7 @@ class CivitaiIndex:
         for version_id in todo:
             entry = entries[version_id]
             old = old_entries.get(version_id)
-            slot = old_status.get(version_id) if old is not None and _same(old, entry) else None
+            slot = old_status.get(version_id) if old is not None and same_entry(old, entry) else None
             if slot is None:
                 slot = self._slot(entry)
                 if old is None or old.head != entry.head or old_status.get(version_id) != slot:
@@ -324,8 +395,47 @@ class CivitaiIndex:
                 parts[slots[version_id]] = slot
         for version_id in old_entries.keys() - entries.keys():
             changes[version_id] = None
-        self._by_sha256 = layout.by_sha256
-        self._catalogued_models = layout.catalogued_models
+        return self._publish(changes)
+
+    def update(self, shown: dict[int, MapEntry | None]) -> bool:
+        """Splice versions into the layout in place: a changed entry's head replaced, a new
+        version appended, one that left blanked (None). Costs the versions given, not the map;
+        publish when the body changed. `holes` says when a re-lay would be worth it."""
+        layout = self._layout
+        entries, parts, status = layout.entries, layout.parts, self._status
+        changes: Changes = {}
+        models_moved = False
+        for version_id, new in shown.items():
+            old = entries.get(version_id)
+            if new is None:
+                if old is None:
+                    continue
+                layout.unlink(version_id, old)
+                layout.blank(version_id)
+                del entries[version_id]
+                status.pop(version_id, None)
+                self._progress_shown.pop(version_id, None)
+                changes[version_id] = None
+                models_moved |= old.model_id is not None
+                continue
+            if old is not None and same_entry(old, new):
+                continue
+            if old is None:
+                slot = layout.append(version_id, new.head)
+            else:
+                layout.unlink(version_id, old)
+                slot = layout.slots[version_id]
+                parts[slot - 1] = new.head
+            layout.link(version_id, new)
+            models_moved |= old is None or old.model_id != new.model_id or (new.model_id is not None and old.catalog != new.catalog)
+            entries[version_id] = new
+            before = status.get(version_id)
+            slot_bytes = self._slot(new)
+            status[version_id] = parts[slot] = slot_bytes
+            if old is None or old.head != new.head or before != slot_bytes:
+                changes[version_id] = status_name(slot_bytes)
+        if models_moved:
+            parts[-2] = orjson.dumps(layout.by_model, option=orjson.OPT_NON_STR_KEYS)
         return self._publish(changes)
 
     def files_changed(self, names: Iterable[str]) -> bool:
@@ -350,7 +460,7 @@ class CivitaiIndex:
             name = os.path.basename(path)
             wanted.update(self._layout.by_file.get(name, ()), self._relinked.get(name, ()))
         for sha256 in hashes:
-            wanted.update(self._by_sha256.get(sha256, ()))
+            wanted.update(self._layout.by_sha256.get(sha256, ()))
         for version_id in wanted:
             self._recheck(version_id, changes, throttle=False)
         return self._publish(changes)
@@ -490,7 +600,7 @@ class CivitaiIndex:
         return f'"{self._boot}-{self._generation}"'
 
 
-def _same(old: MapEntry, new: MapEntry) -> bool:
+def same_entry(old: MapEntry, new: MapEntry) -> bool:
     """True when an entry is shown, and its status worked out, exactly as before. Cheaper than
     the dataclass's ==, which builds two tuples: this runs for every entry of a re-laid map."""
     return old is new or (

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .catalog import CATALOG_NAMES, CatalogFormatError, catalog_path, digest, parse_catalog
-from .index import CatalogEntries, CivitaiIndex, MapEntry, build_layout, extract_entries
+from .index import CatalogEntries, CivitaiIndex, MapEntry, build_layout, extract_entries, same_entry
+from .spans import Loaded, Text, Unsplittable, load_text
 from .presence import FolderSource, Presence, Scan, probe, scan_sources
 from . import workers
 
@@ -31,7 +32,9 @@ class CatalogState:
     name: str
     path: Path
     digest: str | None = None
-    entries: list[MapEntry] = field(default_factory=list)
+    shown: dict[int, MapEntry] = field(default_factory=dict)  # the first entry of each version, as the map shows it
+    text: Text | None = None  # the cut of the file `shown` was read from (None: read whole)
+    dirty: set[int] = field(default_factory=set)  # versions this service changed since `text` was cut
     error: str | None = None
     unusable_ids: int = 0  # entries left out of the map because an id is not an id
 
@@ -39,32 +42,56 @@ class CatalogState:
 @dataclass(frozen=True, slots=True)
 class CatalogReading:
     digest: str
-    entries: CatalogEntries | None
+    loaded: Loaded | None  # None: nothing new (or an error)
     error: str | None
     unparsable: bool = False  # worth reading again: a program may be writing it in place
+
+
+@dataclass(frozen=True, slots=True)
+class SavedCatalog:
+    """A catalog this service has just written, as the map takes it in: every entry (a whole
+    rewrite), or the versions a spliced save changed, with the cut of the written text when it
+    follows from `based_on`, the cut the save was planned on."""
+
+    digest: str
+    entries: CatalogEntries | None = None
+    changes: dict[int, MapEntry | None] | None = None
+    based_on: str | None = None
+    text: Text | None = None
 
 
 EntryRow = tuple[int, int | None, str, str, str, bytes, str, str | None, int | None]
 # A catalog that does not parse may be half-written by a program that saves in place: read
 # it again, backing off, for about this long before calling it unparsable.
 UNPARSABLE_RETRY_S = (0.02, 0.05, 0.1, 0.2, 0.3, 0.35)
-# After re-laying a map this large, memory the allocator kept from the reading is given back
-# (100k entries: about 60 MB of 270).
+# After reading or re-laying a map this large, memory the allocator kept from the reading is
+# given back (100k entries: about 60 MB of 270).
 TRIM_AFTER_ENTRIES = 20_000
+# More versions than this changed at once: lay the map out anew in a thread instead of
+# splicing them in on the event loop (each splice costs microseconds there).
+SPLICE_LIMIT = 2_000
 
 
 def read_catalog_rows(
     path: Path, name: str, known_digest: str | None
 ) -> tuple[str, tuple[list[EntryRow], int] | None, str | None, bool]:
-    """`read_catalog` with plain tuples, cheap to send back from a worker process."""
-    reading = read_catalog(path, name, known_digest)
-    found = reading.entries
-    rows = None if found is None else ([(e.version_id, e.model_id, e.file, e.folder, e.catalog, e.head, e.dest, e.sha256, e.size) for e in found.entries], found.unusable_ids)
+    """A whole catalog read and parsed (a worker process's job), as plain tuples: cheap to send back."""
+    reading = read_catalog(path, name, known_digest, None, whole=True)
+    rows = None
+    if reading.loaded is not None:
+        found = reading.loaded.shown.values()
+        rows = ([(e.version_id, e.model_id, e.file, e.folder, e.catalog, e.head, e.dest, e.sha256, e.size) for e in found], reading.loaded.unusable)
     return reading.digest, rows, reading.error, reading.unparsable
 
 
-def read_catalog(path: Path, name: str, known_digest: str | None) -> CatalogReading:
-    """Read a catalog file; parse it only when its content is new to us."""
+class TooBigToParseHere(Exception):
+    """The catalog does not cut into entries and is too big to parse whole in this process."""
+
+
+def read_catalog(path: Path, name: str, known_digest: str | None, before: Text | None, *, whole: bool = False) -> CatalogReading:
+    """Read a catalog file when its content is new to us: cut into entries, parsing only those
+    `before` does not know; one that does not cut is parsed whole (TooBigToParseHere when that
+    needs a worker process)."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -74,11 +101,39 @@ def read_catalog(path: Path, name: str, known_digest: str | None) -> CatalogRead
     content_digest = digest(raw)
     if content_digest == known_digest:
         return CatalogReading(content_digest, None, None)
+    if not whole:
+        try:
+            return CatalogReading(content_digest, load_text(raw, name, content_digest, before), None)
+        except Unsplittable:
+            if len(raw) > workers.PROCESS_BYTES:
+                raise TooBigToParseHere() from None
     try:
         doc = parse_catalog(raw)
     except CatalogFormatError as exc:
         return CatalogReading(content_digest, None, str(exc), unparsable=True)
-    return CatalogReading(content_digest, extract_entries(doc, name), None)
+    del raw
+    return CatalogReading(content_digest, whole_reading(content_digest, extract_entries(doc, name)), None)
+
+
+def whole_reading(content_digest: str, found: CatalogEntries) -> Loaded:
+    """A catalog read whole: the first entry of each version, no cut text."""
+    shown: dict[int, MapEntry] = {}
+    for entry in found.entries:
+        shown.setdefault(entry.version_id, entry)
+    return Loaded(content_digest, shown, found.unusable_ids, None)
+
+
+def moved_versions(old: dict[int, MapEntry], new: dict[int, MapEntry], among: Iterable[int] | None = None) -> set[int]:
+    """The versions shown differently (or only on one side), among some or all of them."""
+    candidates = (old.keys() | new.keys()) if among is None else among
+    moved = set()
+    for version in candidates:
+        a, b = old.get(version), new.get(version)
+        if a is b:
+            continue
+        if a is None or b is None or not same_entry(a, b):
+            moved.add(version)
+    return moved
 
 
 def _size_and_digest(path: Path) -> tuple[int, str | None]:
@@ -106,7 +161,7 @@ class Library:
         self.reconcile_wanted = asyncio.Event()  # set when only a full rescan can be sure
         self.rewatch_wanted = asyncio.Event()  # set when the watcher must set up its watches again
         self._reconcile_lock = asyncio.Lock()  # one full rescan at a time: each swaps its whole scan in
-        self.disk_entries: list[MapEntry] = []  # versions identified on disk by hash that no catalog lists
+        self.disk_entries: dict[int, MapEntry] = {}  # versions identified on disk by hash that no catalog lists
         self.disk_listeners: list[Callable[[set[str] | None], None]] = []  # told the file names that changed (None: all)
         self._mount_roots: set[str] = set()  # roots that were mount points: not one any more means unmounted
         # Roots that could be read at some point of this run: only those can go offline. A folder
@@ -158,50 +213,96 @@ class Library:
             if state.error is not None:
                 logger.info("%s.json parses again", name)
                 state.error = None
-            if reading.entries is None:
+            loaded = reading.loaded
+            if loaded is None:
                 return False
-            state.digest = reading.digest
-            self._take(state, reading.entries)
-            logger.info("%s.json loaded: %d versions", name, len(state.entries))
-            return await self._rebuild() if rebuild else False
+            if rebuild and loaded.changed is not None and state.text is not None:  # cut against the last cut: compare what moved
+                moved = moved_versions(state.shown, loaded.shown, loaded.changed | state.dirty)
+            elif rebuild:
+                moved = await asyncio.to_thread(moved_versions, state.shown, loaded.shown)
+            else:
+                moved = set()
+            state.digest, state.text, state.dirty = loaded.digest, loaded.text, set()
+            state.shown = loaded.shown
+            self._warn_unusable(state, loaded.unusable)
+            logger.info("%s.json loaded: %d versions%s", name, len(state.shown), f", {len(moved)} changed" if rebuild else "")
+            if len(state.shown) >= TRIM_AFTER_ENTRIES:  # the reading's garbage is gone; give its memory back
+                await asyncio.to_thread(workers.release_free_memory)
+            return await self._splice(moved) if rebuild else False
 
     async def _read(self, state: CatalogState) -> CatalogReading:
         size, content_digest = await asyncio.to_thread(_size_and_digest, state.path)
-        if size <= workers.PROCESS_BYTES:
-            return await asyncio.to_thread(read_catalog, state.path, state.name, state.digest)
-        if content_digest == state.digest:  # our own write, or a touch: no worker needed
+        if content_digest is not None and content_digest == state.digest:  # our own write, or a touch
             return CatalogReading(content_digest, None, None)
+        try:
+            return await asyncio.to_thread(read_catalog, state.path, state.name, state.digest, state.text)
+        except TooBigToParseHere:
+            pass
         content_digest, rows, error, unparsable = await workers.in_worker_process(read_catalog_rows, state.path, state.name, state.digest)
-        entries = None
+        loaded = None
         if rows is not None:
-            entries = CatalogEntries(await asyncio.to_thread(lambda: [MapEntry(*row) for row in rows[0]]), rows[1])
-        return CatalogReading(content_digest, entries, error, unparsable)
+            found = await asyncio.to_thread(lambda: CatalogEntries([MapEntry(*row) for row in rows[0]], rows[1]))
+            loaded = whole_reading(content_digest, found)
+        return CatalogReading(content_digest, loaded, error, unparsable)
 
-    async def accept_writes(self, written: dict[str, tuple[str, CatalogEntries]]) -> None:
+    def texts(self) -> dict[str, Text] | None:
+        """The cut text of each catalog, when every catalog has one (a mutation then reads only
+        what it needs). A cut that is behind the file still serves: the save reads anew."""
+        texts = {name: state.text for name, state in self.catalogs.items() if state.text is not None}
+        return texts if len(texts) == len(self.catalogs) else None
+
+    async def accept_writes(self, written: dict[str, SavedCatalog]) -> None:
         """Take in catalogs this service has just written, so the map shows them at once."""
         async with self._catalog_lock:
-            for name, (content_digest, entries) in written.items():
+            moved: set[int] = set()
+            for name, saved in written.items():
                 state = self.catalogs[name]
-                state.digest, state.error = content_digest, None
-                self._take(state, entries)
-            await self._rebuild()
+                state.error = None
+                if saved.entries is not None:  # rewritten whole
+                    loaded = whole_reading(saved.digest, saved.entries)
+                    moved |= await asyncio.to_thread(moved_versions, state.shown, loaded.shown)
+                    state.digest, state.shown, state.text, state.dirty = saved.digest, loaded.shown, None, set()
+                    self._warn_unusable(state, loaded.unusable)
+                    continue
+                assert saved.changes is not None
+                for version, entry in saved.changes.items():
+                    if entry is None:
+                        state.shown.pop(version, None)
+                    else:
+                        state.shown[version] = entry
+                moved |= saved.changes.keys()
+                current = state.text is not None and state.text.digest == state.digest == saved.based_on and not state.dirty
+                if current and saved.text is not None:  # planned on what the map shows: the new cut is exact
+                    state.digest, state.text = saved.digest, saved.text
+                else:
+                    # Planned on a reading the map has not taken in (an outside save it has not seen
+                    # yet), or the cut could not follow: keep the old cut, remember what was changed
+                    # since, and leave the digest behind so the file is read again.
+                    state.dirty |= saved.changes.keys()
+            await self._splice(moved)
 
     async def set_disk_entries(self, entries: list[MapEntry]) -> bool:
         """Show these versions identified on disk (in no catalog) in the map; True if it changed."""
-        if len(entries) == len(self.disk_entries) and all(a is b or a == b for a, b in zip(entries, self.disk_entries)):
-            return False
+        found: dict[int, MapEntry] = {}
+        for entry in entries:
+            found.setdefault(entry.version_id, entry)
         async with self._catalog_lock:
-            self.disk_entries = entries
-            return await self._rebuild()
+            moved = moved_versions(self.disk_entries, found) if len(found) + len(self.disk_entries) < SPLICE_LIMIT * 5 else None
+            if moved is None:
+                moved = await asyncio.to_thread(moved_versions, self.disk_entries, found)
+            if not moved:
+                return False
+            self.disk_entries = found
+            return await self._splice(moved)
 
-    def _take(self, state: CatalogState, found: CatalogEntries) -> None:
-        if found.unusable_ids and found.unusable_ids != state.unusable_ids:
+    def _warn_unusable(self, state: CatalogState, unusable: int) -> None:
+        if unusable and unusable != state.unusable_ids:
             logger.warning(
                 "%s.json: %d entries have a CivitAI id that is not a positive whole number; they are left out of the map and kept in the file",
                 state.name,
-                found.unusable_ids,
+                unusable,
             )
-        state.entries, state.unusable_ids = found.entries, found.unusable_ids
+        state.unusable_ids = unusable
 
     async def paths_changed(self, paths: Iterable[str]) -> bool:
         """Look at changed paths under the model roots and update their files' statuses."""
@@ -290,8 +391,20 @@ class Library:
         moved = self.index.files_changed(changed)
         return (self.index.refresh() if offline_moved else False) or moved or catalogs_moved
 
+    async def _splice(self, versions: set[int]) -> bool:
+        """Show these versions as the catalogs and the disk now have them (loras.json first, then
+        models.json, then files identified on disk), splicing them into the map in place. Many
+        at once, or a map worn by many removals, is laid out anew in a thread instead."""
+        if not versions:
+            return False
+        layout = self.index.layout
+        if len(versions) > SPLICE_LIMIT or layout.holes > max(SPLICE_LIMIT, len(layout.entries) // 4):
+            return await self._rebuild()
+        loras, models, disk = self.catalogs["loras"].shown, self.catalogs["models"].shown, self.disk_entries
+        return self.index.update({v: loras.get(v) or models.get(v) or disk.get(v) for v in versions})
+
     async def _rebuild(self) -> bool:
-        catalogs = [self.catalogs["loras"].entries, self.catalogs["models"].entries, self.disk_entries]
+        catalogs = [self.catalogs["loras"].shown.values(), self.catalogs["models"].shown.values(), self.disk_entries.values()]
         layout = await asyncio.to_thread(build_layout, catalogs, self.index.layout)
         moved = self.index.set_layout(layout)
         if len(layout.entries) >= TRIM_AFTER_ENTRIES:  # the old layout and the reading are garbage now

@@ -36,12 +36,13 @@ from .catalog import (
 from .civitai import CivitaiClient
 from .errors import Conflict, Invalid, NotFound, ServiceError, Unavailable, UpstreamError
 from .filenames import check_file_name
-from .index import CatalogEntries, extract_entries
-from .library import Library
+from .index import extract_entries
+from .library import Library, SavedCatalog
 from .mapping import MappedVersion, category_display_name, lora_category, version_to_entry
 from . import workers
 from .presence import FolderSource, locate
-from .store import CatalogStore, Reading, StaleRead
+from .spans import Text, derive_text, spliced_shown
+from .store import CatalogStore, Reading, StaleRead, Written
 
 logger = logging.getLogger(__name__)
 
@@ -61,10 +62,20 @@ class Plan:
     writes: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    """What a plan looks at: entries of these versions and with these file names. A catalog
+    the map has a cut text of is read with only those entries parsed (and every entry of
+    their versions); the rest stays bytes, copied back as they are."""
+
+    versions: frozenset[int] = frozenset()
+    files: frozenset[str] = frozenset()
+
+
 @dataclass(slots=True)
 class Outcome:
     answer: Answer | None = None
-    written: dict[str, tuple[str, CatalogEntries]] = field(default_factory=dict)
+    written: dict[str, SavedCatalog] = field(default_factory=dict)
     unread: set[str] = field(default_factory=set)  # written, but not handed over: the map reads them from disk
     error: BaseException | None = None
 
@@ -226,34 +237,45 @@ class CatalogEditor:
             raise UpstreamError(f"CivitAI answered with a different version than {version_id}.", code="upstream_bad_body")
         if answered_by != self.civitai.base_url:  # only the second origin has it: say where it lives
             mapped.entry["civitai_origin"] = answered_by
-        answer = await self._transact(functools.partial(plan_add, mapped=mapped))
+        wanted = Wanted(frozenset({version_id}), frozenset({mapped.entry["file"]}))
+        answer = await self._transact(functools.partial(plan_add, mapped=mapped), wanted)
         if answer["status"] == "added":
             logger.info("added version %d as %s/%s", version_id, answer["dest"], answer["file"])
         return answer
 
     async def promote(self, version_id: int) -> Answer:
         """Move a LoRA from models.json to the style-LoRA catalog."""
-        answer = await self._transact(functools.partial(plan_promote, version_id=version_id))
+        answer = await self._transact(functools.partial(plan_promote, version_id=version_id), Wanted(frozenset({version_id})))
         if answer["status"] == "promoted":
             logger.info("promoted version %d to loras.json (%s)", version_id, answer["category"])
         return answer
 
     async def remove(self, file: str) -> Answer:
         """Remove an entry from models.json when its file is not on disk."""
-        answer = await self._transact(functools.partial(plan_remove, file=file, on_disk=FileOnDisk(self.library.sources, file)))
+        plan = functools.partial(plan_remove, file=file, on_disk=FileOnDisk(self.library.sources, file))
+        answer = await self._transact(plan, Wanted(files=frozenset({file})))
         logger.info("removed %s from models.json", file)
         return answer
 
     async def import_files(self, candidates: list[ImportCandidate], dry_run: bool) -> Answer:
         """Catalog identified files that no catalog lists, in one transaction (or only say what would be)."""
-        answer = await self._transact(functools.partial(plan_import, candidates=tuple(candidates), dry_run=dry_run))
+        versions = set()
+        for candidate in candidates:
+            with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
+                if (version := version_id_of({"civitai_version_id": orjson.loads(candidate.version).get("id")})) is not None:
+                    versions.add(version)
+        wanted = Wanted(frozenset(versions), frozenset(candidate.file for candidate in candidates))
+        answer = await self._transact(functools.partial(plan_import, candidates=tuple(candidates), dry_run=dry_run), wanted)
         if not dry_run and answer["added"]:
             logger.info("imported %d files into models.json (%d skipped)", len(answer["added"]), len(answer["skipped"]))
         return answer
 
-    async def _transact(self, plan: Callable[[Readings], Plan]) -> Answer:
+    async def _transact(self, plan: Callable[[Readings], Plan], wanted: Wanted) -> Answer:
         async with self._lock:
-            if workers.needs_process(store.path for store in self.stores.values()):
+            texts = self.library.texts()
+            if texts is not None:  # only the entries the plan needs are parsed: a thread will do
+                outcome = await asyncio.to_thread(run_transaction, self.stores, plan, wanted, texts)
+            elif workers.needs_process(store.path for store in self.stores.values()):
                 outcome = await workers.in_worker_process(run_transaction, self.stores, plan)
             else:
                 outcome = await asyncio.to_thread(run_transaction, self.stores, plan)
@@ -281,10 +303,32 @@ class CatalogEditor:
                 self.library.reconcile_wanted.set()
 
 
-def run_transaction(stores: dict[str, CatalogStore], plan: Callable[[Readings], Plan]) -> Outcome:
+def _read(store: CatalogStore, wanted: Wanted | None, texts: dict[str, Text] | None, fresh: bool) -> Reading:
+    text = texts.get(store.name) if texts is not None else None
+    if text is None or wanted is None:
+        return store.read()
+    return store.read_spliced(text, set(wanted.versions), set(wanted.files), fresh=fresh)
+
+
+def _saved(reading: Reading, written: Written, name: str) -> SavedCatalog:
+    """What the map takes from a catalog just saved: a spliced one's changed versions, and the
+    cut of what was written when it follows from the cut it was read with; else every entry."""
+    spliced, based_on = reading.spliced, reading.text
+    if spliced is None or based_on is None or reading.source is None:
+        return SavedCatalog(written.digest, entries=extract_entries(reading.doc, name))
+    text = None
+    if written.outline is not None:
+        text = derive_text(written.outline, based_on, reading.source, written.digest, written.size, name)
+    return SavedCatalog(written.digest, changes=spliced_shown(spliced, name), based_on=based_on.digest, text=text)
+
+
+def run_transaction(
+    stores: dict[str, CatalogStore], plan: Callable[[Readings], Plan], wanted: Wanted | None = None, texts: dict[str, Text] | None = None
+) -> Outcome:
     """Take both locks, read, plan, write; start over from a fresh reading when a file changed
     under a save. Blocking: runs in a worker thread, or a worker process for huge catalogs
-    (so `plan` and the answer are picklable)."""
+    (so `plan` and the answer are picklable). With the map's cut texts, each catalog is read
+    spliced (`CatalogStore.read_spliced`): what the plan asks about parsed, the rest copied."""
     outcome = Outcome()
     try:
         with contextlib.ExitStack() as stack:
@@ -292,22 +336,29 @@ def run_transaction(stores: dict[str, CatalogStore], plan: Callable[[Readings], 
                 stack.enter_context(stores[name].locked())
             first_answer: Answer | None = None  # of an attempt that wrote part of its change
             deadline = time.monotonic() + RETRY_BUDGET_S
+            fresh = False
             while time.monotonic() < deadline:
-                readings = {name: stores[name].read() for name in CATALOG_NAMES}
-                decided = plan(readings)
+                readings: Readings = {}
                 try:
+                    for name in CATALOG_NAMES:
+                        readings[name] = _read(stores[name], wanted, texts, fresh)
+                    decided = plan(readings)
                     for name in decided.writes:
                         written = stores[name].write(readings[name])
                         first_answer = first_answer or decided.answer
                         try:
-                            outcome.written[name] = (written.digest, extract_entries(readings[name].doc, name))
+                            outcome.written[name] = _saved(readings[name], written, name)
                         except Exception:  # saved all the same: the answer says so, the map reads the file
                             logger.exception("%s.json was saved but could not be read into the map directly", name)
                             outcome.unread.add(name)
                 except StaleRead:
                     logger.debug("a catalog changed while being saved; applying the change again")
                     time.sleep(random.uniform(*RETRY_PAUSE_S))
+                    fresh = True
                     continue
+                finally:
+                    for reading in readings.values():
+                        reading.close()
                 # A retry after a partial write finishes that change; it still answers as the change did.
                 outcome.answer = first_answer or decided.answer
                 return outcome

@@ -1,0 +1,116 @@
+"""The in-memory map: versions spliced into the layout in place answer exactly as a map laid out anew."""
+
+from __future__ import annotations
+
+import random
+
+import orjson
+
+from service.index import CivitaiIndex, MapEntry, Transfer, build_layout, disk_entry, shown_entry
+from service.presence import FolderSource, PathFact, Presence
+
+ROOT = "/models"
+
+
+def entry(version_id: int, *, model_id: int | None = None, file: str | None = None, name: str = "", catalog: str = "models") -> MapEntry:
+    found = shown_entry(
+        {
+            "name": name or f"Version {version_id}",
+            "file": file or f"v{version_id}.safetensors",
+            "dest": "loras",
+            "civitai_version_id": version_id,
+            "civitai_model_id": model_id if model_id is not None else version_id // 3 + 1,
+            "hash": f"{version_id:064x}",
+        },
+        catalog,
+    )
+    assert isinstance(found, MapEntry)
+    return found
+
+
+def fresh_body(presence: Presence, entries: dict[int, MapEntry], transfers: dict[str, Transfer]) -> dict[str, object]:
+    """What the map says when laid out from scratch over the same state."""
+    index = CivitaiIndex(presence)
+    for file, transfer in transfers.items():
+        index.set_transfer(file, "loras", transfer)
+    index.set_layout(build_layout([entries.values()]))
+    return orjson.loads(index.snapshot.body)
+
+
+def test_random_splices_answer_as_a_fresh_layout() -> None:
+    rng = random.Random(7)
+    presence = Presence((FolderSource(ROOT),))
+    presence.apply([PathFact(f"{ROOT}/loras/v{v}.safetensors", "file", complete=True) for v in range(0, 400, 2)])
+    index = CivitaiIndex(presence)
+    transfers = {"v5.safetensors": Transfer("downloading", 10, 100)}
+    for file, transfer in transfers.items():
+        index.set_transfer(file, "loras", transfer)
+    truth = {v: entry(v) for v in range(1, 200)}
+    index.set_layout(build_layout([truth.values()]))
+    for _round in range(60):
+        change: dict[int, MapEntry | None] = {}
+        for _ in range(rng.randint(1, 12)):
+            version_id = rng.randint(1, 400)
+            roll = rng.random()
+            if roll < 0.1 and truth:
+                change[min(truth)] = None  # the first version shown: the next one must lose its comma
+            elif roll < 0.3:
+                change[version_id] = None
+            elif roll < 0.6:
+                change[version_id] = entry(version_id, name=f"renamed {rng.random()}")
+            elif roll < 0.8:
+                change[version_id] = entry(version_id, model_id=rng.randint(1, 5))
+            else:
+                change[version_id] = disk_entry(version_id, rng.randint(1, 5), f"v{version_id}.safetensors", "loras", "on disk", None, "ab" * 32)
+        for version_id, new in change.items():
+            if new is None:
+                truth.pop(version_id, None)
+            else:
+                truth[version_id] = new
+        index.update(change)
+        body = orjson.loads(index.snapshot.body)  # each step is valid JSON: commas right after any blanking
+        assert body == fresh_body(presence, truth, transfers)
+        assert index.catalogued_models() == {
+            m: kept for m, vs in build_layout([truth.values()]).by_model.items() if (kept := [v for v in vs if truth[v].catalog])
+        }
+    assert index.layout.holes > 0
+
+
+def test_removing_every_version_then_adding_one_leaves_valid_json() -> None:
+    presence = Presence((FolderSource(ROOT),))
+    index = CivitaiIndex(presence)
+    index.set_layout(build_layout([[entry(1), entry(2), entry(3)]]))
+    assert index.update({1: None, 2: None, 3: None})
+    assert orjson.loads(index.snapshot.body) == {"by_version": {}, "by_model": {}}
+    assert index.update({9: entry(9)})
+    assert list(orjson.loads(index.snapshot.body)["by_version"]) == ["9"]
+
+
+def test_removing_the_first_version_leaves_valid_json() -> None:
+    presence = Presence((FolderSource(ROOT),))
+    index = CivitaiIndex(presence)
+    index.set_layout(build_layout([[entry(1), entry(2), entry(3)]]))
+    assert index.update({1: None})
+    assert list(orjson.loads(index.snapshot.body)["by_version"]) == ["2", "3"]
+
+
+def test_an_unchanged_entry_publishes_nothing() -> None:
+    presence = Presence((FolderSource(ROOT),))
+    index = CivitaiIndex(presence)
+    index.set_layout(build_layout([[entry(1)]]))
+    etag = index.snapshot.etag
+    assert not index.update({1: entry(1), 2: None})
+    assert index.snapshot.etag == etag
+
+
+def test_a_spliced_version_is_found_by_file_model_and_hash() -> None:
+    presence = Presence((FolderSource(ROOT),))
+    index = CivitaiIndex(presence)
+    index.set_layout(build_layout([[entry(1)]]))
+    index.update({1: entry(1, file="moved.safetensors", model_id=50)})
+    assert index.versions_of_file("moved.safetensors") == (1,)
+    assert index.versions_of_file("v1.safetensors") == ()
+    assert index.catalogued_models() == {50: [1]}
+    presence.apply([PathFact(f"{ROOT}/loras/moved.safetensors", "file", complete=True)])
+    assert index.files_changed({"moved.safetensors"})
+    assert orjson.loads(index.snapshot.body)["by_version"]["1"]["status"] == "present"
