@@ -33,6 +33,7 @@ DOWNLOADING = b'downloading"'
 UNAVAILABLE = b'unavailable"}'  # missing, and a root that could hold it is offline
 PRESENT_MISMATCH = b'present","hash_mismatch":true}'  # on disk, but not the bytes the entry's `hash` names
 PROGRESS_INTERVAL_S = 1.0
+JOIN_IN_THREAD_PARTS = 20_000  # a map body of more parts than this (~10,000 versions) is joined off the event loop
 _OPEN = b'{"by_version":{'
 _MIDDLE = b'},"by_model":'
 _CLOSE = b"}"
@@ -291,13 +292,46 @@ def _drop(index: dict[Any, list[int]], key: Any, version_id: int) -> None:
             del index[key]
 
 
-@dataclass(slots=True)
 class MapSnapshot:
-    """One published answer: the body, its tag, and its gzip variant made on first demand."""
+    """One published answer: its tag, and its body and gzip variant made on first demand.
 
-    body: bytes
-    etag: str
-    _gzip: asyncio.Future[bytes] | None = field(default=None, repr=False)
+    Publishing keeps only the parts (a copy of their list, not of their bytes); the body is
+    joined when a client needs it, once, in a worker thread when it is large. A burst of
+    changes nobody fetched in between costs no join at all.
+    """
+
+    __slots__ = ("etag", "_parts", "_body", "_joining", "_gzip")
+
+    def __init__(self, parts: tuple[bytes, ...], etag: str) -> None:
+        self.etag = etag
+        self._parts: tuple[bytes, ...] | None = parts
+        self._body: bytes | None = None
+        self._joining: asyncio.Future[bytes] | None = None
+        self._gzip: asyncio.Future[bytes] | None = None
+
+    @property
+    def body(self) -> bytes:
+        """The body, joined here if no one asked for it before."""
+        if self._body is None:
+            self._keep(b"".join(self._parts or ()))
+        assert self._body is not None
+        return self._body
+
+    def _keep(self, body: bytes) -> bytes:
+        self._body, self._parts = body, None
+        return body
+
+    async def full_body(self) -> bytes:
+        """The body; a large one joined in a worker thread, concurrent callers sharing the job."""
+        if self._body is not None:
+            return self._body
+        if self._parts is not None and len(self._parts) < JOIN_IN_THREAD_PARTS:
+            return self.body
+        if self._joining is None:
+            parts = self._parts
+            self._joining = asyncio.ensure_future(asyncio.to_thread(b"".join, parts or ()))
+        body = await asyncio.shield(self._joining)
+        return self._body if self._body is not None else self._keep(body)
 
     @property
     def gzip_etag(self) -> str:
@@ -307,8 +341,10 @@ class MapSnapshot:
     async def gzip_body(self) -> bytes:
         """The body compressed once, in a worker thread; concurrent callers share one job."""
         if self._gzip is None:
-            self._gzip = asyncio.ensure_future(asyncio.to_thread(gzip.compress, self.body, GZIP_LEVEL, mtime=0))
-        elif self._gzip.done():
+            body = await self.full_body()
+            if self._gzip is None:
+                self._gzip = asyncio.ensure_future(asyncio.to_thread(gzip.compress, body, GZIP_LEVEL, mtime=0))
+        if self._gzip.done():
             return self._gzip.result()
         return await asyncio.shield(self._gzip)
 
@@ -328,7 +364,7 @@ class CivitaiIndex:
         self._progress_shown: dict[int, float] = {}
         self._deferred: set[str] = set()
         self._deferred_handle: asyncio.TimerHandle | None = None
-        self.snapshot = MapSnapshot(b"".join(self._layout.parts), self._etag())
+        self.snapshot = MapSnapshot(tuple(self._layout.parts), self._etag())
         self.listeners: list[Listener] = []  # told (etag, changes) after every publish
 
     def __len__(self) -> int:
@@ -589,9 +625,8 @@ class CivitaiIndex:
         # No version added, removed, re-described or re-statused: the body cannot differ.
         if not changes:
             return False
-        body = b"".join(self._layout.parts)
         self._generation += 1
-        self.snapshot = MapSnapshot(body, self._etag())
+        self.snapshot = MapSnapshot(tuple(self._layout.parts), self._etag())
         for listener in self.listeners:
             listener(self.snapshot.etag, changes)
         return True

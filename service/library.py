@@ -8,11 +8,12 @@ are applied on the event loop, under one lock for catalog changes so layouts lan
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from .presence import FolderSource, Presence, Scan, probe, scan_sources
 from . import workers
 
 logger = logging.getLogger(__name__)
+
+SAVES_SETTLE_S = 2.0  # how long a catalog's watch event waits for this service's saves under way
 
 
 @dataclass(slots=True)
@@ -156,6 +159,9 @@ class Library:
         self.unreadable: list[str] = []
         self.ready = False
         self._catalog_lock = asyncio.Lock()
+        self._saves = 0  # this service's saves under way, not yet taken into the map
+        self._saves_settled = asyncio.Event()
+        self._saves_settled.set()
         self._touched: set[str] | None = None
         self.links = 0  # symlinked folders under the roots, as of the last scan
         self.reconcile_wanted = asyncio.Event()  # set when only a full rescan can be sure
@@ -244,6 +250,25 @@ class Library:
             found = await asyncio.to_thread(lambda: CatalogEntries([MapEntry(*row) for row in rows[0]], rows[1]))
             loaded = whole_reading(content_digest, found)
         return CatalogReading(content_digest, loaded, error, unparsable)
+
+    @contextlib.asynccontextmanager
+    async def saving(self) -> AsyncIterator[None]:
+        """Mark one of this service's saves under way until the map has taken it in."""
+        self._saves += 1
+        self._saves_settled.clear()
+        try:
+            yield
+        finally:
+            self._saves -= 1
+            if not self._saves:
+                self._saves_settled.set()
+
+    async def saves_settled(self, timeout: float = SAVES_SETTLE_S) -> None:
+        """Wait (a bounded while) for this service's saves under way to reach the map. A watch
+        event for a catalog is then usually our own write, known by its digest and not read
+        again, instead of a file read mid-save and cut in vain."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._saves_settled.wait(), timeout)
 
     def texts(self) -> dict[str, Text] | None:
         """The cut text of each catalog, when every catalog has one (a mutation then reads only

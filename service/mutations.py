@@ -271,7 +271,7 @@ class CatalogEditor:
         return answer
 
     async def _transact(self, plan: Callable[[Readings], Plan], wanted: Wanted) -> Answer:
-        async with self._lock:
+        async with self._lock, self.library.saving():
             texts = self.library.texts()
             if texts is not None:  # only the entries the plan needs are parsed: a thread will do
                 outcome = await asyncio.to_thread(run_transaction, self.stores, plan, wanted, texts)

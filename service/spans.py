@@ -343,52 +343,69 @@ def derive_text(outline: list[Any], before: Text, fd: int, digest: str, size: in
     if not outline or outline[0] is None:
         return None
     keys: list[int] = []
-    pieces: dict[int, Piece] = {}
+    versions: list[int | None] = []
+    files: list[str | None] = []
+    ends: list[int] = []
+    found: dict[int, Piece] = {}  # pieces of chunks written anew
+    known = before.pieces
     prefixes: dict[bytes, bytes] = {PLAIN: PLAIN}
     structure: list[bytes] = []
+    offset = 0  # where the last chunk's END ends in the written text
+
+    def add(chunk: bytes) -> None:
+        nonlocal offset
+        key = hash(chunk)
+        piece = known.get(key) or found.get(key)
+        if piece is None:
+            piece = found[key] = _read_piece(chunk, name, prefixes)
+        keys.append(key)
+        versions.append(piece.version)
+        files.append(piece.file)
+        offset += len(chunk) + len(END)
+        ends.append(offset)
+        structure.clear()
+
     entry_next = False
     try:
         for item in outline:
             if item is ENTRY_NEXT:
                 entry_next = True
             elif isinstance(item, Verbatim):
-                ends = before.ends
-                first = bisect.bisect_right(ends, item.start)  # the entry whose "{" the run starts at
-                last = bisect.bisect_left(ends, item.end)
-                if last >= len(ends) or ends[last] != item.end or first > last or before.entry_span(first)[0] != item.start:
+                old_ends = before.ends
+                first = bisect.bisect_right(old_ends, item.start)  # the entry whose "{" the run starts at
+                last = bisect.bisect_left(old_ends, item.end)
+                if last >= len(old_ends) or old_ends[last] != item.end or first > last or before.entry_span(first)[0] != item.start:
                     return None
                 start, end = before.entry_span(first)
-                body = os.pread(fd, end - start - len(END), start)
-                _add(keys, pieces, b"".join(structure) + body, name, prefixes)
-                for at in range(first + 1, last + 1):
-                    key = before.keys[at]
-                    keys.append(key)
-                    pieces[key] = before.pieces[key]
-                structure.clear()
+                add(b"".join(structure) + os.pread(fd, end - start - len(END), start))
+                # The rest of the run is carried over column by column (slices: C speed).
+                carried = slice(first + 1, last + 1)
+                keys += before.keys[carried]
+                versions += before.versions[carried]
+                files += before.files[carried]
+                shift = offset - old_ends[first]
+                ends += map(shift.__add__, old_ends[carried]) if shift else old_ends[carried]
+                offset = old_ends[last] + shift
             elif entry_next:
                 if not item.endswith(END):
                     return None
-                _add(keys, pieces, b"".join(structure) + item[: -len(END)], name, prefixes)
-                structure.clear()
+                add(b"".join(structure) + item[: -len(END)])
                 entry_next = False
             else:
                 structure.append(item)
     except Unsplittable:
         return None
     tail = b"".join(structure)
-    ordered = list(map(pieces.__getitem__, keys))
-    if sum(map(_LENGTH, ordered)) + len(END) * len(keys) + len(tail) != size:
+    if offset + len(tail) != size:
         return None
-    skeleton = b"0".join([*map(_PREFIX, ordered), tail])
-    return Text(digest, size, keys, pieces, tail, skeleton)
+    pieces = dict(known)
+    pieces.update(found)
+    for key in pieces.keys() - set(keys):  # chunks the write left out (a few: the plan's)
+        del pieces[key]
+    skeleton = b"0".join([*map(_PREFIX, map(pieces.__getitem__, keys)), tail])
+    text = Text(digest, size, keys, pieces, tail, skeleton)
+    text.__dict__.update(ends=ends, versions=versions, files=files)  # what the cached columns would work out
+    return text
 
 
-_LENGTH = operator.attrgetter("length")
 _PREFIX = operator.attrgetter("prefix")
-
-
-def _add(keys: list[int], pieces: dict[int, Piece], chunk: bytes, name: str, prefixes: dict[bytes, bytes]) -> None:
-    key = hash(chunk)
-    keys.append(key)
-    if key not in pieces:
-        pieces[key] = _read_piece(chunk, name, prefixes)

@@ -79,7 +79,7 @@ async def civitai_map(request: web.Request) -> web.Response:
     if wants_gzip:
         headers["Content-Encoding"] = "gzip"
         return await _send(request, await snapshot.gzip_body(), headers)
-    return await _send(request, snapshot.body, headers)
+    return await _send(request, await snapshot.full_body(), headers)
 
 
 async def _send(request: web.Request, body: bytes, headers: dict[str, str]) -> web.StreamResponse:

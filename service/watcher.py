@@ -189,6 +189,7 @@ class Watcher:
                 if signature != seen[name]:
                     seen[name] = signature
                     try:
+                        await self.library.saves_settled()
                         await self.library.reload_catalog(name)
                     except Exception:
                         logger.exception("reloading %s.json failed", name)
@@ -202,6 +203,8 @@ class Watcher:
             else:
                 paths.add(path)
         self._look_for_lost_events(batch, paths)
+        if catalogs:
+            await self.library.saves_settled()
         for name in sorted(catalogs):
             try:
                 await self.library.reload_catalog(name)
