@@ -70,6 +70,10 @@ UNPARSABLE_RETRY_S = (0.02, 0.05, 0.1, 0.2, 0.3, 0.35)
 # After reading or re-laying a map this large, memory the allocator kept from the reading is
 # given back (100k entries: about 60 MB of 270).
 TRIM_AFTER_ENTRIES = 20_000
+# A catalog larger than this is digested in blocks before it is read: a huge file that is our
+# own write is then never all in memory. A smaller one is read at once (`read_catalog` knows
+# its own writes by digest too), which spares an outside edit a second pass over the file.
+PRECHECK_BYTES = 64 * 1024 * 1024
 # More versions than this changed at once: lay the map out anew in a thread instead of
 # splicing them in on the event loop (each splice costs microseconds there).
 SPLICE_LIMIT = 2_000
@@ -137,6 +141,13 @@ def moved_versions(old: dict[int, MapEntry], new: dict[int, MapEntry], among: It
         if a is None or b is None or not same_entry(a, b):
             moved.add(version)
     return moved
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _size_and_digest(path: Path) -> tuple[int, str | None]:
@@ -237,9 +248,10 @@ class Library:
             return await self._splice(moved) if rebuild else False
 
     async def _read(self, state: CatalogState) -> CatalogReading:
-        size, content_digest = await asyncio.to_thread(_size_and_digest, state.path)
-        if content_digest is not None and content_digest == state.digest:  # our own write, or a touch
-            return CatalogReading(content_digest, None, None)
+        if await asyncio.to_thread(_size, state.path) > PRECHECK_BYTES:  # not read whole only to learn it is our own write
+            _, content_digest = await asyncio.to_thread(_size_and_digest, state.path)
+            if content_digest is not None and content_digest == state.digest:  # our own write, or a touch
+                return CatalogReading(content_digest, None, None)
         try:
             return await asyncio.to_thread(read_catalog, state.path, state.name, state.digest, state.text)
         except TooBigToParseHere:

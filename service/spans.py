@@ -22,6 +22,7 @@ outside (the key is random per process).
 from __future__ import annotations
 
 import bisect
+import collections
 import functools
 import itertools
 import operator
@@ -224,8 +225,8 @@ def load_text(raw: bytes, name: str, digest: str, before: Text | None) -> Loaded
     """Cut the text and say what the map takes from it (Unsplittable: read it whole).
 
     With an earlier cut reading, also which versions may have moved: those of chunks that
-    came or went. A version in several entries is among them whenever any of its entries
-    came or went, so the first of its entries, the one shown, is always worked out anew.
+    came or went, and every version shown by more than one entry (the entries may only have
+    changed places, which changes the one shown: the first).
     """
     text = cut(raw, name, digest, before)
     ordered = list(map(text.pieces.__getitem__, text.keys))
@@ -239,6 +240,8 @@ def load_text(raw: bytes, name: str, digest: str, before: Text | None) -> Loaded
         moved = [old[key] for key in old.keys() - new.keys()] + [new[key] for key in new.keys() - old.keys()]
         changed = {piece.version for piece in moved if piece.version is not None}
         changed.update(piece.shown.version_id for piece in moved if piece.shown is not None)
+        if len(shown) != len(entries):  # entries that only changed places can change which one a version shows
+            changed.update(version for version, count in collections.Counter(map(_VERSION, entries)).items() if count > 1)
     return Loaded(digest, shown, unusable, text, changed)
 
 

@@ -1,0 +1,314 @@
+"""Catalogs cut at their entries (service/spans.py): a cut must show exactly what a whole
+parse shows, a re-cut must name every version that moved, and a save spliced from a cut
+must write the very bytes a whole rewrite writes."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import os
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from service import spans
+from service.catalog import CatalogFormatError, Source, digest, parse_catalog, serialize_catalog
+from service.index import extract_entries
+from service.library import moved_versions, whole_reading
+from service.mapping import MappedVersion
+from service.mutations import Wanted, plan_add, plan_promote, plan_remove, run_transaction
+from service.spans import Text, Unsplittable, cut, load_text
+from service.store import CatalogStore, StaleRead
+
+from .helpers import entry
+
+SEEDS = range(12)
+
+
+def random_entry(rng: random.Random, version: int) -> dict[str, Any]:
+    """An entry as people's catalogs hold them, with the odd ones they also hold."""
+    dest = rng.choice(["checkpoints", "loras", "loras/sdxl", "vae", "../escape"])
+    found = entry(version, f"file_{version}_{rng.randrange(3)}.safetensors", dest, model_id=rng.randrange(1, 40))
+    roll = rng.random()
+    if roll < 0.08:
+        found["civitai_version_id"] = rng.choice(["12x", -3, True, 1.5, None])  # not an id: left out of the map
+    elif roll < 0.14:
+        del found["file"]
+    elif roll < 0.2:
+        found["notes"] = {"nested": [{"deep": "value"}, 1, "ünïcode ✓"], "n": None}
+    elif roll < 0.26:
+        found["hash"] = "ab" * 32
+        found["size"] = rng.randrange(1, 10**9)
+    return found
+
+
+def random_doc(rng: random.Random, entries: int = 60) -> dict[str, Any]:
+    categories = []
+    for number in range(rng.randint(1, 4)):
+        models: list[Any] = []
+        for _ in range(rng.randint(0, entries)):
+            if models and rng.random() < 0.07:
+                models.append(copy.deepcopy(rng.choice(models)))  # the very same entry twice
+            else:
+                models.append(random_entry(rng, rng.randrange(1, entries)))  # small range: versions repeat
+        categories.append({"id": f"c{number}", "name": f"Category {number}", "models": models})
+    doc: dict[str, Any] = {"version": 3, "date": "2026-11-23 14:05", "categories": categories}
+    if rng.random() < 0.3:
+        doc["extra"] = {"kept": [1, 2, {"a": "b"}]}
+    return doc
+
+
+def raw_of(doc: dict[str, Any], rng: random.Random | None = None) -> bytes:
+    """Written as this service writes, or (sometimes) as Python's json module does."""
+    if rng is not None and rng.random() < 0.3:
+        return json.dumps(doc, indent=2).encode() + b"\n"
+    return serialize_catalog(doc)
+
+
+def whole(raw: bytes, name: str = "models") -> tuple[dict[int, Any], int]:
+    found = extract_entries(parse_catalog(raw), name)
+    loaded = whole_reading(digest(raw), found)
+    return loaded.shown, loaded.unusable
+
+
+def cut_of(raw: bytes, before: Text | None = None, name: str = "models") -> spans.Loaded:
+    return load_text(raw, name, digest(raw), before)
+
+
+def same_text(a: Text, b: Text) -> None:
+    """Two cuts of one text are the same cut, column by column."""
+    assert (a.digest, a.size, a.keys, a.tail, a.skeleton) == (b.digest, b.size, b.keys, b.tail, b.skeleton)
+    assert a.pieces == b.pieces
+    assert (a.ends, a.versions, a.files) == (b.ends, b.versions, b.files)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_cut_shows_what_a_whole_parse_shows(seed: int) -> None:
+    rng = random.Random(seed)
+    raw = raw_of(random_doc(rng), rng)
+    loaded = cut_of(raw)
+    assert (loaded.shown, loaded.unusable) == whole(raw)
+    assert loaded.text is not None and loaded.text.size == len(raw)
+
+
+def edit(rng: random.Random, doc: dict[str, Any]) -> None:
+    """One edit as people and other programs make them."""
+    models = [category["models"] for category in doc["categories"]]
+    target = rng.choice(models)
+    roll = rng.random()
+    if roll < 0.25 and target:
+        rng.choice(target)["name"] = f"renamed {rng.random()}"
+    elif roll < 0.45 and target:
+        target.pop(rng.randrange(len(target)))
+    elif roll < 0.65:
+        target.insert(rng.randrange(len(target) + 1), random_entry(rng, rng.randrange(1, 80)))
+    elif roll < 0.75 and len(target) > 1:
+        i, j = rng.sample(range(len(target)), 2)
+        target[i], target[j] = target[j], target[i]
+    elif roll < 0.85:
+        doc["categories"].append({"id": f"new{rng.random()}", "name": "New", "models": [random_entry(rng, rng.randrange(1, 80))]})
+    elif target:
+        rng.choice(target)["civitai_version_id"] = rng.choice([rng.randrange(1, 80), "bad"])
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_recut_equals_a_fresh_cut_and_names_every_moved_version(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(seed)
+    doc = random_doc(rng)
+    before = cut_of(raw_of(doc))
+    for _ in range(8):
+        for _ in range(rng.randint(1, 3)):
+            edit(rng, doc)
+        raw = raw_of(doc)
+        read = []
+        real = spans._read_piece
+        monkeypatch.setattr(spans, "_read_piece", lambda chunk, *a: read.append(chunk) or real(chunk, *a))
+        again = cut_of(raw, before.text)
+        monkeypatch.setattr(spans, "_read_piece", real)
+        fresh = cut_of(raw)
+        assert again.text is not None and fresh.text is not None
+        same_text(again.text, fresh.text)
+        assert (again.shown, again.unusable) == (fresh.shown, fresh.unusable) == whole(raw)
+        assert again.changed is not None and moved_versions(before.shown, fresh.shown) <= again.changed
+        assert len(read) <= len(set(fresh.text.keys) - set(before.text.keys))  # only chunks it had not seen
+        before = again
+
+
+def indented_with_tabs(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, indent="\t").encode()
+
+
+def entry_outside_models(doc: dict[str, Any]) -> bytes:
+    doc["categories"][0]["notes"] = [{"an": "object at an entry's depth"}]
+    return serialize_catalog(doc)
+
+
+def a_string_among_entries(doc: dict[str, Any]) -> bytes:
+    doc["categories"][0]["models"].insert(1, "not an entry")
+    return serialize_catalog(doc)
+
+
+def a_number_cut_as_an_entry(doc: dict[str, Any]) -> bytes:
+    raw = serialize_catalog(doc)
+    return raw.replace(b'"name": "Model 1",', b'"name": "Model 1"', 1)  # no longer JSON inside the entry
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        pytest.param(lambda doc: orjson.dumps(doc), id="minified"),
+        pytest.param(indented_with_tabs, id="tabs"),
+        pytest.param(lambda doc: json.dumps(doc, indent=4).encode(), id="four-spaces"),
+        pytest.param(entry_outside_models, id="entry-outside-models"),
+        pytest.param(a_string_among_entries, id="not-an-object"),
+        pytest.param(a_number_cut_as_an_entry, id="broken-entry"),
+    ],
+)
+def test_a_text_that_does_not_cut_this_way_is_read_whole(write: Any) -> None:
+    doc = {"version": 1, "date": "x", "categories": [{"id": "c", "name": "C", "models": [entry(1, "a.safetensors"), entry(2, "b.safetensors")]}]}
+    raw = write(doc)
+    with pytest.raises((Unsplittable, CatalogFormatError)):
+        cut_of(raw)
+
+
+def test_a_broken_structure_between_entries_does_not_cut() -> None:
+    raw = serialize_catalog({"version": 1, "categories": [{"id": "c", "name": "C", "models": [entry(1, "a"), entry(2, "b")]}]})
+    broken = raw.replace(b"},\n        {", b"}\n        {", 1)  # a comma lost between two entries
+    with pytest.raises(Unsplittable):
+        cut_of(broken)
+    with pytest.raises(CatalogFormatError):
+        parse_catalog(broken)
+
+
+# --- saves spliced from a cut ---------------------------------------------------------------
+
+
+def stores_in(folder: Path, docs: dict[str, dict[str, Any]]) -> dict[str, CatalogStore]:
+    folder.mkdir()
+    for name, doc in docs.items():
+        (folder / f"{name}.json").write_bytes(serialize_catalog(doc))
+    return {name: CatalogStore(folder / f"{name}.json") for name in docs}
+
+
+def undated(raw: bytes) -> bytes:
+    return re.sub(rb'"date": "[^"]*"', b'"date": ""', raw)
+
+
+def lora(version: int) -> dict[str, Any]:
+    return entry(version, f"lora_{version}.safetensors", "loras", model_id=version * 10)
+
+
+def plans(rng: random.Random, models: dict[str, Any]) -> list[tuple[Any, Wanted]]:
+    """Random adds, promotions and removals, with what each asks about."""
+    listed = [e for c in models["categories"] for e in c["models"] if isinstance(e.get("civitai_version_id"), int)]
+    out: list[tuple[Any, Wanted]] = []
+    for _ in range(6):
+        roll = rng.random()
+        if roll < 0.4:
+            version = rng.choice([rng.randrange(1, 60), rng.randrange(1000, 2000)])  # often one already catalogued
+            new = entry(version, f"new_{version}.safetensors", "checkpoints", model_id=77)
+            mapped = MappedVersion(new, rng.choice(["checkpoints", "c1", "fresh"]), None)
+            out.append((functools.partial(plan_add, mapped=mapped), Wanted(frozenset({version}), frozenset({new["file"]}))))
+        elif roll < 0.7:
+            version = rng.choice([e["civitai_version_id"] for e in listed] or [1])
+            out.append((functools.partial(plan_promote, version_id=version), Wanted(frozenset({version}))))
+        else:
+            file = rng.choice([e.get("file") for e in listed if isinstance(e.get("file"), str)] or ["none"])
+            out.append((functools.partial(plan_remove, file=file, on_disk=lambda _entry: False), Wanted(files=frozenset({file}))))
+    return out
+
+
+def texts_of(stores: dict[str, CatalogStore]) -> dict[str, Text]:
+    found = {}
+    for name, store in stores.items():
+        loaded = cut_of(store.path.read_bytes(), name=name)
+        assert loaded.text is not None
+        found[name] = loaded.text
+    return found
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_spliced_saves_write_what_whole_saves_write(seed: int, tmp_path: Path) -> None:
+    rng = random.Random(seed)
+    models = random_doc(rng)
+    for category in models["categories"]:
+        category["models"][1:1] = [lora(rng.randrange(1, 60)) for _ in range(3)]
+    docs = {"models": models, "loras": random_doc(rng, 10)}
+    spliced, whole_ = stores_in(tmp_path / "spliced", docs), stores_in(tmp_path / "whole", docs)
+    texts = texts_of(spliced)
+    for plan, wanted in plans(rng, models):
+        a = run_transaction(spliced, plan, wanted, texts)
+        b = run_transaction(whole_, plan)
+        assert (type(a.error), a.answer) == (type(b.error), b.answer)
+        for name in ("models", "loras"):
+            assert undated(spliced[name].path.read_bytes()) == undated(whole_[name].path.read_bytes())
+        for name, saved in a.written.items():
+            raw = spliced[name].path.read_bytes()
+            assert saved.digest == digest(raw)
+            fresh = cut_of(raw, name=name)
+            assert saved.text is not None and fresh.text is not None
+            same_text(saved.text, fresh.text)  # the cut worked out from the write is the file's cut
+            assert saved.changes is not None
+            for version, shown in saved.changes.items():
+                assert fresh.shown.get(version) == shown
+        texts = {**texts, **{name: saved.text for name, saved in a.written.items() if saved.text is not None}}
+
+
+def test_a_spliced_save_that_needs_the_fallback_writer_writes_the_same(tmp_path: Path) -> None:
+    big = entry(5, "big.safetensors", size=2**70)  # beyond 64 bits: orjson cannot write it
+    docs = {"models": {"version": 1, "date": "x", "categories": [{"id": "c", "name": "C", "models": [entry(1, "a"), big, entry(9, "z")]}]},
+            "loras": {"version": 1, "date": "x", "categories": []}}
+    spliced, whole_ = stores_in(tmp_path / "spliced", docs), stores_in(tmp_path / "whole", docs)
+    plan = functools.partial(plan_remove, file="big.safetensors", on_disk=lambda _entry: False)
+    other = functools.partial(plan_add, mapped=MappedVersion(entry(7, "new.safetensors", size=2**71), "c", None))
+    for step, wanted in ((other, Wanted(frozenset({7}), frozenset({"new.safetensors"}))), (plan, Wanted(files=frozenset({"big.safetensors"})))):
+        a = run_transaction(spliced, step, wanted, texts_of(spliced))
+        b = run_transaction(whole_, step)
+        assert a.error is None and a.answer == b.answer
+        assert undated(spliced["models"].path.read_bytes()) == undated(whole_["models"].path.read_bytes())
+        saved = a.written["models"]
+        assert saved.digest == digest(spliced["models"].path.read_bytes())
+    assert parse_catalog(spliced["models"].path.read_bytes())["categories"][0]["models"][-1]["size"] == 2**71
+
+
+def test_a_save_in_place_after_the_cut_is_never_copied_over(tmp_path: Path) -> None:
+    docs = {"models": {"version": 1, "date": "x", "categories": [{"id": "c", "name": "C", "models": [entry(1, "a"), entry(2, "b")]}]}}
+    store = stores_in(tmp_path / "c", docs)["models"]
+    text = texts_of({"models": store})["models"]
+    reading = store.read_spliced(text, {3}, set())
+    try:
+        raw = store.path.read_bytes()
+        seen = os.stat(store.path)
+        changed = raw.replace(b"Model 2", b"Model X")  # same size, same file, other bytes
+        with open(store.path, "r+b") as handle:
+            handle.write(changed)
+        os.utime(store.path, ns=(seen.st_atime_ns, seen.st_mtime_ns))
+        with pytest.raises(StaleRead):
+            store.write(reading)
+    finally:
+        reading.close()
+    assert store.path.read_bytes() == changed  # the other save stands
+
+
+def test_a_source_says_what_the_file_held_while_it_was_copied(tmp_path: Path) -> None:
+    path = tmp_path / "f"
+    path.write_bytes(b"0123456789" * 1000)
+    out = tmp_path / "out"
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        source = Source(fd)
+        with open(out, "wb") as handle:
+            import hashlib
+
+            hasher = hashlib.sha256()
+            source.copy(10, 20, handle, hasher)
+            source.copy(5000, 5005, handle, hasher)
+            assert source.finish() == digest(path.read_bytes())
+        assert out.read_bytes() == b"0123456789" + b"01234"
+    finally:
+        os.close(fd)
