@@ -24,6 +24,7 @@ from __future__ import annotations
 import bisect
 import collections
 import functools
+import hashlib
 import itertools
 import operator
 import os
@@ -38,7 +39,7 @@ END = b"\n        }"  # the last line of an entry of a models list
 OPEN = b"\n        {\n"  # its first line
 LEAD = len(OPEN) - 2  # from where OPEN is found to the entry's "{"
 PLAIN = b",\n        "  # the structure between two entries of one list, as written here
-WINDOW = 1 << 22  # cut at most this much text per C call: the event loop gets the GIL between
+WINDOW = 1 << 20  # cut at most this much text per C call: the event loop gets the GIL between
 SKELETON_LIMIT = 8 << 20  # structure beyond this is not a catalog worth cutting: read whole
 
 
@@ -58,6 +59,23 @@ class Piece:
     unusable: bool = False  # left out of the map: an id that is not an id
 
 
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A stretch of a text that ends where an entry does, and the hash of its bytes: found
+    again unchanged in the next reading, its chunks are taken over without being looked at."""
+
+    start: int
+    end: int  # just after the END of its last chunk
+    first: int  # the position of its first chunk
+    stop: int  # and of the chunk after its last
+    key: bytes  # `_window_key` of its bytes
+
+
+def _window_key(data: memoryview | bytes) -> bytes:
+    # SHA-256: as fast as Python's hash here (SHA extensions), and it lets go of the GIL.
+    return hashlib.sha256(data).digest()
+
+
 @dataclass(frozen=True)
 class Text:
     """One reading of a catalog's text: its chunks in order, what each holds, and the structure.
@@ -72,6 +90,7 @@ class Text:
     pieces: dict[int, Piece]  # every key of `keys`
     tail: bytes  # after the last entry
     skeleton: bytes  # the whole text with each entry replaced by 0
+    windows: tuple[Window, ...] = ()  # in order; gaps where nothing is known of the bytes
 
     @functools.cached_property
     def ends(self) -> list[int]:
@@ -131,46 +150,130 @@ class Loaded:
 def cut(raw: bytes, name: str, digest: str, before: Text | None) -> Text:
     """Cut a catalog's text into entries, reusing what `before` knows of unchanged chunks.
 
-    Raises Unsplittable when the text does not cut (read it whole: that also says precisely
-    why a broken file is broken), CatalogFormatError when it is cut but not a catalog.
+    Windows of `before` found unchanged at the start of the text, and at its end (shifted by
+    the change in size), are taken over whole, chunks and all; only the text between them is
+    split and looked at chunk by chunk. Raises Unsplittable when the text does not cut (read
+    it whole: that also says precisely why a broken file is broken), CatalogFormatError when
+    it is cut but not a catalog.
     """
+    if before is not None and before.windows:
+        text = _recut(raw, name, digest, before)
+        if text is not None:
+            return text
     known = before.pieces if before is not None else {}
     found: dict[int, Piece] = {}  # pieces read from this text
-    keys: list[int] = []
+    region = _cut_region(raw, 0, len(raw), known, found, name)
+    keys = region.keys
+    tail = raw[region.end :] if region.end else raw
+    pieces = dict(zip(keys, map(known.get, keys))) if known else {}
+    pieces.update(found)
+    return _checked(Text(digest, len(raw), keys, pieces, tail, _skeleton(pieces, keys, tail), tuple(region.windows)))
+
+
+@dataclass(slots=True)
+class _Region:
+    """Chunks cut from a stretch of text: their keys, where each ends, the windows, where it stopped."""
+
+    keys: list[int]
+    ends: list[int]
+    windows: list[Window]
+    end: int
+
+
+def _cut_region(raw: bytes, start: int, stop: int, known: dict[int, Piece], found: dict[int, Piece], name: str, first: int = 0) -> _Region:
+    """Cut raw[start:stop] into chunks, a window at a time, reading the pieces `known` lacks into `found`."""
+    view = memoryview(raw)
+    region = _Region([], [], [], start)
     prefixes: dict[bytes, bytes] = {PLAIN: PLAIN}  # one object for each distinct structure
-    position = 0
-    for chunks in _windows(raw):
+    for at, end, chunks in _windows(raw, start, stop):
         window = list(map(hash, chunks))
-        keys += window
-        if known.keys() >= set(window):  # the usual window: nothing new (set operations run in C)
-            pass
-        else:
+        if not known.keys() >= set(window):  # the usual window has nothing new (set operations run in C)
             for key, chunk in zip(window, chunks):
                 if key not in known and key not in found:
                     found[key] = _read_piece(chunk, name, prefixes)
-        position += sum(map(len, chunks)) + len(END) * len(chunks)
-    tail = raw[position:] if position else raw
-    pieces = dict(zip(keys, map(known.get, keys))) if known else {}
+        count = len(region.keys) + first
+        region.windows.append(Window(at, end, count, count + len(window), _window_key(view[at:end])))
+        region.ends += map(operator.add, itertools.accumulate(map(len, chunks)), range(at + len(END), end + len(END), len(END)))
+        region.keys += window
+        region.end = end
+    return region
+
+
+def _recut(raw: bytes, name: str, digest: str, before: Text) -> Text | None:
+    """The cut of a text that kept `before`'s windows at its start and end; None when too little
+    of it is known to be worth it, or the stretch between does not cut on its own."""
+    view, size, windows = memoryview(raw), len(raw), before.windows
+    delta = size - before.size
+    head = 0  # windows found unchanged at the start
+    at = 0  # where they end
+    while head < len(windows) and (w := windows[head]).start == at and w.end <= size and _window_key(view[w.start : w.end]) == w.key:
+        at = w.end
+        head += 1
+    back = len(windows)  # windows from here on found unchanged at the end
+    tail = before.tail
+    if raw.endswith(tail) and size - len(tail) >= at:
+        edge = before.size - len(tail)  # where the next window down must end (in before)
+        while back > head and (w := windows[back - 1]).end == edge and w.start + delta >= at and _window_key(view[w.start + delta : w.end + delta]) == w.key:
+            edge = w.start
+            back -= 1
+    if head == 0 and back == len(windows):
+        return None
+    kept = windows[head - 1].stop if head else 0  # chunks kept from the start
+    resumed = windows[back].first if back < len(windows) else len(before.keys)  # and from here to the end
+    stop = windows[back].start + delta if back < len(windows) else size
+    found: dict[int, Piece] = {}
+    known = before.pieces
+    region = _cut_region(raw, at, stop, known, found, name, kept)
+    if back < len(windows):
+        if region.end != stop and not (stop == at and not region.keys):
+            return None  # the changed stretch does not end where an entry does
+    else:
+        tail = raw[region.end :] if region.end else raw
+    moved = len(region.keys) - (resumed - kept)
+    keys = before.keys[:kept] + region.keys + before.keys[resumed:]
+    pieces = dict(known)
     pieces.update(found)
-    skeleton_parts = [piece.prefix for piece in map(pieces.__getitem__, keys)]
-    if sum(map(len, skeleton_parts)) + len(keys) + len(tail) > SKELETON_LIMIT:
+    gone = set(before.keys[kept:resumed]).difference(region.keys)
+    if gone:
+        still = set(keys) if len(gone) > 16 else None
+        for key in gone:
+            if (key not in still) if still is not None else (key not in keys):
+                del pieces[key]
+    tail_windows = tuple(Window(w.start + delta, w.end + delta, w.first + moved, w.stop + moved, w.key) for w in windows[back:])
+    text = Text(digest, size, keys, pieces, tail, _skeleton(pieces, keys, tail), (*windows[:head], *region.windows, *tail_windows))
+    new = list(map(pieces.__getitem__, region.keys))
+    text.__dict__.update(
+        ends=before.ends[:kept] + region.ends + ([*map(delta.__add__, before.ends[resumed:])] if delta else before.ends[resumed:]),
+        versions=before.versions[:kept] + list(map(_PIECE_VERSION, new)) + before.versions[resumed:],
+        files=before.files[:kept] + list(map(_PIECE_FILE, new)) + before.files[resumed:],
+    )
+    return _checked(text)
+
+
+def _skeleton(pieces: dict[int, Piece], keys: list[int], tail: bytes) -> bytes:
+    parts = [piece.prefix for piece in map(pieces.__getitem__, keys)]
+    if sum(map(len, parts)) + len(keys) + len(tail) > SKELETON_LIMIT:
         raise Unsplittable("the structure around the entries is too large to cut")
-    skeleton_parts.append(tail)
-    skeleton = b"0".join(skeleton_parts)
-    _check_skeleton(skeleton, len(keys))
-    return Text(digest, len(raw), keys, pieces, tail, skeleton)
+    parts.append(tail)
+    return b"0".join(parts)
 
 
-def _windows(raw: bytes) -> Iterator[list[bytes]]:
-    """The chunks of `raw`, a window at a time (each window one C call, a few ms of GIL)."""
-    position, size = 0, len(raw)
-    while position < size:
-        end = raw.rfind(END, position, position + WINDOW)
+def _checked(text: Text) -> Text:
+    _check_skeleton(text.skeleton, len(text.keys))
+    return text
+
+
+def _windows(raw: bytes, start: int, stop: int) -> Iterator[tuple[int, int, list[bytes]]]:
+    """The chunks of raw[start:stop], a window at a time (each window one C call, about a
+    millisecond of GIL): where the window starts, where its last END ends, its chunks."""
+    position = start
+    while position < stop:
+        end = raw.rfind(END, position, min(position + WINDOW, stop))
         if end < 0:
-            end = raw.find(END, position + WINDOW - len(END))
+            end = raw.find(END, position + WINDOW - len(END), stop)
             if end < 0:
                 return
-        yield raw[position:end].split(END)
+        yield position, end + len(END), raw[position:end].split(END)
         position = end + len(END)
 
 
@@ -354,6 +457,7 @@ def derive_text(outline: list[Any], before: Text, fd: int, digest: str, size: in
     prefixes: dict[bytes, bytes] = {PLAIN: PLAIN}
     structure: list[bytes] = []
     offset = 0  # where the last chunk's END ends in the written text
+    windows: list[Window] | None = [] if before.windows else None
 
     def add(chunk: bytes) -> None:
         nonlocal offset
@@ -361,12 +465,29 @@ def derive_text(outline: list[Any], before: Text, fd: int, digest: str, size: in
         piece = known.get(key) or found.get(key)
         if piece is None:
             piece = found[key] = _read_piece(chunk, name, prefixes)
+        if windows is not None:  # a chunk written anew is a window of its own
+            windows.append(Window(offset, offset + len(chunk) + len(END), len(keys), len(keys) + 1, _window_key(chunk + END)))
         keys.append(key)
         versions.append(piece.version)
         files.append(piece.file)
         offset += len(chunk) + len(END)
         ends.append(offset)
         structure.clear()
+
+    def carry(first: int, stop: int, shift: int, moved: int) -> None:
+        """The windows of chunks first..stop of `before`, now `shift` bytes and `moved` places
+        on: those wholly inside taken over, the stretches left at either side hashed anew."""
+        assert windows is not None
+        cursor = first
+        for window in before.windows:
+            if window.first < first or window.stop > stop:
+                continue
+            if window.first > cursor:
+                windows.append(_read_window(fd, before, cursor, window.first, shift, moved))
+            windows.append(Window(window.start + shift, window.end + shift, window.first + moved, window.stop + moved, window.key))
+            cursor = window.stop
+        if cursor < stop:
+            windows.append(_read_window(fd, before, cursor, stop, shift, moved))
 
     entry_next = False
     try:
@@ -387,6 +508,8 @@ def derive_text(outline: list[Any], before: Text, fd: int, digest: str, size: in
                 versions += before.versions[carried]
                 files += before.files[carried]
                 shift = offset - old_ends[first]
+                if windows is not None and last > first:
+                    carry(first + 1, last + 1, shift, len(keys) - (last - first) - first - 1)
                 ends += map(shift.__add__, old_ends[carried]) if shift else old_ends[carried]
                 offset = old_ends[last] + shift
             elif entry_next:
@@ -396,7 +519,7 @@ def derive_text(outline: list[Any], before: Text, fd: int, digest: str, size: in
                 entry_next = False
             else:
                 structure.append(item)
-    except Unsplittable:
+    except (Unsplittable, StaleText):
         return None
     tail = b"".join(structure)
     if offset + len(tail) != size:
@@ -406,9 +529,18 @@ def derive_text(outline: list[Any], before: Text, fd: int, digest: str, size: in
     for key in pieces.keys() - set(keys):  # chunks the write left out (a few: the plan's)
         del pieces[key]
     skeleton = b"0".join([*map(_PREFIX, map(pieces.__getitem__, keys)), tail])
-    text = Text(digest, size, keys, pieces, tail, skeleton)
+    text = Text(digest, size, keys, pieces, tail, skeleton, tuple(windows or ()))
     text.__dict__.update(ends=ends, versions=versions, files=files)  # what the cached columns would work out
     return text
+
+
+def _read_window(fd: int, before: Text, first: int, stop: int, shift: int, moved: int) -> Window:
+    """A window over chunks first..stop of `before` (first > 0), hashed from the file it was cut from."""
+    start, end = before.ends[first - 1], before.ends[stop - 1]
+    data = os.pread(fd, end - start, start)
+    if len(data) != end - start:
+        raise StaleText()
+    return Window(start + shift, end + shift, first + moved, stop + moved, _window_key(data))
 
 
 _PREFIX = operator.attrgetter("prefix")

@@ -80,6 +80,17 @@ def cut_of(raw: bytes, before: Text | None = None, name: str = "models") -> span
     return load_text(raw, name, digest(raw), before)
 
 
+def windows_hold(text: Text, raw: bytes) -> None:
+    """Every window of a cut says truly which bytes and which chunks it holds."""
+    at = 0
+    for window in text.windows:
+        assert at <= window.start < window.end <= len(raw)
+        assert window.key == spans._window_key(raw[window.start : window.end])
+        assert text.ends[window.stop - 1] == window.end
+        assert window.first == 0 and window.start == 0 or text.ends[window.first - 1] == window.start
+        at = window.end
+
+
 def same_text(a: Text, b: Text) -> None:
     """Two cuts of one text are the same cut, column by column."""
     assert (a.digest, a.size, a.keys, a.tail, a.skeleton) == (b.digest, b.size, b.keys, b.tail, b.skeleton)
@@ -116,8 +127,15 @@ def edit(rng: random.Random, doc: dict[str, Any]) -> None:
         rng.choice(target)["civitai_version_id"] = rng.choice([rng.randrange(1, 80), "bad"])
 
 
+@pytest.fixture(params=[spans.WINDOW, 700, 3000], ids=["one-window", "tiny-windows", "small-windows"])
+def window(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Cut in windows of this many bytes: small ones make the test catalogs many windows long."""
+    monkeypatch.setattr(spans, "WINDOW", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("seed", SEEDS)
-def test_a_recut_equals_a_fresh_cut_and_names_every_moved_version(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_recut_equals_a_fresh_cut_and_names_every_moved_version(seed: int, window: int, monkeypatch: pytest.MonkeyPatch) -> None:
     rng = random.Random(seed)
     doc = random_doc(rng)
     before = cut_of(raw_of(doc))
@@ -133,6 +151,7 @@ def test_a_recut_equals_a_fresh_cut_and_names_every_moved_version(seed: int, mon
         fresh = cut_of(raw)
         assert again.text is not None and fresh.text is not None
         same_text(again.text, fresh.text)
+        windows_hold(again.text, raw)
         assert (again.shown, again.unusable) == (fresh.shown, fresh.unusable) == whole(raw)
         assert again.changed is not None and moved_versions(before.shown, fresh.shown) <= again.changed
         assert len(read) <= len(set(fresh.text.keys) - set(before.text.keys))  # only chunks it had not seen
@@ -233,7 +252,7 @@ def texts_of(stores: dict[str, CatalogStore]) -> dict[str, Text]:
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_spliced_saves_write_what_whole_saves_write(seed: int, tmp_path: Path) -> None:
+def test_spliced_saves_write_what_whole_saves_write(seed: int, window: int, tmp_path: Path) -> None:
     rng = random.Random(seed)
     models = random_doc(rng)
     for category in models["categories"]:
@@ -253,6 +272,11 @@ def test_spliced_saves_write_what_whole_saves_write(seed: int, tmp_path: Path) -
             fresh = cut_of(raw, name=name)
             assert saved.text is not None and fresh.text is not None
             same_text(saved.text, fresh.text)  # the cut worked out from the write is the file's cut
+            windows_hold(saved.text, raw)
+            edited = parse_catalog(raw)  # and an outside edit after it is cut as a fresh cut would
+            edit(rng, edited)
+            outside = serialize_catalog(edited)
+            same_text(cut_of(outside, saved.text, name).text, cut_of(outside, name=name).text)
             assert saved.changes is not None
             for version, shown in saved.changes.items():
                 assert fresh.shown.get(version) == shown
