@@ -9,7 +9,7 @@ import socket
 import sys
 from collections.abc import Sequence
 
-from . import __version__
+from . import __version__, workers
 from .app import create_app
 from .auth import key_file, load_or_create_key
 from .catalog import CATALOG_NAMES, catalog_path
@@ -27,6 +27,7 @@ SWITCH_INTERVAL_S = 0.0005
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Start the service; return the process exit code."""
+    workers.limit_malloc_arenas()  # before any thread allocates
     args = _parse_args(argv)
     env = dict(os.environ)
     env.update({var: str(getattr(args, flag)) for flag, var in FLAGS.items() if getattr(args, flag) is not None})

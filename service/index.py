@@ -143,7 +143,7 @@ def shown_entry(entry: dict[str, Any], catalog: str) -> MapEntry | None:
         head = b'"%d":' % version_id + orjson.dumps(view)[:-1] + b',"status":"'
     except orjson.JSONEncodeError:  # a lone surrogate in a name: not showable, left as it is in the file
         return UNUSABLE
-    return MapEntry(version_id, model_id, file, sys.intern(canonical_folder(dest)), catalog, head, dest, _sha256(entry), _size(entry))
+    return MapEntry(version_id, model_id, file, sys.intern(canonical_folder(dest)), catalog, head, sys.intern(dest), _sha256(entry), _size(entry))
 
 
 def disk_entry(version_id: int, model_id: int | None, file: str, folder: str, name: str, base_model: str | None, sha256: str) -> MapEntry:

@@ -83,6 +83,28 @@ def _malloc_trim() -> Callable[[], bool] | None:
 
 _MALLOC_TRIM = _malloc_trim() if sys.platform.startswith("linux") else None
 
+_M_ARENA_MAX = -8  # glibc's mallopt parameter
+MALLOC_ARENAS = 1
+
+
+def limit_malloc_arenas() -> bool:
+    """Have every thread allocate from one glibc arena (call before any thread starts).
+
+    By default each thread that allocates gets an arena of its own, up to eight per core. A
+    catalog read in a worker thread then leaves its freed memory in that thread's arena,
+    where the event loop cannot reuse it: measured at 100,000 entries, the peak drops from
+    360 to 321 MB with one arena, and nothing got slower (the GIL serializes allocations
+    anyway). MALLOC_ARENA_MAX in the environment still wins. True if it was set here."""
+    if not sys.platform.startswith("linux") or "MALLOC_ARENA_MAX" in os.environ:
+        return False
+    try:
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(_M_ARENA_MAX, MALLOC_ARENAS))
+
 
 def release_free_memory() -> bool:
     """Hand memory the allocator holds but no object uses back to the system (blocking: call it
