@@ -53,6 +53,7 @@ TEMP_PREFIX = ".tmp-"
 # 'w' + dump): read it again, backing off, for about a second before calling it unparsable.
 UNPARSABLE_RETRY_S = (0.02, 0.05, 0.1, 0.2, 0.3, 0.35)
 STREAM_BYTES = 16 * 1024 * 1024  # catalogs larger than this are written piece by piece
+QUIET_NS = 50_000_000  # a file untouched this long is "quiet" (see CatalogStore._swap_in)
 
 
 class StaleRead(Exception):
@@ -76,6 +77,7 @@ class Reading:
     source: int | None = None  # the open file a spliced doc's runs are copied from
     spliced: Spliced | None = None
     text: Text | None = None  # the cut the spliced doc was made from
+    quiet: bool = False  # not written for QUIET_NS before it was looked at: any later write moves its mtime
 
     def close(self) -> None:
         """Let go of the source file, if any."""
@@ -168,7 +170,9 @@ class CatalogStore:
         except FileNotFoundError:
             return self.read()
         try:
+            looked_at = time.time_ns()
             stat = os.fstat(fd)
+            quiet = looked_at - max(stat.st_mtime_ns, stat.st_ctime_ns) >= QUIET_NS
             for attempt in (False, True):
                 try:
                     if fresh or attempt or stat.st_size != text.size:
@@ -181,7 +185,7 @@ class CatalogStore:
                     if attempt:
                         raise
                     stat = os.fstat(fd)
-            return Reading(text.digest, spliced.doc, (stat.st_dev, stat.st_ino), text.size, _stamp(stat), fd, spliced, text)
+            return Reading(text.digest, spliced.doc, (stat.st_dev, stat.st_ino), text.size, _stamp(stat), fd, spliced, text, quiet)
         except (Unsplittable, CatalogFormatError, StaleText):
             os.close(fd)
             return self.read()
@@ -208,6 +212,7 @@ class CatalogStore:
                 seen=reading.seen,
                 source=reading.source,
                 outline=outline,
+                quiet=reading.quiet,
             )
             return Written(written, size, outline)
         except CatalogUnwritable as exc:
@@ -224,6 +229,7 @@ class CatalogStore:
         seen: tuple[int, int, int] | None = None,
         source: int | None = None,
         outline: list[Any] | None = None,
+        quiet: bool = False,
     ) -> tuple[str, int]:
         """Write the doc to a temp file and swap it in; the digest and size of what was written. A big
         catalog is written piece by piece (never all its bytes in memory); a small one at once.
@@ -252,7 +258,7 @@ class CatalogStore:
             self._copy_mode(temp)
             if seen is None and self._current() != expected:
                 raise StaleRead()
-            self._swap_in(temp, written, expected, identity, seen)
+            self._swap_in(temp, written, expected, identity, seen, quiet)
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(temp)  # after a swap it holds the file displaced; otherwise our unused copy
@@ -263,7 +269,13 @@ class CatalogStore:
         return written, size
 
     def _swap_in(
-        self, temp: str, written: str, expected: str | None, identity: tuple[int, int] | None, seen: tuple[int, int, int] | None = None
+        self,
+        temp: str,
+        written: str,
+        expected: str | None,
+        identity: tuple[int, int] | None,
+        seen: tuple[int, int, int] | None = None,
+        quiet: bool = False,
     ) -> None:
         """Put the temp file in place; StaleRead when that would lose a save made meanwhile.
 
@@ -272,6 +284,11 @@ class CatalogStore:
         mtime or ctime (a save in place), is caught by one stat. What a stat cannot see (a save
         in place within one tick of the clock) the displaced file's hash catches after the swap,
         and that save is given back. Without the exchange the file is hashed before the replace.
+
+        A `quiet` reading's file had not been written for QUIET_NS when it was looked at, so
+        any write since has a later mtime (clock ticks are a few ms): the displaced file's size
+        and mtime, unchanged, say what its hash would (a spliced reading hashed every byte of
+        it while copying), and a 36 MB catalog is not read a third time per save.
         """
         if expected is None:  # the file did not exist: create it only if it still does not
             if not rename_with(temp, self.path, RENAME_NOREPLACE):
@@ -287,7 +304,9 @@ class CatalogStore:
             os.replace(temp, self.path)
             return
         displaced = os.stat(temp)
-        if (displaced.st_dev, displaced.st_ino) == identity and _digest_or_none(temp) == expected:
+        if (displaced.st_dev, displaced.st_ino) == identity and (
+            (quiet and seen is not None and (displaced.st_size, displaced.st_mtime_ns) == seen[:2]) or _digest_or_none(temp) == expected
+        ):
             return
         # Another program saved between our check and our swap: give its file back, then the
         # change is applied again on top of it.

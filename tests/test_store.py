@@ -10,10 +10,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from service.catalog import add_entry, parse_catalog
+from service.catalog import add_entry, digest, parse_catalog
 from service.errors import Unavailable
+from service.spans import load_text
 import service.store
-from service.store import CatalogStore, StaleRead
+from service.store import CatalogStore, Reading, StaleRead
 
 from .helpers import catalog, entry, read_json, replace_json, touch, write_json
 
@@ -139,10 +140,23 @@ def _outside_save_after_the_check(store: CatalogStore, monkeypatch: pytest.Monke
     monkeypatch.setattr(service.store, "_identity", look_then_race)
 
 
+def _quiet_spliced_reading(store: CatalogStore, monkeypatch: pytest.MonkeyPatch) -> Reading:
+    """A spliced reading of a file taken as quiet (written long enough ago): its save skips the
+    displaced file's hash and trusts the file's size and mtime."""
+    monkeypatch.setattr(service.store, "QUIET_NS", 0)
+    raw = store.path.read_bytes()
+    text = load_text(raw, store.name, digest(raw), None).text
+    assert text is not None
+    reading = store.read_spliced(text, {2}, {"b.safetensors"})
+    assert reading.quiet and reading.source is not None
+    return reading
+
+
+@pytest.mark.parametrize("read", ["whole", "spliced and quiet"])
 @pytest.mark.parametrize("how", ["atomic", "in place"])
-def test_an_outside_save_between_check_and_swap_is_given_back(store: CatalogStore, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+def test_an_outside_save_between_check_and_swap_is_given_back(store: CatalogStore, monkeypatch: pytest.MonkeyPatch, how: str, read: str) -> None:
     foreign = catalog(entry(1, "a.safetensors"), entry(3, "foreign.safetensors"))
-    reading = store.read()
+    reading = store.read() if read == "whole" else _quiet_spliced_reading(store, monkeypatch)
     add_entry(reading.doc, "loras", "LoRAs", entry(2, "b.safetensors", "loras"))
     _outside_save_after_the_check(store, monkeypatch, lambda: (replace_json if how == "atomic" else write_json)(store.path, foreign))
     with pytest.raises(StaleRead):
