@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .catalog import CATALOG_NAMES, CatalogFormatError, catalog_path, digest, parse_catalog
 from .index import CatalogEntries, CivitaiIndex, MapEntry, build_layout, extract_entries, same_entry
-from .spans import Loaded, Text, Unsplittable, load_text
+from .spans import Loaded, StaleText, Text, Unsplittable, load_recut, load_text, recut_file
 from .presence import FolderSource, Presence, Scan, probe, scan_sources
 from . import workers
 
@@ -95,10 +95,27 @@ class TooBigToParseHere(Exception):
     """The catalog does not cut into entries and is too big to parse whole in this process."""
 
 
-def read_catalog(path: Path, name: str, known_digest: str | None, before: Text | None, *, whole: bool = False) -> CatalogReading:
+def read_catalog(
+    path: Path,
+    name: str,
+    known_digest: str | None,
+    before: Text | None,
+    *,
+    whole: bool = False,
+    shown: dict[int, MapEntry] | None = None,
+    dirty: set[int] | None = None,
+) -> CatalogReading:
     """Read a catalog file when its content is new to us: cut into entries, parsing only those
     `before` does not know; one that does not cut is parsed whole (TooBigToParseHere when that
-    needs a worker process)."""
+    needs a worker process).
+
+    With `shown`, how the map shows `before` (and the `dirty` versions it shows otherwise), the
+    file is first re-cut in place (`read_changes`): only what changed is read into memory and
+    looked at."""
+    if before is not None and shown is not None and not whole:
+        reading = read_changes(path, name, known_digest, before, shown, dirty or set())
+        if reading is not None:
+            return reading
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -120,6 +137,39 @@ def read_catalog(path: Path, name: str, known_digest: str | None, before: Text |
         return CatalogReading(content_digest, None, str(exc), unparsable=True)
     del raw
     return CatalogReading(content_digest, whole_reading(content_digest, extract_entries(doc, name)), None)
+
+
+def read_changes(path: Path, name: str, known_digest: str | None, before: Text, shown: dict[int, MapEntry], dirty: set[int]) -> CatalogReading | None:
+    """A catalog re-cut against its last cut where it lies: its digest in one pass a block at a
+    time, then the windows of `before` checked and only the stretch between them read and cut.
+    At 100,000 entries an edit then costs its own chunks and two passes of hashing, with no copy
+    of the 36 MB text in memory. None when it must be read whole instead: too much changed, the
+    file changed while it was read, or it cannot be opened (the whole read says why)."""
+    if not before.windows:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        stat = os.fstat(fd)
+        with open(fd, "rb", closefd=False) as handle:
+            content_digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        if content_digest == known_digest:
+            return CatalogReading(content_digest, None, None)
+        try:
+            done = recut_file(fd, stat.st_size, name, content_digest, before)
+        except (Unsplittable, StaleText, CatalogFormatError):
+            return None
+        after = os.fstat(fd)
+        if done is None or (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns):
+            return None
+        text, recut = done
+        return CatalogReading(content_digest, load_recut(text, recut, before, shown, dirty), None)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def whole_reading(content_digest: str, found: CatalogEntries) -> Loaded:
@@ -243,17 +293,21 @@ class Library:
             state.shown = loaded.shown
             self._warn_unusable(state, loaded.unusable)
             logger.info("%s.json loaded: %d versions%s", name, len(state.shown), f", {len(moved)} changed" if rebuild else "")
-            if len(state.shown) >= TRIM_AFTER_ENTRIES:  # the reading's garbage is gone; give its memory back
+            if len(state.shown) >= TRIM_AFTER_ENTRIES and not loaded.partial:  # the reading's garbage is gone; give its memory back
                 await asyncio.to_thread(workers.release_free_memory)
             return await self._splice(moved) if rebuild else False
 
     async def _read(self, state: CatalogState) -> CatalogReading:
-        if await asyncio.to_thread(_size, state.path) > PRECHECK_BYTES:  # not read whole only to learn it is our own write
+        """Read one catalog in a thread (under the catalog lock: `state` holds still meanwhile)."""
+        partial = state.text is not None and bool(state.text.windows)  # digested in blocks first anyway
+        if not partial and await asyncio.to_thread(_size, state.path) > PRECHECK_BYTES:  # not read whole only to learn it is our own write
             _, content_digest = await asyncio.to_thread(_size_and_digest, state.path)
             if content_digest is not None and content_digest == state.digest:  # our own write, or a touch
                 return CatalogReading(content_digest, None, None)
         try:
-            return await asyncio.to_thread(read_catalog, state.path, state.name, state.digest, state.text)
+            return await asyncio.to_thread(
+                read_catalog, state.path, state.name, state.digest, state.text, shown=state.shown, dirty=set(state.dirty)
+            )
         except TooBigToParseHere:
             pass
         content_digest, rows, error, unparsable = await workers.in_worker_process(read_catalog_rows, state.path, state.name, state.digest)

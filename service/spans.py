@@ -89,8 +89,20 @@ class Text:
     keys: list[int]  # chunk keys, in file order
     pieces: dict[int, Piece]  # every key of `keys`
     tail: bytes  # after the last entry
-    skeleton: bytes  # the whole text with each entry replaced by 0
+    structure: bytes | None  # the skeleton, or None: a re-cut proved it valid, and it is joined on first use
     windows: tuple[Window, ...] = ()  # in order; gaps where nothing is known of the bytes
+
+    @functools.cached_property
+    def skeleton(self) -> bytes:
+        """The whole text with each entry replaced by 0: the structure a plan edits."""
+        if self.structure is not None:
+            return self.structure
+        return b"0".join([*map(_PREFIX, map(self.pieces.__getitem__, self.keys)), self.tail])
+
+    @functools.cached_property
+    def unusable(self) -> int:
+        """How many entries the map leaves out for an id that is not an id."""
+        return sum(map(_UNUSABLE, map(self.pieces.__getitem__, self.keys)))
 
     @functools.cached_property
     def ends(self) -> list[int]:
@@ -145,6 +157,7 @@ class Loaded:
     unusable: int
     text: Text | None
     changed: set[int] | None = None  # versions whose shown entry may differ from the reading before (None: any)
+    partial: bool = False  # only the stretch that changed was read: no large allocation to give back
 
 
 def cut(raw: bytes, name: str, digest: str, before: Text | None) -> Text:
@@ -157,9 +170,9 @@ def cut(raw: bytes, name: str, digest: str, before: Text | None) -> Text:
     it is cut but not a catalog.
     """
     if before is not None and before.windows:
-        text = _recut(raw, name, digest, before)
-        if text is not None:
-            return text
+        done = _recut(_InMemory(raw), name, digest, before)
+        if done is not None:
+            return done[0]
     known = before.pieces if before is not None else {}
     found: dict[int, Piece] = {}  # pieces read from this text
     region = _cut_region(raw, 0, len(raw), known, found, name)
@@ -168,6 +181,70 @@ def cut(raw: bytes, name: str, digest: str, before: Text | None) -> Text:
     pieces = dict(zip(keys, map(known.get, keys))) if known else {}
     pieces.update(found)
     return _checked(Text(digest, len(raw), keys, pieces, tail, _skeleton(pieces, keys, tail), tuple(region.windows)))
+
+
+def recut_file(fd: int, size: int, name: str, digest: str, before: Text) -> tuple[Text, Recut] | None:
+    """The cut of the file open at `fd` (`size` bytes), `before`'s windows taken over where they
+    are found unchanged, reading no more of the file than the windows it checks and the stretch
+    between them: the text is never all in memory. None when too little is known (cut the
+    whole text); StaleText when the file shrank while it was read."""
+    if not before.windows:
+        return None
+    return _recut(_OnDisk(fd, size), name, digest, before)
+
+
+@dataclass(frozen=True, slots=True)
+class Recut:
+    """What a re-cut replaced: from position `kept` on, `before`'s chunks `old` by the chunks `new`."""
+
+    kept: int
+    old: list[int]
+    new: list[int]
+
+
+class _InMemory:
+    """A text to re-cut that is held whole."""
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw, self.size, self._view = raw, len(raw), memoryview(raw)
+
+    def key(self, start: int, end: int) -> bytes:
+        return _window_key(self._view[start:end])
+
+    def endswith(self, tail: bytes) -> bool:
+        return self.raw.endswith(tail)
+
+    def stretch(self, start: int, stop: int) -> tuple[bytes, int]:
+        """Bytes that hold text[start:stop], and where the first of them is in the text."""
+        return self.raw, 0
+
+
+class _OnDisk:
+    """A text to re-cut that is read from its file as needed, a window at a time, into one buffer."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        self.fd, self.size = fd, size
+        self._buffer = bytearray()
+
+    def _read(self, start: int, end: int) -> memoryview:
+        if len(self._buffer) < end - start:
+            self._buffer = bytearray(end - start)
+        view = memoryview(self._buffer)[: end - start]
+        if os.preadv(self.fd, [view], start) != end - start:
+            raise StaleText()
+        return view
+
+    def key(self, start: int, end: int) -> bytes:
+        return _window_key(self._read(start, end))
+
+    def endswith(self, tail: bytes) -> bool:
+        return len(tail) <= self.size and self._read(self.size - len(tail), self.size) == tail
+
+    def stretch(self, start: int, stop: int) -> tuple[bytes, int]:
+        data = os.pread(self.fd, stop - start, start)
+        if len(data) != stop - start:
+            raise StaleText()
+        return data, start
 
 
 @dataclass(slots=True)
@@ -180,10 +257,13 @@ class _Region:
     end: int
 
 
-def _cut_region(raw: bytes, start: int, stop: int, known: dict[int, Piece], found: dict[int, Piece], name: str, first: int = 0) -> _Region:
-    """Cut raw[start:stop] into chunks, a window at a time, reading the pieces `known` lacks into `found`."""
+def _cut_region(
+    raw: bytes, start: int, stop: int, known: dict[int, Piece], found: dict[int, Piece], name: str, first: int = 0, base: int = 0
+) -> _Region:
+    """Cut raw[start:stop] into chunks, a window at a time, reading the pieces `known` lacks into
+    `found`. `raw` holds the text from position `base` on: the region's positions are the text's."""
     view = memoryview(raw)
-    region = _Region([], [], [], start)
+    region = _Region([], [], [], start + base)
     prefixes: dict[bytes, bytes] = {PLAIN: PLAIN}  # one object for each distinct structure
     for at, end, chunks in _windows(raw, start, stop):
         window = list(map(hash, chunks))
@@ -192,28 +272,32 @@ def _cut_region(raw: bytes, start: int, stop: int, known: dict[int, Piece], foun
                 if key not in known and key not in found:
                     found[key] = _read_piece(chunk, name, prefixes)
         count = len(region.keys) + first
-        region.windows.append(Window(at, end, count, count + len(window), _window_key(view[at:end])))
-        region.ends += map(operator.add, itertools.accumulate(map(len, chunks)), range(at + len(END), end + len(END), len(END)))
+        region.windows.append(Window(at + base, end + base, count, count + len(window), _window_key(view[at:end])))
+        region.ends += map(operator.add, itertools.accumulate(map(len, chunks)), range(at + base + len(END), end + base + len(END), len(END)))
         region.keys += window
-        region.end = end
+        region.end = end + base
     return region
 
 
-def _recut(raw: bytes, name: str, digest: str, before: Text) -> Text | None:
+def _recut(source: _InMemory | _OnDisk, name: str, digest: str, before: Text) -> tuple[Text, Recut] | None:
     """The cut of a text that kept `before`'s windows at its start and end; None when too little
-    of it is known to be worth it, or the stretch between does not cut on its own."""
-    view, size, windows = memoryview(raw), len(raw), before.windows
+    of it is known to be worth it, or the stretch between does not cut on its own.
+
+    When the structure around the entries is found unchanged but for how many entries its
+    lists hold (`_same_structure`), it is valid as `before`'s was: it is not parsed again, and
+    is joined only when a plan asks for it."""
+    size, windows = source.size, before.windows
     delta = size - before.size
     head = 0  # windows found unchanged at the start
     at = 0  # where they end
-    while head < len(windows) and (w := windows[head]).start == at and w.end <= size and _window_key(view[w.start : w.end]) == w.key:
+    while head < len(windows) and (w := windows[head]).start == at and w.end <= size and source.key(w.start, w.end) == w.key:
         at = w.end
         head += 1
     back = len(windows)  # windows from here on found unchanged at the end
     tail = before.tail
-    if raw.endswith(tail) and size - len(tail) >= at:
+    if size - len(tail) >= at and source.endswith(tail):
         edge = before.size - len(tail)  # where the next window down must end (in before)
-        while back > head and (w := windows[back - 1]).end == edge and w.start + delta >= at and _window_key(view[w.start + delta : w.end + delta]) == w.key:
+        while back > head and (w := windows[back - 1]).end == edge and w.start + delta >= at and source.key(w.start + delta, w.end + delta) == w.key:
             edge = w.start
             back -= 1
     if head == 0 and back == len(windows):
@@ -221,33 +305,55 @@ def _recut(raw: bytes, name: str, digest: str, before: Text) -> Text | None:
     kept = windows[head - 1].stop if head else 0  # chunks kept from the start
     resumed = windows[back].first if back < len(windows) else len(before.keys)  # and from here to the end
     stop = windows[back].start + delta if back < len(windows) else size
+    data, base = source.stretch(at, stop)
     found: dict[int, Piece] = {}
     known = before.pieces
-    region = _cut_region(raw, at, stop, known, found, name, kept)
+    region = _cut_region(data, at - base, stop - base, known, found, name, kept, base)
     if back < len(windows):
         if region.end != stop and not (stop == at and not region.keys):
             return None  # the changed stretch does not end where an entry does
     else:
-        tail = raw[region.end :] if region.end else raw
+        tail = data[region.end - base :]
+    del data
     moved = len(region.keys) - (resumed - kept)
+    old = before.keys[kept:resumed]
     keys = before.keys[:kept] + region.keys + before.keys[resumed:]
     pieces = dict(known)
     pieces.update(found)
-    gone = set(before.keys[kept:resumed]).difference(region.keys)
+    gone = set(old).difference(region.keys)
     if gone:
         still = set(keys) if len(gone) > 16 else None
         for key in gone:
             if (key not in still) if still is not None else (key not in keys):
                 del pieces[key]
-    tail_windows = tuple(Window(w.start + delta, w.end + delta, w.first + moved, w.stop + moved, w.key) for w in windows[back:])
-    text = Text(digest, size, keys, pieces, tail, _skeleton(pieces, keys, tail), (*windows[:head], *region.windows, *tail_windows))
+    replaced = list(map(known.__getitem__, old))
     new = list(map(pieces.__getitem__, region.keys))
+    plain = tail == before.tail and _same_structure(replaced, new, kept)
+    tail_windows = tuple(Window(w.start + delta, w.end + delta, w.first + moved, w.stop + moved, w.key) for w in windows[back:])
+    structure = None if plain else _skeleton(pieces, keys, tail)
+    text = Text(digest, size, keys, pieces, tail, structure, (*windows[:head], *region.windows, *tail_windows))
     text.__dict__.update(
         ends=before.ends[:kept] + region.ends + ([*map(delta.__add__, before.ends[resumed:])] if delta else before.ends[resumed:]),
         versions=before.versions[:kept] + list(map(_PIECE_VERSION, new)) + before.versions[resumed:],
         files=before.files[:kept] + list(map(_PIECE_FILE, new)) + before.files[resumed:],
     )
-    return _checked(text)
+    if "unusable" in before.__dict__:
+        text.__dict__["unusable"] = before.unusable - sum(map(_UNUSABLE, replaced)) + sum(map(_UNUSABLE, new))
+    if not plain:
+        _checked(text)
+    return text, Recut(kept, old, region.keys)
+
+
+def _same_structure(replaced: list[Piece], new: list[Piece], kept: int) -> bool:
+    """Whether chunks in place of `replaced` (from position `kept` on) leave the structure valid
+    as it was: the structure between lists the same and in the same order, and only plain
+    commas between entries come or go. Each such comma then follows an entry, as in any list
+    (with kept > 0 the chunk before the stretch is an entry; at the very start the file's
+    opening must come first on both sides), so the text parses as the one before did."""
+    marks = [piece.prefix for piece in replaced if piece.prefix != PLAIN]
+    if marks != [piece.prefix for piece in new if piece.prefix != PLAIN]:
+        return False
+    return kept > 0 or bool(replaced and new and replaced[0].prefix != PLAIN and new[0].prefix != PLAIN)
 
 
 def _skeleton(pieces: dict[int, Piece], keys: list[int], tail: bytes) -> bytes:
@@ -294,7 +400,7 @@ def _read_piece(chunk: bytes, name: str, prefixes: dict[bytes, bytes]) -> Piece:
     file = entry.get("file")
     return Piece(
         prefix,
-        len(chunk),
+        _LENGTHS.setdefault(len(chunk), len(chunk)),  # one int object per length: 2.8 MB fewer at 100,000 entries
         version_id_of(entry),
         file if isinstance(file, str) else None,
         None if shown is UNUSABLE else shown,
@@ -336,7 +442,7 @@ def load_text(raw: bytes, name: str, digest: str, before: Text | None) -> Loaded
     entries = list(filter(None, map(_SHOWN, ordered)))
     entries.reverse()  # a version in several entries shows its first: the last one written wins
     shown = dict(zip(map(_VERSION, entries), entries))
-    unusable = sum(map(_UNUSABLE, ordered))
+    unusable = text.__dict__.setdefault("unusable", sum(map(_UNUSABLE, ordered)))
     changed = None
     if before is not None:
         old, new = before.pieces, text.pieces
@@ -348,6 +454,36 @@ def load_text(raw: bytes, name: str, digest: str, before: Text | None) -> Loaded
     return Loaded(digest, shown, unusable, text, changed)
 
 
+def load_recut(text: Text, recut: Recut, before: Text, shown: dict[int, MapEntry], dirty: set[int]) -> Loaded:
+    """What the map takes from a re-cut, worked out from the chunks it replaced alone.
+
+    `shown` is how the map shows the versions of `before` (its first entry of each), except
+    for `dirty` ones, which this service changed since. Only versions with a chunk replaced,
+    or dirty, can be shown otherwise now: each is looked up in the text again (its first entry
+    in file order), and every other version keeps the entry it has.
+    """
+    old, new = recut.old, recut.new
+    if len(old) + len(new) > 64:  # a window or more re-split: most of its chunks are the ones it had
+        common = set(old).intersection(new)
+        if [key for key in old if key in common] == [key for key in new if key in common]:  # none changed places
+            old, new = [key for key in old if key not in common], [key for key in new if key not in common]
+    replaced = [*map(before.pieces.__getitem__, old), *map(text.pieces.__getitem__, new)]
+    changed = {piece.version for piece in replaced if piece.version is not None}
+    changed.update(piece.shown.version_id for piece in replaced if piece.shown is not None)
+    changed |= dirty
+    now = dict(shown)
+    for version in changed:
+        now.pop(version, None)
+    if changed:
+        pieces, keys = text.pieces, text.keys
+        for at in sorted(text.positions(text.versions, changed)):
+            entry = pieces[keys[at]].shown
+            if entry is not None and entry.version_id in changed:
+                now.setdefault(entry.version_id, entry)
+    return Loaded(text.digest, now, text.unusable, text, changed, partial=True)
+
+
+_LENGTHS: dict[int, int] = {}
 _SHOWN = operator.attrgetter("shown")
 _PIECE_VERSION = operator.attrgetter("version")
 _PIECE_FILE = operator.attrgetter("file")

@@ -19,7 +19,7 @@ import pytest
 from service import spans
 from service.catalog import CatalogFormatError, Source, digest, parse_catalog, serialize_catalog
 from service.index import extract_entries
-from service.library import moved_versions, whole_reading
+from service.library import moved_versions, read_catalog, read_changes, whole_reading
 from service.mapping import MappedVersion
 from service.mutations import Wanted, plan_add, plan_promote, plan_remove, run_transaction
 from service.spans import Text, Unsplittable, cut, load_text
@@ -156,6 +156,130 @@ def test_a_recut_equals_a_fresh_cut_and_names_every_moved_version(seed: int, win
         assert again.changed is not None and moved_versions(before.shown, fresh.shown) <= again.changed
         assert len(read) <= len(set(fresh.text.keys) - set(before.text.keys))  # only chunks it had not seen
         before = again
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_recut_read_in_place_shows_what_a_whole_parse_shows(seed: int, window: int, tmp_path: Path) -> None:
+    """An outside edit read where it lies (the digest, the windows checked, the stretch between
+    read): the same cut as a fresh one, the map's entries as a whole parse gives them, and every
+    version that moved named, the ones the map showed otherwise (dirty) among them."""
+    rng = random.Random(seed)
+    doc = random_doc(rng)
+    path = tmp_path / "models.json"
+    path.write_bytes(raw_of(doc))
+    before = cut_of(path.read_bytes())
+    partial = 0
+    for _ in range(8):
+        for _ in range(rng.randint(1, 3)):
+            edit(rng, doc)
+        raw = raw_of(doc)
+        path.write_bytes(raw)
+        shown = dict(before.shown)
+        dirty = set(rng.sample(sorted(shown), min(2, len(shown)))) if rng.random() < 0.4 else set()
+        for version in dirty:  # what this service's own saves made the map show, since the cut
+            del shown[version]
+        assert before.text is not None
+        reading = read_changes(path, "models", before.digest, before.text, shown, dirty)
+        fresh = cut_of(raw)
+        assert fresh.text is not None
+        if reading is None:  # too much changed to be worth it: read whole
+            before = fresh
+            continue
+        loaded = reading.loaded
+        assert loaded is not None and loaded.text is not None and loaded.partial and reading.digest == digest(raw)
+        partial += 1
+        same_text(loaded.text, fresh.text)
+        windows_hold(loaded.text, raw)
+        assert (loaded.shown, loaded.unusable) == (fresh.shown, fresh.unusable) == whole(raw)
+        assert loaded.changed is not None and (moved_versions(before.shown, fresh.shown) | dirty) <= loaded.changed
+        before = loaded
+    if window <= 700:  # many windows: most edits leave most of them as they were
+        assert partial
+
+
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+@pytest.mark.parametrize("change", ["renamed", "added", "removed"])
+def test_entries_changed_within_a_list_take_the_structure_over_unparsed(where: str, change: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(spans, "WINDOW", 2000)
+    doc = {"version": 1, "categories": [{"id": c, "name": c, "models": [entry(v, f"f{v}") for v in range(k, k + 150)]} for c, k in (("a", 1), ("b", 1000))]}
+    path = tmp_path / "models.json"
+    path.write_bytes(serialize_catalog(doc))
+    before = cut_of(path.read_bytes())
+    models = doc["categories"][1]["models"]
+    at = {"first": 0, "middle": 75, "last": 149}[where]
+    if change == "renamed":
+        models[at]["name"] = "Renamed"
+    elif change == "added":
+        models.insert(at, entry(5000, "new"))
+    else:
+        del models[at]
+    raw = serialize_catalog(doc)
+    path.write_bytes(raw)
+    assert before.text is not None
+    parsed = []
+    real = spans._parse_skeleton
+    monkeypatch.setattr(spans, "_parse_skeleton", lambda skeleton: parsed.append(skeleton) or real(skeleton))
+    reading = read_changes(path, "models", before.digest, before.text, before.shown, set())
+    assert reading is not None and reading.loaded is not None and reading.loaded.text is not None
+    text = reading.loaded.text
+    assert not parsed and text.structure is None  # the plain commas between entries prove it
+    monkeypatch.setattr(spans, "_parse_skeleton", real)
+    fresh = cut_of(raw)
+    assert fresh.text is not None
+    same_text(text, fresh.text)  # the structure, joined when asked, is the one a fresh cut parses
+    assert reading.loaded.shown == whole(raw)[0]
+
+
+def test_an_unchanged_file_is_known_by_its_digest(tmp_path: Path) -> None:
+    path = tmp_path / "models.json"
+    path.write_bytes(serialize_catalog(random_doc(random.Random(1))))
+    before = cut_of(path.read_bytes())
+    assert before.text is not None
+    reading = read_changes(path, "models", before.digest, before.text, before.shown, set())
+    assert reading is not None and reading.loaded is None and reading.digest == before.digest
+
+
+def test_a_structure_broken_between_entries_is_never_taken_over(window: int, tmp_path: Path) -> None:
+    """A re-cut whose chunks are all entries after a plain comma trusts the structure around
+    them without parsing it again; a comma lost between two entries is not that, and the
+    file is found broken, not read."""
+    doc = {"version": 1, "categories": [{"id": "c", "name": "C", "models": [entry(v, f"f{v}") for v in range(1, 200)]}]}
+    path = tmp_path / "models.json"
+    raw = serialize_catalog(doc)
+    path.write_bytes(raw)
+    before = cut_of(raw)
+    assert before.text is not None
+    middle = raw.index(b"},\n        {", len(raw) // 2)
+    path.write_bytes(raw[:middle] + b"}\n        {" + raw[middle + len(b"},\n        {") :])  # a comma lost
+    assert read_changes(path, "models", before.digest, before.text, before.shown, set()) is None
+    reading = read_catalog(path, "models", before.digest, before.text, shown=before.shown, dirty=set())
+    assert reading.loaded is None and reading.unparsable
+
+
+def test_a_file_changed_while_it_is_read_is_read_again_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(7)
+    doc = random_doc(rng)
+    path = tmp_path / "models.json"
+    path.write_bytes(serialize_catalog(doc))
+    before = cut_of(path.read_bytes())
+    assert before.text is not None
+    edit(rng, doc)
+    path.write_bytes(serialize_catalog(doc))
+    edit(rng, doc)
+    last = serialize_catalog(doc) + b"\n"
+    real = spans.recut_file
+
+    def written_meanwhile(fd: int, *args: Any) -> Any:
+        with open(path, "r+b") as handle:  # another program saves in place while the file is read
+            handle.write(last)
+        return real(fd, *args)
+
+    monkeypatch.setattr("service.library.recut_file", written_meanwhile)
+    assert read_changes(path, "models", before.digest, before.text, before.shown, set()) is None
+    monkeypatch.setattr("service.library.recut_file", real)
+    reading = read_catalog(path, "models", before.digest, before.text, shown=before.shown, dirty=set())
+    assert reading.loaded is not None and reading.digest == digest(last)
+    assert (reading.loaded.shown, reading.loaded.unusable) == whole(last)
 
 
 def indented_with_tabs(doc: dict[str, Any]) -> bytes:
