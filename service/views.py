@@ -11,6 +11,7 @@ from aiohttp import web
 
 from . import __version__
 from .errors import Conflict, Invalid, Unavailable
+from .index import Sliced
 from .middlewares import AUTHENTICATED
 from .civitai.images import image_resources
 from .mutations import ImportCandidate
@@ -79,6 +80,9 @@ async def civitai_map(request: web.Request) -> web.Response:
     if wants_gzip:
         headers["Content-Encoding"] = "gzip"
         return await _send(request, await snapshot.gzip_body(), headers)
+    sliced = await snapshot.sliced()
+    if sliced is not None:
+        return await _send_slices(request, sliced, headers)
     return await _send(request, await snapshot.full_body(), headers)
 
 
@@ -94,6 +98,19 @@ async def _send(request: web.Request, body: bytes, headers: dict[str, str]) -> w
     view = memoryview(body)
     for start in range(0, len(body), STREAM_CHUNK):
         await response.write(view[start : start + STREAM_CHUNK])
+    await response.write_eof()
+    return response
+
+
+async def _send_slices(request: web.Request, sliced: Sliced, headers: dict[str, str]) -> web.StreamResponse:
+    """A large map, never held whole: each slice is joined from the map's parts as it is sent."""
+    response = web.StreamResponse(headers=headers)
+    response.content_type = JSON
+    response.content_length = sliced.size
+    await response.prepare(request)
+    if request.method != "HEAD":
+        for piece in sliced:
+            await response.write(piece)
     await response.write_eof()
     return response
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gzip
 import random
 
 import orjson
+import pytest
 
+from service import index as index_module
 from service.index import CivitaiIndex, MapEntry, Transfer, build_layout, disk_entry, shown_entry
 from service.presence import FolderSource, PathFact, Presence
 
@@ -114,3 +117,59 @@ def test_a_spliced_version_is_found_by_file_model_and_hash() -> None:
     presence.apply([PathFact(f"{ROOT}/loras/moved.safetensors", "file", complete=True)])
     assert index.files_changed({"moved.safetensors"})
     assert orjson.loads(index.snapshot.body)["by_version"]["1"]["status"] == "present"
+
+
+def test_versions_sharing_a_file_are_all_found_as_they_come_and_go() -> None:
+    index = CivitaiIndex(Presence((FolderSource(ROOT),)))
+    shared = {"file": "same.safetensors"}
+    index.set_layout(build_layout([[entry(3, **shared), entry(1, **shared)]]))
+    assert index.versions_of_file("same.safetensors") == (1, 3)
+    index.update({2: entry(2, **shared)})
+    assert index.versions_of_file("same.safetensors") == (1, 2, 3)
+    index.update({1: None, 3: None})
+    assert index.versions_of_file("same.safetensors") == (2,)
+    index.update({2: entry(2, file="other.safetensors")})
+    assert index.versions_of_file("same.safetensors") == ()
+    assert index.versions_of_file("other.safetensors") == (2,)
+
+
+def large_index(monkeypatch: pytest.MonkeyPatch, count: int = 3000) -> CivitaiIndex:
+    """A map over KEEP_JOINED_BYTES (lowered): sent in slices, never joined whole."""
+    monkeypatch.setattr(index_module, "KEEP_JOINED_BYTES", 64 * 1024)
+    monkeypatch.setattr(index_module, "SEND_SLICE", 8 * 1024)
+    monkeypatch.setattr(index_module, "JOIN_IN_THREAD_PARTS", 100)
+    index = CivitaiIndex(Presence((FolderSource(ROOT),)))
+    index.set_layout(build_layout([[entry(v) for v in range(1, count + 1)]]))
+    return index
+
+
+async def test_a_large_map_is_kept_in_slices_and_a_change_rejoins_only_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    index = large_index(monkeypatch)
+    first = await index.snapshot.sliced()
+    assert first is not None and len(first.slices) > 20
+    body = b"".join(first)
+    assert len(body) == first.size and orjson.loads(body) == orjson.loads(index.snapshot.body)
+    assert index.update({1500: entry(1500, name="Renamed")})
+    second = await index.snapshot.sliced()
+    assert second is not None
+    assert orjson.loads(b"".join(second))["by_version"]["1500"]["name"] == "Renamed"
+    taken_over = sum(a is b for a, b in zip(first.slices, second.slices))
+    assert taken_over >= len(first.slices) - 2  # the slice of that version, and maybe the one after it
+    assert index.update({9999: entry(9999)})  # a new version goes last: the tail slice is joined anew
+    third = await index.snapshot.sliced()
+    assert third is not None and orjson.loads(b"".join(third))["by_version"]["9999"]["file"] == "v9999.safetensors"
+    assert sum(a is b for a, b in zip(second.slices, third.slices)) >= len(second.slices) - 2
+
+
+async def test_a_large_map_gzipped_slice_by_slice_is_the_map(monkeypatch: pytest.MonkeyPatch) -> None:
+    index = large_index(monkeypatch)
+    sliced = await index.snapshot.sliced()
+    assert sliced is not None
+    assert gzip.decompress(await index.snapshot.gzip_body()) == b"".join(sliced)
+
+
+async def test_a_small_map_is_kept_joined(monkeypatch: pytest.MonkeyPatch) -> None:
+    index = CivitaiIndex(Presence((FolderSource(ROOT),)))
+    index.set_layout(build_layout([[entry(v) for v in range(1, 50)]]))
+    assert await index.snapshot.sliced() is None
+    assert orjson.loads(await index.snapshot.full_body())["by_version"]["49"]["status"] == "missing"

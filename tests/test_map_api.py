@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from service.index import CivitaiIndex
+from service.index import CivitaiIndex, MapSnapshot
 
 from .conftest import StartClient, get_map
 from .helpers import AUTH, MAP, catalog, entry, read_json, touch, write_json
@@ -148,6 +148,31 @@ async def test_serving_does_not_serialize_per_request(start: StartClient, monkey
     monkeypatch.setattr(CivitaiIndex, "_publish", refuse)
     for _ in range(3):
         assert await (await client.get(MAP, headers=AUTH)).read() == expected
+
+
+async def test_a_map_too_large_to_keep_joined_is_sent_in_slices(start: StartClient, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("service.index.KEEP_JOINED_BYTES", 256 * 1024)
+    monkeypatch.setattr("service.index.SEND_SLICE", 16 * 1024)
+    monkeypatch.setattr("service.index.JOIN_IN_THREAD_PARTS", 1000)
+    entries = [entry(v, f"file_{v}.safetensors", "loras") for v in range(1, 2001)]
+    write_json(catalog_dir / "models.json", catalog(*entries, category="loras"))
+    client = await start()
+
+    def refuse(*_args: object) -> None:
+        raise AssertionError("the large map was joined whole")
+
+    monkeypatch.setattr(MapSnapshot, "_keep", refuse)
+    response = await client.get(MAP, headers={**AUTH, "Accept-Encoding": "identity"})
+    body = await response.read()
+    assert len(body) > 256 * 1024 and int(response.headers["Content-Length"]) == len(body)
+    found = orjson.loads(body)
+    assert len(found["by_version"]) == 2000 and found["by_model"]["20000"] == [2000]
+    head = await client.head(MAP, headers={**AUTH, "Accept-Encoding": "identity"})
+    assert head.status == 200 and int(head.headers["Content-Length"]) == len(body)
+    zipped = await client.get(MAP, headers={**AUTH, "Accept-Encoding": "gzip"}, auto_decompress=False)
+    assert zipped.headers["Content-Encoding"] == "gzip" and gzip.decompress(await zipped.read()) == body
+    again = await client.get(MAP, headers={**AUTH, "Accept-Encoding": "identity", "If-None-Match": response.headers["ETag"]})
+    assert again.status == 304
 
 
 async def test_a_large_map_is_streamed_whole(start: StartClient, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
