@@ -89,7 +89,7 @@ class Text:
     keys: list[int]  # chunk keys, in file order
     pieces: dict[int, Piece]  # every key of `keys`
     tail: bytes  # after the last entry
-    structure: bytes | None  # the skeleton, or None: a re-cut proved it valid, and it is joined on first use
+    structure: bytes | None  # the skeleton, or None: a re-cut or the save that wrote it proved it valid; joined on first use
     windows: tuple[Window, ...] = ()  # in order; gaps where nothing is known of the bytes
 
     @functools.cached_property
@@ -664,8 +664,7 @@ def derive_text(outline: list[Any], before: Text, fd: int, digest: str, size: in
     pieces.update(found)
     for key in pieces.keys() - set(keys):  # chunks the write left out (a few: the plan's)
         del pieces[key]
-    skeleton = b"0".join([*map(_PREFIX, map(pieces.__getitem__, keys)), tail])
-    text = Text(digest, size, keys, pieces, tail, skeleton, tuple(windows or ()))
+    text = Text(digest, size, keys, pieces, tail, None, tuple(windows or ()))  # the structure: joined when a plan asks
     text.__dict__.update(ends=ends, versions=versions, files=files)  # what the cached columns would work out
     return text
 
