@@ -1,4 +1,4 @@
-"""Filesystem operations the standard library lacks: renames with flags, folder fsync."""
+"""Filesystem operations the standard library lacks: renames with flags, folder fsync, a file's stamp."""
 
 from __future__ import annotations
 
@@ -38,3 +38,8 @@ def fsync_folder(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def file_stamp(stat: os.stat_result) -> tuple[int, int, int]:
+    """What moves when a file's content is written: its size, mtime and ctime (nanoseconds)."""
+    return (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)

@@ -469,14 +469,12 @@ def slice_parts(parts: tuple[bytes, ...], before: Sliced | None) -> Sliced | Non
             mark = total + SEND_SLICE
     cuts.append(count)
     slices: list[bytes] = []
-    old_parts = before.parts if before is not None else ()
-    old_slices = before.slices if before is not None else []
+    old = before or Sliced(0, (), [0], [])
     for number, (start, stop) in enumerate(zip(cuts, cuts[1:])):
-        if number < len(old_slices) and before is not None and before.cuts[number + 1] == stop:
-            if parts[start:stop] == old_parts[start:stop]:  # elements compared by identity first: C speed
-                slices.append(old_slices[number])
-                continue
-        slices.append(b"".join(parts[start:stop]))
+        if number < len(old.slices) and old.cuts[number + 1] == stop and parts[start:stop] == old.parts[start:stop]:
+            slices.append(old.slices[number])  # the same objects (compared by identity first, at C speed): the same bytes
+        else:
+            slices.append(b"".join(parts[start:stop]))
     return Sliced(size, parts, cuts, slices)
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .catalog import CATALOG_NAMES, CatalogFormatError, catalog_path, digest, parse_catalog
+from .fileops import file_stamp
 from .index import CatalogEntries, CivitaiIndex, MapEntry, build_layout, extract_entries, same_entry
 from .spans import Loaded, StaleText, Text, Unsplittable, load_recut, load_text, recut_file
 from .presence import FolderSource, Presence, Scan, probe, scan_sources
@@ -161,8 +162,7 @@ def read_changes(path: Path, name: str, known_digest: str | None, before: Text, 
             done = recut_file(fd, stat.st_size, name, content_digest, before)
         except (Unsplittable, StaleText, CatalogFormatError):
             return None
-        after = os.fstat(fd)
-        if done is None or (after.st_size, after.st_mtime_ns, after.st_ctime_ns) != (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns):
+        if done is None or file_stamp(os.fstat(fd)) != file_stamp(stat):
             return None
         text, recut = done
         return CatalogReading(content_digest, load_recut(text, recut, before, shown, dirty), None)

@@ -89,15 +89,14 @@ class Text:
     keys: list[int]  # chunk keys, in file order
     pieces: dict[int, Piece]  # every key of `keys`
     tail: bytes  # after the last entry
-    structure: bytes | None  # the skeleton, or None: a re-cut or the save that wrote it proved it valid; joined on first use
     windows: tuple[Window, ...] = ()  # in order; gaps where nothing is known of the bytes
 
     @functools.cached_property
     def skeleton(self) -> bytes:
-        """The whole text with each entry replaced by 0: the structure a plan edits."""
-        if self.structure is not None:
-            return self.structure
-        return b"0".join([*map(_PREFIX, map(self.pieces.__getitem__, self.keys)), self.tail])
+        """The whole text with each entry replaced by 0: the structure a plan edits. Joined on
+        first use: a re-cut that changed only how many entries a list holds, or the save that
+        wrote the text, proved it valid without it (Unsplittable when it is too large)."""
+        return _skeleton(self.pieces, self.keys, self.tail)
 
     @functools.cached_property
     def unusable(self) -> int:
@@ -180,7 +179,7 @@ def cut(raw: bytes, name: str, digest: str, before: Text | None) -> Text:
     tail = raw[region.end :] if region.end else raw
     pieces = dict(zip(keys, map(known.get, keys))) if known else {}
     pieces.update(found)
-    return _checked(Text(digest, len(raw), keys, pieces, tail, _skeleton(pieces, keys, tail), tuple(region.windows)))
+    return _checked(Text(digest, len(raw), keys, pieces, tail, tuple(region.windows)))
 
 
 def recut_file(fd: int, size: int, name: str, digest: str, before: Text) -> tuple[Text, Recut] | None:
@@ -188,8 +187,6 @@ def recut_file(fd: int, size: int, name: str, digest: str, before: Text) -> tupl
     are found unchanged, reading no more of the file than the windows it checks and the stretch
     between them: the text is never all in memory. None when too little is known (cut the
     whole text); StaleText when the file shrank while it was read."""
-    if not before.windows:
-        return None
     return _recut(_OnDisk(fd, size), name, digest, before)
 
 
@@ -330,8 +327,7 @@ def _recut(source: _InMemory | _OnDisk, name: str, digest: str, before: Text) ->
     new = list(map(pieces.__getitem__, region.keys))
     plain = tail == before.tail and _same_structure(replaced, new, kept)
     tail_windows = tuple(Window(w.start + delta, w.end + delta, w.first + moved, w.stop + moved, w.key) for w in windows[back:])
-    structure = None if plain else _skeleton(pieces, keys, tail)
-    text = Text(digest, size, keys, pieces, tail, structure, (*windows[:head], *region.windows, *tail_windows))
+    text = Text(digest, size, keys, pieces, tail, (*windows[:head], *region.windows, *tail_windows))
     text.__dict__.update(
         ends=before.ends[:kept] + region.ends + ([*map(delta.__add__, before.ends[resumed:])] if delta else before.ends[resumed:]),
         versions=before.versions[:kept] + list(map(_PIECE_VERSION, new)) + before.versions[resumed:],
@@ -664,7 +660,7 @@ def derive_text(outline: list[Any], before: Text, fd: int, digest: str, size: in
     pieces.update(found)
     for key in pieces.keys() - set(keys):  # chunks the write left out (a few: the plan's)
         del pieces[key]
-    text = Text(digest, size, keys, pieces, tail, None, tuple(windows or ()))  # the structure: joined when a plan asks
+    text = Text(digest, size, keys, pieces, tail, tuple(windows or ()))  # its skeleton: joined when a plan asks
     text.__dict__.update(ends=ends, versions=versions, files=files)  # what the cached columns would work out
     return text
 
@@ -678,4 +674,3 @@ def _read_window(fd: int, before: Text, first: int, stop: int, shift: int, moved
     return Window(start + shift, end + shift, first + moved, stop + moved, _window_key(data))
 
 
-_PREFIX = operator.attrgetter("prefix")

@@ -42,7 +42,7 @@ from .catalog import (
     write_catalog,
 )
 from .errors import Unavailable
-from .fileops import RENAME_EXCHANGE, RENAME_NOREPLACE, fsync_folder, rename_with
+from .fileops import RENAME_EXCHANGE, RENAME_NOREPLACE, fsync_folder, file_stamp, rename_with
 from .spans import Spliced, StaleText, Text, Unsplittable, cut, spliced_doc
 
 logger = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ class CatalogStore:
             except FileNotFoundError:
                 return Reading(None, empty_catalog())
             try:
-                return Reading(digest(raw), parse_catalog(raw), (stat.st_dev, stat.st_ino), len(raw), _stamp(stat))
+                return Reading(digest(raw), parse_catalog(raw), (stat.st_dev, stat.st_ino), len(raw), file_stamp(stat))
             except CatalogFormatError as exc:
                 if delay is None:
                     raise Unavailable(
@@ -185,7 +185,7 @@ class CatalogStore:
                     if attempt:
                         raise
                     stat = os.fstat(fd)
-            return Reading(text.digest, spliced.doc, (stat.st_dev, stat.st_ino), text.size, _stamp(stat), fd, spliced, text, quiet)
+            return Reading(text.digest, spliced.doc, (stat.st_dev, stat.st_ino), text.size, file_stamp(stat), fd, spliced, text, quiet)
         except (Unsplittable, CatalogFormatError, StaleText):
             os.close(fd)
             return self.read()
@@ -343,11 +343,7 @@ def _identity(path: Path, seen: tuple[int, int, int] | None) -> tuple[tuple[int,
         stat = os.stat(path)
     except FileNotFoundError:
         return None, None
-    return (stat.st_dev, stat.st_ino), (_stamp(stat) if seen is not None else None)
-
-
-def _stamp(stat: os.stat_result) -> tuple[int, int, int]:
-    return (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    return (stat.st_dev, stat.st_ino), (file_stamp(stat) if seen is not None else None)
 
 
 def _read_all(fd: int) -> bytes:

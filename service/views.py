@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from http import HTTPStatus
 from pathlib import Path
 
@@ -11,7 +12,6 @@ from aiohttp import web
 
 from . import __version__
 from .errors import Conflict, Invalid, Unavailable
-from .index import Sliced
 from .middlewares import AUTHENTICATED
 from .civitai.images import image_resources
 from .mutations import ImportCandidate
@@ -82,7 +82,7 @@ async def civitai_map(request: web.Request) -> web.Response:
         return await _send(request, await snapshot.gzip_body(), headers)
     sliced = await snapshot.sliced()
     if sliced is not None:
-        return await _send_slices(request, sliced, headers)
+        return await _stream(request, sliced.size, sliced, headers)
     return await _send(request, await snapshot.full_body(), headers)
 
 
@@ -91,25 +91,18 @@ async def _send(request: web.Request, body: bytes, headers: dict[str, str]) -> w
     holds at most a slice in its socket buffer instead of a copy of the whole map."""
     if len(body) <= STREAM_THRESHOLD or request.method == "HEAD":
         return web.Response(body=body, content_type=JSON, headers=headers)
-    response = web.StreamResponse(headers=headers)
-    response.content_type = JSON
-    response.content_length = len(body)
-    await response.prepare(request)
     view = memoryview(body)
-    for start in range(0, len(body), STREAM_CHUNK):
-        await response.write(view[start : start + STREAM_CHUNK])
-    await response.write_eof()
-    return response
+    return await _stream(request, len(body), (view[start : start + STREAM_CHUNK] for start in range(0, len(body), STREAM_CHUNK)), headers)
 
 
-async def _send_slices(request: web.Request, sliced: Sliced, headers: dict[str, str]) -> web.StreamResponse:
-    """A large map, never held whole: each slice is joined from the map's parts as it is sent."""
+async def _stream(request: web.Request, size: int, pieces: Iterable[bytes | memoryview], headers: dict[str, str]) -> web.StreamResponse:
+    """A body of `size` bytes written a piece at a time (none for HEAD)."""
     response = web.StreamResponse(headers=headers)
     response.content_type = JSON
-    response.content_length = sliced.size
+    response.content_length = size
     await response.prepare(request)
     if request.method != "HEAD":
-        for piece in sliced:
+        for piece in pieces:
             await response.write(piece)
     await response.write_eof()
     return response
