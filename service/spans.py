@@ -353,7 +353,7 @@ def _same_structure(replaced: list[Piece], new: list[Piece], kept: int) -> bool:
 
 
 def _skeleton(pieces: dict[int, Piece], keys: list[int], tail: bytes) -> bytes:
-    parts = [piece.prefix for piece in map(pieces.__getitem__, keys)]
+    parts = list(map(_PREFIX, map(pieces.__getitem__, keys)))  # C speed: no Python loop over entries
     if sum(map(len, parts)) + len(keys) + len(tail) > SKELETON_LIMIT:
         raise Unsplittable("the structure around the entries is too large to cut")
     parts.append(tail)
@@ -485,6 +485,7 @@ _PIECE_VERSION = operator.attrgetter("version")
 _PIECE_FILE = operator.attrgetter("file")
 _VERSION = operator.attrgetter("version_id")
 _UNUSABLE = operator.attrgetter("unusable")
+_PREFIX = operator.attrgetter("prefix")
 
 
 class StaleText(Exception):
