@@ -661,8 +661,12 @@ def derive_text(outline: list[Any], before: Text, fd: int, digest: str, size: in
     pieces.update(found)
     for key in pieces.keys() - set(keys):  # chunks the write left out (a few: the plan's)
         del pieces[key]
-    text = Text(digest, size, keys, pieces, tail, tuple(windows or ()))  # its skeleton: joined when a plan asks
-    text.__dict__.update(ends=ends, versions=versions, files=files)  # what the cached columns would work out
+    try:
+        skeleton = _skeleton(pieces, keys, tail)  # here, while all of it is at hand: the next plan asks for it at once
+    except Unsplittable:
+        return None
+    text = Text(digest, size, keys, pieces, tail, tuple(windows or ()))
+    text.__dict__.update(ends=ends, versions=versions, files=files, skeleton=skeleton)  # what the cached properties would work out
     return text
 
 
