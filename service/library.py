@@ -299,8 +299,8 @@ class Library:
 
     async def _read(self, state: CatalogState) -> CatalogReading:
         """Read one catalog in a thread (under the catalog lock: `state` holds still meanwhile)."""
-        partial = state.text is not None and bool(state.text.windows)  # digested in blocks first anyway
-        if not partial and await asyncio.to_thread(_size, state.path) > PRECHECK_BYTES:  # not read whole only to learn it is our own write
+        in_windows = state.text is not None and bool(state.text.windows)  # read in place: digested in blocks first anyway
+        if not in_windows and await asyncio.to_thread(_size, state.path) > PRECHECK_BYTES:  # not read whole only to learn it is our own write
             _, content_digest = await asyncio.to_thread(_size_and_digest, state.path)
             if content_digest is not None and content_digest == state.digest:  # our own write, or a touch
                 return CatalogReading(content_digest, None, None)
