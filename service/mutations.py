@@ -318,7 +318,7 @@ def _saved(reading: Reading, written: Written, name: str) -> SavedCatalog:
         return SavedCatalog(written.digest, entries=extract_entries(reading.doc, name))
     text = None
     if written.outline is not None:
-        text = derive_text(written.outline, based_on, reading.source, written.digest, written.size, name)
+        text = derive_text(written.outline, reading.doc, based_on, reading.source, written.digest, written.size, name)
     return SavedCatalog(written.digest, changes=spliced_shown(spliced, name), based_on=based_on.digest, text=text)
 
 

@@ -32,6 +32,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from .catalog import ENTRY_NEXT, CatalogFormatError, Doc, Verbatim, check_shape, load_json, version_id_of
 from .index import UNUSABLE, MapEntry, shown_entry
 
@@ -92,11 +94,12 @@ class Text:
     windows: tuple[Window, ...] = ()  # in order; gaps where nothing is known of the bytes
 
     @functools.cached_property
-    def skeleton(self) -> bytes:
-        """The whole text with each entry replaced by 0: the structure a plan edits. Joined on
-        first use: a re-cut that changed only how many entries a list holds, or the save that
-        wrote the text, proved it valid without it (Unsplittable when it is too large)."""
-        return _skeleton(self.pieces, self.keys, self.tail)
+    def frame(self) -> bytes:
+        """The structure a plan edits: the document as JSON with each models list replaced by
+        how many entries it holds. A cut and the save that wrote the text know it at once; a
+        re-cut that changed only how many entries a list holds proved the structure valid
+        without it, and it is worked out on first use (Unsplittable when it is too large)."""
+        return _checked_frame(self.pieces, self.keys, self.tail)
 
     @functools.cached_property
     def unusable(self) -> int:
@@ -361,8 +364,35 @@ def _skeleton(pieces: dict[int, Piece], keys: list[int], tail: bytes) -> bytes:
 
 
 def _checked(text: Text) -> Text:
-    _check_skeleton(text.skeleton, len(text.keys))
+    text.__dict__["frame"] = _checked_frame(text.pieces, text.keys, text.tail)
     return text
+
+
+def _checked_frame(pieces: dict[int, Piece], keys: list[int], tail: bytes) -> bytes:
+    """The text's `Text.frame`, once the text with each entry replaced by 0 is found to parse
+    as a catalog holding exactly one 0 for each entry, all in models lists."""
+    doc = _parse_skeleton(_skeleton(pieces, keys, tail))
+    found = 0
+    for category in doc.get("categories", []):
+        models = category.get("models", [])
+        for item in models:
+            if type(item) is not int or item != 0:
+                raise Unsplittable("a models list holds something that is not a cut entry")
+        found += len(models)
+    if found != len(keys):
+        raise Unsplittable("an entry was cut somewhere other than a models list")
+    return _frame(doc, len)
+
+
+def _frame(doc: Doc, count: Any) -> bytes:
+    """The document as JSON with each models list replaced by `count(list)`."""
+    framed = dict(doc)
+    if isinstance(categories := doc.get("categories"), list):
+        framed["categories"] = [
+            {**category, "models": count(models)} if isinstance(models := category.get("models"), list) else category
+            for category in categories
+        ]
+    return orjson.dumps(framed)
 
 
 def _windows(raw: bytes, start: int, stop: int) -> Iterator[tuple[int, int, list[bytes]]]:
@@ -402,19 +432,6 @@ def _read_piece(chunk: bytes, name: str, prefixes: dict[bytes, bytes]) -> Piece:
         None if shown is UNUSABLE else shown,
         shown is UNUSABLE,
     )
-
-
-def _check_skeleton(skeleton: bytes, entries: int) -> None:
-    doc = _parse_skeleton(skeleton)
-    found = 0
-    for category in doc.get("categories", []):
-        models = category.get("models", [])
-        for item in models:
-            if type(item) is not int or item != 0:
-                raise Unsplittable("a models list holds something that is not a cut entry")
-        found += len(models)
-    if found != entries:
-        raise Unsplittable("an entry was cut somewhere other than a models list")
 
 
 def _parse_skeleton(skeleton: bytes) -> Doc:
@@ -513,15 +530,17 @@ def spliced_doc(fd: int, text: Text, versions: set[int], files: set[str]) -> Spl
     wanted_versions.update(version for at in positions if (version := text.versions[at]) is not None)
     if wanted_versions:
         positions |= text.positions(text.versions, wanted_versions)
-    doc = _parse_skeleton(text.skeleton)
+    doc = orjson.loads(text.frame)
     wanted = sorted(positions)
     cursor = 0  # into wanted
     position = 0
     for category in doc.get("categories", []):
-        models = category.get("models")
-        if not models:
+        count = category.get("models")
+        if not count:
+            if count == 0:
+                category["models"] = []
             continue
-        stop = position + len(models)
+        stop = position + count
         items: list[Any] = []
         run_from = position
         while True:
@@ -572,9 +591,9 @@ def spliced_shown(spliced: Spliced, name: str) -> dict[int, MapEntry | None]:
     return found
 
 
-def derive_text(outline: list[Any], before: Text, fd: int, digest: str, size: int, name: str) -> Text | None:
-    """The cut of a file just written from a spliced document, worked out from the writer's
-    outline (see `write_catalog`) and the cut it was spliced from, without reading it back.
+def derive_text(outline: list[Any], doc: Doc, before: Text, fd: int, digest: str, size: int, name: str) -> Text | None:
+    """The cut of a file just written from a spliced document `doc`, worked out from the
+    writer's outline (see `write_catalog`) and the cut it was spliced from, without reading it back.
 
     Runs keep their chunks; the first chunk of each run gets the structure written before it,
     and each entry written anew is read as a cut would read it. None when the written text
@@ -586,6 +605,8 @@ def derive_text(outline: list[Any], before: Text, fd: int, digest: str, size: in
     files: list[str | None] = []
     ends: list[int] = []
     found: dict[int, Piece] = {}  # pieces of chunks written anew
+    written: set[int] = set()  # their keys, and those of chunks found again
+    runs: dict[Verbatim, tuple[int, int]] = {}  # the chunks of `before` each run holds: first, stop
     known = before.pieces
     prefixes: dict[bytes, bytes] = {PLAIN: PLAIN}
     structure: list[bytes] = []
@@ -598,6 +619,7 @@ def derive_text(outline: list[Any], before: Text, fd: int, digest: str, size: in
         piece = known.get(key) or found.get(key)
         if piece is None:
             piece = found[key] = _read_piece(chunk, name, prefixes)
+        written.add(key)
         if windows is not None:  # a chunk written anew is a window of its own
             windows.append(Window(offset, offset + len(chunk) + len(END), len(keys), len(keys) + 1, _window_key(chunk + END)))
         keys.append(key)
@@ -634,6 +656,7 @@ def derive_text(outline: list[Any], before: Text, fd: int, digest: str, size: in
                 if last >= len(old_ends) or old_ends[last] != item.end or first > last or before.entry_span(first)[0] != item.start:
                     return None
                 start, end = before.entry_span(first)
+                runs[item] = (first, last + 1)
                 add(b"".join(structure) + os.pread(fd, end - start - len(END), start))
                 # The rest of the run is carried over column by column (slices: C speed).
                 carried = slice(first + 1, last + 1)
@@ -659,15 +682,30 @@ def derive_text(outline: list[Any], before: Text, fd: int, digest: str, size: in
         return None
     pieces = dict(known)
     pieces.update(found)
-    for key in pieces.keys() - set(keys):  # chunks the write left out (a few: the plan's)
+    for key in _left_out(before, sorted(runs.values()), keys, written):
         del pieces[key]
-    try:
-        skeleton = _skeleton(pieces, keys, tail)  # here, while all of it is at hand: the next plan asks for it at once
-    except Unsplittable:
-        return None
+    frame = _frame(doc, lambda models: sum(runs[item][1] - runs[item][0] if isinstance(item, Verbatim) else 1 for item in models))
     text = Text(digest, size, keys, pieces, tail, tuple(windows or ()))
-    text.__dict__.update(ends=ends, versions=versions, files=files, skeleton=skeleton)  # what the cached properties would work out
+    text.__dict__.update(ends=ends, versions=versions, files=files, frame=frame)  # what the cached properties would work out
     return text
+
+
+def _left_out(before: Text, runs: list[tuple[int, int]], keys: list[int], written: set[int]) -> set[int] | list[int]:
+    """The keys of `before` that a text of `keys` no longer holds. Runs carry their chunks over,
+    so only the few chunks outside them (the plan's, and each run's first, `written` again
+    when it is found again) can be gone: no set of every key is built for an add."""
+    outside: list[int] = []
+    at = 0
+    for first, stop in runs:  # a run's first chunk is written again, with the structure before it
+        if first < at:  # runs that overlap: no shortcut
+            return before.pieces.keys() - set(keys)
+        outside += before.keys[at : first + 1]
+        at = stop
+    outside += before.keys[at:]
+    gone = set(outside) - written
+    if len(gone) > 2:  # one scan of `keys` each costs as much as a set of them
+        return gone - set(keys)
+    return [key for key in gone if key not in keys]
 
 
 def _read_window(fd: int, before: Text, first: int, stop: int, shift: int, moved: int) -> Window:

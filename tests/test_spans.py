@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import hashlib
 import json
 import os
 import random
@@ -17,7 +18,7 @@ import orjson
 import pytest
 
 from service import spans
-from service.catalog import CatalogFormatError, Source, digest, parse_catalog, serialize_catalog
+from service.catalog import COPY_BLOCK, CatalogFormatError, Source, digest, parse_catalog, serialize_catalog
 from service.index import extract_entries
 from service.library import moved_versions, read_catalog, read_changes, whole_reading
 from service.mapping import MappedVersion
@@ -93,7 +94,7 @@ def windows_hold(text: Text, raw: bytes) -> None:
 
 def same_text(a: Text, b: Text) -> None:
     """Two cuts of one text are the same cut, column by column."""
-    assert (a.digest, a.size, a.keys, a.tail, a.skeleton) == (b.digest, b.size, b.keys, b.tail, b.skeleton)
+    assert (a.digest, a.size, a.keys, a.tail, a.frame) == (b.digest, b.size, b.keys, b.tail, b.frame)
     assert a.pieces == b.pieces
     assert (a.ends, a.versions, a.files) == (b.ends, b.versions, b.files)
 
@@ -222,7 +223,7 @@ def test_entries_changed_within_a_list_take_the_structure_over_unparsed(where: s
     reading = read_changes(path, "models", before.digest, before.text, before.shown, set())
     assert reading is not None and reading.loaded is not None and reading.loaded.text is not None
     text = reading.loaded.text
-    assert not parsed and "skeleton" not in text.__dict__  # the plain commas between entries prove it: not even joined
+    assert not parsed and "frame" not in text.__dict__  # the plain commas between entries prove it: not even joined
     monkeypatch.setattr(spans, "_parse_skeleton", real)
     fresh = cut_of(raw)
     assert fresh.text is not None
@@ -381,13 +382,15 @@ def test_spliced_saves_write_what_whole_saves_write(seed: int, window: int, tmp_
     models = random_doc(rng)
     for category in models["categories"]:
         category["models"][1:1] = [lora(rng.randrange(1, 60)) for _ in range(3)]
+        category["models"][-1:-1] = [lora(61), lora(61)]  # one version in many places: a promotion takes many entries out
     docs = {"models": models, "loras": random_doc(rng, 10)}
     spliced, whole_ = stores_in(tmp_path / "spliced", docs), stores_in(tmp_path / "whole", docs)
     texts = texts_of(spliced)
-    for plan, wanted in plans(rng, models):
+    for plan, wanted in [*plans(rng, models), (functools.partial(plan_promote, version_id=61), Wanted(frozenset({61})))]:
         a = run_transaction(spliced, plan, wanted, texts)
         b = run_transaction(whole_, plan)
         assert (type(a.error), a.answer) == (type(b.error), b.answer)
+        assert not a.unread and a.written.keys() == b.written.keys()  # every save taken into the map as it was written
         for name in ("models", "loras"):
             assert undated(spliced[name].path.read_bytes()) == undated(whole_[name].path.read_bytes())
         for name, saved in a.written.items():
@@ -444,19 +447,21 @@ def test_a_save_in_place_after_the_cut_is_never_copied_over(tmp_path: Path) -> N
 
 
 def test_a_source_says_what_the_file_held_while_it_was_copied(tmp_path: Path) -> None:
+    """Runs of several blocks (hashed as read and as written on two threads) come out whole and in order."""
     path = tmp_path / "f"
-    path.write_bytes(b"0123456789" * 1000)
+    data = random.Random(5).randbytes(3 * COPY_BLOCK + 12345)
+    path.write_bytes(data)
     out = tmp_path / "out"
     fd = os.open(path, os.O_RDONLY)
     try:
         source = Source(fd)
         with open(out, "wb") as handle:
-            import hashlib
-
             hasher = hashlib.sha256()
             source.copy(10, 20, handle, hasher)
-            source.copy(5000, 5005, handle, hasher)
-            assert source.finish() == digest(path.read_bytes())
-        assert out.read_bytes() == b"0123456789" + b"01234"
+            source.copy(5000, 2 * COPY_BLOCK + 7, handle, hasher)
+            source.copy(3 * COPY_BLOCK, 3 * COPY_BLOCK + 100, handle, hasher)
+            assert source.finish() == digest(data)
+        copied = data[10:20] + data[5000 : 2 * COPY_BLOCK + 7] + data[3 * COPY_BLOCK : 3 * COPY_BLOCK + 100]
+        assert out.read_bytes() == copied and hasher.hexdigest() == digest(copied)
     finally:
         os.close(fd)
