@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -212,19 +213,45 @@ class Source:
 
     def _pass(self, end: int, handle: BinaryIO | None = None, hasher: Any = None) -> None:
         while self.position < end:
-            block = self._read(min(COPY_BLOCK, end - self.position))
-            if not block:
-                raise SourceChanged("the file is shorter than it was")
-            if handle is not None:
+            if handle is None:
+                block = self._read(min(COPY_BLOCK, end - self.position))
+            else:  # a copied block is hashed twice (as read, as written): on two cores at once
+                block = self._read(min(COPY_BLOCK, end - self.position), hashed=False)
+                read_hashed = _beside().submit(self.hasher.update, block)
                 hasher.update(block)
                 handle.write(block)
+                read_hashed.result()  # before the buffer is read into again
+            if not block:
+                raise SourceChanged("the file is shorter than it was")
 
-    def _read(self, size: int) -> memoryview:
+    def _read(self, size: int, hashed: bool = True) -> memoryview:
         count = os.preadv(self.fd, [self._buffer[:size]], self.position)
         block = self._buffer[:count]
-        self.hasher.update(block)
+        if hashed:
+            self.hasher.update(block)
         self.position += count
         return block
+
+
+_BESIDE: ThreadPoolExecutor | None = None
+_BESIDE_LOCK = threading.Lock()
+
+
+def _beside() -> ThreadPoolExecutor:
+    """One thread that hashes beside the one copying (hashlib lets go of the GIL for blocks)."""
+    global _BESIDE
+    with _BESIDE_LOCK:
+        if _BESIDE is None:
+            _BESIDE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog-hash")
+        return _BESIDE
+
+
+def _forget_beside() -> None:
+    global _BESIDE, _BESIDE_LOCK
+    _BESIDE, _BESIDE_LOCK = None, threading.Lock()  # a forked child has the executor but not its thread
+
+
+os.register_at_fork(after_in_child=_forget_beside)
 
 
 class _EntryNext:
