@@ -53,7 +53,6 @@ TEMP_PREFIX = ".tmp-"
 # 'w' + dump): read it again, backing off, for about a second before calling it unparsable.
 UNPARSABLE_RETRY_S = (0.02, 0.05, 0.1, 0.2, 0.3, 0.35)
 STREAM_BYTES = 16 * 1024 * 1024  # catalogs larger than this are written piece by piece
-QUIET_NS = 50_000_000  # a file untouched this long is "quiet" (see CatalogStore._swap_in)
 
 
 class StaleRead(Exception):
@@ -77,7 +76,6 @@ class Reading:
     source: int | None = None  # the open file a spliced doc's runs are copied from
     spliced: Spliced | None = None
     text: Text | None = None  # the cut the spliced doc was made from
-    quiet: bool = False  # not written for QUIET_NS before it was looked at: any later write moves its mtime
 
     def close(self) -> None:
         """Let go of the source file, if any."""
@@ -100,6 +98,7 @@ class CatalogStore:
         self.path = path
         self.name = path.stem
         self.lock_path = path.with_name(f".{path.name}.lock")
+        self._lock_fd: int | None = None  # while the lock is held
 
     def ensure_exists(self) -> bool:
         """Create the file as an empty catalog when missing; True if created."""
@@ -131,8 +130,10 @@ class CatalogStore:
                         ) from None
                     time.sleep(0.02)
             self._remove_stale_temps()
+            self._lock_fd = fd
             yield
         finally:
+            self._lock_fd = None
             os.close(fd)  # closing the descriptor releases the lock
 
     def read(self) -> Reading:
@@ -170,9 +171,7 @@ class CatalogStore:
         except FileNotFoundError:
             return self.read()
         try:
-            looked_at = time.time_ns()
             stat = os.fstat(fd)
-            quiet = looked_at - max(stat.st_mtime_ns, stat.st_ctime_ns) >= QUIET_NS
             for attempt in (False, True):
                 try:
                     if fresh or attempt or stat.st_size != text.size:
@@ -185,7 +184,7 @@ class CatalogStore:
                     if attempt:
                         raise
                     stat = os.fstat(fd)
-            return Reading(text.digest, spliced.doc, (stat.st_dev, stat.st_ino), text.size, file_stamp(stat), fd, spliced, text, quiet)
+            return Reading(text.digest, spliced.doc, (stat.st_dev, stat.st_ino), text.size, file_stamp(stat), fd, spliced, text)
         except (Unsplittable, CatalogFormatError, StaleText):
             os.close(fd)
             return self.read()
@@ -212,7 +211,6 @@ class CatalogStore:
                 seen=reading.seen,
                 source=reading.source,
                 outline=outline,
-                quiet=reading.quiet,
             )
             return Written(written, size, outline)
         except CatalogUnwritable as exc:
@@ -229,16 +227,17 @@ class CatalogStore:
         seen: tuple[int, int, int] | None = None,
         source: int | None = None,
         outline: list[Any] | None = None,
-        quiet: bool = False,
     ) -> tuple[str, int]:
         """Write the doc to a temp file and swap it in; the digest and size of what was written. A big
         catalog is written piece by piece (never all its bytes in memory); a small one at once.
         A spliced doc's runs are copied from `source`, which must still hold what was read."""
         folder = self.path.parent
         fd, temp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{self.path.name}.", dir=folder)
+        quiet = False
         try:
             with os.fdopen(fd, "w+b") as handle:
                 if source is not None:
+                    quiet = self._clock_past(seen)  # before the copy starts (see `_swap_in`)
                     copied = Source(source)
                     try:
                         written = write_catalog(handle, doc, copied, outline)
@@ -285,10 +284,11 @@ class CatalogStore:
         in place within one tick of the clock) the displaced file's hash catches after the swap,
         and that save is given back. Without the exchange the file is hashed before the replace.
 
-        A `quiet` reading's file had not been written for QUIET_NS when it was looked at, so
-        any write since has a later mtime (clock ticks are a few ms): the displaced file's size
-        and mtime, unchanged, say what its hash would (a spliced reading hashed every byte of
-        it while copying), and a 36 MB catalog is not read a third time per save.
+        A spliced reading is `quiet` when the filesystem's clock had moved past the file's
+        last change before the copy began (`_clock_past`): any write since then has a later
+        mtime, and the copy hashed every byte after that moment. The displaced file's size and
+        mtime, unchanged, then say what its hash would, and a 36 MB catalog is not read a third
+        time per save.
         """
         if expected is None:  # the file did not exist: create it only if it still does not
             if not rename_with(temp, self.path, RENAME_NOREPLACE):
@@ -314,6 +314,21 @@ class CatalogStore:
             logger.warning("%s.json was saved by another program at the same moment as this service; check it", self.name)
         logger.debug("%s.json was saved by another program just now; applying the change again on top of it", self.name)
         raise StaleRead()
+
+    def _clock_past(self, seen: tuple[int, int, int] | None) -> bool:
+        """Whether the filesystem's clock is past the last change `seen` records: the held lock
+        file is touched and its times read back. The file system's own clock and granularity
+        are used, not ours: a server's clock that is off, or times kept in whole seconds, give
+        False until that clock has really moved on. A change's ctime cannot be set by anyone,
+        so an mtime set ahead (a copy that kept its times) only delays it."""
+        if seen is None or self._lock_fd is None:
+            return False
+        try:
+            os.utime(self._lock_fd)
+            now = os.fstat(self._lock_fd)
+        except OSError:
+            return False
+        return max(now.st_mtime_ns, now.st_ctime_ns) > max(seen[1], seen[2])
 
     def _remove_stale_temps(self) -> None:
         prefix = f"{TEMP_PREFIX}{self.path.name}."
