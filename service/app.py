@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
@@ -17,7 +17,7 @@ from .library import Library
 from .events import ChangeFeed, civitai_map_events, close_streams
 from .extra_paths import load_extra_model_paths
 from .hashes.hasher import Hasher
-from .middlewares import CorsPolicy, errors_middleware, guard_middleware
+from .middlewares import CorsPolicy, no_route, request_pipeline
 from .mounts import network_paths
 from .mutations import CatalogEditor
 from .openapi import openapi_json
@@ -56,13 +56,33 @@ def model_sources(settings: Settings) -> tuple[FolderSource, ...]:
     return (FolderSource(str(settings.models_dir)), *load_extra_model_paths(settings.extra_model_paths))
 
 
+# Every route, each wrapped in the request pipeline (the key, bodies, the error envelope).
+ROUTES: tuple[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]], ...] = (
+    ("GET", "/", page),
+    ("GET", "/app.js", page_script),
+    ("GET", "/health", health),
+    ("GET", "/ready", ready),
+    ("GET", "/api/health", api_health),
+    ("GET", "/api/admin/models/civitai-map", civitai_map),
+    ("GET", "/api/admin/models/civitai-map/events", civitai_map_events),
+    ("POST", "/api/admin/civitai/add/{version_id}", add_version),
+    ("POST", "/api/admin/civitai/promote-to-lora/{version_id}", promote_to_lora),
+    ("DELETE", "/api/admin/models/{filename}/catalog", remove_from_catalog),
+    ("POST", "/api/admin/models/download/{file}", download_file),
+    ("GET", "/api/admin/downloads", list_downloads),
+    ("DELETE", "/api/admin/downloads/{job}", cancel_download),
+    ("GET", "/api/admin/civitai/image/{image_id}", civitai_image),
+    ("POST", "/api/admin/library/import", import_library),
+    ("GET", "/api/admin/models/updates", model_updates),
+    ("POST", "/api/admin/models/updates/check", check_updates),
+    ("GET", "/api/openapi.json", openapi_json),
+)
+
+
 def create_app(settings: Settings, api_key: str) -> web.Application:
     """Build the application for these settings and this API key."""
     cors = CorsPolicy(settings.cors_origins, settings.cors_extension_ids)
-    app = web.Application(
-        middlewares=[cors.middleware, errors_middleware, guard_middleware(api_key, settings.max_body_bytes)],
-        client_max_size=settings.max_body_bytes,
-    )
+    app = web.Application(client_max_size=settings.max_body_bytes)
     app.on_response_prepare.append(cors.on_response_prepare)
     app.on_shutdown.append(close_streams)
     app.on_shutdown.append(stop_civitai_calls)
@@ -105,24 +125,13 @@ def create_app(settings: Settings, api_key: str) -> web.Application:
         poll_interval_ms=settings.watch_poll_interval_ms,
     )
     app.cleanup_ctx.extend([catalog_files_ctx, civitai_ctx, library_ctx, downloads_ctx, updates_ctx, hasher_ctx])
-    app.router.add_get("/", page)
-    app.router.add_get("/app.js", page_script)
-    app.router.add_get("/health", health)
-    app.router.add_get("/ready", ready)
-    app.router.add_get("/api/health", api_health)
-    app.router.add_get("/api/admin/models/civitai-map", civitai_map)
-    app.router.add_get("/api/admin/models/civitai-map/events", civitai_map_events)
-    app.router.add_post("/api/admin/civitai/add/{version_id}", add_version)
-    app.router.add_post("/api/admin/civitai/promote-to-lora/{version_id}", promote_to_lora)
-    app.router.add_delete("/api/admin/models/{filename}/catalog", remove_from_catalog)
-    app.router.add_post("/api/admin/models/download/{file}", download_file)
-    app.router.add_get("/api/admin/downloads", list_downloads)
-    app.router.add_delete("/api/admin/downloads/{job}", cancel_download)
-    app.router.add_get("/api/admin/civitai/image/{image_id}", civitai_image)
-    app.router.add_post("/api/admin/library/import", import_library)
-    app.router.add_get("/api/admin/models/updates", model_updates)
-    app.router.add_post("/api/admin/models/updates/check", check_updates)
-    app.router.add_get("/api/openapi.json", openapi_json)
+    guarded = request_pipeline(cors, api_key, settings.max_body_bytes)
+    for method, path, handler in ROUTES:
+        if method == "GET":
+            app.router.add_get(path, guarded(handler))  # HEAD too
+        else:
+            app.router.add_route(method, path, guarded(handler))
+    app.router.add_route("*", "/{tail:.*}", guarded(no_route))  # last: what no other route takes
     return app
 
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+
+from service.app import ROUTES
+from service.middlewares import KEY_OPTIONAL_PATHS
 
 from .conftest import StartClient
 from .helpers import API_KEY, MAP
@@ -27,6 +32,22 @@ async def test_wrong_or_missing_key_is_401(start: StartClient, headers: dict[str
         assert await response.json() == {"detail": response.reason and (await response.json())["detail"], "code": code}
 
 
+async def test_every_api_route_of_the_app_needs_the_key(start: StartClient) -> None:
+    """Each route the app has, however it was added, is behind the guard: none is an open door."""
+    client = await start()
+    checked = set()
+    for route in client.app.router.routes():
+        path = route.resource.canonical if route.resource is not None else ""
+        if not path.startswith("/api/") or path in KEY_OPTIONAL_PATHS or route.method in ("HEAD", "*"):
+            continue
+        concrete = re.sub(r"\{[^}]+\}", "1", path)
+        response = await client.request(route.method, concrete)
+        assert response.status == 401, (route.method, path)
+        assert (await response.json())["code"] == "missing_api_key"
+        checked.add((route.method, path))
+    assert checked == {(method, path) for method, path, _ in ROUTES if path.startswith("/api/") and path not in KEY_OPTIONAL_PATHS}
+
+
 async def test_non_ascii_bytes_in_key_header_are_401_not_500(start: StartClient) -> None:
     client = await start()
     response = await client.get(MAP, headers={"X-API-Key": "ключ".encode().decode("latin-1")})
@@ -47,6 +68,9 @@ async def test_unknown_routes_are_404_in_the_envelope(start: StartClient) -> Non
     wrong_method = await client.put(MAP, headers={"X-API-Key": API_KEY})
     assert wrong_method.status == 405
     assert (await wrong_method.json())["code"] == "method_not_allowed"
+    assert set(wrong_method.headers["Allow"].split(",")) == {"GET", "HEAD"}
+    preflight_less = await client.options("/health")  # OPTIONS without a preflight's header: a method like any other
+    assert preflight_less.status == 405 and (await preflight_less.json())["code"] == "method_not_allowed"
 
 
 async def test_health_needs_no_key_and_leaks_nothing(start: StartClient, settings: object) -> None:

@@ -21,7 +21,7 @@ from .helpers import API_KEY, AUTH, MAP, catalog, entry, eventually, next_event,
 DOC = openapi_document()
 OPENAPI_PATH = "/api/openapi.json"
 EVENTS = "/api/admin/models/civitai-map/events"
-SKIPPED_METHODS = {"HEAD", "OPTIONS"}
+SKIPPED_METHODS = {"HEAD", "OPTIONS", "*"}  # "*": the catch-all route, which answers 404 and 405
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
 
