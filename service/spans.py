@@ -96,9 +96,9 @@ class Text:
     @functools.cached_property
     def frame(self) -> bytes:
         """The structure a plan edits: the document as JSON with each models list replaced by
-        how many entries it holds. A cut and the save that wrote the text know it at once; a
-        re-cut that changed only how many entries a list holds proved the structure valid
-        without it, and it is worked out on first use (Unsplittable when it is too large)."""
+        how many entries it holds. A cut, a re-cut and the save that wrote the text know it at
+        once; when the text it was re-cut from did not, it is worked out on first use
+        (Unsplittable when it is too large)."""
         return _checked_frame(self.pieces, self.keys, self.tail)
 
     @functools.cached_property
@@ -285,7 +285,7 @@ def _recut(source: _InMemory | _OnDisk, name: str, digest: str, before: Text) ->
 
     When the structure around the entries is found unchanged but for how many entries its
     lists hold (`_same_structure`), it is valid as `before`'s was: it is not parsed again, and
-    is joined only when a plan asks for it."""
+    its frame is `before`'s with the counts moved (`_recounted`)."""
     size, windows = source.size, before.windows
     delta = size - before.size
     head = 0  # windows found unchanged at the start
@@ -320,12 +320,8 @@ def _recut(source: _InMemory | _OnDisk, name: str, digest: str, before: Text) ->
     keys = before.keys[:kept] + region.keys + before.keys[resumed:]
     pieces = dict(known)
     pieces.update(found)
-    gone = set(old).difference(region.keys)
-    if gone:
-        still = set(keys) if len(gone) > 16 else None
-        for key in gone:
-            if (key not in still) if still is not None else (key not in keys):
-                del pieces[key]
+    for key in _absent(set(old).difference(region.keys), keys):
+        del pieces[key]
     replaced = list(map(known.__getitem__, old))
     new = list(map(pieces.__getitem__, region.keys))
     plain = tail == before.tail and _same_structure(replaced, new, kept)
@@ -340,7 +336,44 @@ def _recut(source: _InMemory | _OnDisk, name: str, digest: str, before: Text) ->
         text.__dict__["unusable"] = before.unusable - sum(map(_UNUSABLE, replaced)) + sum(map(_UNUSABLE, new))
     if not plain:
         _checked(text)
+    elif (frame := _recounted(before, kept, replaced, new)) is not None:
+        text.__dict__["frame"] = frame
     return text, Recut(kept, old, region.keys)
+
+
+def _recounted(before: Text, kept: int, replaced: list[Piece], new: list[Piece]) -> bytes | None:
+    """`before`'s frame, its lists' counts moved by a re-cut that kept the structure
+    (`_same_structure`); None when `before` has not worked its frame out either.
+
+    Marks (chunks whose prefix is not a plain comma) are the same, in the same order, on both
+    sides. The chunks from a mark to the next are in the mark's list; those before the first
+    mark follow the entry before the stretch, in its list. So each stretch between marks
+    changes only its own list's count."""
+    frame = before.__dict__.get("frame")
+    if frame is None:
+        return None
+    doc = orjson.loads(frame)
+    lists = [category for category in doc.get("categories", []) if isinstance(category.get("models"), int)]
+    ends = list(itertools.accumulate(category["models"] for category in lists))  # where each list ends, in chunks
+    position = kept
+    for index, (was, now) in enumerate(zip(_between_marks(replaced), _between_marks(new))):
+        anchor = position - 1 if index == 0 else position  # a chunk of the stretch's list
+        if was != now:
+            if anchor < 0:
+                return None
+            lists[bisect.bisect_right(ends, anchor)]["models"] += now - was
+        position += was
+    return orjson.dumps(doc)
+
+
+def _between_marks(pieces: list[Piece]) -> list[int]:
+    """How many chunks come before the first mark, and from each mark to the next."""
+    counts = [0]
+    for piece in pieces:
+        if piece.prefix != PLAIN:
+            counts.append(0)
+        counts[-1] += 1
+    return counts
 
 
 def _same_structure(replaced: list[Piece], new: list[Piece], kept: int) -> bool:
@@ -702,8 +735,13 @@ def _left_out(before: Text, runs: list[tuple[int, int]], keys: list[int], writte
         outside += before.keys[at : first + 1]
         at = stop
     outside += before.keys[at:]
-    gone = set(outside) - written
-    if len(gone) > 2:  # one scan of `keys` each costs as much as a set of them
+    return _absent(set(outside) - written, keys)
+
+
+def _absent(gone: set[int], keys: list[int]) -> set[int] | list[int]:
+    """Those of `gone` that `keys` does not hold: a scan of `keys` for each of a few (two scans
+    cost about what one set of all the keys does), one set for more."""
+    if len(gone) > 2:
         return gone - set(keys)
     return [key for key in gone if key not in keys]
 

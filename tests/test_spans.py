@@ -223,11 +223,11 @@ def test_entries_changed_within_a_list_take_the_structure_over_unparsed(where: s
     reading = read_changes(path, "models", before.digest, before.text, before.shown, set())
     assert reading is not None and reading.loaded is not None and reading.loaded.text is not None
     text = reading.loaded.text
-    assert not parsed and "frame" not in text.__dict__  # the plain commas between entries prove it: not even joined
+    assert not parsed and "frame" in text.__dict__  # the plain commas between entries prove it: the counts are moved
     monkeypatch.setattr(spans, "_parse_skeleton", real)
     fresh = cut_of(raw)
     assert fresh.text is not None
-    same_text(text, fresh.text)  # the structure, joined when asked, is the one a fresh cut parses
+    same_text(text, fresh.text)  # the frame, counts moved, is the one a fresh cut parses
     assert reading.loaded.shown == whole(raw)[0]
 
 
