@@ -53,6 +53,7 @@ TEMP_PREFIX = ".tmp-"
 # 'w' + dump): read it again, backing off, for about a second before calling it unparsable.
 UNPARSABLE_RETRY_S = (0.02, 0.05, 0.1, 0.2, 0.3, 0.35)
 STREAM_BYTES = 16 * 1024 * 1024  # catalogs larger than this are written piece by piece
+QUIET_NS = 50_000_000  # by the filesystem's clock: a file untouched this long is "quiet" (see CatalogStore._swap_in)
 
 
 class StaleRead(Exception):
@@ -237,7 +238,7 @@ class CatalogStore:
         try:
             with os.fdopen(fd, "w+b") as handle:
                 if source is not None:
-                    quiet = self._clock_past(seen)  # before the copy starts (see `_swap_in`)
+                    quiet = self._quiet(seen, identity)  # before the copy starts (see `_swap_in`)
                     copied = Source(source)
                     try:
                         written = write_catalog(handle, doc, copied, outline)
@@ -284,11 +285,14 @@ class CatalogStore:
         in place within one tick of the clock) the displaced file's hash catches after the swap,
         and that save is given back. Without the exchange the file is hashed before the replace.
 
-        A spliced reading is `quiet` when the filesystem's clock had moved past the file's
-        last change before the copy began (`_clock_past`): any write since then has a later
-        mtime, and the copy hashed every byte after that moment. The displaced file's size and
-        mtime, unchanged, then say what its hash would, and a 36 MB catalog is not read a third
-        time per save.
+        A spliced save is `quiet` when, as the copy began, the file had not been changed for
+        QUIET_NS by the filesystem's own clock (`_quiet`): a write since then has a later mtime,
+        and the copy hashed every byte after that moment. The displaced file's size and mtime,
+        unchanged, then say what its hash would, and a 36 MB catalog is not read a third time.
+        The margin is for writes whose mtime moves before their bytes land (a write(2) is
+        stamped as it starts): one stalled that long, or a program writing through a shared
+        mapping (later stores to a dirty page do not move the mtime), could go unseen. Either
+        can write into the file after any swap too, which no check here can see.
         """
         if expected is None:  # the file did not exist: create it only if it still does not
             if not rename_with(temp, self.path, RENAME_NOREPLACE):
@@ -315,20 +319,21 @@ class CatalogStore:
         logger.debug("%s.json was saved by another program just now; applying the change again on top of it", self.name)
         raise StaleRead()
 
-    def _clock_past(self, seen: tuple[int, int, int] | None) -> bool:
-        """Whether the filesystem's clock is past the last change `seen` records: the held lock
-        file is touched and its times read back. The file system's own clock and granularity
-        are used, not ours: a server's clock that is off, or times kept in whole seconds, give
-        False until that clock has really moved on. A change's ctime cannot be set by anyone,
-        so an mtime set ahead (a copy that kept its times) only delays it."""
-        if seen is None or self._lock_fd is None:
+    def _quiet(self, seen: tuple[int, int, int] | None, identity: tuple[int, int] | None) -> bool:
+        """Whether the last change `seen` records is QUIET_NS old by the filesystem's clock: the
+        held lock file (on the same filesystem) is touched and its times read back. The
+        filesystem's own clock and granularity are used, not ours, so a server whose clock
+        is off, or times kept in whole seconds, cannot make a file look quiet early. A
+        change's ctime cannot be set by anyone, so an mtime set ahead (a copy that kept its
+        times) only delays it."""
+        if seen is None or identity is None or self._lock_fd is None:
             return False
         try:
             os.utime(self._lock_fd)
             now = os.fstat(self._lock_fd)
         except OSError:
             return False
-        return max(now.st_mtime_ns, now.st_ctime_ns) > max(seen[1], seen[2])
+        return now.st_dev == identity[0] and max(now.st_mtime_ns, now.st_ctime_ns) - max(seen[1], seen[2]) >= QUIET_NS
 
     def _remove_stale_temps(self) -> None:
         prefix = f"{TEMP_PREFIX}{self.path.name}."
