@@ -34,7 +34,17 @@ from typing import Any
 
 import orjson
 
-from .catalog import ENTRY_NEXT, CatalogFormatError, Doc, Verbatim, check_shape, load_json, version_id_of
+from .catalog import (
+    ENTRY_NEXT,
+    CatalogFormatError,
+    CatalogUnwritable,
+    Doc,
+    Verbatim,
+    check_shape,
+    load_json,
+    serialize_catalog,
+    version_id_of,
+)
 from .index import UNUSABLE, MapEntry, shown_entry
 
 END = b"\n        }"  # the last line of an entry of a models list
@@ -352,7 +362,7 @@ def _recounted(before: Text, kept: int, replaced: list[Piece], new: list[Piece])
     frame = before.__dict__.get("frame")
     if frame is None:
         return None
-    doc = orjson.loads(frame)
+    doc = load_json(frame)
     lists = [category for category in doc.get("categories", []) if isinstance(category.get("models"), int)]
     ends = list(itertools.accumulate(category["models"] for category in lists))  # where each list ends, in chunks
     position = kept
@@ -363,7 +373,10 @@ def _recounted(before: Text, kept: int, replaced: list[Piece], new: list[Piece])
                 return None
             lists[bisect.bisect_right(ends, anchor)]["models"] += now - was
         position += was
-    return orjson.dumps(doc)
+    try:
+        return _dumped(doc)
+    except Unsplittable:
+        return None
 
 
 def _between_marks(pieces: list[Piece]) -> list[int]:
@@ -418,14 +431,25 @@ def _checked_frame(pieces: dict[int, Piece], keys: list[int], tail: bytes) -> by
 
 
 def _frame(doc: Doc, count: Any) -> bytes:
-    """The document as JSON with each models list replaced by `count(list)`."""
+    """The document as JSON with each models list replaced by `count(list)` (read it back with
+    `load_json`). Unsplittable when it cannot be written back unchanged."""
     framed = dict(doc)
     if isinstance(categories := doc.get("categories"), list):
         framed["categories"] = [
             {**category, "models": count(models)} if isinstance(models := category.get("models"), list) else category
             for category in categories
         ]
-    return orjson.dumps(framed)
+    return _dumped(framed)
+
+
+def _dumped(frame: Doc) -> bytes:
+    try:
+        return orjson.dumps(frame)
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits, or deep nesting, around the entries
+        try:
+            return serialize_catalog(frame)
+        except CatalogUnwritable:
+            raise Unsplittable("the structure around the entries cannot be written back unchanged") from None
 
 
 def _windows(raw: bytes, start: int, stop: int) -> Iterator[tuple[int, int, list[bytes]]]:
@@ -563,7 +587,7 @@ def spliced_doc(fd: int, text: Text, versions: set[int], files: set[str]) -> Spl
     wanted_versions.update(version for at in positions if (version := text.versions[at]) is not None)
     if wanted_versions:
         positions |= text.positions(text.versions, wanted_versions)
-    doc = orjson.loads(text.frame)
+    doc = load_json(text.frame)
     wanted = sorted(positions)
     cursor = 0  # into wanted
     position = 0
@@ -717,7 +741,10 @@ def derive_text(outline: list[Any], doc: Doc, before: Text, fd: int, digest: str
     pieces.update(found)
     for key in _left_out(before, sorted(runs.values()), keys, written):
         del pieces[key]
-    frame = _frame(doc, lambda models: sum(runs[item][1] - runs[item][0] if isinstance(item, Verbatim) else 1 for item in models))
+    try:
+        frame = _frame(doc, lambda models: sum(runs[item][1] - runs[item][0] if isinstance(item, Verbatim) else 1 for item in models))
+    except Unsplittable:
+        return None
     text = Text(digest, size, keys, pieces, tail, tuple(windows or ()))
     text.__dict__.update(ends=ends, versions=versions, files=files, frame=frame)  # what the cached properties would work out
     return text

@@ -104,16 +104,21 @@ async def test_values_orjson_cannot_keep_survive_an_edit(start: StartClient, civ
     for _ in range(300):  # orjson reads 1,024 levels but writes 254
         deep = [deep]
     doc = catalog(entry(1, "a.safetensors", big_number=BIG, deep=deep))
+    doc["meta"] = {"big": BIG, "deep": deep}  # around the entries too, where the cut keeps the structure
+    doc["categories"][0]["note"] = BIG
     (catalog_dir / "models.json").write_text(json.dumps(doc, indent=2))
     client = await start()
     assert (await client.get("/ready")).status == 200
-    response = await client.post("/api/admin/civitai/add/9", headers=AUTH)
-    assert response.status == 200, await response.text()
+    for version in (9, 10):  # the second plans on the cut the first save derived
+        response = await client.post(f"/api/admin/civitai/add/{version}", headers=AUTH)
+        assert response.status == 200, await response.text()
     saved = json.loads((catalog_dir / "models.json").read_text())  # the standard library keeps big integers
     first = saved["categories"][0]["models"][0]
     assert first["big_number"] == BIG and isinstance(first["big_number"], int)
     assert json.dumps(first["deep"]) == json.dumps(deep)
-    assert "9" in (await get_map(client))["by_version"]
+    assert saved["meta"]["big"] == BIG and json.dumps(saved["meta"]["deep"]) == json.dumps(deep)
+    assert saved["categories"][0]["note"] == BIG
+    assert {"9", "10"} <= (await get_map(client))["by_version"].keys()
 
 
 IN_PLACE_SAVER = """
