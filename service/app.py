@@ -131,7 +131,7 @@ def create_app(settings: Settings, api_key: str) -> web.Application:
             app.router.add_get(path, guarded(handler))  # HEAD too
         else:
             app.router.add_route(method, path, guarded(handler))
-    app.router.add_route("*", "/{tail:.*}", guarded(no_route))  # last: what no other route takes
+    app.router.add_route("*", r"/{tail:[\s\S]*}", guarded(no_route))  # last: what no other route takes (line breaks too)
     return app
 
 

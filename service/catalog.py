@@ -218,9 +218,11 @@ class Source:
             else:  # a copied block is hashed twice (as read, as written): on two cores at once
                 block = self._read(min(COPY_BLOCK, end - self.position), hashed=False)
                 read_hashed = _beside().submit(self.hasher.update, block)
-                hasher.update(block)
-                handle.write(block)
-                read_hashed.result()  # before the buffer is read into again
+                try:
+                    hasher.update(block)
+                    handle.write(block)
+                finally:
+                    read_hashed.result()  # before the buffer is read into again, whatever happened
             if not block:
                 raise SourceChanged("the file is shorter than it was")
 

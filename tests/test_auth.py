@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import yarl
 
 from service.app import ROUTES
 from service.middlewares import KEY_OPTIONAL_PATHS
@@ -46,6 +47,16 @@ async def test_every_api_route_of_the_app_needs_the_key(start: StartClient) -> N
         assert (await response.json())["code"] == "missing_api_key"
         checked.add((route.method, path))
     assert checked == {(method, path) for method, path, _ in ROUTES if path.startswith("/api/") and path not in KEY_OPTIONAL_PATHS}
+
+
+@pytest.mark.parametrize("path", ["/api/admin/models/civitai-map%0A", "/api/admin/models/x%0Ay/catalog", "/api/nothing%0D%0A"])
+async def test_a_path_with_a_line_break_still_meets_the_guard(start: StartClient, path: str) -> None:
+    """A decoded line break in the path matches no route: it must still get the key check and the envelope."""
+    client = await start()
+    response = await client.get(yarl.URL(path, encoded=True))
+    assert response.status == 401 and (await response.json())["code"] == "missing_api_key"
+    nowhere = await client.get(yarl.URL("/nowhere%0A", encoded=True))
+    assert nowhere.status == 404 and (await nowhere.json())["code"] == "not_found"
 
 
 async def test_non_ascii_bytes_in_key_header_are_401_not_500(start: StartClient) -> None:
