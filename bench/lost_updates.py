@@ -8,12 +8,19 @@ marker missing at the end was removed by a save of ours: a lost outside save. Th
 is 0. (The other program can still overwrite our entries: it takes no lock and cannot be
 stopped from doing so; that count is printed for information.)
 
-    python bench/lost_updates.py [--saves 2000] [--runs 3]
+Our saves take either path the service has: `whole` (read and parse the whole file) or
+`spliced` (read only what the plan asks about against the last cut, as the add route does
+once the map holds a cut; the rest copied, the file displaced by the swap trusted by its
+stamp when it had been quiet). With --pause-ms the other program rests up to that long
+between saves, so ours also meet a file that has been quiet.
+
+    python bench/lost_updates.py [--saves 2000] [--runs 3] [--paths whole,spliced] [--pause-ms 0]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import subprocess
 import sys
@@ -26,14 +33,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from service.mapping import MappedVersion  # noqa: E402
-from service.catalog import catalog_path  # noqa: E402
-from service.mutations import plan_add, run_transaction  # noqa: E402
+from service.catalog import catalog_path, digest  # noqa: E402
+from service.mutations import Wanted, plan_add, run_transaction  # noqa: E402
+from service.spans import Text, Unsplittable, cut  # noqa: E402
 from service.store import CatalogStore  # noqa: E402
 
 OTHER_PROGRAM = """
-import json, os, sys
-path, mode, saves = sys.argv[1], sys.argv[2], int(sys.argv[3])
+import json, os, random, sys, time
+path, mode, saves, pause = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 for marker in range(saves):
+    time.sleep(random.uniform(0, pause))
     doc = json.loads(open(path, "rb").read())  # whole: the service replaces atomically
     doc.setdefault("outside", []).append(marker)
     if mode == "in-place":
@@ -52,19 +61,42 @@ def mapped(version_id: int) -> MappedVersion:
     return MappedVersion(entry=entry, category="loras", restricted_reason=None)
 
 
-def one_run(mode: str, saves: int) -> dict[str, Any]:
+def cut_of(store: CatalogStore) -> Text:
+    raw = store.path.read_bytes()
+    return cut(raw, store.name, digest(raw), None)
+
+
+def one_run(mode: str, saves: int, path: str = "whole", pause_s: float = 0.0) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as folder:
         catalogs = Path(folder)
-        (catalogs / "models.json").write_text('{"version": 0, "categories": []}')
+        (catalogs / "models.json").write_text('{\n  "version": 0,\n  "categories": []\n}')
         stores = {name: CatalogStore(catalog_path(catalogs, name)) for name in ("models", "loras")}
-        other = subprocess.Popen([sys.executable, "-c", OTHER_PROGRAM, str(catalogs / "models.json"), mode, str(saves)])
+        for store in stores.values():
+            store.ensure_exists()
+        other = subprocess.Popen([sys.executable, "-c", OTHER_PROGRAM, str(catalogs / "models.json"), mode, str(saves), str(pause_s)])
         added: list[int] = []
         failures: list[str] = []
+        spliced: list[int] = []  # our saves that went the spliced way (the rest were read whole)
 
         def add_until_done() -> None:
             version_id = 1
+            texts: dict[str, Text] | None = None
             while other.poll() is None:
-                outcome = run_transaction(stores, lambda readings, v=version_id: plan_add(readings, mapped(v)))
+                plan = functools.partial(plan_add, mapped=mapped(version_id))
+                if path == "spliced":
+                    if texts is None:
+                        try:  # the other program's save may be half-written: cut again next time
+                            texts = {name: cut_of(store) for name, store in stores.items()}
+                        except (Unsplittable, ValueError):
+                            continue
+                    wanted = Wanted(frozenset({version_id}), frozenset({f"v{version_id}.safetensors"}))
+                    outcome = run_transaction(stores, plan, wanted, texts)
+                    if any(saved.changes is not None for saved in outcome.written.values()):
+                        spliced.append(version_id)
+                    # As the map does: plan on the cut each save derived, whatever the other program did since.
+                    texts = {**texts, **{name: saved.text for name, saved in outcome.written.items() if saved.text is not None}}
+                else:
+                    outcome = run_transaction(stores, plan)
                 if outcome.error is None:
                     added.append(version_id)
                 else:
@@ -82,9 +114,11 @@ def one_run(mode: str, saves: int) -> dict[str, Any]:
         kept = {e.get("civitai_version_id") for c in doc["categories"] for e in c.get("models", [])}
         return {
             "mode": mode,
+            "our_path": path,
             "outside_saves": saves,
             "outside_saves_lost": saves - len(markers & set(range(saves))),
             "our_saves": len(added),
+            "our_saves_spliced": len(spliced),
             "our_failures": len(failures),
             "our_entries_overwritten_by_them": len(set(added) - kept),
             "seconds": round(elapsed, 1),
@@ -95,11 +129,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--saves", type=int, default=2000, help="saves by the other program per run")
     parser.add_argument("--runs", type=int, default=3, help="runs per save mode")
+    parser.add_argument("--paths", default="whole,spliced", help="our save paths to run: whole, spliced")
+    parser.add_argument("--pause-ms", type=float, default=0.0, help="the other program rests up to this long between saves")
     args = parser.parse_args()
     total_lost = 0
     for _ in range(args.runs):
-        for mode in ("in-place", "atomic"):
-            result = one_run(mode, args.saves)
+        for path, mode in [(path, mode) for path in args.paths.split(",") for mode in ("in-place", "atomic")]:
+            result = one_run(mode, args.saves, path, args.pause_ms / 1000)
             total_lost += result["outside_saves_lost"]
             print(json.dumps(result), flush=True)
     print(f"outside saves lost in total: {total_lost} (target 0)")
