@@ -19,7 +19,7 @@ from .typedefs import CIVITAI, DOWNLOADS, EDITOR, HASHER, LIBRARY, UPDATES, WATC
 
 MAX_POINT_IDS = 500
 JSON = "application/json"
-STREAM_THRESHOLD = 8 * 1024 * 1024
+STREAM_THRESHOLD = 512 * 1024  # larger bodies go out a slice at a time: a whole one would be copied per connection
 STREAM_CHUNK = 256 * 1024
 
 
