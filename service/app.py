@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -17,7 +17,7 @@ from .library import Library
 from .events import ChangeFeed, civitai_map_events, close_streams
 from .extra_paths import load_extra_model_paths
 from .hashes.hasher import Hasher
-from .middlewares import CorsPolicy, no_route, request_pipeline
+from .middlewares import CorsPolicy, Handler, no_route, request_pipeline
 from .mounts import network_paths
 from .mutations import CatalogEditor
 from .openapi import openapi_json
@@ -57,7 +57,7 @@ def model_sources(settings: Settings) -> tuple[FolderSource, ...]:
 
 
 # Every route, each wrapped in the request pipeline (the key, bodies, the error envelope).
-ROUTES: tuple[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]], ...] = (
+ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/", page),
     ("GET", "/app.js", page_script),
     ("GET", "/health", health),

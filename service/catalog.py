@@ -7,6 +7,7 @@ kept: orjson keeps dict insertion order both ways, and edits touch only what the
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -35,6 +36,11 @@ def catalog_path(catalog_dir: Path, name: str) -> Path:
 def digest(raw: bytes) -> str:
     """The content hash used to recognise a catalog already read or written."""
     return hashlib.sha256(raw).hexdigest()
+
+
+def file_digest(handle: BinaryIO) -> str:
+    """`digest` of an open file's content from where it stands, read in blocks (never all of it in memory)."""
+    return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 class CatalogFormatError(ValueError):
@@ -235,25 +241,13 @@ class Source:
         return block
 
 
-_BESIDE: ThreadPoolExecutor | None = None
-_BESIDE_LOCK = threading.Lock()
-
-
+@functools.cache
 def _beside() -> ThreadPoolExecutor:
     """One thread that hashes beside the one copying (hashlib lets go of the GIL for blocks)."""
-    global _BESIDE
-    with _BESIDE_LOCK:
-        if _BESIDE is None:
-            _BESIDE = ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog-hash")
-        return _BESIDE
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog-hash")
 
 
-def _forget_beside() -> None:
-    global _BESIDE, _BESIDE_LOCK
-    _BESIDE, _BESIDE_LOCK = None, threading.Lock()  # a forked child has the executor but not its thread
-
-
-os.register_at_fork(after_in_child=_forget_beside)
+os.register_at_fork(after_in_child=_beside.cache_clear)  # a forked child has the executor but not its thread
 
 
 class _EntryNext:

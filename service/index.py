@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import gzip
 import os
 import zlib
 import secrets
@@ -404,13 +403,9 @@ class MapSnapshot:
         """The body compressed once, in a worker thread; concurrent callers share one job."""
         if self._gzip is None:
             sliced = await self.sliced()
-            if sliced is not None:
-                if self._gzip is None:
-                    self._gzip = asyncio.ensure_future(asyncio.to_thread(sliced.gzip))
-            else:
-                body = await self.full_body()
-                if self._gzip is None:
-                    self._gzip = asyncio.ensure_future(asyncio.to_thread(gzip.compress, body, GZIP_LEVEL, mtime=0))
+            pieces = sliced if sliced is not None else (await self.full_body(),)
+            if self._gzip is None:
+                self._gzip = asyncio.ensure_future(asyncio.to_thread(gzipped, pieces))
         if self._gzip.done():
             return self._gzip.result()
         return await asyncio.shield(self._gzip)
@@ -429,12 +424,13 @@ class Sliced:
     def __iter__(self) -> Iterator[bytes]:
         return iter(self.slices)
 
-    def gzip(self) -> bytes:
-        """The body gzipped a slice at a time (blocking: call it in a thread)."""
-        compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: the gzip container
-        out = [compressor.compress(piece) for piece in self.slices]
-        out.append(compressor.flush())
-        return b"".join(out)
+
+def gzipped(pieces: Iterable[bytes]) -> bytes:
+    """A body given in pieces, gzipped a piece at a time (blocking: call it in a thread)."""
+    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: the gzip container
+    out = [compressor.compress(piece) for piece in pieces]
+    out.append(compressor.flush())
+    return b"".join(out)
 
 
 class SliceCache:

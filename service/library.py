@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import time
@@ -17,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .catalog import CATALOG_NAMES, CatalogFormatError, catalog_path, digest, parse_catalog
+from .catalog import CATALOG_NAMES, CatalogFormatError, catalog_path, digest, file_digest, parse_catalog
 from .fileops import file_stamp
 from .index import CatalogEntries, CivitaiIndex, MapEntry, build_layout, extract_entries, same_entry
 from .spans import Loaded, StaleText, Text, Unsplittable, load_recut, load_text, recut_file
@@ -155,7 +154,7 @@ def read_changes(path: Path, name: str, known_digest: str | None, before: Text, 
     try:
         stat = os.fstat(fd)
         with open(fd, "rb", closefd=False) as handle:
-            content_digest = hashlib.file_digest(handle, "sha256").hexdigest()
+            content_digest = file_digest(handle)
         if content_digest == known_digest:
             return CatalogReading(content_digest, None, None)
         try:
@@ -193,6 +192,13 @@ def moved_versions(old: dict[int, MapEntry], new: dict[int, MapEntry], among: It
     return moved
 
 
+async def _give_memory_back(entries: int) -> None:
+    """After what held `entries` entries became garbage: hand the allocator's free memory back
+    to the system (1 ms, in a thread) when that is worth it."""
+    if entries >= TRIM_AFTER_ENTRIES:
+        await asyncio.to_thread(workers.release_free_memory)
+
+
 def _size(path: Path) -> int:
     try:
         return path.stat().st_size
@@ -204,7 +210,7 @@ def _size_and_digest(path: Path) -> tuple[int, str | None]:
     """Size and `digest` of a file, read in blocks: a huge catalog is never all in memory here."""
     try:
         with open(path, "rb") as handle:
-            return os.fstat(handle.fileno()).st_size, hashlib.file_digest(handle, "sha256").hexdigest()
+            return os.fstat(handle.fileno()).st_size, file_digest(handle)
     except OSError:
         return 0, None
 
@@ -293,8 +299,8 @@ class Library:
             state.shown = loaded.shown
             self._warn_unusable(state, loaded.unusable)
             logger.info("%s.json loaded: %d versions%s", name, len(state.shown), f", {len(moved)} changed" if rebuild else "")
-            if len(state.shown) >= TRIM_AFTER_ENTRIES and not loaded.partial:  # the reading's garbage is gone; give its memory back
-                await asyncio.to_thread(workers.release_free_memory)
+            if not loaded.partial:  # the reading's garbage is gone
+                await _give_memory_back(len(state.shown))
             return await self._splice(moved) if rebuild else False
 
     async def _read(self, state: CatalogState) -> CatalogReading:
@@ -371,10 +377,9 @@ class Library:
                     # since, and leave the digest behind so the file is read again.
                     state.dirty |= saved.changes.keys()
             await self._splice(moved)
-        if any(len(self.catalogs[name].shown) >= TRIM_AFTER_ENTRIES for name in written):
-            # The save's reading, its cut's copies and the old cut are garbage now: at 100k,
-            # about 30 MB the allocator would otherwise keep (1 ms, in a thread).
-            await asyncio.to_thread(workers.release_free_memory)
+        # The save's reading, its cut's copies and the old cut are garbage now: at 100k, about
+        # 30 MB the allocator would otherwise keep.
+        await _give_memory_back(max((len(self.catalogs[name].shown) for name in written), default=0))
 
     async def set_disk_entries(self, entries: list[MapEntry]) -> bool:
         """Show these versions identified on disk (in no catalog) in the map; True if it changed."""
@@ -502,8 +507,7 @@ class Library:
         catalogs = [self.catalogs["loras"].shown.values(), self.catalogs["models"].shown.values(), self.disk_entries.values()]
         layout = await asyncio.to_thread(build_layout, catalogs, self.index.layout)
         moved = self.index.set_layout(layout)
-        if len(layout.entries) >= TRIM_AFTER_ENTRIES:  # the old layout and the reading are garbage now
-            await asyncio.to_thread(workers.release_free_memory)
+        await _give_memory_back(len(layout.entries))  # the old layout and the reading are garbage now
         return moved
 
 

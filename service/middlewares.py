@@ -59,43 +59,40 @@ def request_pipeline(cors: CorsPolicy, api_key: str, max_body_bytes: int) -> Cal
     def guarded(handler: Handler) -> Handler:
         @functools.wraps(handler)
         async def pipeline(request: web.Request) -> web.StreamResponse:
-            return await _through(request, handler)
+            if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+                return cors.preflight(request)
+            try:
+                path = request.path
+                if path in KEY_OPTIONAL_PATHS:
+                    presented = presented_key(request)
+                    request[AUTHENTICATED] = presented is not None and key_matches(presented, expected)
+                elif path.startswith("/api/"):
+                    presented = presented_key(request)
+                    if presented is None:
+                        raise Unauthorized("This route needs the API key in an X-API-Key header.", code="missing_api_key")
+                    if not key_matches(presented, expected):
+                        raise Unauthorized("The API key is not right.", code="bad_api_key")
+                if request.method in MUTATING:
+                    await _check_body(request, max_body_bytes)
+                return await handler(request)
+            except ServiceError as exc:
+                return error_response(exc.status, exc.code, exc.detail, exc.headers())
+            except web.HTTPException as exc:
+                if exc.status < 400:
+                    raise
+                code, detail = _HTTP_CODES.get(HTTPStatus(exc.status), ("http_error", exc.reason))
+                return error_response(exc.status, code, detail, {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None)
+            except ConnectionResetError:
+                if request.transport is not None and not request.transport.is_closing():
+                    return _unexpected(request)
+                # The client left before its body was whole (aiohttp fails the read): its doing, not ours.
+                # Nobody reads this answer; the access log says 400, and no traceback is written.
+                logger.debug("%s %s: the client closed the connection before the request was whole", request.method, request.path)
+                return error_response(HTTPStatus.BAD_REQUEST, "incomplete_request", "The connection closed before the request was whole.")
+            except Exception:
+                return _unexpected(request)
 
         return pipeline
-
-    async def _through(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
-            return cors.preflight(request)
-        try:
-            path = request.path
-            if path in KEY_OPTIONAL_PATHS:
-                presented = presented_key(request)
-                request[AUTHENTICATED] = presented is not None and key_matches(presented, expected)
-            elif path.startswith("/api/"):
-                presented = presented_key(request)
-                if presented is None:
-                    raise Unauthorized("This route needs the API key in an X-API-Key header.", code="missing_api_key")
-                if not key_matches(presented, expected):
-                    raise Unauthorized("The API key is not right.", code="bad_api_key")
-            if request.method in MUTATING:
-                await _check_body(request, max_body_bytes)
-            return await handler(request)
-        except ServiceError as exc:
-            return error_response(exc.status, exc.code, exc.detail, exc.headers())
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                raise
-            code, detail = _HTTP_CODES.get(HTTPStatus(exc.status), ("http_error", exc.reason))
-            return error_response(exc.status, code, detail, {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None)
-        except ConnectionResetError:
-            if request.transport is not None and not request.transport.is_closing():
-                return _unexpected(request)
-            # The client left before its body was whole (aiohttp fails the read): its doing, not ours.
-            # Nobody reads this answer; the access log says 400, and no traceback is written.
-            logger.debug("%s %s: the client closed the connection before the request was whole", request.method, request.path)
-            return error_response(HTTPStatus.BAD_REQUEST, "incomplete_request", "The connection closed before the request was whole.")
-        except Exception:
-            return _unexpected(request)
 
     return guarded
 

@@ -757,10 +757,8 @@ def _left_out(before: Text, runs: list[tuple[int, int]], keys: list[int], writte
     outside: list[int] = []
     at = 0
     for first, stop in runs:  # a run's first chunk is written again, with the structure before it
-        if first < at:  # runs that overlap: no shortcut
-            return before.pieces.keys() - set(keys)
         outside += before.keys[at : first + 1]
-        at = stop
+        at = max(at, stop)
     outside += before.keys[at:]
     return _absent(set(outside) - written, keys)
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import hashlib
 import logging
 import os
 import tempfile
@@ -36,6 +35,7 @@ from .catalog import (
     SourceChanged,
     digest,
     empty_catalog,
+    file_digest,
     parse_catalog,
     serialize_catalog,
     stamp,
@@ -379,6 +379,6 @@ def _digest_or_none(path: str | Path) -> str | None:
     """The `digest` of a file's content, read in blocks (never the whole file in memory)."""
     try:
         with open(path, "rb") as handle:
-            return hashlib.file_digest(handle, "sha256").hexdigest()
+            return file_digest(handle)
     except FileNotFoundError:
         return None
