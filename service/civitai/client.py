@@ -7,15 +7,17 @@ some versions exist only there.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
 
-from .. import __version__
+from .. import __version__, workers
 from ..errors import NotFound, Unavailable, UpstreamError, UpstreamTimeout
 from .ratelimit import RateGate, parse_retry_after
 
@@ -29,6 +31,26 @@ USER_AGENT = f"comfy-catalog-service/{__version__}"
 INTERACTIVE_WAIT_S = 5.0
 # CivitAI's own hosts: the only ones besides CIVITAI_BASE_URL's that may see the CivitAI key.
 CIVITAI_HOSTS = frozenset({"civitai.com", "civitai.red"})
+# A body read down to what is needed (`get_reduced`) is parsed on the event loop up to this
+# size; a larger one is parsed and reduced in a worker process. orjson holds the GIL for the
+# whole parse, so a thread would not spare the loop, and a body of many small objects parses
+# at a few tens of MB a second.
+INLINE_PARSE_BYTES = 64 * 1024
+_PARSES_AT_ONCE = 2  # worker processes parsing bodies at once: each holds a body's parse in memory
+T = TypeVar("T")
+
+
+class BadBody(ValueError):
+    """A body that does not parse, or not into anything usable; raised by reducers."""
+
+
+def parse_and_reduce(raw: bytes, reduce: Callable[[Any], T]) -> T:
+    """Parse JSON and keep only what `reduce` takes from it (pure; may run in a worker process)."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadBody("not JSON") from exc
+    return reduce(body)
 
 
 def make_session(timeout_s: float) -> aiohttp.ClientSession:
@@ -50,6 +72,7 @@ class CivitaiClient:
         self._api_key = api_key
         self.gate = gate or RateGate()
         self._stopping = False
+        self._parse_slots = asyncio.Semaphore(_PARSES_AT_ONCE)
 
     def headers_for(self, origin_url: str) -> dict[str, str]:
         """Request headers for an origin: the CivitAI key only for CIVITAI_BASE_URL's host and CivitAI's own hosts."""
@@ -113,6 +136,21 @@ class CivitaiClient:
             raise UpstreamError(f"CivitAI answered with JSON that is not {what}.", code="upstream_bad_body")
         return body
 
+    async def get_reduced(
+        self, origin_url: str, path: str, params: dict[str, str] | None, what: str, reduce: Callable[[Any], T], *, longest_wait_s: float
+    ) -> T:
+        """One GET through the rate-limit gate, read down to what `reduce` (a picklable, pure
+        function) keeps of its JSON. A large body is parsed and reduced in a worker process, so
+        a hostile answer costs the event loop nothing; `BadBody` from either is a bad body."""
+        raw = await self._request("GET", origin_url, path, params, None, what, longest_wait_s, MAX_BODY_BYTES)
+        try:
+            if len(raw) <= INLINE_PARSE_BYTES:
+                return parse_and_reduce(raw, reduce)
+            async with self._parse_slots:
+                return await workers.in_worker_process(parse_and_reduce, raw, reduce)
+        except BadBody:
+            raise UpstreamError(f"CivitAI answered with something that is not {what}.", code="upstream_bad_body") from None
+
     async def post_json_list(
         self, origin_url: str, path: str, payload: Any, what: str, *, longest_wait_s: float = math.inf, max_bytes: int = MAX_LIST_BYTES
     ) -> list[Any]:
@@ -133,6 +171,24 @@ class CivitaiClient:
         longest_wait_s: float,
         max_bytes: int,
     ) -> Any:
+        raw = await self._request(method, origin_url, path, params, payload, what, longest_wait_s, max_bytes)
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise UpstreamError("CivitAI answered with something that is not JSON.", code="upstream_bad_body") from None
+
+    async def _request(
+        self,
+        method: str,
+        origin_url: str,
+        path: str,
+        params: dict[str, str] | None,
+        payload: Any,
+        what: str,
+        longest_wait_s: float,
+        max_bytes: int,
+    ) -> bytes:
+        """The body of one request through the rate-limit gate, or a domain error."""
         if self._stopping:
             raise _stopping_error()
         if self._session is None:
@@ -159,10 +215,7 @@ class CivitaiClient:
                 raise _stopping_error() from None
             logger.warning("CivitAI request for %s failed: %s", what, type(exc).__name__)
             raise UpstreamError("CivitAI could not be reached; try again in a moment.", code="upstream_unreachable") from None
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise UpstreamError("CivitAI answered with something that is not JSON.", code="upstream_bad_body") from None
+        return raw
 
 
 def _stopping_error() -> Unavailable:
