@@ -96,7 +96,7 @@ def create_app(settings: Settings, api_key: str) -> web.Application:
     app[SETTINGS] = settings
     app[LIBRARY] = library
     app[CIVITAI] = civitai
-    app[EDITOR] = CatalogEditor(settings.catalog_dir, library, civitai)
+    editor = app[EDITOR] = CatalogEditor(settings.catalog_dir, library, civitai)
     app[FEED] = feed
     app[DOWNLOADS] = DownloadManager(
         library,
@@ -106,6 +106,8 @@ def create_app(settings: Settings, api_key: str) -> web.Application:
         concurrency=settings.download_concurrency,
         enabled=settings.downloads,
         gate=civitai.gate,
+        civitai=civitai,
+        record_hash=editor.record_hash,
     )
     updates = UpdateChecker(civitai, settings.catalog_dir, library.index.catalogued_models, settings.update_check_interval_h)
     updates.listeners.append(lambda answer: feed.announce("updates", answer))

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import Unprocessable, UpstreamError
+from .errors import ServiceError, Unprocessable, UpstreamError
 from .filenames import MODEL_EXTENSIONS, check_file_name, is_model_file
 
 @dataclass(frozen=True, slots=True)
@@ -341,3 +341,21 @@ def version_to_entry(version: object) -> MappedVersion:
     name = file.get("name") if isinstance(file.get("name"), str) else None
     category, dest = folder_for(model_type or "", base_model, name)
     return MappedVersion(entry=_build_entry(version, file, dest), category=category, restricted_reason=None)
+
+
+def file_sha256(version: object, file_name: str) -> str | None:
+    """The SHA256 (lower-case hex) CivitAI lists for a version's file of that name, else for the
+    file an add would choose; None when it lists none that is a SHA256."""
+    if not isinstance(version, dict) or not isinstance(version.get("files"), list):
+        return None
+    files = [file for file in version["files"] if isinstance(file, dict)]
+    named = [file for file in files if file.get("name") == file_name]
+    try:
+        chosen = named[0] if named else _choose_file(files, 0)
+    except ServiceError:
+        return None
+    hashes = chosen.get("hashes")
+    value = hashes.get("SHA256") if isinstance(hashes, dict) else None
+    if isinstance(value, str) and len(value) == 64 and all(char in "0123456789abcdefABCDEF" for char in value):
+        return value.lower()
+    return None

@@ -147,6 +147,25 @@ def plan_remove(readings: Readings, file: str, on_disk: Callable[[Entry], bool])
     return Plan({"status": "removed", "file": file}, writes=("models",))
 
 
+def plan_record_hash(readings: Readings, version_id: int, file: str, sha256: str) -> Plan:
+    """Write a verified SHA256 (as CivitAI spells it, upper-case) into every entry of that
+    version and file that has no SHA256 yet; an entry with one keeps it."""
+    writes = []
+    for name in CATALOG_NAMES:
+        changed = False
+        for _category, entry in iter_entries(readings[name].doc):
+            if version_id_of(entry) == version_id and entry.get("file") == file and not _is_sha256(entry.get("hash")):
+                entry["hash"] = sha256.upper()
+                changed = True
+        if changed:
+            writes.append(name)
+    return Plan({"status": "recorded" if writes else "unchanged", "file": file}, writes=tuple(writes))
+
+
+def _is_sha256(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(char in "0123456789abcdefABCDEF" for char in value)
+
+
 @dataclass(frozen=True, slots=True)
 class ImportCandidate:
     """A file on disk that CivitAI named a version for: where it is, and that version's body (JSON)."""
@@ -255,6 +274,14 @@ class CatalogEditor:
         plan = functools.partial(plan_remove, file=file, on_disk=FileOnDisk(self.library.sources, file))
         answer = await self._transact(plan, Wanted(files=frozenset({file})))
         logger.info("removed %s from models.json", file)
+        return answer
+
+    async def record_hash(self, version_id: int, file: str, sha256: str) -> Answer:
+        """Write a downloaded file's verified SHA256 into its entries that have none."""
+        plan = functools.partial(plan_record_hash, version_id=version_id, file=file, sha256=sha256)
+        answer = await self._transact(plan, Wanted(frozenset({version_id}), frozenset({file})))
+        if answer["status"] == "recorded":
+            logger.info("wrote the verified SHA256 of %s into its catalog entry", file)
         return answer
 
     async def import_files(self, candidates: list[ImportCandidate], dry_run: bool) -> Answer:

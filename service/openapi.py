@@ -440,7 +440,17 @@ SCHEMAS: dict[str, Schema] = {
         required=("status", "added", "skipped", "not_identified"),
     ),
     "DownloadCancelled": obj(
-        {"status": {"type": "string", "enum": ["cancelled", "removed"], "description": "`removed`: the job had ended and is forgotten."}, "job": string()},
+        {
+            "status": {
+                "type": "string",
+                "enum": ["cancelled", "removed", "done", "failed"],
+                "description": "`removed`: the job had ended and is forgotten. `done` / `failed`: the cancel came while the "
+                "verified file was being placed, so it did not stop the download; this is how it ended (`detail` says so).",
+            },
+            "job": string(),
+            "detail": string("Why nothing was cancelled, when nothing was."),
+        },
+        required=("status", "job"),
         closed=True,
     ),
     "SnapshotEvent": obj(

@@ -1,10 +1,14 @@
 """One download over HTTP: redirects checked by hand, resume with Range, SHA256 while streaming.
 
-The file goes to `<name>.part` beside its final place. Bytes are hashed as they are written
-(a resumed part is hashed once first), so nothing is read twice. The CivitAI key is sent to
-CivitAI's own origin only, never to the storage a redirect points at; a redirect from HTTPS
-to anything else is refused. Transient failures (a dropped connection, a 5xx, a 429) are
-retried a bounded number of times, resuming from what is on disk.
+The file goes to its part (`part.PartFile`, `<name>.part` beside its final place). Bytes are
+hashed as they are written (a resumed part is hashed once first), so nothing is read twice.
+The CivitAI key is sent to CivitAI's own origin only, never to the storage a redirect points
+at; a redirect from HTTPS to anything else is refused. Bytes are counted against what the
+server said it would send (Content-Length, Content-Range): a short body is a dropped
+connection, resumed, never a finished file. Every byte that arrived before a failure is kept.
+Transient failures (a dropped connection, a 5xx, a 429) are retried, resuming from what is on
+disk; only attempts that brought no new byte count against the limit. When the server says
+how large the file is, the free space is checked against it before a byte is written.
 """
 
 from __future__ import annotations
@@ -13,12 +17,11 @@ import asyncio
 import ctypes
 import hashlib
 import logging
-import os
 import re
+import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urljoin, urlsplit
 
@@ -26,12 +29,14 @@ import aiohttp
 
 from .. import workers
 from ..civitai.ratelimit import DEFAULT_RETRY_AFTER_S, RateGate, parse_retry_after
+from .part import PartFile
 
 logger = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 5
 WRITE_BLOCK = 1 << 20  # bytes gathered before one write and one hash in worker threads (still in the CPU's cache)
-MAX_ATTEMPTS = 6
+MAX_ATTEMPTS = 6  # attempts in a row that brought no new byte
+FREE_SPACE_MARGIN = 64 * 1024 * 1024  # kept free on the models' filesystem beyond the file
 BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0)
 MAX_RETRY_AFTER_S = 300.0
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
@@ -65,7 +70,7 @@ def origin(url: str) -> str:
     return f"{parts.scheme.lower()}://{(parts.netloc or '').lower()}"
 
 
-async def fetch(session: aiohttp.ClientSession, source: Source, part: Path, progress: Progress, gate: RateGate) -> tuple[str, int]:
+async def fetch(session: aiohttp.ClientSession, source: Source, part: PartFile, progress: Progress, gate: RateGate) -> tuple[str, int]:
     """Download into `part` (resuming what is there); return the SHA256 hex and the size.
 
     Every request passes the service's CivitAI rate-limit gate; a 429 closes it for all.
@@ -73,9 +78,12 @@ async def fetch(session: aiohttp.ClientSession, source: Source, part: Path, prog
     failures = 0
     while True:
         await gate.wait()
+        before = await asyncio.to_thread(part.size)
         try:
             return await _attempt(session, source, part, progress)
         except DownloadFailed as exc:
+            if exc.retryable and await asyncio.to_thread(part.size) > before:
+                failures = 0  # it moved forward: a server that closes every so often still gets there
             if not exc.retryable or failures + 1 >= MAX_ATTEMPTS:
                 raise
             if exc.code == "rate_limited":
@@ -83,13 +91,13 @@ async def fetch(session: aiohttp.ClientSession, source: Source, part: Path, prog
                 delay = 0.0  # the gate holds this and every other CivitAI call
             else:
                 delay = exc.retry_after if exc.retry_after is not None else BACKOFF_S[min(failures, len(BACKOFF_S) - 1)]
-            logger.info("download of %s interrupted (%s); resuming in %.0f s", part.name, exc, max(delay, gate.remaining()))
+            logger.info("download of %s interrupted (%s); resuming in %.0f s", part.path.name, exc, max(delay, gate.remaining()))
             failures += 1
             await asyncio.sleep(delay)
 
 
-async def _attempt(session: aiohttp.ClientSession, source: Source, part: Path, progress: Progress) -> tuple[str, int]:
-    offset = part.stat().st_size if part.exists() else 0
+async def _attempt(session: aiohttp.ClientSession, source: Source, part: PartFile, progress: Progress) -> tuple[str, int]:
+    offset = await asyncio.to_thread(part.size)
     url = source.url
     for _hop in range(MAX_REDIRECTS + 1):
         headers = {"Accept-Encoding": "identity"}
@@ -103,10 +111,12 @@ async def _attempt(session: aiohttp.ClientSession, source: Source, part: Path, p
                     url = _next_hop(url, response.headers.get("Location"))
                     continue
                 if response.status == 416 and offset:
-                    part.unlink(missing_ok=True)  # the part does not fit what the server has: start over
+                    await asyncio.to_thread(part.truncate, 0)  # the part does not fit what the server has: start over
                     raise DownloadFailed("the partial file did not match; starting over", "range_refused", retryable=True, retry_after=0)
                 _check_status(response)
                 start, total = _start_and_total(response, offset)
+                if total is not None:
+                    await asyncio.to_thread(check_space, part, total)
                 return await _stream(response, part, start, total, progress)
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as exc:
             raise DownloadFailed(f"the connection dropped ({type(exc).__name__})", "connection_lost", retryable=True) from None
@@ -144,6 +154,14 @@ def _check_status(response: aiohttp.ClientResponse) -> None:
     raise DownloadFailed(f"the server answered HTTP {status}", "unexpected_status")
 
 
+def check_space(part: PartFile, total: int) -> None:
+    """Refuse before writing when the filesystem cannot take the rest of a file of `total` bytes, and a margin."""
+    free = shutil.disk_usage(part.path.parent).free
+    needed = total - part.size() + FREE_SPACE_MARGIN
+    if free < needed:
+        raise DownloadFailed(f"not enough free space: {needed / 1e9:.2f} GB needed, {free / 1e9:.2f} GB free", "no_space")
+
+
 def _retry_after(response: aiohttp.ClientResponse) -> float:
     return min(parse_retry_after(response.headers.get("Retry-After")), MAX_RETRY_AFTER_S)
 
@@ -159,22 +177,20 @@ def _start_and_total(response: aiohttp.ClientResponse, offset: int) -> tuple[int
     return 0, length  # a 200 is the whole file, even when a range was asked for
 
 
-async def _stream(response: aiohttp.ClientResponse, part: Path, start: int, total: int | None, progress: Progress) -> tuple[str, int]:
+async def _stream(response: aiohttp.ClientResponse, part: PartFile, start: int, total: int | None, progress: Progress) -> tuple[str, int]:
     hasher = hashlib.sha256()
-    mode = "r+b" if start else "wb"
-    handle: BinaryIO = await asyncio.to_thread(open, part, mode)  # type: ignore[arg-type]
+    handle = part.handle
+    await asyncio.to_thread(_hash_prefix, part, hasher, start)  # and cut the part there
+    done = start
+    progress(done, total)
+    chunks: list[bytes] = []
+    gathered = 0
+    # One block is written (one thread) and hashed (another) while the next arrives: file
+    # writes and SHA256 both release the GIL, so the three overlap. Both threads run at a
+    # lower CPU priority, so the map is answered first.
+    loop = asyncio.get_running_loop()
+    busy: tuple[asyncio.Future[None], ...] = ()
     try:
-        if start:
-            await asyncio.to_thread(_hash_prefix, handle, hasher, start)
-        done = start
-        progress(done, total)
-        chunks: list[bytes] = []
-        gathered = 0
-        # One block is written (one thread) and hashed (another) while the next arrives: file
-        # writes and SHA256 both release the GIL, so the three overlap. Both threads run at a
-        # lower CPU priority, so the map is answered first.
-        loop = asyncio.get_running_loop()
-        busy: tuple[asyncio.Future[None], ...] = ()
         try:
             # Chunks as they came off the socket: iter_any() joins everything buffered (up to
             # megabytes) into a new bytes on the event loop, which held it for up to 16 ms.
@@ -189,21 +205,44 @@ async def _stream(response: aiohttp.ClientResponse, part: Path, start: int, tota
                     done += gathered
                     chunks, gathered = [], 0
                     progress(done, total)
-        finally:  # what arrived before a drop is good: keep it, so the resume starts after it
-            await asyncio.gather(*busy)
-            if chunks:
-                await asyncio.gather(loop.run_in_executor(_THREADS, _write, handle, chunks), loop.run_in_executor(_THREADS, _hash, hasher, chunks))
-                done += gathered
-            await asyncio.to_thread(_flush, handle)
-    finally:
-        await asyncio.to_thread(handle.close)
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
+            received = received_but_unread(response.content)
+            chunks += received
+            gathered += sum(len(chunk) for chunk in received)
+            raise
+    finally:  # what arrived before a drop is good: keep it, so the resume starts after it
+        await asyncio.gather(*busy)
+        if chunks:
+            await asyncio.gather(loop.run_in_executor(_THREADS, _write, handle, chunks), loop.run_in_executor(_THREADS, _hash, hasher, chunks))
+            done += gathered
+        await asyncio.to_thread(part.sync)
     if total is not None and done != total:
         raise DownloadFailed(f"the connection ended at {done} of {total} bytes", "connection_lost", retryable=True)
     progress(done, total if total is not None else done)
     return hasher.hexdigest(), done
 
 
-def _hash_prefix(handle: BinaryIO, hasher: Any, length: int) -> None:
+def received_but_unread(content: aiohttp.StreamReader) -> list[bytes]:
+    """Bytes aiohttp had received but not handed out when the connection failed.
+
+    Once a body fails, aiohttp's reader raises on every read, even with megabytes of good
+    bytes still buffered (READ_BUFFER is 4 MiB): a server that closes every few megabytes
+    would then lose them all, every time. They are taken from the reader's buffer, which is
+    not public API: where it is missing, nothing is taken and the resume asks for them again."""
+    buffer = getattr(content, "_buffer", None)
+    if not buffer:
+        return []
+    received = list(buffer)
+    offset = getattr(content, "_buffer_offset", 0)
+    if offset and isinstance(offset, int):
+        received[0] = received[0][offset:]
+    buffer.clear()
+    return [bytes(chunk) for chunk in received if chunk]
+
+
+def _hash_prefix(part: PartFile, hasher: Any, length: int) -> None:
+    """Hash the part's first `length` bytes and cut it there, ready to append."""
+    handle = part.handle
     handle.seek(0)
     left = length
     while left:
@@ -212,7 +251,7 @@ def _hash_prefix(handle: BinaryIO, hasher: Any, length: int) -> None:
             raise DownloadFailed("the partial file shrank while being resumed", "part_changed", retryable=True, retry_after=0)
         hasher.update(block)
         left -= len(block)
-    handle.truncate(length)
+    part.truncate(length)
 
 
 def _write(handle: BinaryIO, chunks: list[bytes]) -> None:
@@ -255,6 +294,3 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
         _START_WRITEBACK(fd, offset, length)
 
 
-def _flush(handle: BinaryIO) -> None:
-    handle.flush()
-    os.fsync(handle.fileno())

@@ -2,12 +2,16 @@
 
 A job downloads one catalogued file from CivitAI into `<MODELS_DIR>/<dest>/<file>`. It waits
 in line (at most DOWNLOAD_CONCURRENCY run at once, the rest in the order asked), checks the
-free space, streams to `<file>.part`, verifies the SHA256 against the entry's `hash`, and only
-then renames the part into place, never over an existing file. The map shows `queued`, then
-`downloading` with bytes (updated about once a second), then `present`; a failure takes the
-version back to `missing` and is kept in the job list with its reason. A cancelled or failed
-job removes its part, except after a dropped connection the service could not recover from,
-where the part is kept so the next request resumes it.
+free space, streams to its part (`part.PartFile`: never through a link, locked against a
+second process), verifies the SHA256, and only then renames the part into place, never over an
+existing file. The SHA256 is the entry's `hash`; an entry without one takes CivitAI's for the
+version's file before the download starts, and gets it written into the catalog once the file
+is verified. The map shows `queued`, then `downloading` with bytes (updated about once a
+second), then `present`; a failure takes the version back to `missing` and is kept in the job
+list with its reason. A cancelled or failed job removes its part, except after a dropped
+connection the service could not recover from, where the part is kept so the next request
+resumes it. Once a verified file is being placed, a cancel no longer stops it: the answer says
+the download had finished.
 """
 
 from __future__ import annotations
@@ -15,32 +19,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
+import math
 import secrets
-import shutil
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from ..civitai import CivitaiClient
 from ..civitai.ratelimit import RateGate
-from ..errors import Conflict, Invalid, NotFound
-from ..fileops import RENAME_NOREPLACE, fsync_folder, rename_with
+from ..errors import Conflict, Invalid, NotFound, ServiceError
 from ..filenames import check_file_name, check_relative_folder
 from ..index import MapEntry, Transfer
 from ..library import Library
-from .fetch import DownloadFailed, Source, fetch, origin
+from ..mapping import file_sha256
+from .fetch import DownloadFailed, Source, check_space, fetch, origin
+from .part import PartFile, PartRefused, part_path, remove_unheld_part
 
 logger = logging.getLogger(__name__)
 
-PART_SUFFIX = ".part"
 PROGRESS_INTERVAL_S = 1.0
-FREE_SPACE_MARGIN = 64 * 1024 * 1024
 KEEP_FINISHED = 200
 USER_AGENT = "comfy-catalog-service downloader"
 READ_BUFFER = 4 << 20  # aiohttp reads 64 KiB at a time by default: far too little for multi-GB files
+# Failures after which the part stays, to be resumed (or because it is not this download's to delete).
+RESUMABLE = frozenset({"connection_lost", "rate_limited", "upstream_error", "downloading_elsewhere", "part_not_a_file", "part_changed"})
+RecordHash = Callable[[int, str, str], Awaitable[object]]  # (version id, file, SHA256): write a verified hash into the catalog
 
 
 @dataclass(slots=True)
@@ -65,6 +72,7 @@ class Job:
     _speed_mark: tuple[float, int] = (0.0, 0)
     _pending_show: asyncio.TimerHandle | None = field(default=None, repr=False)
     speed: float = 0.0  # bytes per second, over the last second or so
+    committed: bool = False  # verified and being placed: a cancel can no longer stop it
 
     @property
     def active(self) -> bool:
@@ -74,7 +82,7 @@ class Job:
     @property
     def part(self) -> Path:
         """The partial file beside the target."""
-        return self.target.with_name(self.target.name + PART_SUFFIX)
+        return part_path(self.target)
 
     def view(self) -> dict[str, Any]:
         """The job as the API answers it."""
@@ -108,6 +116,8 @@ class DownloadManager:
         concurrency: int,
         enabled: bool,
         gate: RateGate,
+        civitai: CivitaiClient | None = None,
+        record_hash: RecordHash | None = None,
     ) -> None:
         self.library = library
         self.models_dir = models_dir
@@ -115,6 +125,8 @@ class DownloadManager:
         self.api_key = civitai_api_key
         self.enabled = enabled
         self.gate = gate
+        self.civitai = civitai  # asked for a file's SHA256 when its entry has none
+        self.record_hash = record_hash
         self.jobs: dict[str, Job] = {}
         self._slots = asyncio.Semaphore(concurrency)
         self._session: aiohttp.ClientSession | None = None
@@ -161,11 +173,17 @@ class DownloadManager:
         return [job.view() for job in sorted(self.jobs.values(), key=lambda job: job.created_at, reverse=True)]
 
     async def cancel(self, job_id: str) -> dict[str, Any]:
-        """Stop a job and remove its partial file; a finished job is only forgotten."""
+        """Stop a job and remove its partial file; a finished job is only forgotten. A job whose
+        verified file is being placed finishes: the answer then says how it ended."""
         job = self.jobs.get(job_id)
         if job is None:
             raise NotFound(f"There is no download job {job_id!r}.", code="no_such_job")
+        if job.committed and job.task is not None and not job.task.done():
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.shield(job.task)
         if not job.active:
+            if job.committed:  # the cancel came too late: it says so, and the job stays listed
+                return {"status": job.state, "job": job_id, "detail": "The download had already finished; nothing was cancelled."}
             del self.jobs[job_id]
             return {"status": "removed", "job": job_id}
         job.state = "cancelled"
@@ -173,7 +191,7 @@ class DownloadManager:
             job.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await job.task
-        await asyncio.to_thread(job.part.unlink, missing_ok=True)
+        await asyncio.to_thread(remove_unheld_part, job.part)  # a part left from before this job, if nobody holds it
         job.finished_at = time.time()
         self._show(job)
         logger.info("download of %s cancelled", job.file)
@@ -206,20 +224,16 @@ class DownloadManager:
             if job.state != "cancelled":  # shutdown: keep the part for the next start to resume
                 job.state, job.error = "failed", "the service stopped; ask again to resume"
             raise
-        # The part file is removed before the job says "failed", and the map is told in the same
-        # step (below): a client that sees the failure never sees the map still downloading.
+        # The part file is removed (by `_fill`) before the job says "failed", and the map is told in
+        # the same step (below): a client that sees the failure never sees the map still downloading.
         except DownloadFailed as exc:
-            if exc.code not in ("connection_lost", "rate_limited", "upstream_error"):
-                await asyncio.to_thread(job.part.unlink, missing_ok=True)
             job.state, job.error, job.error_code = "failed", str(exc), exc.code
             logger.warning("download of %s failed: %s", job.file, exc)
         except OSError as exc:
-            await asyncio.to_thread(job.part.unlink, missing_ok=True)
             job.state, job.error, job.error_code = "failed", f"the file could not be written ({exc.strerror})", "write_failed"
             logger.warning("download of %s failed: %s", job.file, job.error)
         except Exception:
             logger.exception("download of %s failed", job.file)
-            await asyncio.to_thread(job.part.unlink, missing_ok=True)
             job.state, job.error, job.error_code = "failed", "an internal error; the log says more", "internal_error"
         finally:
             if job._pending_show is not None:
@@ -233,31 +247,72 @@ class DownloadManager:
     async def _download(self, job: Job) -> None:
         assert self._session is not None
         await asyncio.to_thread(job.target.parent.mkdir, parents=True, exist_ok=True)
-        await asyncio.to_thread(self._check_space, job)
-        source = Source(f"{self.base_url}/api/download/models/{job.version_id}", self.api_key, origin(self.base_url))
-        sha256, size = await fetch(self._session, source, job.part, lambda done, total: self._progress(job, done, total), self.gate)
-        job.state = "verifying"
-        if job.expected_sha256 is not None and sha256 != job.expected_sha256:
-            await asyncio.to_thread(job.part.unlink, missing_ok=True)
-            raise DownloadFailed(
-                f"the downloaded file's SHA256 {sha256[:12]}… is not the catalog's {job.expected_sha256[:12]}…; nothing was kept",
-                "hash_mismatch",
-            )
-        await asyncio.to_thread(_place, job.part, job.target)
+        hash_from_civitai = False
+        if job.expected_sha256 is None:
+            job.expected_sha256 = await self._civitai_sha256(job)
+            hash_from_civitai = job.expected_sha256 is not None
+        part = await _open_part(job)
+        try:
+            sha256, size = await self._fill(job, part)
+        finally:
+            await asyncio.to_thread(part.close)
         job.state, job.bytes, job.total, job.finished_at = "done", size, size, time.time()
         await self.library.paths_changed([str(job.target)])  # present now, not when the watcher gets there
         logger.info("downloaded %s (%d bytes) into %s", job.file, size, job.dest)
+        if hash_from_civitai and self.record_hash is not None:
+            try:
+                await self.record_hash(job.version_id, job.file, sha256)
+            except Exception as exc:  # the file is good and in place; the catalog learns its hash another time
+                logger.warning("the verified SHA256 of %s could not be written into the catalog: %s", job.file, exc)
 
-    def _check_space(self, job: Job) -> None:
-        if job.total is None:
-            return
-        have = job.part.stat().st_size if job.part.exists() else 0
-        free = shutil.disk_usage(job.target.parent).free
-        needed = job.total - have + FREE_SPACE_MARGIN
-        if free < needed:
-            raise DownloadFailed(
-                f"not enough free space: {needed / 1e9:.2f} GB needed, {free / 1e9:.2f} GB free", "no_space"
-            )
+    async def _fill(self, job: Job, part: PartFile) -> tuple[str, int]:
+        """Download into the part, verify it, place it; the part goes unless it can be resumed."""
+        assert self._session is not None
+        keep, placed = True, False
+        try:
+            if job.total is not None:
+                await asyncio.to_thread(check_space, part, job.total)
+            source = Source(f"{self.base_url}/api/download/models/{job.version_id}", self.api_key, origin(self.base_url))
+            sha256, size = await fetch(self._session, source, part, lambda done, total: self._progress(job, done, total), self.gate)
+            job.state = "verifying"
+            if job.expected_sha256 is not None and sha256 != job.expected_sha256:
+                raise DownloadFailed(
+                    f"the downloaded file's SHA256 {sha256[:12]}… is not the expected {job.expected_sha256[:12]}…; nothing was kept",
+                    "hash_mismatch",
+                )
+            job.committed = True
+            placed = await asyncio.shield(asyncio.to_thread(part.place, job.target))
+            if not placed:
+                raise DownloadFailed(f"{job.target.name} appeared on disk meanwhile; the download was not kept", "already_present")
+            return sha256, size
+        except PartRefused as exc:
+            raise DownloadFailed(str(exc), exc.code) from None
+        except DownloadFailed as exc:
+            keep = exc.code in RESUMABLE
+            raise
+        except asyncio.CancelledError:
+            keep = job.state != "cancelled"  # at shutdown the part stays, to be resumed
+            raise
+        except BaseException:
+            keep = False
+            raise
+        finally:
+            if not keep and not placed:
+                await asyncio.to_thread(part.remove)
+
+    async def _civitai_sha256(self, job: Job) -> str | None:
+        """The SHA256 CivitAI lists for this version's file, for an entry that has none."""
+        if self.civitai is None:
+            return None
+        try:
+            version, _origin = await self.civitai.model_version(job.version_id, longest_wait_s=math.inf)
+        except ServiceError as exc:
+            logger.warning("download of %s: CivitAI's SHA256 for it could not be read (%s); it is checked by its length only", job.file, exc.detail)
+            return None
+        found = file_sha256(version, job.file)
+        if found is None:
+            logger.warning("download of %s: CivitAI lists no SHA256 for it; it is checked by its length only", job.file)
+        return found
 
     def _progress(self, job: Job, done: int, total: int | None) -> None:
         now = time.monotonic()
@@ -296,11 +351,18 @@ class DownloadManager:
             del self.jobs[job.id]
 
 
-def _place(part: Path, target: Path) -> None:
-    """Rename the verified part into place, never over a file that is already there."""
-    if not rename_with(part, target, RENAME_NOREPLACE):
-        if target.exists():
-            part.unlink(missing_ok=True)
-            raise DownloadFailed(f"{target.name} appeared on disk meanwhile; the download was not kept", "already_present")
-        os.rename(part, target)
-    fsync_folder(target.parent)
+async def _open_part(job: Job) -> PartFile:
+    """Open (and lock) the job's part in a thread. A cancel that comes meanwhile does not stop
+    the thread: what it opens is closed again (and deleted, when the job was cancelled)."""
+    opening = asyncio.ensure_future(asyncio.to_thread(PartFile.open, job.part))
+    try:
+        return await asyncio.shield(opening)
+    except PartRefused as exc:
+        raise DownloadFailed(str(exc), exc.code) from None
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            part = await opening
+            if job.state == "cancelled":
+                await asyncio.to_thread(part.remove)
+            await asyncio.to_thread(part.close)
+        raise

@@ -18,6 +18,11 @@ class Blob:
     hold_at: int | None = None  # stop sending at this offset until `release` is set
     release: asyncio.Event = field(default_factory=asyncio.Event)
     chunk: int = 64 * 1024
+    ignore_range: bool = False  # answer every request with the whole file (200)
+    short_by: int = 0  # a server that lies: says and sends this many bytes fewer than the file has
+    flip_at: int | None = None  # send the byte at this offset wrong
+    close_every: int | None = None  # close each connection after sending this many bytes (at full speed)
+    hide_length: bool = False  # no Content-Length: the body ends when the connection does
 
     @property
     def sha256(self) -> str:
@@ -65,33 +70,51 @@ class FakeCivitai:
     async def _serve(self, request: web.Request) -> web.StreamResponse:
         self.requests.append(("storage", request.path_qs, dict(request.headers)))
         blob = self.blobs[int(request.match_info["version_id"])]
+        data = served(blob)
         start = 0
         range_header = request.headers.get("Range")
         response = web.StreamResponse()
-        if range_header:
+        if range_header and not blob.ignore_range:
             start = int(range_header.removeprefix("bytes=").split("-")[0])
             response.set_status(206)
-            response.headers["Content-Range"] = f"bytes {start}-{len(blob.data) - 1}/{len(blob.data)}"
-        response.content_length = len(blob.data) - start
+            response.headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+        if blob.hide_length:
+            response.force_close()
+        else:
+            response.content_length = len(data) - start
         response.content_type = "application/octet-stream"
         await response.prepare(request)
         position = start
-        while position < len(blob.data):
+        sent = 0
+        while position < len(data):
+            if blob.close_every is not None and sent >= blob.close_every:
+                assert request.transport is not None
+                request.transport.close()
+                return response
             if blob.hold_at is not None and position >= blob.hold_at and not blob.release.is_set():
                 await blob.release.wait()
-            end = min(position + blob.chunk, len(blob.data))
+            end = min(position + blob.chunk, len(data), position + (blob.close_every or len(data)) - sent)
             if blob.hold_at is not None and position < blob.hold_at < end:
                 end = blob.hold_at
             if blob.drop_after is not None and end > blob.drop_after:
-                await response.write(blob.data[position : blob.drop_after])
+                await response.write(data[position : blob.drop_after])
                 blob.drop_after = None
                 assert request.transport is not None
                 request.transport.close()  # a dropped connection, mid-body
                 return response
-            await response.write(blob.data[position:end])
+            await response.write(data[position:end])
+            sent += end - position
             position = end
         await response.write_eof()
         return response
+
+
+def served(blob: Blob) -> bytes:
+    """The bytes the storage server sends for a blob, lies included."""
+    data = blob.data[: len(blob.data) - blob.short_by]
+    if blob.flip_at is not None:
+        data = data[: blob.flip_at] + bytes([data[blob.flip_at] ^ 0xFF]) + data[blob.flip_at + 1 :]
+    return data
 
 
 def headers_of(fake: FakeCivitai, server: str) -> list[dict[str, Any]]:

@@ -4,78 +4,13 @@ resume, verify, atomic rename, cancel, the queue, progress in the map, nothing l
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
-from ..conftest import StartClient, get_map
-from ..helpers import AUTH, catalog, entry, eventually, next_event, write_json
-from .fake_civitai import Blob, FakeCivitai, headers_of, started
-
-CIVITAI_KEY = "civitai-secret-token"
-MB = 1024 * 1024
-
-
-@pytest.fixture
-async def fake(aiohttp_server: Any) -> FakeCivitai:
-    return await started(aiohttp_server)
-
-
-def blob(seed: int, size: int = 3 * MB, **kwargs: Any) -> Blob:
-    pattern = bytes((seed * 7 + i) % 251 for i in range(4096))
-    return Blob((pattern * (size // len(pattern) + 1))[:size], **kwargs)
-
-
-def lora(version_id: int, data: Blob | None, *, sha256: str | None = None, size_gb: float | None = None) -> dict[str, Any]:
-    extra: dict[str, Any] = {}
-    if sha256 or data is not None:
-        extra["hash"] = (sha256 or data.sha256).upper()  # type: ignore[union-attr]
-    if size_gb is not None or data is not None:
-        extra["size_gb"] = size_gb if size_gb is not None else round(len(data.data) / 1e9, 3)  # type: ignore[union-attr]
-    return entry(version_id, f"lora_{version_id}.safetensors", "loras", **extra)
-
-
-Starter = Callable[..., Awaitable[TestClient]]
-
-
-@pytest.fixture
-def service(start: StartClient, fake: FakeCivitai, catalog_dir: Path) -> Starter:
-    async def _start(*entries: dict[str, Any], **settings: Any) -> TestClient:
-        write_json(catalog_dir / "models.json", catalog(*entries, category="loras"))
-        base = str(fake.civitai.make_url("")).rstrip("/")  # type: ignore[attr-defined]
-        return await start(civitai_base_url=base, civitai_api_key=CIVITAI_KEY, **settings)
-
-    return _start
-
-
-async def download(client: TestClient, file: str) -> dict[str, Any]:
-    response = await client.post(f"/api/admin/models/download/{file}", headers=AUTH, json={})
-    assert response.status == 200, await response.text()
-    return await response.json()
-
-
-async def job_state(client: TestClient, job: str) -> dict[str, Any]:
-    listing = await (await client.get("/api/admin/downloads", headers=AUTH)).json()
-    return next(item for item in listing["downloads"] if item["job"] == job)
-
-
-async def until_job(client: TestClient, job: str, state: str, timeout: float = 15.0) -> dict[str, Any]:
-    async def reached() -> bool:
-        return (await job_state(client, job))["state"] == state
-
-    await eventually(reached, timeout=timeout, what=f"job {state}")
-    return await job_state(client, job)
-
-
-async def map_entry(client: TestClient, version_id: int) -> dict[str, Any]:
-    return (await get_map(client))["by_version"][str(version_id)]
-
-
-def leftovers(folder: Path) -> list[str]:
-    return sorted(name for name in os.listdir(folder) if name.endswith(".part"))
+from ..helpers import AUTH, eventually, next_event
+from .fake_civitai import FakeCivitai, headers_of
+from .jobs import CIVITAI_KEY, MB, Starter, blob, download, job_state, leftovers, lora, map_entry, until_job
 
 
 async def test_a_download_lands_verified_and_the_key_never_leaves_civitai(service: Starter, fake: FakeCivitai, models_dir: Path) -> None:

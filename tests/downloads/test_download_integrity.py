@@ -1,0 +1,94 @@
+"""A download lands whole and right, or not at all: short and lying servers, entries without a
+hash, servers that keep closing, too little space, through the real app against loopback servers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..helpers import read_json
+from .fake_civitai import FakeCivitai, headers_of
+from .jobs import MB, Starter, blob, download, leftovers, lora, map_entry, until_job
+
+
+def civitai_lists_hash(fake: FakeCivitai, version_id: int, sha256: str) -> None:
+    """CivitAI's model-version body for a version, with its file's SHA256."""
+    fake.versions[version_id] = {
+        "id": version_id,
+        "modelId": version_id * 10,
+        "files": [
+            {"name": "training.zip", "type": "Training Data", "hashes": {"SHA256": "00" * 32}},
+            {"name": f"lora_{version_id}.safetensors", "type": "Model", "primary": True, "hashes": {"SHA256": sha256.upper()}},
+        ],
+    }
+
+
+async def test_a_body_cut_short_is_resumed_never_finished(service: Starter, fake: FakeCivitai, models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("service.downloads.fetch.BACKOFF_S", (0.01,))
+    fake.blobs[20] = blob(20, size=3 * MB, drop_after=3 * MB - 777)  # the connection closes 777 bytes early
+    client = await service(lora(20, fake.blobs[20], with_hash=False))
+    job = (await download(client, "lora_20.safetensors"))["job"]
+    await until_job(client, job, "done")
+    assert (models_dir / "loras" / "lora_20.safetensors").read_bytes() == fake.blobs[20].data
+    assert len(headers_of(fake, "storage")) == 2  # the second one resumed what the first left
+
+
+LIES = {
+    "declared-5000-short": {"short_by": 5000},
+    "one-byte-flipped": {"flip_at": 1 * MB + 17},
+    "no-length-and-cut-short": {"hide_length": True, "short_by": 777},
+}
+
+
+@pytest.mark.parametrize("lie", LIES.values(), ids=LIES.keys())
+async def test_without_a_catalog_hash_civitais_hash_refuses_a_wrong_file(
+    service: Starter, fake: FakeCivitai, models_dir: Path, lie: dict[str, Any]
+) -> None:
+    fake.blobs[21] = blob(21, **lie)
+    civitai_lists_hash(fake, 21, fake.blobs[21].sha256)
+    client = await service(lora(21, fake.blobs[21], with_hash=False))
+    job = (await download(client, "lora_21.safetensors"))["job"]
+    failed = await until_job(client, job, "failed")
+    assert failed["error_code"] == "hash_mismatch", failed
+    assert os.listdir(models_dir / "loras") == []
+    assert (await map_entry(client, 21))["status"] == "missing"
+
+
+async def test_the_verified_hash_is_written_into_the_entry(service: Starter, fake: FakeCivitai, models_dir: Path, catalog_dir: Path) -> None:
+    fake.blobs[22] = blob(22)
+    civitai_lists_hash(fake, 22, fake.blobs[22].sha256)
+    client = await service(lora(22, fake.blobs[22], with_hash=False))
+    job = (await download(client, "lora_22.safetensors"))["job"]
+    await until_job(client, job, "done")
+    assert (models_dir / "loras" / "lora_22.safetensors").read_bytes() == fake.blobs[22].data
+    [stored] = read_json(catalog_dir / "models.json")["categories"][0]["models"]
+    assert stored["hash"] == fake.blobs[22].sha256.upper()
+    assert (await map_entry(client, 22))["status"] == "present"
+
+
+async def test_a_server_that_closes_every_mib_still_delivers(service: Starter, fake: FakeCivitai, models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("service.downloads.fetch.BACKOFF_S", (0.01,))
+    fake.blobs[23] = blob(23, size=10 * MB, close_every=1 * MB, chunk=1 * MB)  # at full speed: it sits in aiohttp's buffer when the close comes
+    client = await service(lora(23, fake.blobs[23]))
+    job = (await download(client, "lora_23.safetensors"))["job"]
+    done = await until_job(client, job, "done", timeout=30)
+    assert done["bytes"] == 10 * MB
+    assert (models_dir / "loras" / "lora_23.safetensors").read_bytes() == fake.blobs[23].data
+    assert len(headers_of(fake, "storage")) <= 11  # every byte that arrived was kept: no range asked twice
+
+
+async def test_free_space_is_checked_against_what_the_server_will_send(
+    service: Starter, fake: FakeCivitai, models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.blobs[24] = blob(24, size=2 * MB)
+    client = await service(lora(24, fake.blobs[24], with_hash=True) | {"size_gb": None})  # the catalog does not say how large
+    real = shutil.disk_usage
+    monkeypatch.setattr("service.downloads.fetch.shutil.disk_usage", lambda path: real(path)._replace(free=50 * MB))  # under the margin
+    job = (await download(client, "lora_24.safetensors"))["job"]
+    failed = await until_job(client, job, "failed")
+    assert failed["error_code"] == "no_space"
+    assert os.listdir(models_dir / "loras") == []
