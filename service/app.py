@@ -17,7 +17,7 @@ from .library import Library
 from .events import ChangeFeed, civitai_map_events, close_streams
 from .extra_paths import load_extra_model_paths
 from .hashes.hasher import Hasher
-from .middlewares import CorsPolicy, Handler, no_route, request_pipeline
+from .middlewares import CorsPolicy, Handler, no_route, request_pipeline, response_hook
 from .mounts import network_paths
 from .mutations import CatalogEditor
 from .openapi import openapi_json
@@ -83,7 +83,7 @@ def create_app(settings: Settings, api_key: str) -> web.Application:
     """Build the application for these settings and this API key."""
     cors = CorsPolicy(settings.cors_origins, settings.cors_extension_ids)
     app = web.Application(client_max_size=settings.max_body_bytes)
-    app.on_response_prepare.append(cors.on_response_prepare)
+    app.on_response_prepare.append(response_hook(cors))
     app.on_shutdown.append(close_streams)
     app.on_shutdown.append(stop_civitai_calls)
     library = Library(settings.catalog_dir, (FolderSource(str(settings.models_dir)),))

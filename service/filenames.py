@@ -21,6 +21,10 @@ MODEL_EXTENSIONS = frozenset({".safetensors", ".ckpt", ".pt", ".pt2", ".bin", ".
 _INVISIBLE_CONTROLS = frozenset(
     "\u061c\u200e\u200f\u2028\u2029\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 )
+# Letters and symbols that draw nothing: the Hangul fillers, the halfwidth one, the Braille blank,
+# the Khmer inherent vowels and the combining grapheme joiner. A name of only these (and spaces)
+# looks empty; one that holds them looks like another name.
+_BLANK_LOOKING = dict.fromkeys(map(ord, "\u115f\u1160\u3164\uffa0\u2800\u17b4\u17b5\u034f"))
 _DRIVE_PREFIX = re.compile(r"^[A-Za-z]:")
 _UNSAFE_NAME = "unsafe_file_name"
 _UNSAFE_FOLDER = "unsafe_folder"
@@ -34,6 +38,11 @@ def is_model_file(name: str) -> bool:
 def is_partial_download(name: str) -> bool:
     """True when the name ends, in any case, in a suffix that download tools give unfinished files."""
     return name.lower().endswith(PARTIAL_SUFFIXES)
+
+
+def _visible(name: str) -> str:
+    """The name as it looks: without the characters that draw nothing."""
+    return name.translate(_BLANK_LOOKING)
 
 
 def _is_control(char: str) -> bool:
@@ -91,6 +100,8 @@ _WINDOWS_FORBIDDEN = frozenset('<>:"|?*')
 _Rule = tuple[Callable[[str], bool], str]
 _COMPONENT_RULES: tuple[_Rule, ...] = (
     (lambda name: not name.strip(), "is empty"),
+    (lambda name: not _visible(name).strip(), "looks empty (it holds only characters that draw nothing, such as U+3164)"),
+    (lambda name: _visible(name) != name, "contains a character that draws nothing (such as U+3164), so it does not look like what it is"),
     (_has_control, "contains a control or invisible formatting character"),
     (_has_format_character, "contains an invisible format character (zero-width, soft hyphen, byte order mark...)"),
     (_has_surrogate, "contains an unpaired surrogate, which cannot be written as UTF-8"),

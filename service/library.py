@@ -20,7 +20,7 @@ from .catalog import CATALOG_NAMES, CatalogFormatError, catalog_path, digest, fi
 from .fileops import file_stamp
 from .index import CatalogEntries, CivitaiIndex, MapEntry, build_layout, extract_entries, same_entry
 from .spans import Loaded, StaleText, Text, Unsplittable, load_recut, load_text, recut_file
-from .presence import FolderSource, Presence, Scan, probe, scan_sources
+from .presence import MAX_DEPTH, FolderSource, Presence, Scan, probe, scan_sources
 from . import workers
 
 logger = logging.getLogger(__name__)
@@ -240,6 +240,7 @@ class Library:
         # Roots that could be read at some point of this run: only those can go offline. A folder
         # that was never there (an unused line of extra_model_paths.yaml) leaves its versions missing.
         self._seen_roots: set[str] = set()
+        self._cut_folders: set[str] = set()  # folders named in a warning for being too deep
 
     def set_sources(self, sources: tuple[FolderSource, ...]) -> None:
         """Set the model folders (before `start`)."""
@@ -410,6 +411,9 @@ class Library:
         if self._touched is not None:
             self._touched.update(paths)
         facts = await asyncio.to_thread(probe, self.sources, paths)
+        for fact in facts:
+            if fact.scan is not None:
+                self._warn_too_deep(fact.scan)
         if any(fact.link for fact in facts):  # a new symlinked folder: watch inside it too
             self.links += 1
             self.rewatch_wanted.set()
@@ -432,6 +436,13 @@ class Library:
         self._tell_disk_listeners(changed | {os.path.basename(fact.path) for fact in facts if fact.kind == "file"})
         moved = self.index.files_changed(changed)
         return (self.index.refresh() if offline_moved else False) or moved
+
+    def _warn_too_deep(self, scan: Scan) -> None:
+        """Name each folder left out for being deeper than MAX_DEPTH, once a run."""
+        for path in scan.too_deep:
+            if path not in self._cut_folders:
+                self._cut_folders.add(path)
+                logger.warning("model folder %s is more than %d folders deep; it and what it holds are not looked at", path, MAX_DEPTH)
 
     def _unmounted(self, root: str) -> bool:
         """True when a root that was a mount point is not one now (the volume is gone, its empty mount point is left)."""
@@ -478,6 +489,7 @@ class Library:
                 changed |= self.presence.apply(await asyncio.to_thread(probe, self.sources, touched))
         finally:
             self._touched = None
+        self._warn_too_deep(scan)
         if scan.unreadable != self.unreadable:
             for path in set(scan.unreadable) - set(self.unreadable):
                 logger.warning("a model folder is missing or cannot be read: %s", path)

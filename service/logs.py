@@ -20,10 +20,11 @@ import orjson
 
 REDACTED = "[redacted]"
 _SECRETS = re.compile(r"(?i)(\bkey=|\bbearer\s+|x-api-key\s*[:=]\s*)[^\s&\"'<>,;]+")
-# C0 and C1 controls, DEL, and the Unicode line and paragraph separators. In tracebacks the
-# line breaks between frames are kept; everywhere else a newline is escaped too.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_UNSAFE_BUT_NEWLINE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+# C0 and C1 controls, DEL, the Unicode line and paragraph separators, and lone surrogates (a
+# file name that is not UTF-8, which no log stream can encode). In tracebacks the line breaks
+# between frames are kept; everywhere else a newline is escaped too.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_UNSAFE_BUT_NEWLINE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 CLIENT_FAULT_LOGGERS = frozenset({"aiohttp.server"})
 
 

@@ -97,6 +97,21 @@ def request_pipeline(cors: CorsPolicy, api_key: str, max_body_bytes: int) -> Cal
     return guarded
 
 
+def response_hook(cors: CorsPolicy) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    """What every answer passes before its head is sent (`on_response_prepare`): the CORS
+    headers, and the error envelope for the plain-text errors aiohttp answers itself for
+    requests no route can take (CONNECT's authority form, `OPTIONS *`)."""
+
+    async def on_response_prepare(request: web.Request, response: web.StreamResponse) -> None:
+        cors.add_headers(request, response)
+        if response.status >= 400 and isinstance(response, web.Response) and response.content_type == "text/plain":
+            code, detail = _HTTP_CODES.get(HTTPStatus(response.status), ("http_error", response.reason))
+            response.body = orjson.dumps({"detail": detail, "code": code})
+            response.content_type = "application/json"
+
+    return on_response_prepare
+
+
 async def no_route(request: web.Request) -> web.StreamResponse:
     """The catch-all route's handler: 405, saying which methods, where another route takes the
     path; 404 otherwise (both in the envelope, since the pipeline wraps this too)."""
@@ -138,8 +153,8 @@ async def _check_body(request: web.Request, max_body_bytes: int) -> None:
 class CorsPolicy:
     """CORS for Chrome extension pages and the configured origins; nothing for anyone else.
 
-    Preflights are answered by `middleware`; headers on real answers are added in
-    `on_response_prepare`, which also reaches streamed answers (the events stream).
+    Preflights are answered by the request pipeline; headers on real answers are added by
+    `response_hook`, which also reaches streamed answers (the events stream).
     """
 
     def __init__(self, extra_origins: tuple[str, ...], extension_ids: tuple[str, ...] = ()) -> None:
@@ -175,8 +190,8 @@ class CorsPolicy:
             },
         )
 
-    async def on_response_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
-        """Add Vary and, for allowed origins, the CORS headers to every answer."""
+    def add_headers(self, request: web.Request, response: web.StreamResponse) -> None:
+        """Add Vary and, for allowed origins, the CORS headers to an answer (before it is sent)."""
         headers = response.headers
         vary = headers.get("Vary")
         if vary is None:

@@ -18,6 +18,9 @@ from .catalog import FOLDER_ALIASES, canonical_folder
 from .filenames import PARTIAL_SUFFIXES, is_model_file, is_partial_download
 
 ARIA2_SUFFIX = ".aria2"
+# Folders deeper than this under a model folder are not walked (a warning names the first one
+# cut): ComfyUI's own walk has no limit, but a tree this deep is a loop of bind mounts or a
+# mistake, and walking it would hold up every scan.
 MAX_DEPTH = 32
 # The folders ComfyUI's folder_paths.get_filename_list_ skips (recursive_search's excluded_dir_names).
 # Other hidden folders it lists, so models in them can be loaded and count as present.
@@ -41,6 +44,8 @@ class Scan:
     partials: dict[str, dict[str, tuple[str, int]]] = field(default_factory=dict)
     unreadable: list[str] = field(default_factory=list)
     links: int = 0  # symlinked folders walked: their files are seen under more than one path
+    too_deep: list[str] = field(default_factory=list)  # folders not walked: deeper than MAX_DEPTH
+    undecodable: set[str] = field(default_factory=set)  # folders holding a name that is not UTF-8
     folders: int = 0  # walked so far (read from the event loop while a scan runs, for progress)
     files: int = 0
 
@@ -55,6 +60,44 @@ class PathFact:
     size: int = 0  # of a file
     scan: Scan | None = None
     link: bool = False  # a symlinked folder
+
+
+def is_utf8(name: str) -> bool:
+    """False for a name read from disk whose bytes are not UTF-8 (Python keeps them as lone surrogates)."""
+    return name.isascii() or not any("\udc80" <= char <= "\udcff" for char in name)
+
+
+def watch_folders(roots: Iterable[str], excluded: set[str]) -> list[str]:
+    """Every folder under the roots (symlinks followed, loops cut, at most MAX_DEPTH deep), but
+    the excluded ones and what is under them: the folders to watch one by one."""
+    found: list[str] = []
+    for root in roots:
+        _folders(root, excluded, found, ancestors=(), depth=0)
+    return found
+
+
+def _folders(top: str, excluded: set[str], found: list[str], ancestors: tuple[tuple[int, int], ...], depth: int) -> None:
+    if top in excluded or depth > MAX_DEPTH:
+        return
+    try:
+        stat = os.stat(top)
+        key = (stat.st_dev, stat.st_ino)
+        if key in ancestors:
+            return
+        with os.scandir(top) as listing:
+            subdirs = [entry.path for entry in listing if entry.name not in SKIPPED_FOLDERS and _is_dir(entry)]
+    except OSError:
+        return
+    found.append(top)
+    for sub in subdirs:
+        _folders(sub, excluded, found, ancestors + (key,), depth + 1)
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
 
 
 def source_for(sources: Iterable[FolderSource], path: str) -> FolderSource | None:
@@ -175,7 +218,10 @@ def _walk(source: FolderSource, top: str, scan: Scan, ancestors: tuple[tuple[int
     try:
         stat = os.stat(top)
         key = (stat.st_dev, stat.st_ino)
-        if key in ancestors or depth > MAX_DEPTH:
+        if key in ancestors:
+            return
+        if depth > MAX_DEPTH:
+            scan.too_deep.append(top)
             return
         with os.scandir(top) as listing:
             entries = list(listing)
@@ -183,6 +229,8 @@ def _walk(source: FolderSource, top: str, scan: Scan, ancestors: tuple[tuple[int
         scan.unreadable.append(top)
         return
     names = {entry.name for entry in entries}
+    if any(not is_utf8(name) for name in names):
+        scan.undecodable.add(top)
     scan.folders += 1
     scan.files += len(entries)
     logical = logical_dir(source, top)

@@ -14,6 +14,11 @@ watched for instead: a batch as large as what survives one, and a stall of the w
 process (notify reads the queue in its own thread, so only a stopped, swapped-out or
 suspended process lets the queue fill). Either way the watches are set up again (folders
 made while events were lost have none) and every root is rescanned.
+
+A file or folder name that is not UTF-8 ends watchfiles' watch for good (it cannot turn the
+name into a str; samuelcolvin/watchfiles, `Unable to decode path`). The folder that holds
+it is then looked at on a timer instead (`unwatchable`), named in one warning, and every
+other folder is watched one by one, without it; nothing else changes.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from watchfiles import Change, awatch
 
 from .catalog import CATALOG_NAMES
 from .library import Library
+from .presence import Scan, scan_sources, scan_subtree, watch_folders
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +53,8 @@ MIN_SCAN_INTERVAL_S = 2.0
 ASKED_RECONCILE_DELAY_S = 0.2
 # Failures that a restart cannot mend: fall back to scanning at once.
 HOPELESS = ("file system loop", "watch limit", "no space left on device")
+NOT_UTF8 = "Unable to decode path"  # watchfiles' error for a name that is not UTF-8
+UNFOUND_NAME_LIMIT = 3  # such errors in a row whose folder cannot be found are failures like any other
 
 
 class Watcher:
@@ -76,6 +84,11 @@ class Watcher:
         # unless events may have been lost (then every root is rescanned).
         self._changed_roots: set[str] = set()
         self._full_catch_up = False
+        # Folders holding a name that is not UTF-8: looked at on a timer, since a watch on them
+        # would end at the first event about that name.
+        self.unwatchable: set[str] = set()
+        self._unfound_names = 0
+        self._one_by_one = False  # folders watched one by one (not recursively), around the unwatchable ones
 
     @property
     def mode(self) -> str:
@@ -96,6 +109,8 @@ class Watcher:
                 self.state = "restarting"
                 self.live.clear()
                 self._full_catch_up = True
+                if NOT_UTF8 in _first_line(exc) and await self._stop_watching_names_not_utf8():
+                    continue
                 reason = _first_line(exc).lower()
                 if failures >= len(RESTART_DELAYS_S) or any(words in reason for words in HOPELESS):
                     self.scan_mode = _first_line(exc)
@@ -120,16 +135,41 @@ class Watcher:
             except Exception:
                 logger.exception("a rescan failed")
 
+    async def _stop_watching_names_not_utf8(self) -> bool:
+        """After watchfiles gave up on a name that is not UTF-8: find the folders holding such
+        names and look at them on a timer from now on. False when none is found, again and again."""
+        scan = await asyncio.to_thread(scan_sources, self.library.sources)
+        found = scan.undecodable - self.unwatchable
+        if not found:
+            self._unfound_names += 1
+            return self._unfound_names < UNFOUND_NAME_LIMIT
+        self._unfound_names = 0
+        interval = self._unwatchable_interval()
+        for folder in sorted(found):
+            logger.warning(
+                "model folder %s holds a name that is not UTF-8, which the file watcher cannot report; it is looked at every %.1f s instead",
+                folder,
+                interval,
+            )
+        self.unwatchable |= found
+        return True
+
+    def _unwatchable_interval(self) -> float:
+        return max(self.poll_interval_ms / 1000, 1.0)
+
     async def _watch(self, stop: asyncio.Event) -> None:
         paths = [source.path for source in self.library.sources]
         self.watched_identities = await asyncio.to_thread(lambda: {path: _folder_identity(path) for path in paths})
         self.roots = _outermost([path for path, identity in self.watched_identities.items() if identity is not None])
         this_run = asyncio.Event()  # ends this run: on stop, or when the watches must be set up again
         relay = asyncio.create_task(self._end_run_on(stop, this_run))
+        looker = asyncio.create_task(self._look_at_unwatchable(this_run)) if self.unwatchable else None
         try:
             await self._watch_until(this_run)
         finally:
             relay.cancel()
+            if looker is not None:
+                looker.cancel()
         if self.library.rewatch_wanted.is_set() and not stop.is_set():
             self.library.rewatch_wanted.clear()
             self.live.clear()  # the next run catches up with a reconcile
@@ -139,17 +179,42 @@ class Watcher:
         await _first(stop, self.library.rewatch_wanted, None)
         this_run.set()
 
+    async def _look_at_unwatchable(self, stop: asyncio.Event) -> None:
+        """Look at the folders that cannot be watched on a timer; tell the library when one changed."""
+        seen: dict[str, Scan] = {}
+        while True:  # the first look always tells: this run's watches may have come after a change
+            for folder in sorted(self.unwatchable):
+                scan = await asyncio.to_thread(scan_subtree, self.library.sources, folder)
+                before = seen.get(folder)
+                seen[folder] = scan
+                if before is None or (before.dirs, before.partials) != (scan.dirs, scan.partials):
+                    try:
+                        await self.library.paths_changed([folder])
+                    except Exception:
+                        logger.exception("looking at model folder %s failed", folder)
+            if await _stopped(stop, self._unwatchable_interval()):
+                return
+
+    async def _watched_paths(self) -> tuple[list[str], bool]:
+        """What to watch, and whether recursively: the roots, or every folder but the unwatchable ones."""
+        if not self.unwatchable:
+            return [self.catalog_dir, *self.roots], True
+        self.unwatchable = {folder for folder in self.unwatchable if os.path.isdir(folder)}
+        folders = await asyncio.to_thread(watch_folders, self.roots, self.unwatchable)
+        return [self.catalog_dir, *folders], False
+
     async def _watch_until(self, stop: asyncio.Event) -> None:
+        paths, recursive = await self._watched_paths()
+        self._one_by_one = not recursive
         changes = awatch(
-            self.catalog_dir,
-            *self.roots,
+            *paths,
             watch_filter=self._wanted,
             debounce=self.debounce_ms,
             step=min(STEP_MS, self.debounce_ms),
             stop_event=stop,
             force_polling=self.polling,
             poll_delay_ms=self.poll_interval_ms,
-            recursive=True,
+            recursive=recursive,
             ignore_permission_denied=True,
         )
         pending = asyncio.ensure_future(anext(changes, None))
@@ -203,6 +268,8 @@ class Watcher:
             else:
                 paths.add(path)
         self._look_for_lost_events(batch, paths)
+        if self._one_by_one and any(change == Change.added and os.path.isdir(path) for change, path in batch):
+            self.library.rewatch_wanted.set()  # watched one by one: a new folder needs a watch of its own
         if catalogs:
             await self.library.saves_settled()
         for name in sorted(catalogs):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
+import orjson
 import pytest
 import yarl
 
@@ -92,3 +94,24 @@ async def test_health_needs_no_key_and_leaks_nothing(start: StartClient, setting
         text = await response.text()
         assert API_KEY not in text
         assert "/" not in text.replace("\\/", "")  # no paths
+
+
+@pytest.mark.parametrize(
+    "request_line",
+    [b"CONNECT example.com:443 HTTP/1.1", b"CONNECT /api/admin/models/civitai-map HTTP/1.1", b"OPTIONS * HTTP/1.1", b"TRACE / HTTP/1.1", b"PROPFIND / HTTP/1.1"],
+)
+async def test_every_method_gets_the_envelope(start: StartClient, request_line: bytes) -> None:
+    """Requests no route can take (CONNECT's authority form, OPTIONS *), sent as a raw client would."""
+    client = await start()
+    assert client.server.port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.server.port)
+    try:
+        writer.write(request_line + b"\r\nHost: example.com\r\nConnection: close\r\n\r\n")
+        async with asyncio.timeout(5):
+            answer = await reader.read()
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b" ")[1] in (b"404", b"405"), head
+    assert b"application/json" in head.lower()
+    assert set(orjson.loads(body)) == {"detail", "code"}

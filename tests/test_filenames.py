@@ -21,6 +21,13 @@ UNSAFE_NAMES: list[tuple[object, str]] = [
     (".", "reference to a folder"),
     ("", "is empty"),
     ("   ", "is empty"),
+    ("\u3164", "looks empty"),  # Hangul filler
+    ("\u115f\u1160", "looks empty"),  # Hangul choseong and jungseong fillers
+    ("\uffa0 ", "looks empty"),  # halfwidth Hangul filler
+    ("\u2800\u2800", "looks empty"),  # Braille blank
+    ("\u17b4\u3164 \u17b5", "looks empty"),
+    ("\u3164.safetensors", "draws nothing"),  # looks like a hidden file
+    ("lo\u2800ra.safetensors", "draws nothing"),  # looks like lora.safetensors
     ("x\x00y", "control"),
     ("x\ny", "control"),
     ("x\ty.safetensors", "control"),

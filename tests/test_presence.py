@@ -7,13 +7,16 @@ The reference is ComfyUI's `folder_paths.py`: `get_filename_list_` lists what
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 
 from service.filenames import is_model_file
-from service.presence import FolderSource, Presence, probe, scan_sources
+from service.presence import MAX_DEPTH, FolderSource, Presence, probe, scan_sources
+from service.typedefs import LIBRARY
 
+from .conftest import StartClient
 from .helpers import touch
 
 
@@ -98,3 +101,24 @@ def test_a_probed_non_model_file_changes_nothing(tmp_path: Path) -> None:
     assert presence.apply(probe(sources, [str(path) for path in paths])) == {"x.safetensors"}
     assert presence.is_present("x.safetensors", "loras")
     assert not presence.is_present("notes.txt", "loras") and presence.downloading("notes.txt", "loras") is None
+
+
+def test_folders_deeper_than_the_limit_are_named_not_silently_skipped(tmp_path: Path) -> None:
+    deep = tmp_path.joinpath(*(f"d{level}" for level in range(MAX_DEPTH + 2)))
+    touch(deep / "buried.safetensors")
+    touch(tmp_path / "d0" / "shallow.safetensors")
+    scan = scan_sources([FolderSource(str(tmp_path))])
+    assert "shallow.safetensors" in found_names(tmp_path) and "buried.safetensors" not in found_names(tmp_path)
+    assert scan.too_deep == [str(tmp_path.joinpath(*(f"d{level}" for level in range(MAX_DEPTH + 1))))]
+
+
+async def test_a_folder_cut_for_depth_is_named_once(start: StartClient, models_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    deep = models_dir.joinpath("checkpoints", *(f"d{level}" for level in range(MAX_DEPTH + 2)))
+    touch(deep / "buried.safetensors")
+    with caplog.at_level(logging.WARNING, logger="service.library"):
+        client = await start()
+        library = client.app[LIBRARY]
+        await library.reconcile()
+        await library.reconcile()
+    cut = [record.getMessage() for record in caplog.records if "folders deep" in record.getMessage()]
+    assert len(cut) == 1 and f"{MAX_DEPTH} folders deep" in cut[0]
