@@ -63,21 +63,14 @@ def _read_key_file(path: Path) -> str:
     return key
 
 
-QUERY_KEY_PATHS = frozenset({"/api/admin/models/civitai-map/events"})
-
-
 def presented_key(request: web.Request) -> bytes | None:
-    """The key a request carries, from X-API-Key or Authorization: Bearer, as bytes.
-
-    The events stream also takes `?key=`, because a browser's EventSource cannot set headers.
-    """
+    """The key a request carries, from X-API-Key or Authorization: Bearer, as bytes. Never
+    from the URL: URLs end up in proxy logs and browser history."""
     value = request.headers.get("X-API-Key")
     if value is None:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             value = token.strip()
-    if value is None and request.path in QUERY_KEY_PATHS:
-        value = request.rel_url.query.get("key")
     if value is None:
         return None
     return value.encode("utf-8", "surrogateescape")

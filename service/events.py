@@ -3,15 +3,23 @@
 On connect a client gets `snapshot` (the current ETag). After every change of the map it
 gets `change` with the new ETag and the versions whose status moved (null when a version
 left the map). A client too slow to keep up gets `resync` (refetch the map) instead of
-an ever-growing queue. Heartbeats are SSE comments. The number of clients is bounded,
-and every stream closes when the service shuts down.
+an ever-growing queue. Heartbeats are SSE comments. Every stream closes when the service
+shuts down.
+
+A client that stopped reading is dropped once what was written to it has waited
+STALLED_S without going out. The number of streams is bounded, but a new client is never
+refused: when every slot is taken, the stream most likely to be dead gives its slot up (one
+whose writes are waiting, then one that lags behind, then the oldest), since a client that
+stopped reading looks, until its buffers fill, like one that reads. A live client that was
+dropped connects again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +36,8 @@ logger = logging.getLogger(__name__)
 MAX_CLIENTS = 32
 QUEUE_LIMIT = 64
 HEARTBEAT_S = 15.0
+STALLED_S = 10.0  # what was written to a client has not gone out for this long: it stopped reading
+STALL_CHECK_S = 1.0
 RESYNC = object()
 
 
@@ -40,10 +50,26 @@ class NamedEvent:
 
 
 class Subscription:
-    """One client's bounded queue of (etag, changes) messages."""
+    """One client's bounded queue of (etag, changes) messages, and how to drop the client."""
 
     def __init__(self) -> None:
         self.queue: asyncio.Queue[tuple[str, Changes] | object] = asyncio.Queue(QUEUE_LIMIT)
+        self.since = time.monotonic()
+        self.lagged = False  # its backlog was once replaced by a resync
+        self.dropped = asyncio.Event()
+        self.waiting_writes: Callable[[], int] = lambda: 0  # bytes written to the client that have not gone out
+        self.abort: Callable[[], None] = lambda: None  # ends the connection, even in the middle of a write
+
+    def drop(self) -> None:
+        """End this client's stream now: its handler leaves and ends the stream, or, when a write
+        to it is waiting, the connection is cut."""
+        self.dropped.set()
+        if self.waiting_writes():
+            self.abort()
+
+    def liveliness(self) -> tuple[bool, bool, float]:
+        """Sorts the client least likely to be reading first."""
+        return (self.waiting_writes() == 0, not self.lagged, self.since)
 
     def push(self, etag: str, changes: Changes) -> None:
         """Queue a change; when the client lags, replace its backlog with one resync."""
@@ -57,6 +83,7 @@ class Subscription:
             while not self.queue.empty():
                 self.queue.get_nowait()
             self.queue.put_nowait(RESYNC)
+            self.lagged = True
 
 
 class ChangeFeed:
@@ -78,9 +105,15 @@ class ChangeFeed:
             subscription.push_event(NamedEvent(name, data))
 
     def subscribe(self) -> Subscription:
-        """A new client's subscription; 503 past the client limit."""
-        if len(self.subscriptions) >= self.max_clients:
-            raise Unavailable("Too many clients are listening for changes; poll the map instead.", code="too_many_listeners", retry_after=30)
+        """A new client's subscription. When every slot is taken, the client least likely to be
+        reading gives up its slot."""
+        if self.closing.is_set():
+            raise Unavailable("The service is stopping; try again in a moment.", code="shutting_down", retry_after=5)
+        while len(self.subscriptions) >= self.max_clients:
+            victim = min(self.subscriptions, key=Subscription.liveliness)
+            logger.info("every events slot is taken: the client connected longest ago or stalled gives its slot up")
+            self.subscriptions.discard(victim)
+            victim.drop()
         subscription = Subscription()
         self.subscriptions.add(subscription)
         return subscription
@@ -104,44 +137,81 @@ async def civitai_map_events(request: web.Request) -> web.StreamResponse:
     if not library.ready:
         raise Unavailable("The index is still being built; try again in a moment.", code="not_ready", retry_after=1)
     subscription = feed.subscribe()
+    transport = request.transport
+    if transport is not None:
+        subscription.waiting_writes = transport.get_write_buffer_size
+        subscription.abort = transport.abort
     stream = EventSourceResponse(ping_interval=HEARTBEAT_S, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    watchdog = asyncio.create_task(_drop_when_stalled(subscription))
     try:
         await stream.prepare(request)
-        await stream.send(_json(_tags(library.index.snapshot.etag)), event="snapshot")
+        await _send(stream, _json(_tags(library.index.snapshot.etag)), "snapshot")
         gone = asyncio.ensure_future(stream.wait())  # ends when the client has gone (its heartbeat failed)
         while not feed.closing.is_set():
             message = await _next(subscription, feed.closing, gone)
             if message is None:
                 break
             if message is RESYNC:
-                await stream.send(_json(_tags(library.index.snapshot.etag)), event="resync")
+                await _send(stream, _json(_tags(library.index.snapshot.etag)), "resync")
                 continue
             if isinstance(message, NamedEvent):
-                await stream.send(_json(message.data), event=message.name)
+                await _send(stream, _json(message.data), message.name)
                 continue
             etag, changes = message  # type: ignore[misc]
             body = {**_tags(etag), "changes": {str(v): s for v, s in changes.items()}}
-            await stream.send(_json(body), event="change", id=etag)
+            await _send(stream, _json(body), "change", etag)
     except (ConnectionResetError, TimeoutError):
         logger.debug("an events client went away or stopped reading")
     finally:
+        watchdog.cancel()
         feed.unsubscribe(subscription)
         if stream.prepared:
             stream.stop_streaming()
-            with contextlib.suppress(Exception):
-                await stream.write_eof()
+            try:
+                async with asyncio.timeout(STALL_CHECK_S):
+                    await stream.write_eof()
+            except TimeoutError:
+                subscription.abort()
+            except Exception:
+                logger.debug("an events stream could not be ended cleanly")
     return stream
 
 
+async def _send(stream: EventSourceResponse, data: str, event: str, event_id: str | None = None) -> None:
+    """One event, written within STALLED_S or the connection is ended (a client that stopped reading)."""
+    async with asyncio.timeout(STALLED_S):
+        await stream.send(data, event=event, id=event_id)
+
+
+async def _drop_when_stalled(subscription: Subscription) -> None:
+    """Drop the client once bytes written to it (a heartbeat, an event) have waited STALLED_S
+    without going out: its buffers are full, it stopped reading."""
+    waiting_since: float | None = None
+    while True:
+        await asyncio.sleep(STALL_CHECK_S)
+        if subscription.waiting_writes() == 0:
+            waiting_since = None
+            continue
+        now = time.monotonic()
+        waiting_since = waiting_since or now
+        if now - waiting_since >= STALLED_S:
+            logger.info("an events client stopped reading; its stream is ended")
+            subscription.abort()
+            subscription.drop()
+            return
+
+
 async def _next(subscription: Subscription, closing: asyncio.Event, gone: asyncio.Future[None]) -> tuple[str, Changes] | object | None:
-    """The next message; None at shutdown or once the client has gone."""
+    """The next message; None at shutdown, once the client has gone, or when it was dropped."""
     getter = asyncio.ensure_future(subscription.queue.get())
     closer = asyncio.ensure_future(closing.wait())
+    dropper = asyncio.ensure_future(subscription.dropped.wait())
     try:
-        done, _pending = await asyncio.wait({getter, closer, gone}, return_when=asyncio.FIRST_COMPLETED)
+        done, _pending = await asyncio.wait({getter, closer, dropper, gone}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         getter.cancel()  # `gone` is shared by every call: cancelling it would stop the heartbeat
         closer.cancel()
+        dropper.cancel()
     if getter in done and not getter.cancelled():
         return getter.result()
     return None

@@ -63,6 +63,11 @@ def request_pipeline(cors: CorsPolicy, api_key: str, max_body_bytes: int) -> Cal
                 return cors.preflight(request)
             try:
                 path = request.path
+                if request.query_string and "key" in request.rel_url.query and path.startswith("/api/"):
+                    raise Invalid(
+                        "The API key is never taken from the URL (URLs end up in logs and history); send it in an X-API-Key header.",
+                        code="key_in_url",
+                    )
                 if path in KEY_OPTIONAL_PATHS:
                     presented = presented_key(request)
                     request[AUTHENTICATED] = presented is not None and key_matches(presented, expected)

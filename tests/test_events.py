@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
 import pytest
@@ -39,27 +40,83 @@ async def test_a_client_sees_a_download_land_and_a_catalog_edit(start: StartClie
 
 
 @pytest.mark.usefixtures("two_entries")
-async def test_the_key_may_come_as_a_query_parameter_here_only(start: StartClient) -> None:
+@pytest.mark.parametrize("path", [EVENTS, "/api/admin/models/civitai-map", "/api/health"])
+async def test_a_key_in_the_url_is_refused_everywhere(start: StartClient, path: str) -> None:
     client = await start()
-    async with client.get(EVENTS, params={"key": API_KEY}) as response:
-        assert response.status == 200
-        assert (await next_event(response))[0] == "snapshot"
-    assert (await client.get(EVENTS, params={"key": "wrong-key-0123456789"})).status == 401
-    assert (await client.get("/api/admin/models/civitai-map", params={"key": API_KEY})).status == 401
+    response = await client.get(path, params={"key": API_KEY})
+    assert response.status == 400 and (await response.json())["code"] == "key_in_url"
+    with_header_too = await client.get(path, params={"key": API_KEY}, headers=AUTH)
+    assert with_header_too.status == 400
 
 
-async def test_clients_are_bounded(start: StartClient) -> None:
+async def test_a_new_client_is_never_refused_and_the_oldest_gives_its_slot_up(start: StartClient) -> None:
     client = await start()
-    client.app[FEED].max_clients = 1
-    async with client.get(EVENTS, headers=AUTH) as first:
-        await next_event(first)
-        second = await client.get(EVENTS, headers=AUTH)
-        assert second.status == 503 and (await second.json())["code"] == "too_many_listeners"
+    client.app[FEED].max_clients = 2
+    first = await client.get(EVENTS, headers=AUTH)
+    await next_event(first)
+    second = await client.get(EVENTS, headers=AUTH)
+    await next_event(second)
+    third = await client.get(EVENTS, headers=AUTH)
+    assert third.status == 200 and (await next_event(third))[0] == "snapshot"
+    async with asyncio.timeout(5):
+        assert b"change" not in await first.content.read()  # the oldest stream was ended
+    assert len(client.app[FEED].subscriptions) == 2
+    for response in (first, second, third):
+        response.close()
 
-    async def freed() -> bool:
-        return not client.app[FEED].subscriptions
 
-    await eventually(freed, what="the subscription released after the client left")
+async def open_idle_stream(port: int, receive_buffer: int = 4096) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A client that asks for the stream and then never reads a byte (with a small receive buffer)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    writer.transport.pause_reading()  # type: ignore[attr-defined]
+    writer.write(f"GET {EVENTS} HTTP/1.1\r\nHost: x\r\nX-API-Key: {API_KEY}\r\n\r\n".encode())
+    await writer.drain()
+    return reader, writer
+
+
+async def test_clients_that_stopped_reading_never_keep_new_ones_out(start: StartClient) -> None:
+    client = await start()
+    feed = client.app[FEED]
+    feed.max_clients = 4
+    assert client.server.port is not None
+    idle = [await open_idle_stream(client.server.port) for _ in range(4)]
+
+    async def all_subscribed() -> bool:
+        return len(feed.subscriptions) == 4
+
+    await eventually(all_subscribed, what="the idle clients subscribed")
+    async with client.get(EVENTS, headers=AUTH) as response:
+        assert response.status == 200 and (await next_event(response))[0] == "snapshot"
+    for _reader, writer in idle:
+        writer.close()
+
+
+async def test_a_client_whose_buffer_stays_full_is_dropped(start: StartClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("service.events.STALLED_S", 0.3)
+    monkeypatch.setattr("service.events.STALL_CHECK_S", 0.05)
+    client = await start()
+    feed = client.app[FEED]
+    assert client.server.port is not None
+    _reader, writer = await open_idle_stream(client.server.port, receive_buffer=1024)
+
+    async def subscribed() -> bool:
+        return len(feed.subscriptions) == 1
+
+    await eventually(subscribed, what="the idle client subscribed")
+    big = {"blob": "x" * 200_000}
+    for _ in range(40):  # more than any socket buffer takes
+        feed.announce("updates", big)
+        await asyncio.sleep(0.01)
+
+    async def dropped() -> bool:
+        return not feed.subscriptions
+
+    await eventually(dropped, what="the stalled client dropped")
+    writer.close()
 
 
 def test_a_lagging_client_gets_one_resync_instead_of_a_backlog() -> None:

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from service.typedefs import FEED
+
 from .browser import browser_page
 from .conftest import StartClient
 from .downloads.fake_civitai import Blob, FakeCivitai, started
@@ -52,6 +54,9 @@ async def test_a_new_user_adds_and_downloads_a_version_and_watches_it_land(
         fake.blobs[501].release.set()
         await page.wait_for(row(501, "querySelector('.status')?.dataset.status === 'present'"), timeout=20)
         assert await page.evaluate("sessionStorage.getItem('comfy-catalog-key')") == API_KEY
+        assert client.app[FEED].subscriptions  # live updates come over the events stream (a key in its URL is refused) ...
+        urls = await page.evaluate("[location.href, ...performance.getEntriesByType('resource').map((e) => e.name)].join(' ')")
+        assert API_KEY not in urls and "key=" not in urls  # ... and no URL the page asked for carries the key
     assert (models_dir / "loras" / "painterly_v2.safetensors").read_bytes() == data
 
 

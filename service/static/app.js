@@ -85,10 +85,34 @@ async function refresh() {
   }
 }
 
+// The events stream, read with fetch so the key travels in a header (EventSource cannot send
+// one, and a key in a URL ends up in proxy logs and history). Reconnects after a pause.
 function listen() {
-  if (events) events.close();
-  events = new EventSource(`/api/admin/models/civitai-map/events?key=${encodeURIComponent(key())}`);
-  for (const name of ["change", "resync", "snapshot"]) events.addEventListener(name, refresh);
+  if (events) events.abort();
+  const controller = new AbortController();
+  events = controller;
+  streamEvents(controller.signal, (name) => { if (["change", "resync", "snapshot"].includes(name)) refresh(); })
+    .catch(() => {})
+    .finally(() => { if (events === controller && !controller.signal.aborted) setTimeout(listen, 3000); });
+}
+
+async function streamEvents(signal, onEvent) {
+  const response = await fetch("/api/admin/models/civitai-map/events", { headers: { "X-API-Key": key(), Accept: "text/event-stream" }, signal, cache: "no-store" });
+  if (!response.ok || !response.body) throw new Error(`events: HTTP ${response.status}`);
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    let end;
+    while ((end = buffer.search(/\r?\n\r?\n/)) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end).replace(/^\r?\n\r?\n/, "");
+      const name = block.split(/\r?\n/).find((line) => line.startsWith("event:"));
+      if (name) onEvent(name.slice(6).trim());
+    }
+  }
 }
 
 function start() {
@@ -116,6 +140,6 @@ $("add-form").addEventListener("submit", async (event) => {
   refresh();
 });
 
-$("forget").addEventListener("click", () => { sessionStorage.removeItem(KEY); if (events) events.close(); location.reload(); });
+$("forget").addEventListener("click", () => { sessionStorage.removeItem(KEY); if (events) events.abort(); location.reload(); });
 
 if (key()) start();
