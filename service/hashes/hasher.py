@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import sqlite3
@@ -42,6 +43,7 @@ REPORT_S = 10.0  # progress in the log this often while hashing
 LOOKUP_BACKOFF_S = (60.0, 300.0, 1800.0, 3600.0)  # after a failed lookup (CivitAI down, a bad answer)
 RECHECK_S = 3600.0  # unknown hashes whose day is up are looked at this often, with no file event
 RETRY_AFTER_FAILURE_S = 60.0  # after an unexpected failure of a pass
+STORE_RETRY_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)  # pauses between attempts to open a store that cannot be opened
 FLUSH_S = 1.0  # hashed files are kept and shown at least this often (and every BATCH files)
 PUBLISH_S = 2.0  # the versions found on disk are re-laid into the map at most this often while work goes on
 
@@ -122,11 +124,7 @@ class Hasher:
         try:
             # SQLite's WAL needs shared memory that network filesystems do not give: a rollback journal there.
             self.store.wal = not await asyncio.to_thread(network_paths, [str(self.store.path.parent)])
-            try:
-                await self._in_db(self.store.open)
-            except (sqlite3.Error, OSError) as exc:
-                logger.error("the hash store %s cannot be opened (%s); files are not hashed or identified this run", self.store.path, exc)
-                self.progress.state, self.progress.last_error = "failed", f"the hash store cannot be opened: {exc}"
+            if not await self._open_store(stop):
                 return
             while not self.library.ready:
                 if await _stopped(stop, 0.1):
@@ -149,6 +147,26 @@ class Hasher:
             with contextlib.suppress(Exception):
                 await self._in_db(self.store.close)
             self._db.shutdown(wait=False)
+
+    async def _open_store(self, stop: asyncio.Event) -> bool:
+        """Open the store, trying again with growing pauses while it cannot be (another process
+        holds it, a folder stands in its place); False when stopped first."""
+        for attempt in itertools.count():  # pragma: no branch (returns from inside)
+            try:
+                await self._in_db(self.store.open)
+                if attempt:
+                    logger.info("the hash store opens now; hashing starts")
+                self.progress.last_error = None
+                return True
+            except (sqlite3.Error, OSError) as exc:
+                pause = STORE_RETRY_S[min(attempt, len(STORE_RETRY_S) - 1)]
+                if attempt == 0:
+                    logger.error("the hash store %s cannot be opened (%s); trying again every while, up to every %s", self.store.path, exc, _duration(STORE_RETRY_S[-1]))
+                self.progress.state = "failed"
+                self.progress.last_error = f"the hash store cannot be opened: {exc}; trying again in {_duration(pause)}"
+            if await _stopped(stop, pause):
+                return False
+        raise AssertionError("unreachable")
 
     async def _pass(self, stop: asyncio.Event) -> float:
         """Look at the files presence knows (all, or those with changed names); hash, identify, tell

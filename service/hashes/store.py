@@ -6,8 +6,10 @@ taken as unchanged and it is never hashed again. The path is a hint: a network v
 mounted again gets a new device number, and (path, size, mtime_ns) still finds its files.
 
 Every method blocks; the service calls them from one worker thread (`HashStore` is not
-shared between threads). A database that is corrupt or not ours is moved aside and a new
-one is made: the store is a cache of facts that can all be learned again.
+shared between threads). A database that is corrupt, not ours, or ours with another schema
+version (`user_version`) is moved aside and a new one is made: the store is a cache of facts
+that can all be learned again. One that is only busy (another process holds a lock on it)
+raises `sqlite3.OperationalError`, and the caller tries again later.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ STORE_NAME = ".catalog-hashes.sqlite3"
 APPLICATION_ID = 0x43434853  # "CCHS": this service's hash store
 SCHEMA_VERSION = 1
 BULK_LOOKUP = 1000  # more files than this are looked up with one scan of the table
+BUSY_TIMEOUT_S = 5.0  # how long a statement waits for another process's lock before it fails
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -105,12 +108,15 @@ class HashStore:
             self._db = self._connect()
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
         try:
             application_id = db.execute("PRAGMA application_id").fetchone()[0]
             tables = db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
             if application_id != APPLICATION_ID and tables:
                 raise sqlite3.DatabaseError(f"not this service's hash store (application_id {application_id})")
+            schema = db.execute("PRAGMA user_version").fetchone()[0]
+            if tables and schema != SCHEMA_VERSION:
+                raise sqlite3.DatabaseError(f"a hash store of schema version {schema}; this service reads version {SCHEMA_VERSION}")
             if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
                 raise sqlite3.DatabaseError("quick_check failed")
             db.execute(f"PRAGMA journal_mode={'WAL' if self.wal else 'DELETE'}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -370,3 +371,27 @@ async def test_a_file_name_that_is_not_utf8_breaks_nothing(start: StartClient, c
     assert body["by_version"]["700"]["status"] in ("present", "missing")
     assert "701" not in body["by_version"]
     assert hashing["last_error"] is None
+
+
+async def test_a_store_held_by_another_process_at_start_is_opened_once_it_is_free(
+    start: StartClient, catalog_dir: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("service.hashes.store.BUSY_TIMEOUT_S", 0.05)
+    monkeypatch.setattr("service.hashes.hasher.STORE_RETRY_S", (0.1,))
+    holder = sqlite3.connect(catalog_dir / STORE_NAME, isolation_level=None)  # another replica, mid-write
+    holder.execute("BEGIN EXCLUSIVE")
+    touch(models_dir / "loras" / "a.safetensors", LORA)
+    with fake_civitai() as civitai:
+        civitai.knows(LORA, 700)
+        client = await start(**HASHING)
+
+        async def waiting() -> bool:
+            hashing = (await ready_json(client))["hashing"]
+            return hashing["state"] == "failed" and "trying again" in (hashing["last_error"] or "")
+
+        await eventually(waiting, what="the hasher waiting for its store")
+        holder.execute("ROLLBACK")
+        holder.close()
+        await hashing_idle(client, 1)
+        assert (await shown(client, 700) or {}).get("status") == "present"
+    assert not list(catalog_dir.glob(f"{STORE_NAME}.unusable-*"))

@@ -7,7 +7,9 @@ import os
 import sqlite3
 from pathlib import Path
 
-from service.hashes.store import FileKey, HashStore, Identity
+import pytest
+
+from service.hashes.store import APPLICATION_ID, FileKey, HashStore, Identity
 
 SHA = "ab" * 32
 
@@ -93,3 +95,32 @@ def test_a_whole_library_is_looked_up_in_one_scan_with_the_same_answers(tmp_path
     found = store.known_hashes(asked)
     assert len(found) == 1992 + 1 and found["/m/7"] == f"{7:064x}" and "/m/5" not in found
     assert not any(key.path in found for key in keys[2000:]), "never hashed"
+
+
+def test_our_store_of_another_schema_version_is_set_aside(tmp_path: Path) -> None:
+    path = tmp_path / "hashes.sqlite3"
+    with sqlite3.connect(path) as older:  # ours (the application id), but laid out by another version of the service
+        older.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        older.execute("PRAGMA user_version=99")
+        older.execute("CREATE TABLE files (path TEXT, digest BLOB)")
+    store = opened(path)
+    store.remember_hash(FileKey(1, 2, 3, 4, "/m"), SHA)
+    assert store.counts() == (1, 0)
+    assert len(list(tmp_path.glob("hashes.sqlite3.unusable-*"))) == 1
+
+
+def test_a_store_another_process_holds_is_not_set_aside(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("service.hashes.store.BUSY_TIMEOUT_S", 0.05)
+    path = tmp_path / "hashes.sqlite3"
+    opened(path).close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA journal_mode=DELETE")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(sqlite3.OperationalError):
+            HashStore(path).open()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert not list(tmp_path.glob("hashes.sqlite3.unusable-*"))
+    assert opened(path).counts() == (0, 0)
