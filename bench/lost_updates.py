@@ -6,7 +6,9 @@ rename). Meanwhile this service's own transaction code (`run_transaction`, as th
 runs it) adds entries as fast as it can. The other program reads before each save, so a
 marker missing at the end was removed by a save of ours: a lost outside save. The target
 is 0. (The other program can still overwrite our entries: it takes no lock and cannot be
-stopped from doing so; that count is printed for information.)
+stopped from doing so; that count is printed for information.) A lost save found in a
+conflict copy (`models.json.conflict-*`, left when the other program saved onto our file in
+the moment it was shown) is counted as lost too, and then as found there.
 
 Our saves take either path the service has: `whole` (read and parse the whole file) or
 `spliced` (read only what the plan asks about against the last cut, as the add route does
@@ -112,11 +114,15 @@ def one_run(mode: str, saves: int, path: str = "whole", pause_s: float = 0.0) ->
         doc = json.loads((catalogs / "models.json").read_text())
         markers = set(doc.get("outside", []))
         kept = {e.get("civitai_version_id") for c in doc["categories"] for e in c.get("models", [])}
+        aside: set[int] = set()  # in the conflict copies a save made onto ours leaves beside the catalog
+        for copy in catalogs.glob("models.json.conflict-*"):
+            aside |= set(json.loads(copy.read_text()).get("outside", []))
         return {
             "mode": mode,
             "our_path": path,
             "outside_saves": saves,
             "outside_saves_lost": saves - len(markers & set(range(saves))),
+            "of_those_in_conflict_copies": len((aside - markers) & set(range(saves))),
             "our_saves": len(added),
             "our_saves_spliced": len(spliced),
             "our_failures": len(failures),

@@ -63,15 +63,15 @@ def request_pipeline(cors: CorsPolicy, api_key: str, max_body_bytes: int) -> Cal
                 return cors.preflight(request)
             try:
                 path = request.path
-                if request.query_string and "key" in request.rel_url.query and path.startswith("/api/"):
-                    raise Invalid(
-                        "The API key is never taken from the URL (URLs end up in logs and history); send it in an X-API-Key header.",
-                        code="key_in_url",
-                    )
-                if path in KEY_OPTIONAL_PATHS:
+                if path in KEY_OPTIONAL_PATHS:  # always answers; a key in its URL is not taken
                     presented = presented_key(request)
                     request[AUTHENTICATED] = presented is not None and key_matches(presented, expected)
                 elif path.startswith("/api/"):
+                    if request.query_string and "key" in request.rel_url.query:
+                        raise Invalid(
+                            "The API key is never taken from the URL (URLs end up in logs and history); send it in an X-API-Key header.",
+                            code="key_in_url",
+                        )
                     presented = presented_key(request)
                     if presented is None:
                         raise Unauthorized("This route needs the API key in an X-API-Key header.", code="missing_api_key")

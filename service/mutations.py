@@ -48,7 +48,9 @@ logger = logging.getLogger(__name__)
 
 # A file that changed under a save is read and changed again: programs that take no lock may
 # save many times a second, so keep trying (with jittered pauses) for this long before a 409.
-RETRY_BUDGET_S = 3.0
+# Against a program saving in place a thousand times a second, a save of ours (read, write,
+# fsync, swap) fits between two of its saves only now and then: 3 s was sometimes not enough.
+RETRY_BUDGET_S = 10.0
 RETRY_PAUSE_S = (0.001, 0.02)
 Answer = dict[str, Any]
 Readings = dict[str, Reading]

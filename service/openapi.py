@@ -21,7 +21,7 @@ JSON = "application/json"
 SSE = "text/event-stream"
 MAX_ID = 999_999_999_999  # ids are at most 12 digits (views._version_id, views._ids)
 SECURED: list[dict[str, list[str]]] = [{"apiKey": []}, {"bearer": []}]
-EVENTS_SECURED: list[dict[str, list[str]]] = [*SECURED, {"apiKeyQuery": []}]
+KEY_IN_URL = "the API key was put in the URL (`key_in_url`): it is only taken from a header"
 
 
 # ---- small builders -------------------------------------------------------------------------------
@@ -108,6 +108,11 @@ def operation(
     if parameters:
         op["parameters"] = parameters
     op["security"] = security if security is not None else []
+    if security is SECURED:  # every route that needs the key refuses it in the URL
+        if "400" in responses:
+            responses["400"] = {**responses["400"], "description": f"{responses['400']['description'].rstrip('.')}; or {KEY_IN_URL}."}
+        else:
+            responses["400"] = error(f"{KEY_IN_URL[:1].upper()}{KEY_IN_URL[1:]}.")
     op["responses"] = responses
     return op
 
@@ -499,7 +504,10 @@ Events (`data` is JSON; its schema is under `x-events`):
 - `updates`: the answer of `GET /api/admin/models/updates`, when an update check changed it.
 Heartbeats are SSE comments (lines starting with `:`).
 
-A browser's EventSource cannot set headers, so this route also takes the key as `?key=`."""
+The key goes in a header, as on every route: a browser reads the stream with `fetch` (whose
+body streams), since EventSource cannot send one. A client that stops reading is dropped once
+what was written to it has waited 10 s; a new client is never refused, the stream least likely
+to be read giving its slot up when all 32 are taken."""
 
 PATHS: dict[str, dict[str, Schema]] = {
     "/": {
@@ -590,13 +598,9 @@ PATHS: dict[str, dict[str, Schema]] = {
                     "x-events": {"snapshot": ref("SnapshotEvent"), "change": ref("ChangeEvent"), "resync": ref("SnapshotEvent")},
                 },
                 "401": UNAUTHORIZED,
-                "503": error(
-                    "The index is still being built (`not_ready`), or too many clients listen (`too_many_listeners`).",
-                    retry_after=True,
-                ),
+                "503": error("The index is still being built (`not_ready`), or the service is stopping (`shutting_down`).", retry_after=True),
             },
             description=EVENTS_DESCRIPTION,
-            security=EVENTS_SECURED,
         )
     },
     "/api/admin/civitai/add/{version_id}": {
@@ -814,7 +818,6 @@ def _build() -> Schema:
             "securitySchemes": {
                 "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
                 "bearer": {"type": "http", "scheme": "bearer", "description": "The same API key, as `Authorization: Bearer <key>`."},
-                "apiKeyQuery": {"type": "apiKey", "in": "query", "name": "key", "description": "The API key as `?key=`; only on the events stream."},
             },
         },
     }

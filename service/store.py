@@ -52,6 +52,7 @@ TEMP_PREFIX = ".tmp-"
 # A catalog that does not parse may be half-written by a program that saves in place (open
 # 'w' + dump): read it again, backing off, for about a second before calling it unparsable.
 UNPARSABLE_RETRY_S = (0.02, 0.05, 0.1, 0.2, 0.3, 0.35)
+UNPARSABLE_WHILE_CHANGING_S = 10.0
 STREAM_BYTES = 16 * 1024 * 1024  # catalogs larger than this are written piece by piece
 QUIET_NS = 50_000_000  # by the filesystem's clock: a file untouched this long is "quiet" (see CatalogStore._swap_in)
 
@@ -141,9 +142,14 @@ class CatalogStore:
         """Read and parse the file; a file that does not parse is never written over.
 
         One that does not parse is read again for about a second first: a program saving it
-        in place may be half-way through.
+        in place may be half-way through. One that keeps changing is read again for as long as
+        it does (up to UNPARSABLE_WHILE_CHANGING_S): a program saving in place many times a
+        second leaves it half-written most of the time. One that stays as it is does not parse.
         """
-        for delay in (*UNPARSABLE_RETRY_S, None):
+        delays = iter(UNPARSABLE_RETRY_S)
+        give_up_at = time.monotonic() + UNPARSABLE_WHILE_CHANGING_S
+        before: tuple[int, int, int] | None = None
+        while True:
             try:
                 with open(self.path, "rb") as handle:
                     stat = os.fstat(handle.fileno())
@@ -153,6 +159,10 @@ class CatalogStore:
             try:
                 return Reading(digest(raw), parse_catalog(raw), (stat.st_dev, stat.st_ino), len(raw), file_stamp(stat))
             except CatalogFormatError as exc:
+                changing, before = before is not None and file_stamp(stat) != before, file_stamp(stat)
+                delay = next(delays, None)
+                if delay is None and changing and time.monotonic() < give_up_at:
+                    delay = UNPARSABLE_RETRY_S[-1]
                 if delay is None:
                     raise Unavailable(
                         f"{self.name}.json cannot be changed because it does not parse ({exc}); "
@@ -160,7 +170,6 @@ class CatalogStore:
                         code="catalog_unparsable",
                     ) from None
                 time.sleep(delay)
-        raise AssertionError("unreachable")
 
     def read_spliced(self, text: Text, versions: set[int], files: set[str], *, fresh: bool = False) -> Reading:
         """Read for a plan that needs only some entries: those versions and files parsed, the rest
@@ -258,7 +267,7 @@ class CatalogStore:
             self._copy_mode(temp)
             if seen is None and self._current() != expected:
                 raise StaleRead()
-            self._swap_in(temp, written, expected, identity, seen, quiet)
+            self._swap_in(temp, expected, identity, seen, quiet)
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(temp)  # after a swap it holds the file displaced; otherwise our unused copy
@@ -271,7 +280,6 @@ class CatalogStore:
     def _swap_in(
         self,
         temp: str,
-        written: str,
         expected: str | None,
         identity: tuple[int, int] | None,
         seen: tuple[int, int, int] | None = None,
@@ -279,11 +287,15 @@ class CatalogStore:
     ) -> None:
         """Put the temp file in place; StaleRead when that would lose a save made meanwhile.
 
-        After the swap our version is visible until a lost save is given back, so the cheap
-        tests come first: a different inode (an atomic save by someone else), or another size,
-        mtime or ctime (a save in place), is caught by one stat. What a stat cannot see (a save
-        in place within one tick of the clock) the displaced file's hash catches after the swap,
-        and that save is given back. Without the exchange the file is hashed before the replace.
+        After the swap our version is what others read until a save it displaced is given back.
+        A program that takes no lock and reads in that moment sees our file without its own
+        last save, and its next save is made from ours: that save of its is then lost, by its
+        own hand. No rename can close the moment (Linux has no compare-and-swap of a name), so
+        it is kept to a few system calls: a different inode (an atomic save by someone else), or
+        another size or mtime (a save in place), is seen by one stat and given back at once;
+        only an unchanged stamp costs the displaced file's hash (a save in place within one
+        tick of the clock). README, "What holds and what is a limit", gives its measured rate.
+        Without the exchange the file is hashed before the replace.
 
         A spliced save is `quiet` when, as the copy began, the file had not been changed for
         QUIET_NS by the filesystem's own clock (`_quiet`): a write since then has a later mtime,
@@ -300,24 +312,50 @@ class CatalogStore:
                     raise StaleRead()
                 os.replace(temp, self.path)
             return
+        path, temp_path = os.fsencode(self.path), os.fsencode(temp)  # encoded before: nothing but syscalls in the windows below
+        mine = os.stat(temp_path)
         if identity is not None and _identity(self.path, seen) != (identity, seen):  # last, cheapest look: keeps the race window tiny
             raise StaleRead()
-        if not rename_with(temp, self.path, RENAME_EXCHANGE):
+        if not rename_with(temp_path, path, RENAME_EXCHANGE):
             if seen is not None and self._current() != expected:
                 raise StaleRead()
             os.replace(temp, self.path)
             return
-        displaced = os.stat(temp)
-        if (displaced.st_dev, displaced.st_ino) == identity and (
-            (quiet and seen is not None and (displaced.st_size, displaced.st_mtime_ns) == seen[:2]) or _digest_or_none(temp) == expected
-        ):
+        # From here until a give-back, our file is what others read: the stamp is looked at first
+        # (a syscall), so a save seen by it is given back at once; only an unchanged stamp costs a hash.
+        displaced = os.stat(temp_path)
+        same_file = (displaced.st_dev, displaced.st_ino) == identity
+        if same_file and seen is not None and (displaced.st_size, displaced.st_mtime_ns) != seen[:2]:
+            same_file = False
+        if same_file and ((quiet and seen is not None) or _digest_or_none(temp) == expected):
             return
         # Another program saved between our check and our swap: give its file back, then the
         # change is applied again on top of it.
-        if not rename_with(temp, self.path, RENAME_EXCHANGE) or _digest_or_none(temp) != written:
-            logger.warning("%s.json was saved by another program at the same moment as this service; check it", self.name)
-        logger.debug("%s.json was saved by another program just now; applying the change again on top of it", self.name)
+        self._give_back(temp_path, path, mine)
         raise StaleRead()
+
+    def _give_back(self, temp_path: bytes, path: bytes, mine: os.stat_result) -> None:
+        """Swap the other program's save back in place of ours. When ours was written over or
+        replaced in the moment it was shown (the other program saved again), that save is the
+        newest and stays; the one it followed is kept beside it as a conflict copy, since it may
+        hold an edit the newest lacks (if the newest was made from ours)."""
+        if not rename_with(temp_path, path, RENAME_EXCHANGE):
+            logger.warning("%s.json was saved by another program at the same moment as this service; check it", self.name)
+            return
+        back = os.stat(temp_path)
+        if (back.st_dev, back.st_ino, back.st_size, back.st_mtime_ns) == (mine.st_dev, mine.st_ino, mine.st_size, mine.st_mtime_ns):
+            logger.debug("%s.json was saved by another program just now; applying the change again on top of it", self.name)
+            return
+        if rename_with(temp_path, path, RENAME_EXCHANGE):  # the newest save back in place; the one before it is at temp
+            aside = self.path.with_name(f"{self.path.name}.conflict-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 1_000_000:06d}")
+            with contextlib.suppress(OSError):
+                os.link(temp_path, aside)
+                logger.warning(
+                    "%s.json was saved twice by another program while this service saved it; the newest save is kept, the one "
+                    "before it is in %s (compare the two if an edit is missing)",
+                    self.name,
+                    aside.name,
+                )
 
     def _quiet(self, seen: tuple[int, int, int] | None, identity: tuple[int, int] | None) -> bool:
         """Whether the last change `seen` records is QUIET_NS old by the filesystem's clock: the

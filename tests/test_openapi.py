@@ -117,7 +117,7 @@ def test_every_api_route_needs_the_key_and_the_probes_do_not() -> None:
             assert "401" in DOC["paths"][path][method.lower()]["responses"], f"{method} {path}"
         else:
             assert security == [], f"{method} {path}"
-    assert {"apiKeyQuery": []} in DOC["paths"][EVENTS]["get"]["security"]
+    assert all(scheme["in"] != "query" for scheme in schemes.values() if "in" in scheme)  # never a key in a URL
 
 
 def test_every_error_answer_uses_the_error_envelope() -> None:
@@ -241,4 +241,5 @@ async def test_the_events_stream_fits_the_document(start: StartClient) -> None:
         event, data = await next_event(response)
     assert event == "snapshot"
     validate(spec["x-events"]["snapshot"], data)
-    assert (await assert_conforms(await client.get(EVENTS, params={"key": "x" * 24}), "GET", EVENTS))["code"] == "bad_api_key"
+    assert (await assert_conforms(await client.get(EVENTS, headers={"X-API-Key": "x" * 24}), "GET", EVENTS))["code"] == "bad_api_key"
+    assert (await assert_conforms(await client.get(EVENTS, params={"key": "x" * 24}), "GET", EVENTS))["code"] == "key_in_url"

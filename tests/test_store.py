@@ -71,6 +71,39 @@ def test_an_unparsable_catalog_is_refused_and_untouched(store: CatalogStore) -> 
     assert store.path.read_bytes() == b'{"categories": ['
 
 
+def test_a_catalog_that_keeps_changing_half_written_is_read_until_whole(store: CatalogStore) -> None:
+    """A program saving in place many times a second leaves the file half-written most of the
+    time: it is read again for as long as it keeps changing, not called unparsable after a second."""
+    whole = orjson.dumps(catalog(entry(1, "a.safetensors"), entry(5, "e.safetensors")), option=orjson.OPT_INDENT_2)
+    stop = threading.Event()
+
+    def keep_saving_half() -> None:
+        deadline = time.monotonic() + 1.8  # longer than the retries for a file that stays as it is
+        n = 0
+        while time.monotonic() < deadline:
+            n += 1
+            store.path.write_bytes(whole[: len(whole) // 2] + b" " * (n % 7))
+            time.sleep(0.005)
+        store.path.write_bytes(whole)
+
+    saver = threading.Thread(target=keep_saving_half)
+    store.path.write_bytes(whole[: len(whole) // 2])
+    saver.start()
+    try:
+        reading = store.read()
+    finally:
+        stop.set()
+        saver.join()
+    assert reading.doc == orjson.loads(whole)
+
+
+def test_a_catalog_that_stays_half_written_is_unparsable(store: CatalogStore) -> None:
+    store.path.write_bytes(b'{"version": 1, "categories": [')
+    with pytest.raises(Unavailable) as caught:
+        store.read()
+    assert caught.value.code == "catalog_unparsable"
+
+
 def test_the_sidecar_lock_excludes_other_holders(store: CatalogStore) -> None:
     other = CatalogStore(store.path)
     with store.locked():
@@ -289,3 +322,35 @@ def test_a_document_that_cannot_be_written_back_unchanged_is_refused(store: Cata
     assert caught.value.code == "catalog_unwritable"
     assert store.path.read_bytes() == before
 
+
+
+@pytest.mark.parametrize("how", ["atomic", "in place"])
+def test_a_save_made_onto_ours_in_the_moment_it_shows_is_kept(store: CatalogStore, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    """Another program saves once between our last check and our swap, and once more onto the
+    file our swap put in place, before it is given back: that newest save stays in place (the
+    change is then applied on top of it), and the save before it is kept as a conflict copy."""
+    first = catalog(entry(1, "a.safetensors"), entry(3, "first.safetensors"))
+    second = catalog(entry(1, "a.safetensors"), entry(3, "first.safetensors"), entry(4, "second.safetensors"))
+    save = replace_json if how == "atomic" else write_json
+    exchanges = 0
+    real_rename = service.store.rename_with
+
+    def rename_and_race(source: object, target: object, flags: int) -> bool:
+        nonlocal exchanges
+        done = real_rename(source, target, flags)  # type: ignore[arg-type]
+        exchanges += flags == service.store.RENAME_EXCHANGE
+        if exchanges == 1:
+            save(store.path, second)  # onto our file, while it is what others read
+        return done
+
+    with store.locked():
+        reading = store.read()
+        add_entry(reading.doc, "loras", "LoRAs", entry(2, "b.safetensors", "loras"))
+        _outside_save_after_the_check(store, monkeypatch, lambda: save(store.path, first))
+        monkeypatch.setattr(service.store, "rename_with", rename_and_race)
+        with pytest.raises(StaleRead):
+            store.write(reading)
+    assert read_json(store.path) == second
+    [aside] = [p for p in store.path.parent.iterdir() if ".conflict-" in p.name]
+    assert read_json(aside) == first
+    assert not [p for p in store.path.parent.iterdir() if p.name.startswith(".tmp-")]
