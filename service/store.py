@@ -294,7 +294,7 @@ class CatalogStore:
         it is kept to a few system calls: a different inode (an atomic save by someone else), or
         another size or mtime (a save in place), is seen by one stat and given back at once;
         only an unchanged stamp costs the displaced file's hash (a save in place within one
-        tick of the clock). README, "What holds and what is a limit", gives its measured rate.
+        tick of the clock). README, "Guarantees when writing", gives its measured rate.
         Without the exchange the file is hashed before the replace.
 
         A spliced save is `quiet` when, as the copy began, the file had not been changed for
