@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from service.index import MISSING, PRESENT, CivitaiIndex, build_layout, extract_entries  # noqa: E402
-from service.presence import FolderSource, PathFact, Presence  # noqa: E402
+from service.map.index import MISSING, PRESENT, CivitaiIndex, build_layout, extract_entries  # noqa: E402
+from service.disk.presence import FolderSource, PathFact, Presence  # noqa: E402
 
 ROOT = "/models"
 

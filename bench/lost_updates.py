@@ -34,11 +34,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from service.mapping import MappedVersion  # noqa: E402
-from service.catalog import catalog_path, digest  # noqa: E402
-from service.mutations import Wanted, plan_add, run_transaction  # noqa: E402
-from service.spans import Text, Unsplittable, cut  # noqa: E402
-from service.store import CatalogStore  # noqa: E402
+from service.civitai.routing import MappedVersion  # noqa: E402
+from service.catalog.document import catalog_path, digest  # noqa: E402
+from service.library.editor import Wanted, plan_add, run_transaction  # noqa: E402
+from service.catalog.text import Text, Unsplittable, cut  # noqa: E402
+from service.catalog.store import CatalogStore  # noqa: E402
 
 OTHER_PROGRAM = """
 import json, os, random, sys, time

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient
 import aioresponses.core
 from aiohttp import ClientResponse
 
-from service.app import create_app
+from service.http.app import create_app
 from service.settings import Settings
 
 from .helpers import API_KEY, AUTH, CIVITAI, MAP, eventually

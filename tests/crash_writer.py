@@ -6,9 +6,9 @@ import os
 import sys
 from pathlib import Path
 
-from service.catalog import CATALOG_NAMES, add_entry, catalog_path
-from service.mutations import plan_promote, run_transaction
-from service.store import CatalogStore
+from service.catalog.document import CATALOG_NAMES, add_entry, catalog_path
+from service.library.editor import plan_promote, run_transaction
+from service.catalog.store import CatalogStore
 
 
 def save_forever(catalog_dir: Path) -> None:

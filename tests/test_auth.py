@@ -9,8 +9,8 @@ import orjson
 import pytest
 import yarl
 
-from service.app import ROUTES
-from service.middlewares import KEY_OPTIONAL_PATHS
+from service.http.app import ROUTES
+from service.http.pipeline import KEY_OPTIONAL_PATHS
 
 from .conftest import StartClient
 from .helpers import API_KEY, MAP

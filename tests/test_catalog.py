@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from service.catalog import (
+from service.catalog.document import (
     _SCAN_BLOCK,
     CatalogFormatError,
     _has_long_digit_run,
@@ -20,7 +20,7 @@ from service.catalog import (
     version_id_of,
     write_catalog,
 )
-from service.index import extract_entries
+from service.map.index import extract_entries
 
 
 @pytest.mark.parametrize(
@@ -169,9 +169,9 @@ def test_writing_piece_by_piece_gives_the_same_bytes(tmp_path: Path, doc: dict[s
 
 
 def test_a_long_integer_across_a_scan_block_boundary_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
-    import service.catalog
+    import service.catalog.document
 
-    monkeypatch.setattr(service.catalog, "_SCAN_BLOCK", 16)
+    monkeypatch.setattr(service.catalog.document, "_SCAN_BLOCK", 16)
     for pad in range(40):
         raw = b'{"categories": [], "p": "' + b"x" * pad + b'", "big": %s}' % BIG
         assert parse_catalog(raw)["big"] == int(BIG), pad

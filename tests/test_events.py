@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from service.events import RESYNC, ChangeFeed
-from service.typedefs import FEED
+from service.http.events import RESYNC, ChangeFeed
+from service.http.appkeys import FEED
 
 from .conftest import StartClient
 from .helpers import API_KEY, AUTH, catalog, entry, eventually, next_event, replace_json, touch, write_json
@@ -96,8 +96,8 @@ async def test_clients_that_stopped_reading_never_keep_new_ones_out(start: Start
 
 
 async def test_a_client_whose_buffer_stays_full_is_dropped(start: StartClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("service.events.STALLED_S", 0.3)
-    monkeypatch.setattr("service.events.STALL_CHECK_S", 0.05)
+    monkeypatch.setattr("service.http.events.STALLED_S", 0.3)
+    monkeypatch.setattr("service.http.events.STALL_CHECK_S", 0.05)
     client = await start()
     feed = client.app[FEED]
     assert client.server.port is not None
@@ -144,7 +144,7 @@ async def test_streams_close_on_shutdown(start: StartClient) -> None:
 
 
 async def test_an_sse_client_that_leaves_frees_its_slot(start: StartClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("service.events.HEARTBEAT_S", 0.05)
+    monkeypatch.setattr("service.http.events.HEARTBEAT_S", 0.05)
     client = await start(server_kwargs={"handler_cancellation": False})  # as under run_app
     feed = client.app[FEED]
     for _ in range(3):

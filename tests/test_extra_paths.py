@@ -1,4 +1,4 @@
-"""service.extra_paths: ComfyUI's extra_model_paths.yaml, read from real files on real folders.
+"""service.disk.extra_paths: ComfyUI's extra_model_paths.yaml, read from real files on real folders.
 
 The reference is ComfyUI's own reader: `utils/extra_config.py` `load_extra_path_config` (which
 sections and keys it reads, where it expands, how it joins) and `folder_paths.py`
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from service.errors import ConfigError
-from service.extra_paths import load_extra_model_paths
-from service.presence import FolderSource
+from service.disk.extra_paths import load_extra_model_paths
+from service.disk.presence import FolderSource
 
 from .conftest import StartClient, get_map
 from .helpers import catalog, entry, touch, write_json

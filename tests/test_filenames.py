@@ -1,11 +1,11 @@
-"""Tests for service.filenames: one safe file name, one safe relative folder."""
+"""Tests for service.disk.names: one safe file name, one safe relative folder."""
 
 from __future__ import annotations
 
 import pytest
 
 from service.errors import Invalid
-from service.filenames import (
+from service.disk.names import (
     PARTIAL_SUFFIXES,
     check_file_name,
     check_relative_folder,

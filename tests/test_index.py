@@ -8,9 +8,9 @@ import random
 import orjson
 import pytest
 
-from service import index as index_module
-from service.index import CivitaiIndex, MapEntry, Transfer, build_layout, disk_entry, shown_entry
-from service.presence import FolderSource, PathFact, Presence
+from service.map import index as index_module
+from service.map.index import CivitaiIndex, MapEntry, Transfer, build_layout, disk_entry, shown_entry
+from service.disk.presence import FolderSource, PathFact, Presence
 
 ROOT = "/models"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from service.index import CivitaiIndex, MapSnapshot
+from service.map.index import CivitaiIndex, MapSnapshot
 
 from .conftest import StartClient, get_map
 from .helpers import AUTH, MAP, catalog, entry, read_json, touch, write_json
@@ -143,17 +143,17 @@ async def test_serving_does_not_serialize_per_request(start: StartClient, monkey
     def refuse(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("the map was serialized on the request path")
 
-    monkeypatch.setattr("service.index.orjson.dumps", refuse)
-    monkeypatch.setattr("service.views.orjson.dumps", refuse)
+    monkeypatch.setattr("service.map.index.orjson.dumps", refuse)
+    monkeypatch.setattr("service.http.views.orjson.dumps", refuse)
     monkeypatch.setattr(CivitaiIndex, "_publish", refuse)
     for _ in range(3):
         assert await (await client.get(MAP, headers=AUTH)).read() == expected
 
 
 async def test_a_map_too_large_to_keep_joined_is_sent_in_slices(start: StartClient, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("service.index.KEEP_JOINED_BYTES", 256 * 1024)
-    monkeypatch.setattr("service.index.SEND_SLICE", 16 * 1024)
-    monkeypatch.setattr("service.index.JOIN_IN_THREAD_PARTS", 1000)
+    monkeypatch.setattr("service.map.index.KEEP_JOINED_BYTES", 256 * 1024)
+    monkeypatch.setattr("service.map.index.SEND_SLICE", 16 * 1024)
+    monkeypatch.setattr("service.map.index.JOIN_IN_THREAD_PARTS", 1000)
     entries = [entry(v, f"file_{v}.safetensors", "loras") for v in range(1, 2001)]
     write_json(catalog_dir / "models.json", catalog(*entries, category="loras"))
     client = await start()
@@ -176,7 +176,7 @@ async def test_a_map_too_large_to_keep_joined_is_sent_in_slices(start: StartClie
 
 
 async def test_a_large_map_is_streamed_whole(start: StartClient, catalog_dir: Path) -> None:
-    from service.views import STREAM_THRESHOLD
+    from service.http.views import STREAM_THRESHOLD
 
     entries = [entry(v, f"file_{v}.safetensors", "loras", name="n" * 200) for v in range(1, 6001)]
     write_json(catalog_dir / "models.json", catalog(*entries, category="loras"))

@@ -1,4 +1,4 @@
-"""Tests for service.mapping: CivitAI model-version bodies to catalog entries."""
+"""Tests for service.civitai.routing: CivitAI model-version bodies to catalog entries."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from service.errors import Invalid, Unprocessable, UpstreamError
-from service.mapping import (
+from service.civitai.routing import (
     MappedVersion,
     category_display_name,
     folder_for,

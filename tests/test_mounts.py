@@ -1,4 +1,4 @@
-"""service.mounts: which watched folders `auto` polls, judged from a /proc/mounts text."""
+"""service.disk.mounts: which watched folders `auto` polls, judged from a /proc/mounts text."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from service.mounts import filesystem_of, is_network_fs, network_paths, parse_mounts
+from service.disk.mounts import filesystem_of, is_network_fs, network_paths, parse_mounts
 
 # As /proc/mounts reads inside a Docker Desktop container (macOS, virtiofs with the fakeowner
 # layer; Windows, 9p), in WSL, in VMs with shared folders, and with a share mounted inside a

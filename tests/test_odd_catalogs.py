@@ -207,7 +207,7 @@ async def test_a_promote_retried_after_a_foreign_edit_still_answers_promoted(
 ) -> None:
     write_json(catalog_dir / "models.json", catalog(entry(7, "l7.safetensors", "loras"), category="loras"))
     client = await start()
-    from service.store import CatalogStore
+    from service.catalog.store import CatalogStore
 
     original = CatalogStore.write
     edited = False

@@ -11,8 +11,8 @@ from aiohttp import ClientResponse, web
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import OpenAPIV31SpecValidator
 
-from service.app import create_app
-from service.openapi import DOCUMENT_BYTES, openapi_document, openapi_json
+from service.http.app import create_app
+from service.http.openapi import DOCUMENT_BYTES, openapi_document, openapi_json
 from service.settings import Settings
 
 from .conftest import StartClient

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from service.typedefs import FEED
+from service.http.appkeys import FEED
 
 from .browser import browser_page
 from .conftest import StartClient

@@ -1,4 +1,4 @@
-"""service.presence on real folders: which files count as models, which as other programs' downloads.
+"""service.disk.presence on real folders: which files count as models, which as other programs' downloads.
 
 The reference is ComfyUI's `folder_paths.py`: `get_filename_list_` lists what
 `filter_files_extensions` keeps (the extension after `os.path.splitext`, lower-cased, in
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from service.filenames import is_model_file
-from service.presence import MAX_DEPTH, FolderSource, Presence, probe, scan_sources
-from service.typedefs import LIBRARY
+from service.disk.names import is_model_file
+from service.disk.presence import MAX_DEPTH, FolderSource, Presence, probe, scan_sources
+from service.http.appkeys import LIBRARY
 
 from .conftest import StartClient
 from .helpers import touch
@@ -115,7 +115,7 @@ def test_folders_deeper_than_the_limit_are_named_not_silently_skipped(tmp_path: 
 async def test_a_folder_cut_for_depth_is_named_once(start: StartClient, models_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     deep = models_dir.joinpath("checkpoints", *(f"d{level}" for level in range(MAX_DEPTH + 2)))
     touch(deep / "buried.safetensors")
-    with caplog.at_level(logging.WARNING, logger="service.library"):
+    with caplog.at_level(logging.WARNING, logger="service.library.library"):
         client = await start()
         library = client.app[LIBRARY]
         await library.reconcile()

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from service.library import Library
-from service.mounts import filesystem_of, is_network_fs, parse_mounts
-from service.presence import FolderSource, scan_sources
+from service.library.library import Library
+from service.disk.mounts import filesystem_of, is_network_fs, parse_mounts
+from service.disk.presence import FolderSource, scan_sources
 from service.settings import Settings
-from service.typedefs import LIBRARY
+from service.http.appkeys import LIBRARY
 
 from .conftest import StartClient, get_map
 from .helpers import catalog, entry, eventually, touch, write_json
@@ -137,7 +137,7 @@ def test_network_filesystems_are_recognised(path: str, network: bool) -> None:
 
 
 def test_polling_is_chosen_for_network_mounts(tmp_path: Path) -> None:
-    from service.mounts import network_paths
+    from service.disk.mounts import network_paths
 
     mounts = tmp_path / "mounts"
     mounts.write_text(f"/dev/vda / ext4 rw 0 0\nserver:/x {tmp_path}/nfs nfs rw 0 0\n")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from service.logs import configure_logging
-from service.statuslog import LINES_PER_WINDOW
+from service.map.statuslog import LINES_PER_WINDOW
 
 from .conftest import StartClient, get_map
 from .helpers import catalog, entry, eventually, touch, write_json
@@ -24,7 +24,7 @@ async def test_the_model_folders_in_use_are_logged_at_start(start: StartClient, 
     caplog.set_level(logging.INFO, logger="service")
     (tmp_path / "extra.yaml").write_text(f"mine:\n  loras: {tmp_path / 'not_there'}\n")
     await start(extra_model_paths=tmp_path / "extra.yaml")
-    lines = messages(caplog, "service.app")
+    lines = messages(caplog, "service.http.app")
     assert f"model folder {models_dir}: found" in lines
     assert f"model folder {tmp_path / 'not_there'} (loras): MISSING" in lines
 
@@ -36,14 +36,14 @@ async def test_a_status_change_is_one_line_naming_the_version(start: StartClient
     touch(models_dir / "checkpoints" / "waiIllustrious.safetensors", b"x")  # a file copied in
 
     async def logged() -> bool:
-        return "version 2514310 waiIllustrious.safetensors: missing -> present" in messages(caplog, "service.statuslog")
+        return "version 2514310 waiIllustrious.safetensors: missing -> present" in messages(caplog, "service.map.statuslog")
 
     await eventually(logged, what="the status change in the log")
     assert (await get_map(client))["by_version"]["2514310"]["status"] == "present"
 
 
 async def test_a_flood_of_changes_is_a_few_lines_and_a_summary(start: StartClient, caplog: pytest.LogCaptureFixture, models_dir: Path, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("service.statuslog.WINDOW_S", 0.5)
+    monkeypatch.setattr("service.map.statuslog.WINDOW_S", 0.5)
     count = 300
     write_json(catalog_dir / "models.json", catalog(*(entry(i, f"f{i}.safetensors", "loras") for i in range(1, count + 1))))
     client = await start()
@@ -54,10 +54,10 @@ async def test_a_flood_of_changes_is_a_few_lines_and_a_summary(start: StartClien
     shutil.move(str(unpacked), str(models_dir / "loras" / "pack"))  # one move: 300 files land at once
 
     async def summarised() -> bool:
-        return any(line.startswith("... and ") for line in messages(caplog, "service.statuslog"))
+        return any(line.startswith("... and ") for line in messages(caplog, "service.map.statuslog"))
 
     await eventually(summarised, timeout=10, what="the summary line")
-    lines = messages(caplog, "service.statuslog")
+    lines = messages(caplog, "service.map.statuslog")
     assert len([line for line in lines if line.startswith("version ")]) <= LINES_PER_WINDOW * 2
     assert sum(int(line.split()[2]) for line in lines if line.startswith("... and ")) + len([l for l in lines if l.startswith("version ")]) == count
     assert all(item["status"] == "present" for item in (await get_map(client))["by_version"].values())
@@ -85,15 +85,15 @@ async def test_a_long_first_scan_reports_its_progress(start: StartClient, caplog
     report is seen however fast the machine scans."""
     import threading
 
-    import service.library
-    from service.presence import FolderSource, Scan
+    import service.library.library
+    from service.disk.presence import FolderSource, Scan
 
-    monkeypatch.setattr("service.library.SCAN_REPORT_S", 0.05)
+    monkeypatch.setattr("service.library.library.SCAN_REPORT_S", 0.05)
     for folder in range(40):
         for i in range(25):
             touch(models_dir / "loras" / f"d{folder}" / f"f{i}.safetensors")
     entries = 40 * 25 + 40 + 4  # files, the 40 folders, and the 4 folders right under the root (45 folders with it)
-    real_scan = service.library.scan_sources
+    real_scan = service.library.library.scan_sources
     reported = threading.Event()
 
     def held_scan(sources: tuple[FolderSource, ...], scan: Scan | None = None) -> Scan:
@@ -101,19 +101,19 @@ async def test_a_long_first_scan_reports_its_progress(start: StartClient, caplog
         reported.wait(10)
         return found
 
-    monkeypatch.setattr(service.library, "scan_sources", held_scan)
+    monkeypatch.setattr(service.library.library, "scan_sources", held_scan)
     caplog.set_level(logging.INFO, logger="service")
     client = await start(wait_ready=False)
 
     async def progress_logged() -> bool:
-        lines = messages(caplog, "service.library")
+        lines = messages(caplog, "service.library.library")
         return any(line.startswith(f"scanning model folders: {entries} entries in 45 folders so far (") for line in lines)
 
     try:
         await eventually(progress_logged, what="the scan's progress in the log")
     finally:
         reported.set()
-    assert [line for line in messages(caplog, "service.library") if line.endswith(" a second)")]
+    assert [line for line in messages(caplog, "service.library.library") if line.endswith(" a second)")]
 
     async def ready() -> bool:
         return (await client.get("/ready")).status == 200

@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from service.serving import close_stalled_connections, raise_open_file_limit
+from service.http.serving import close_stalled_connections, raise_open_file_limit
 
 from .test_main import free_port, run_service, wait_http
 
@@ -117,7 +117,7 @@ async def test_the_guard_closes_connections_whose_body_never_arrives() -> None:
 
 
 def test_the_open_file_limit_is_raised_to_the_hard_limit() -> None:
-    code = "import resource, sys; sys.path.insert(0, '.'); from service.serving import raise_open_file_limit; print(raise_open_file_limit(), resource.getrlimit(resource.RLIMIT_NOFILE)[1])"
+    code = "import resource, sys; sys.path.insert(0, '.'); from service.http.serving import raise_open_file_limit; print(raise_open_file_limit(), resource.getrlimit(resource.RLIMIT_NOFILE)[1])"
     out = subprocess.run(
         ["sh", "-c", f"ulimit -S -n 256; exec {sys.executable} -c \"{code}\""], capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent
     ).stdout.split()

@@ -14,8 +14,8 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from service.presence import FolderSource, Scan
-from service.typedefs import LIBRARY, WATCHER
+from service.disk.presence import FolderSource, Scan
+from service.http.appkeys import LIBRARY, WATCHER
 
 from .conftest import StartClient, get_map
 from .helpers import AUTH, catalog, entry, eventually, replace_json, status_of, touch, until, write_json
@@ -322,12 +322,12 @@ async def test_two_rescans_at_once_do_not_undo_a_change_seen_between_them(
     that landed between the two."""
     import threading
 
-    import service.library
+    import service.library.library
 
     write_json(catalog_dir / "models.json", catalog(entry(31, "between.safetensors", "loras")))
     client = await start(reconcile_interval_s=3600)
     library = client.app[LIBRARY]
-    real_scan = service.library.scan_sources
+    real_scan = service.library.library.scan_sources
     first_scanned, release_first = threading.Event(), threading.Event()
     scans = 0
 
@@ -340,7 +340,7 @@ async def test_two_rescans_at_once_do_not_undo_a_change_seen_between_them(
             release_first.wait(10)
         return found
 
-    monkeypatch.setattr(service.library, "scan_sources", held_first_scan)
+    monkeypatch.setattr(service.library.library, "scan_sources", held_first_scan)
     first = asyncio.create_task(library.reconcile())
     async def first_held() -> bool:
         return first_scanned.is_set()

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import NotFound, UpstreamError, UpstreamTimeout
-from ..index import CivitaiIndex, status_name
-from ..mapping import base_family
+from ..map.index import CivitaiIndex, status_name
+from .routing import base_family
 from .client import BadBody, CivitaiClient
 
 MAX_RESOURCES = 50

@@ -32,10 +32,10 @@ import aiohttp
 from ..civitai import CivitaiClient
 from ..civitai.ratelimit import RateGate
 from ..errors import Conflict, Invalid, NotFound, ServiceError
-from ..filenames import check_file_name, check_relative_folder
-from ..index import MapEntry, Transfer
-from ..library import Library
-from ..mapping import file_sha256
+from ..disk.names import check_file_name, check_relative_folder
+from ..map.index import MapEntry, Transfer
+from ..library.library import Library
+from ..civitai.routing import file_sha256
 from .fetch import DownloadFailed, Source, check_space, fetch, origin
 from .part import PartFile, PartRefused, part_path, remove_unheld_part
 

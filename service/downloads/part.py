@@ -20,7 +20,7 @@ import stat
 from pathlib import Path
 from typing import BinaryIO
 
-from ..fileops import RENAME_NOREPLACE, fsync_folder, rename_with
+from ..disk.files import RENAME_NOREPLACE, fsync_folder, rename_with
 
 PART_SUFFIX = ".part"
 _OPEN_FLAGS = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # O_NONBLOCK: a FIFO planted there never blocks the open

@@ -28,12 +28,12 @@ import orjson
 
 from ..civitai.client import CivitaiClient
 from ..errors import ServiceError
-from ..index import MapEntry, disk_entry
-from ..mapping import display_name
-from ..mounts import network_paths
+from ..map.index import MapEntry, disk_entry
+from ..civitai.routing import display_name
+from ..disk.mounts import network_paths
 from .. import workers
 from .digest import Cancelled, FileChanged, sha256_of
-from .lookup import BATCH, look_up
+from ..civitai.lookup import BATCH, look_up
 from .store import STORE_NAME, FileKey, HashStore, Identity
 
 logger = logging.getLogger(__name__)

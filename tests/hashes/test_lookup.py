@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import orjson
 
-from service.hashes.lookup import UNKNOWN_RETRY_S, identities_from_versions
+from service.civitai.lookup import UNKNOWN_RETRY_S, identities_from_versions
 
 from ..helpers import lora_version
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import orjson
 
-from .catalog import (
+from .document import (
     ENTRY_NEXT,
     CatalogFormatError,
     CatalogUnwritable,
@@ -45,7 +45,7 @@ from .catalog import (
     serialize_catalog,
     version_id_of,
 )
-from .index import UNUSABLE, MapEntry, shown_entry
+from ..map.index import UNUSABLE, MapEntry, shown_entry
 
 END = b"\n        }"  # the last line of an entry of a models list
 OPEN = b"\n        {\n"  # its first line

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from .catalog import (
+from ..catalog.document import (
     CATALOG_NAMES,
     Entry,
     add_entry,
@@ -33,16 +33,16 @@ from .catalog import (
     remove_entries,
     version_id_of,
 )
-from .civitai import CivitaiClient
-from .errors import Conflict, Invalid, NotFound, ServiceError, Unavailable, UpstreamError
-from .filenames import check_file_name
-from .index import extract_entries
+from ..civitai import CivitaiClient
+from ..errors import Conflict, Invalid, NotFound, ServiceError, Unavailable, UpstreamError
+from ..disk.names import check_file_name
+from ..map.index import extract_entries
 from .library import Library, SavedCatalog
-from .mapping import MappedVersion, category_display_name, lora_category, version_to_entry
-from . import workers
-from .presence import FolderSource, locate
-from .spans import Text, derive_text, spliced_shown
-from .store import CatalogStore, Reading, StaleRead, Written
+from ..civitai.routing import MappedVersion, category_display_name, lora_category, version_to_entry
+from .. import workers
+from ..disk.presence import FolderSource, locate
+from ..catalog.text import Text, derive_text, spliced_shown
+from ..catalog.store import CatalogStore, Reading, StaleRead, Written
 
 logger = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .errors import ConfigError
-from .settings import MIN_API_KEY_LENGTH, Settings
+from ..errors import ConfigError
+from ..settings import MIN_API_KEY_LENGTH, Settings
 
 logger = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from .catalog import Doc, canonical_folder, iter_entries, version_id_of
-from .hashes.known import KnownHashes
-from .presence import Presence
+from ..catalog.document import Doc, canonical_folder, iter_entries, version_id_of
+from ..disk.known import KnownHashes
+from ..disk.presence import Presence
 
 PRESENT = b'present"}'
 MISSING = b'missing"}'

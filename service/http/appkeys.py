@@ -7,15 +7,15 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
-    from .civitai import CivitaiClient
-    from .civitai.updates import UpdateChecker
-    from .downloads import DownloadManager
+    from ..civitai import CivitaiClient
+    from ..civitai.updates import UpdateChecker
+    from ..downloads import DownloadManager
     from .events import ChangeFeed
-    from .hashes.hasher import Hasher
-    from .library import Library
-    from .mutations import CatalogEditor
-    from .settings import Settings
-    from .watcher import Watcher
+    from ..hashes.hasher import Hasher
+    from ..library.library import Library
+    from ..library.editor import CatalogEditor
+    from ..settings import Settings
+    from ..disk.watcher import Watcher
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 LIBRARY: web.AppKey[Library] = web.AppKey("library")

@@ -16,12 +16,12 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .catalog import CATALOG_NAMES, CatalogFormatError, catalog_path, digest, file_digest, parse_catalog
-from .fileops import file_stamp
-from .index import CatalogEntries, CivitaiIndex, MapEntry, build_layout, extract_entries, same_entry
-from .spans import Loaded, StaleText, Text, Unsplittable, load_recut, load_text, recut_file
-from .presence import MAX_DEPTH, FolderSource, Presence, Scan, probe, scan_sources
-from . import workers
+from ..catalog.document import CATALOG_NAMES, CatalogFormatError, catalog_path, digest, file_digest, parse_catalog
+from ..disk.files import file_stamp
+from ..map.index import CatalogEntries, CivitaiIndex, MapEntry, build_layout, extract_entries, same_entry
+from ..catalog.text import Loaded, StaleText, Text, Unsplittable, load_recut, load_text, recut_file
+from ..disk.presence import MAX_DEPTH, FolderSource, Presence, Scan, probe, scan_sources
+from .. import workers
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import re
 import unicodedata
 from collections.abc import Callable
 
-from .errors import Invalid
+from ..errors import Invalid
 
 MAX_NAME_BYTES = 255
 PARTIAL_SUFFIXES: tuple[str, ...] = (".part", ".partial", ".tmp", ".download", ".crdownload", ".aria2")

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from . import __version__
+from .. import __version__
 
 Schema = dict[str, Any]
 

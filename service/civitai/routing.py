@@ -7,8 +7,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ServiceError, Unprocessable, UpstreamError
-from .filenames import MODEL_EXTENSIONS, check_file_name, is_model_file
+from ..errors import ServiceError, Unprocessable, UpstreamError
+from ..disk.names import MODEL_EXTENSIONS, check_file_name, is_model_file
 
 @dataclass(frozen=True, slots=True)
 class Family:

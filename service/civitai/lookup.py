@@ -14,9 +14,9 @@ from typing import Any
 
 import orjson
 
-from ..civitai.client import CivitaiClient
+from .client import CivitaiClient
 from ..errors import NotFound, Unavailable, UpstreamError
-from .store import Identity
+from ..hashes.store import Identity
 
 logger = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ import signal
 
 from aiohttp import web
 
-from .middlewares import QuietAccessLogger
-from .settings import Settings
+from .pipeline import QuietAccessLogger
+from ..settings import Settings
 
 logger = logging.getLogger(__name__)
 

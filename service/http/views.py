@@ -10,12 +10,12 @@ from pathlib import Path
 import orjson
 from aiohttp import web
 
-from . import __version__
-from .errors import Conflict, Invalid, Unavailable
-from .middlewares import AUTHENTICATED
-from .civitai.images import image_resources
-from .mutations import ImportCandidate
-from .typedefs import CIVITAI, DOWNLOADS, EDITOR, HASHER, LIBRARY, UPDATES, WATCHER
+from .. import __version__
+from ..errors import Conflict, Invalid, Unavailable
+from .pipeline import AUTHENTICATED
+from ..civitai.images import image_resources
+from ..library.editor import ImportCandidate
+from .appkeys import CIVITAI, DOWNLOADS, EDITOR, HASHER, LIBRARY, UPDATES, WATCHER
 
 MAX_POINT_IDS = 500
 JSON = "application/json"

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .catalog import (
+from .document import (
     CatalogFormatError,
     CatalogUnwritable,
     Doc,
@@ -41,9 +41,9 @@ from .catalog import (
     stamp,
     write_catalog,
 )
-from .errors import Unavailable
-from .fileops import RENAME_EXCHANGE, RENAME_NOREPLACE, fsync_folder, file_stamp, rename_with
-from .spans import Spliced, StaleText, Text, Unsplittable, cut, spliced_doc
+from ..errors import Unavailable
+from ..disk.files import RENAME_EXCHANGE, RENAME_NOREPLACE, fsync_folder, file_stamp, rename_with
+from .text import Spliced, StaleText, Text, Unsplittable, cut, spliced_doc
 
 logger = logging.getLogger(__name__)
 

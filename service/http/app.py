@@ -10,21 +10,21 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .civitai import CivitaiClient
-from .civitai.updates import UpdateChecker
-from .downloads import DownloadManager
-from .library import Library
+from ..civitai import CivitaiClient
+from ..civitai.updates import UpdateChecker
+from ..downloads import DownloadManager
+from ..library.library import Library
 from .events import ChangeFeed, civitai_map_events, close_streams
-from .extra_paths import load_extra_model_paths
-from .hashes.hasher import Hasher
-from .middlewares import CorsPolicy, Handler, no_route, request_pipeline, response_hook
-from .mounts import network_paths
-from .mutations import CatalogEditor
+from ..disk.extra_paths import load_extra_model_paths
+from ..hashes.hasher import Hasher
+from .pipeline import CorsPolicy, Handler, no_route, request_pipeline, response_hook
+from ..disk.mounts import network_paths
+from ..library.editor import CatalogEditor
 from .openapi import openapi_json
-from .presence import FolderSource
-from .settings import Settings
-from .statuslog import StatusLog
-from .typedefs import CIVITAI, DOWNLOADS, EDITOR, FEED, HASHER, LIBRARY, SETTINGS, UPDATES, WATCHER
+from ..disk.presence import FolderSource
+from ..settings import Settings
+from ..map.statuslog import StatusLog
+from .appkeys import CIVITAI, DOWNLOADS, EDITOR, FEED, HASHER, LIBRARY, SETTINGS, UPDATES, WATCHER
 from .views import (
     add_version,
     api_health,
@@ -43,7 +43,7 @@ from .views import (
     ready,
     remove_from_catalog,
 )
-from .watcher import Watcher, reconcile_forever
+from ..disk.watcher import Watcher, reconcile_forever
 
 logger = logging.getLogger(__name__)
 

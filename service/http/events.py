@@ -27,9 +27,9 @@ import orjson
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
-from .errors import Unavailable
-from .index import Changes, gzip_etag
-from .typedefs import FEED, LIBRARY
+from ..errors import Unavailable
+from ..map.index import Changes, gzip_etag
+from .appkeys import FEED, LIBRARY
 
 logger = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .catalog import FOLDER_ALIASES, canonical_folder
-from .filenames import PARTIAL_SUFFIXES, is_model_file, is_partial_download
+from ..catalog.document import FOLDER_ALIASES, canonical_folder
+from .names import PARTIAL_SUFFIXES, is_model_file, is_partial_download
 
 ARIA2_SUFFIX = ".aria2"
 # Folders deeper than this under a model folder are not walked (a warning names the first one

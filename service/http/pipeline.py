@@ -19,7 +19,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from .auth import key_matches, presented_key
-from .errors import Invalid, ServiceError, TooLarge, Unauthorized, UnsupportedMedia
+from ..errors import Invalid, ServiceError, TooLarge, Unauthorized, UnsupportedMedia
 
 logger = logging.getLogger(__name__)
 

@@ -31,8 +31,8 @@ from pathlib import Path
 
 from watchfiles import Change, awatch
 
-from .catalog import CATALOG_NAMES
-from .library import Library
+from ..catalog.document import CATALOG_NAMES
+from ..library.library import Library
 from .presence import Scan, scan_sources, scan_subtree, watch_folders
 
 logger = logging.getLogger(__name__)

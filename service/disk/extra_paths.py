@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .presence import FolderSource
 
 # folder_paths.map_legacy: the only names ComfyUI renames when a folder is added.
