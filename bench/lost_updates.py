@@ -34,11 +34,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from service.civitai.routing import MappedVersion  # noqa: E402
-from service.catalog.document import catalog_path, digest  # noqa: E402
-from service.library.editor import Wanted, plan_add, run_transaction  # noqa: E402
-from service.catalog.text import Text, Unsplittable, cut  # noqa: E402
+from service.catalog.codec import digest  # noqa: E402
+from service.catalog.document import catalog_path  # noqa: E402
+from service.catalog.plans import plan_add  # noqa: E402
 from service.catalog.store import CatalogStore  # noqa: E402
+from service.catalog.text import Text, Unsplittable, cut  # noqa: E402
+from service.catalog.transaction import Wanted, run_transaction  # noqa: E402
+from service.civitai.routing import MappedVersion  # noqa: E402
 
 OTHER_PROGRAM = """
 import json, os, random, sys, time

@@ -17,6 +17,7 @@ own process group and is killed, and every temp folder removed, on exit, error o
 """
 
 from __future__ import annotations
+
 import argparse
 import asyncio
 import datetime as _dt
@@ -31,7 +32,16 @@ from typing import Any
 import aiohttp
 from harness.bench import Ctx, SizeRun
 from harness.bigcatalog import BigCatalogRun
-from harness.common import CLEANUP, HTTP_TIMEOUT_S, REPO, RESULTS_DIR, fs_type, loadavg, log, machine_info
+from harness.common import (
+    CLEANUP,
+    HTTP_TIMEOUT_S,
+    REPO,
+    RESULTS_DIR,
+    fs_type,
+    loadavg,
+    log,
+    machine_info,
+)
 from harness.fake_civitai import FakeCivitai
 from harness.load import Loader
 from harness.report import write_reports

@@ -10,13 +10,13 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__, workers
+from .catalog.document import CATALOG_NAMES, catalog_path
+from .disk.extra_paths import load_extra_model_paths
+from .errors import ConfigError
 from .http.app import create_app
 from .http.auth import key_file, load_or_create_key
-from .catalog.document import CATALOG_NAMES, catalog_path
-from .errors import ConfigError
-from .disk.extra_paths import load_extra_model_paths
-from .logs import configure_logging
 from .http.serving import serve
+from .logs import configure_logging
 from .settings import SETTINGS_HELP, Settings, default_data_dir
 
 FLAGS = {"host": "HOST", "port": "PORT", "catalog_dir": "CATALOG_DIR", "models_dir": "MODELS_DIR"}

@@ -6,11 +6,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import pytest
-from aiohttp.test_utils import TestClient
-
 import aioresponses.core
+import pytest
 from aiohttp import ClientResponse
+from aiohttp.test_utils import TestClient
 
 from service.http.app import create_app
 from service.settings import Settings

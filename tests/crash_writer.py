@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 from service.catalog.document import CATALOG_NAMES, add_entry, catalog_path
-from service.library.editor import plan_promote, run_transaction
+from service.catalog.plans import plan_promote
 from service.catalog.store import CatalogStore
+from service.catalog.transaction import run_transaction
 
 
 def save_forever(catalog_dir: Path) -> None:

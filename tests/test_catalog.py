@@ -8,19 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from service.catalog.document import (
-    _SCAN_BLOCK,
+from service.catalog.codec import (
     CatalogFormatError,
     _has_long_digit_run,
     digest,
-    model_id_of,
     parse_catalog,
     serialize_catalog,
-    stamp,
-    version_id_of,
     write_catalog,
 )
-from service.map.index import extract_entries
+from service.catalog.codec import _SCAN_BLOCK
+from service.catalog.document import model_id_of, stamp, version_id_of
+from service.catalog.reading import extract_entries
 
 
 @pytest.mark.parametrize(
@@ -169,9 +167,9 @@ def test_writing_piece_by_piece_gives_the_same_bytes(tmp_path: Path, doc: dict[s
 
 
 def test_a_long_integer_across_a_scan_block_boundary_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
-    import service.catalog.document
+    import service.catalog.codec
 
-    monkeypatch.setattr(service.catalog.document, "_SCAN_BLOCK", 16)
+    monkeypatch.setattr(service.catalog.codec, "_SCAN_BLOCK", 16)
     for pad in range(40):
         raw = b'{"categories": [], "p": "' + b"x" * pad + b'", "big": %s}' % BIG
         assert parse_catalog(raw)["big"] == int(BIG), pad

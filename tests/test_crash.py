@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from service.catalog.document import parse_catalog
+from service.catalog.codec import parse_catalog
 
 from .helpers import catalog, entry, read_json, write_json
 

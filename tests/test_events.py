@@ -8,11 +8,21 @@ from pathlib import Path
 
 import pytest
 
-from service.http.events import RESYNC, ChangeFeed
 from service.http.appkeys import FEED
+from service.http.events import RESYNC, ChangeFeed
 
 from .conftest import StartClient
-from .helpers import API_KEY, AUTH, catalog, entry, eventually, next_event, replace_json, touch, write_json
+from .helpers import (
+    API_KEY,
+    AUTH,
+    catalog,
+    entry,
+    eventually,
+    next_event,
+    replace_json,
+    touch,
+    write_json,
+)
 
 EVENTS = "/api/admin/models/civitai-map/events"
 

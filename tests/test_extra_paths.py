@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from service.errors import ConfigError
 from service.disk.extra_paths import load_extra_model_paths
-from service.disk.presence import FolderSource
+from service.disk.scan import FolderSource
+from service.errors import ConfigError
 
 from .conftest import StartClient, get_map
 from .helpers import catalog, entry, touch, write_json

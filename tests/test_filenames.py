@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from service.errors import Invalid
 from service.disk.names import (
     PARTIAL_SUFFIXES,
     check_file_name,
     check_relative_folder,
     is_partial_download,
 )
+from service.errors import Invalid
 
 UNSAFE_NAMES: list[tuple[object, str]] = [
     ("../x.safetensors", "path separator"),

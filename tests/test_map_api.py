@@ -8,7 +8,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from service.map.index import CivitaiIndex, MapSnapshot
+from service.map.body import MapSnapshot
+from service.map.index import CivitaiIndex
 
 from .conftest import StartClient, get_map
 from .helpers import AUTH, MAP, catalog, entry, read_json, touch, write_json
@@ -151,9 +152,9 @@ async def test_serving_does_not_serialize_per_request(start: StartClient, monkey
 
 
 async def test_a_map_too_large_to_keep_joined_is_sent_in_slices(start: StartClient, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("service.map.index.KEEP_JOINED_BYTES", 256 * 1024)
-    monkeypatch.setattr("service.map.index.SEND_SLICE", 16 * 1024)
-    monkeypatch.setattr("service.map.index.JOIN_IN_THREAD_PARTS", 1000)
+    monkeypatch.setattr("service.map.body.KEEP_JOINED_BYTES", 256 * 1024)
+    monkeypatch.setattr("service.map.body.SEND_SLICE", 16 * 1024)
+    monkeypatch.setattr("service.map.body.JOIN_IN_THREAD_PARTS", 1000)
     entries = [entry(v, f"file_{v}.safetensors", "loras") for v in range(1, 2001)]
     write_json(catalog_dir / "models.json", catalog(*entries, category="loras"))
     client = await start()

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from service.errors import Invalid, Unprocessable, UpstreamError
 from service.civitai.routing import (
     MappedVersion,
     category_display_name,
@@ -18,6 +17,7 @@ from service.civitai.routing import (
     lora_category,
     version_to_entry,
 )
+from service.errors import Invalid, Unprocessable, UpstreamError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "civitai"
 

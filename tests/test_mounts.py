@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from service.disk.mounts import filesystem_of, is_network_fs, network_paths, parse_mounts
+from service.disk.mounts import (
+    filesystem_of,
+    is_network_fs,
+    network_paths,
+    parse_mounts,
+)
 
 # As /proc/mounts reads inside a Docker Desktop container (macOS, virtiofs with the fakeowner
 # layer; Windows, 9p), in WSL, in VMs with shared folders, and with a share mounted inside a

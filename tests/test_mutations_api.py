@@ -14,7 +14,17 @@ from aioresponses import aioresponses
 from yarl import URL
 
 from .conftest import StartClient, get_map
-from .helpers import AUTH, CIVITAI, catalog, civitai_version, entry, lora_version, read_json, touch, write_json
+from .helpers import (
+    AUTH,
+    CIVITAI,
+    catalog,
+    civitai_version,
+    entry,
+    lora_version,
+    read_json,
+    touch,
+    write_json,
+)
 
 VERSION_URL = re.compile(rf"^{re.escape(CIVITAI)}/api/v1/model-versions/(\d+)$")
 

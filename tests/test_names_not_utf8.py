@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from service.disk.presence import is_utf8, scan_sources, FolderSource
+from service.disk.scan import FolderSource, is_utf8, scan_sources
 
 from .conftest import StartClient
 from .helpers import catalog, entry, eventually, touch, until, write_json

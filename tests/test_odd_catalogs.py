@@ -15,7 +15,17 @@ import pytest
 from aioresponses import aioresponses
 
 from .conftest import StartClient, get_map
-from .helpers import AUTH, CIVITAI, catalog, entry, eventually, lora_version, read_json, replace_json, write_json
+from .helpers import (
+    AUTH,
+    CIVITAI,
+    catalog,
+    entry,
+    eventually,
+    lora_version,
+    read_json,
+    replace_json,
+    write_json,
+)
 from .test_main import run_service
 
 BIG = 123456789012345678901234567890

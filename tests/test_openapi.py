@@ -16,7 +16,17 @@ from service.http.openapi import DOCUMENT_BYTES, openapi_document, openapi_json
 from service.settings import Settings
 
 from .conftest import StartClient
-from .helpers import API_KEY, AUTH, MAP, catalog, entry, eventually, next_event, touch, write_json
+from .helpers import (
+    API_KEY,
+    AUTH,
+    MAP,
+    catalog,
+    entry,
+    eventually,
+    next_event,
+    touch,
+    write_json,
+)
 
 DOC = openapi_document()
 OPENAPI_PATH = "/api/openapi.json"

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from service.disk.names import is_model_file
-from service.disk.presence import MAX_DEPTH, FolderSource, Presence, probe, scan_sources
+from service.disk.presence import Presence
+from service.disk.scan import MAX_DEPTH, FolderSource, probe, scan_sources
 from service.http.appkeys import LIBRARY
 
 from .conftest import StartClient

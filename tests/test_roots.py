@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from service.library.library import Library
 from service.disk.mounts import filesystem_of, is_network_fs, parse_mounts
-from service.disk.presence import FolderSource, scan_sources
-from service.settings import Settings
+from service.disk.scan import FolderSource, scan_sources
 from service.http.appkeys import LIBRARY
+from service.library.library import Library
+from service.settings import Settings
 
 from .conftest import StartClient, get_map
 from .helpers import catalog, entry, eventually, touch, write_json

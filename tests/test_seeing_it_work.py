@@ -86,7 +86,7 @@ async def test_a_long_first_scan_reports_its_progress(start: StartClient, caplog
     import threading
 
     import service.library.library
-    from service.disk.presence import FolderSource, Scan
+    from service.disk.scan import FolderSource, Scan
 
     monkeypatch.setattr("service.library.library.SCAN_REPORT_S", 0.05)
     for folder in range(40):

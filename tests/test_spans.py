@@ -18,13 +18,25 @@ import orjson
 import pytest
 
 from service.catalog import text as spans
-from service.catalog.document import COPY_BLOCK, CatalogFormatError, Source, digest, parse_catalog, serialize_catalog
-from service.map.index import extract_entries
-from service.library.library import moved_versions, read_catalog, read_changes, whole_reading
-from service.civitai.routing import MappedVersion
-from service.library.editor import Wanted, plan_add, plan_promote, plan_remove, run_transaction
-from service.catalog.text import Text, Unsplittable, cut, load_text
+from service.catalog.codec import (
+    CatalogFormatError,
+    digest,
+    parse_catalog,
+    serialize_catalog,
+)
+from service.catalog.copying import COPY_BLOCK, Source
+from service.catalog.plans import plan_add, plan_promote, plan_remove
+from service.catalog.reading import (
+    extract_entries,
+    read_catalog,
+    read_changes,
+    whole_reading,
+)
 from service.catalog.store import CatalogStore, StaleRead
+from service.catalog.text import Text, Unsplittable, load_text
+from service.catalog.transaction import Wanted, run_transaction
+from service.civitai.routing import MappedVersion
+from service.library.library import moved_versions
 
 from .helpers import entry
 
@@ -275,9 +287,9 @@ def test_a_file_changed_while_it_is_read_is_read_again_whole(tmp_path: Path, mon
             handle.write(last)
         return real(fd, *args)
 
-    monkeypatch.setattr("service.library.library.recut_file", written_meanwhile)
+    monkeypatch.setattr("service.catalog.reading.recut_file", written_meanwhile)
     assert read_changes(path, "models", before.digest, before.text, before.shown, set()) is None
-    monkeypatch.setattr("service.library.library.recut_file", real)
+    monkeypatch.setattr("service.catalog.reading.recut_file", real)
     reading = read_catalog(path, "models", before.digest, before.text, shown=before.shown, dirty=set())
     assert reading.loaded is not None and reading.digest == digest(last)
     assert (reading.loaded.shown, reading.loaded.unusable) == whole(last)

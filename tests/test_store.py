@@ -11,11 +11,12 @@ from pathlib import Path
 import orjson
 import pytest
 
-from service.catalog.document import add_entry, digest, parse_catalog
-from service.errors import Unavailable
-from service.catalog.text import load_text
 import service.catalog.store
+from service.catalog.codec import digest, parse_catalog
+from service.catalog.document import add_entry
 from service.catalog.store import CatalogStore, Reading, StaleRead
+from service.catalog.text import load_text
+from service.errors import Unavailable
 
 from .helpers import catalog, entry, read_json, replace_json, touch, write_json
 

@@ -14,11 +14,21 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
-from service.disk.presence import FolderSource, Scan
+from service.disk.scan import FolderSource, Scan
 from service.http.appkeys import LIBRARY, WATCHER
 
 from .conftest import StartClient, get_map
-from .helpers import AUTH, catalog, entry, eventually, replace_json, status_of, touch, until, write_json
+from .helpers import (
+    AUTH,
+    catalog,
+    entry,
+    eventually,
+    replace_json,
+    status_of,
+    touch,
+    until,
+    write_json,
+)
 
 
 def status_is(client: TestClient, version_id: int, status: str | None):  # type: ignore[no-untyped-def]

@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING
 import orjson
 
 from .client import poll
-from .common import EDIT_TIMEOUT_S, EDIT_VID_BASE, FRESH_POLL_S, FRESH_TIMEOUT_S, summarize_ms
+from .common import (
+    EDIT_TIMEOUT_S,
+    EDIT_VID_BASE,
+    FRESH_POLL_S,
+    FRESH_TIMEOUT_S,
+    summarize_ms,
+)
 from .dataset import atomic_write_json
 
 if TYPE_CHECKING:

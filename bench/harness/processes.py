@@ -11,7 +11,18 @@ from typing import Any
 
 import aiohttp
 
-from .common import CEILING, CLEANUP, MAP_PATH, READY_POLL_S, REPO, SERVICE_ENV_KEYS, _killpg, _r, free_port, read_proc_status
+from .common import (
+    CEILING,
+    CLEANUP,
+    MAP_PATH,
+    READY_POLL_S,
+    REPO,
+    SERVICE_ENV_KEYS,
+    _killpg,
+    _r,
+    free_port,
+    read_proc_status,
+)
 from .dataset import Dataset
 
 

@@ -12,7 +12,13 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .client import version_entry
-from .common import HEALTH_POLL_S, REBUILD_SETTLE_S, REBUILD_VISIBLE_TIMEOUT_S, _r, summarize_ms
+from .common import (
+    HEALTH_POLL_S,
+    REBUILD_SETTLE_S,
+    REBUILD_VISIBLE_TIMEOUT_S,
+    _r,
+    summarize_ms,
+)
 from .dataset import rewrite_with_new_name
 from .load import RequestLoops, Sample
 

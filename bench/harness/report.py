@@ -7,8 +7,19 @@ from typing import Any
 
 import orjson
 
-from .targets import (ADD_P95_MS, BIG_HEALTH_MAX_MS, BIG_RSS_MB, EDIT_P95_MS, EDIT_WORST_MS, RSS_MB, add_p95_ok,
-                      edit_visible_ok, edit_worst_ok, issue_applies, rss_ok)
+from .targets import (
+    ADD_P95_MS,
+    BIG_HEALTH_MAX_MS,
+    BIG_RSS_MB,
+    EDIT_P95_MS,
+    EDIT_WORST_MS,
+    RSS_MB,
+    add_p95_ok,
+    edit_visible_ok,
+    edit_worst_ok,
+    issue_applies,
+    rss_ok,
+)
 
 
 def _pf(ok: bool | None) -> str:

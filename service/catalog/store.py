@@ -27,22 +27,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .document import (
+from ..disk.files import (
+    RENAME_EXCHANGE,
+    RENAME_NOREPLACE,
+    file_stamp,
+    fsync_folder,
+    rename_with,
+)
+from ..errors import Unavailable
+from .codec import (
     CatalogFormatError,
     CatalogUnwritable,
-    Doc,
-    Source,
-    SourceChanged,
     digest,
-    empty_catalog,
     file_digest,
     parse_catalog,
     serialize_catalog,
-    stamp,
     write_catalog,
 )
-from ..errors import Unavailable
-from ..disk.files import RENAME_EXCHANGE, RENAME_NOREPLACE, fsync_folder, file_stamp, rename_with
+from .copying import Source, SourceChanged
+from .document import Doc, empty_catalog, stamp
 from .text import Spliced, StaleText, Text, Unsplittable, cut, spliced_doc
 
 logger = logging.getLogger(__name__)

@@ -34,18 +34,17 @@ from typing import Any
 
 import orjson
 
-from .document import (
+from ..map.entry import UNUSABLE, MapEntry, shown_entry
+from .codec import (
     ENTRY_NEXT,
     CatalogFormatError,
     CatalogUnwritable,
-    Doc,
     Verbatim,
     check_shape,
     load_json,
     serialize_catalog,
-    version_id_of,
 )
-from ..map.index import UNUSABLE, MapEntry, shown_entry
+from .document import Doc, version_id_of
 
 END = b"\n        }"  # the last line of an entry of a models list
 OPEN = b"\n        {\n"  # its first line

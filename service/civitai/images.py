@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import NotFound, UpstreamError, UpstreamTimeout
-from ..map.index import CivitaiIndex, status_name
-from .routing import base_family
+from ..map.index import CivitaiIndex
+from ..map.status import status_of as status_name
 from .client import BadBody, CivitaiClient
+from .routing import base_family
 
 MAX_RESOURCES = 50
 MAX_PROMPT_LORAS = 100

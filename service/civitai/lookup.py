@@ -14,9 +14,9 @@ from typing import Any
 
 import orjson
 
-from .client import CivitaiClient
 from ..errors import NotFound, Unavailable, UpstreamError
 from ..hashes.store import Identity
+from .client import CivitaiClient
 
 logger = logging.getLogger(__name__)
 

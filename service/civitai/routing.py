@@ -7,8 +7,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ServiceError, Unprocessable, UpstreamError
 from ..disk.names import MODEL_EXTENSIONS, check_file_name, is_model_file
+from ..errors import ServiceError, Unprocessable, UpstreamError
+
 
 @dataclass(frozen=True, slots=True)
 class Family:

@@ -19,7 +19,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import ConfigError
-from .presence import FolderSource
+from .scan import FolderSource
 
 # folder_paths.map_legacy: the only names ComfyUI renames when a folder is added.
 COMFYUI_LEGACY_NAMES = {"unet": "diffusion_models", "clip": "text_encoders"}

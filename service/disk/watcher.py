@@ -33,7 +33,7 @@ from watchfiles import Change, awatch
 
 from ..catalog.document import CATALOG_NAMES
 from ..library.library import Library
-from .presence import Scan, scan_sources, scan_subtree, watch_folders
+from .scan import Scan, scan_sources, scan_subtree, watch_folders
 
 logger = logging.getLogger(__name__)
 

@@ -31,11 +31,12 @@ import aiohttp
 
 from ..civitai import CivitaiClient
 from ..civitai.ratelimit import RateGate
-from ..errors import Conflict, Invalid, NotFound, ServiceError
-from ..disk.names import check_file_name, check_relative_folder
-from ..map.index import MapEntry, Transfer
-from ..library.library import Library
 from ..civitai.routing import file_sha256
+from ..disk.names import check_file_name, check_relative_folder
+from ..errors import Conflict, Invalid, NotFound, ServiceError
+from ..library.library import Library
+from ..map.entry import MapEntry
+from ..map.status import Transfer
 from .fetch import DownloadFailed, Source, check_space, fetch, origin
 from .part import PartFile, PartRefused, part_path, remove_unheld_part
 

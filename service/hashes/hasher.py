@@ -26,14 +26,14 @@ from typing import Any, TypeVar
 
 import orjson
 
+from .. import workers
 from ..civitai.client import CivitaiClient
-from ..errors import ServiceError
-from ..map.index import MapEntry, disk_entry
+from ..civitai.lookup import BATCH, look_up
 from ..civitai.routing import display_name
 from ..disk.mounts import network_paths
-from .. import workers
+from ..errors import ServiceError
+from ..map.entry import MapEntry, disk_entry
 from .digest import Cancelled, FileChanged, sha256_of
-from ..civitai.lookup import BATCH, look_up
 from .store import STORE_NAME, FileKey, HashStore, Identity
 
 logger = logging.getLogger(__name__)

@@ -12,19 +12,30 @@ from aiohttp import web
 
 from ..civitai import CivitaiClient
 from ..civitai.updates import UpdateChecker
-from ..downloads import DownloadManager
-from ..library.library import Library
-from .events import ChangeFeed, civitai_map_events, close_streams
 from ..disk.extra_paths import load_extra_model_paths
-from ..hashes.hasher import Hasher
-from .pipeline import CorsPolicy, Handler, no_route, request_pipeline, response_hook
 from ..disk.mounts import network_paths
+from ..disk.scan import FolderSource
+from ..disk.watcher import Watcher, reconcile_forever
+from ..downloads import DownloadManager
+from ..hashes.hasher import Hasher
 from ..library.editor import CatalogEditor
-from .openapi import openapi_json
-from ..disk.presence import FolderSource
-from ..settings import Settings
+from ..library.library import Library
 from ..map.statuslog import StatusLog
-from .appkeys import CIVITAI, DOWNLOADS, EDITOR, FEED, HASHER, LIBRARY, SETTINGS, UPDATES, WATCHER
+from ..settings import Settings
+from .appkeys import (
+    CIVITAI,
+    DOWNLOADS,
+    EDITOR,
+    FEED,
+    HASHER,
+    LIBRARY,
+    SETTINGS,
+    UPDATES,
+    WATCHER,
+)
+from .events import ChangeFeed, civitai_map_events, close_streams
+from .openapi import openapi_json
+from .pipeline import CorsPolicy, Handler, no_route, request_pipeline, response_hook
 from .views import (
     add_version,
     api_health,
@@ -43,7 +54,6 @@ from .views import (
     ready,
     remove_from_catalog,
 )
-from ..disk.watcher import Watcher, reconcile_forever
 
 logger = logging.getLogger(__name__)
 

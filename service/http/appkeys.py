@@ -9,13 +9,13 @@ from aiohttp import web
 if TYPE_CHECKING:
     from ..civitai import CivitaiClient
     from ..civitai.updates import UpdateChecker
-    from ..downloads import DownloadManager
-    from .events import ChangeFeed
-    from ..hashes.hasher import Hasher
-    from ..library.library import Library
-    from ..library.editor import CatalogEditor
-    from ..settings import Settings
     from ..disk.watcher import Watcher
+    from ..downloads import DownloadManager
+    from ..hashes.hasher import Hasher
+    from ..library.editor import CatalogEditor
+    from ..library.library import Library
+    from ..settings import Settings
+    from .events import ChangeFeed
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 LIBRARY: web.AppKey[Library] = web.AppKey("library")

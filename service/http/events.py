@@ -28,7 +28,8 @@ from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
 from ..errors import Unavailable
-from ..map.index import Changes, gzip_etag
+from ..map.body import gzip_etag
+from ..map.status import Changes
 from .appkeys import FEED, LIBRARY
 
 logger = logging.getLogger(__name__)

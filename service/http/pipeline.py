@@ -11,15 +11,15 @@ import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any
 from http import HTTPStatus
+from typing import Any
 
 import orjson
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from .auth import key_matches, presented_key
 from ..errors import Invalid, ServiceError, TooLarge, Unauthorized, UnsupportedMedia
+from .auth import key_matches, presented_key
 
 logger = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ import signal
 
 from aiohttp import web
 
-from .pipeline import QuietAccessLogger
 from ..settings import Settings
+from .pipeline import QuietAccessLogger
 
 logger = logging.getLogger(__name__)
 

@@ -11,11 +11,11 @@ import orjson
 from aiohttp import web
 
 from .. import __version__
-from ..errors import Conflict, Invalid, Unavailable
-from .pipeline import AUTHENTICATED
+from ..catalog.plans import ImportCandidate
 from ..civitai.images import image_resources
-from ..library.editor import ImportCandidate
+from ..errors import Conflict, Invalid, Unavailable
 from .appkeys import CIVITAI, DOWNLOADS, EDITOR, HASHER, LIBRARY, UPDATES, WATCHER
+from .pipeline import AUTHENTICATED
 
 MAX_POINT_IDS = 500
 JSON = "application/json"

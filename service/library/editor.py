@@ -1,10 +1,6 @@
-"""Add, promote and remove: each a pure plan over fresh readings, run as one locked transaction.
-
-A plan function edits the docs it is given and says which catalogs to write, in order.
-The runner takes both sidecar locks (always in the same order), reads, plans, writes, and
-starts over from a fresh reading when a file changed under it. Whatever was written is
-handed to the library before the request answers, so the next GET already shows it.
-"""
+"""Changes to the catalogs, as the routes ask for them: each a plan (`catalog.plans`) run as one
+transaction in a worker, and what was written handed to the library before the answer goes out,
+so the next GET already shows it."""
 
 from __future__ import annotations
 
@@ -12,224 +8,37 @@ import asyncio
 import contextlib
 import functools
 import logging
-import random
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import orjson
 
-from ..catalog.document import (
-    CATALOG_NAMES,
-    Entry,
-    add_entry,
-    canonical_folder,
-    catalog_path,
-    find_file,
-    find_version,
-    iter_entries,
-    remove_entries,
-    version_id_of,
+from .. import workers
+from ..catalog.document import CATALOG_NAMES, catalog_path, version_id_of
+from ..catalog.plans import (
+    FileOnDisk,
+    ImportCandidate,
+    plan_add,
+    plan_import,
+    plan_promote,
+    plan_record_hash,
+    plan_remove,
+)
+from ..catalog.store import CatalogStore
+from ..catalog.transaction import (
+    Answer,
+    Outcome,
+    Plan,
+    Readings,
+    Wanted,
+    run_transaction,
 )
 from ..civitai import CivitaiClient
-from ..errors import Conflict, Invalid, NotFound, ServiceError, Unavailable, UpstreamError
-from ..disk.names import check_file_name
-from ..map.index import extract_entries
-from .library import Library, SavedCatalog
-from ..civitai.routing import MappedVersion, category_display_name, lora_category, version_to_entry
-from .. import workers
-from ..disk.presence import FolderSource, locate
-from ..catalog.text import Text, derive_text, spliced_shown
-from ..catalog.store import CatalogStore, Reading, StaleRead, Written
+from ..civitai.routing import version_to_entry
+from ..errors import Invalid, UpstreamError
+from .library import Library
 
 logger = logging.getLogger(__name__)
-
-# A file that changed under a save is read and changed again: programs that take no lock may
-# save many times a second, so keep trying (with jittered pauses) for this long before a 409.
-# Against a program saving in place a thousand times a second, a save of ours (read, write,
-# fsync, swap) fits between two of its saves only now and then: 3 s was sometimes not enough.
-RETRY_BUDGET_S = 10.0
-RETRY_PAUSE_S = (0.001, 0.02)
-Answer = dict[str, Any]
-Readings = dict[str, Reading]
-
-
-@dataclass(slots=True)
-class Plan:
-    """What a mutation answers, and which catalogs it changed (written in this order)."""
-
-    answer: Answer
-    writes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Wanted:
-    """What a plan looks at: entries of these versions and with these file names. A catalog
-    the map has a cut text of is read with only those entries parsed (and every entry of
-    their versions); the rest stays bytes, copied back as they are."""
-
-    versions: frozenset[int] = frozenset()
-    files: frozenset[str] = frozenset()
-
-
-@dataclass(slots=True)
-class Outcome:
-    answer: Answer | None = None
-    written: dict[str, SavedCatalog] = field(default_factory=dict)
-    unread: set[str] = field(default_factory=set)  # written, but not handed over: the map reads them from disk
-    error: BaseException | None = None
-
-
-def plan_add(readings: Readings, mapped: MappedVersion) -> Plan:
-    """Add a mapped CivitAI version to models.json unless that version or file is already catalogued."""
-    entry = mapped.entry
-    assert entry is not None and mapped.category is not None
-    version_id = entry["civitai_version_id"]
-    for name in CATALOG_NAMES:
-        doc = readings[name].doc
-        found = find_version(doc, version_id)
-        if found is not None:
-            return Plan({"status": "already_exists", "file": found[1].get("file")})
-        if find_file(doc, entry["file"], entry["dest"]):
-            return Plan({"status": "already_exists", "file": entry["file"]})
-    add_entry(readings["models"].doc, mapped.category, category_display_name(mapped.category), dict(entry))
-    answer = {"status": "added", "file": entry["file"], "name": entry["name"], "category": mapped.category, "dest": entry["dest"]}
-    return Plan(answer, writes=("models",))
-
-
-def plan_promote(readings: Readings, version_id: int) -> Plan:
-    """Move every models.json entry of a LoRA version to loras.json; finish a move a crash cut short.
-
-    A version can be catalogued more than once (two files); all of its entries move together,
-    and nothing leaves models.json that loras.json does not hold.
-    """
-    models, loras = readings["models"].doc, readings["loras"].doc
-    in_models = [entry for _c, entry in iter_entries(models) if version_id_of(entry) == version_id]
-    in_loras = [entry for _c, entry in iter_entries(loras) if version_id_of(entry) == version_id]
-    if not in_models:
-        if in_loras:
-            return Plan({"status": "already_exists", "file": in_loras[0].get("file")})
-        raise NotFound(f"Version {version_id} is not in models.json.", code="not_in_catalog")
-    for entry in in_models:
-        dest = entry.get("dest")
-        if not isinstance(dest, str) or canonical_folder(dest).split("/")[0] != "loras":
-            raise Invalid(
-                f"Version {version_id} is filed under {dest!r}, not 'loras'; only LoRAs can be promoted.",
-                code="not_a_lora",
-            )
-    held = {(entry.get("file"), canonical_folder(str(entry.get("dest", "")))) for entry in in_loras}
-    categories: list[str] = []
-    for entry in in_models:
-        if (entry.get("file"), canonical_folder(str(entry["dest"]))) in held:
-            continue  # loras.json got it but models.json was never saved: only the removal is left
-        category = lora_category(entry.get("base_model") if isinstance(entry.get("base_model"), str) else None)
-        add_entry(loras, category, category_display_name(category), entry)
-        categories.append(category)
-    remove_entries(models, in_models)
-    writes = ("loras", "models") if categories else ("models",)
-    if in_loras:
-        return Plan({"status": "already_exists", "file": in_loras[0].get("file")}, writes=writes)
-    return Plan({"status": "promoted", "file": in_models[0].get("file"), "category": categories[0]}, writes=writes)
-
-
-def plan_remove(readings: Readings, file: str, on_disk: Callable[[Entry], bool]) -> Plan:
-    """Remove every models.json entry with that file name, unless its file is on disk."""
-    matches = [entry for _c, entry in find_file(readings["models"].doc, file)]
-    if not matches:
-        raise NotFound(f"{file!r} is not in models.json.", code="not_in_catalog")
-    for entry in matches:
-        if on_disk(entry):
-            raise Conflict(
-                f"{file!r} is still on disk under {entry.get('dest')!r}; delete the file first, then remove it from the catalog.",
-                code="file_on_disk",
-            )
-    remove_entries(readings["models"].doc, matches)
-    return Plan({"status": "removed", "file": file}, writes=("models",))
-
-
-def plan_record_hash(readings: Readings, version_id: int, file: str, sha256: str) -> Plan:
-    """Write a verified SHA256 (as CivitAI spells it, upper-case) into every entry of that
-    version and file that has no SHA256 yet; an entry with one keeps it."""
-    writes = []
-    for name in CATALOG_NAMES:
-        changed = False
-        for _category, entry in iter_entries(readings[name].doc):
-            if version_id_of(entry) == version_id and entry.get("file") == file and not _is_sha256(entry.get("hash")):
-                entry["hash"] = sha256.upper()
-                changed = True
-        if changed:
-            writes.append(name)
-    return Plan({"status": "recorded" if writes else "unchanged", "file": file}, writes=tuple(writes))
-
-
-def _is_sha256(value: object) -> bool:
-    return isinstance(value, str) and len(value) == 64 and all(char in "0123456789abcdefABCDEF" for char in value)
-
-
-@dataclass(frozen=True, slots=True)
-class ImportCandidate:
-    """A file on disk that CivitAI named a version for: where it is, and that version's body (JSON)."""
-
-    file: str
-    folder: str  # logical, as `dest` says it
-    version: bytes
-
-
-def plan_import(readings: Readings, candidates: tuple[ImportCandidate, ...], dry_run: bool) -> Plan:
-    """Add a models.json entry for each identified file no catalog lists, mapped as an add maps its
-    version, with the file's real name and folder. Say what was skipped and why."""
-    models = readings["models"].doc
-    added: list[Answer] = []
-    skipped: list[Answer] = []
-    taken: set[int] = set()
-    for candidate in candidates:
-        item: Answer = {"file": _printable(candidate.file), "dest": _printable(candidate.folder)}
-        try:
-            body = orjson.loads(candidate.version)
-            item["version_id"] = body.get("id") if isinstance(body, dict) else None
-            check_file_name(candidate.file)
-            mapped = version_to_entry(body)
-        except (ServiceError, orjson.JSONDecodeError) as exc:
-            skipped.append({**item, "reason": "not_mappable", "detail": getattr(exc, "detail", "CivitAI's answer is not JSON")})
-            continue
-        if mapped.entry is None or mapped.category is None:
-            skipped.append({**item, "reason": "restricted", "detail": mapped.restricted_reason})
-            continue
-        entry = dict(mapped.entry, file=candidate.file, dest=candidate.folder)
-        version_id = entry["civitai_version_id"]
-        if version_id in taken:
-            skipped.append({**item, "reason": "another_file_of_this_version"})
-            continue
-        if any(find_version(readings[name].doc, version_id) for name in CATALOG_NAMES):
-            skipped.append({**item, "reason": "version_in_catalog"})
-            continue
-        if any(find_file(readings[name].doc, candidate.file, candidate.folder) for name in CATALOG_NAMES):
-            skipped.append({**item, "reason": "file_in_catalog"})
-            continue
-        taken.add(version_id)
-        if not dry_run:
-            add_entry(models, mapped.category, category_display_name(mapped.category), entry)
-        added.append({**item, "name": entry["name"], "category": mapped.category})
-    answer = {"status": "dry_run" if dry_run else "imported", "added": added, "skipped": skipped}
-    return Plan(answer, writes=("models",) if added and not dry_run else ())
-
-
-def _printable(name: str) -> str:
-    """A name from disk as an answer can carry it: bytes that are not UTF-8 shown as \\xNN."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-@dataclass(frozen=True, slots=True)
-class FileOnDisk:
-    """Looks on disk now, so a file the watcher has not reported yet counts (picklable, unlike a closure)."""
-
-    sources: tuple[FolderSource, ...]
-    file: str
-
-    def __call__(self, entry: Entry) -> bool:
-        return locate(self.sources, self.file, canonical_folder(str(entry.get("dest", ""))))
 
 
 class CatalogEditor:
@@ -330,82 +139,3 @@ class CatalogEditor:
             except Exception:
                 logger.exception("reading %s.json back failed; a full rescan will", name)
                 self.library.reconcile_wanted.set()
-
-
-def _read(store: CatalogStore, wanted: Wanted | None, texts: dict[str, Text] | None, fresh: bool) -> Reading:
-    text = texts.get(store.name) if texts is not None else None
-    if text is None or wanted is None:
-        return store.read()
-    return store.read_spliced(text, set(wanted.versions), set(wanted.files), fresh=fresh)
-
-
-def _saved(reading: Reading, written: Written, name: str) -> SavedCatalog:
-    """What the map takes from a catalog just saved: a spliced one's changed versions, and the
-    cut of what was written when it follows from the cut it was read with; else every entry."""
-    spliced, based_on = reading.spliced, reading.text
-    if spliced is None or based_on is None or reading.source is None:
-        return SavedCatalog(written.digest, entries=extract_entries(reading.doc, name))
-    text = None
-    if written.outline is not None:
-        text = derive_text(written.outline, reading.doc, based_on, reading.source, written.digest, written.size, name)
-    return SavedCatalog(written.digest, changes=spliced_shown(spliced, name), based_on=based_on.digest, text=text)
-
-
-def run_transaction(
-    stores: dict[str, CatalogStore], plan: Callable[[Readings], Plan], wanted: Wanted | None = None, texts: dict[str, Text] | None = None
-) -> Outcome:
-    """Take both locks, read, plan, write; start over from a fresh reading when a file changed
-    under a save. Blocking: runs in a worker thread, or a worker process for huge catalogs
-    (so `plan` and the answer are picklable). With the map's cut texts, each catalog is read
-    spliced (`CatalogStore.read_spliced`): what the plan asks about parsed, the rest copied."""
-    outcome = Outcome()
-    try:
-        with contextlib.ExitStack() as stack:
-            for name in CATALOG_NAMES:
-                stack.enter_context(stores[name].locked())
-            first_answer: Answer | None = None  # of an attempt that wrote part of its change
-            deadline = time.monotonic() + RETRY_BUDGET_S
-            fresh = False
-            while time.monotonic() < deadline:
-                readings: Readings = {}
-                try:
-                    for name in CATALOG_NAMES:
-                        readings[name] = _read(stores[name], wanted, texts, fresh)
-                    decided = plan(readings)
-                    for name in decided.writes:
-                        written = stores[name].write(readings[name])
-                        first_answer = first_answer or decided.answer
-                        try:
-                            outcome.written[name] = _saved(readings[name], written, name)
-                        except Exception:  # saved all the same: the answer says so, the map reads the file
-                            logger.exception("%s.json was saved but could not be read into the map directly", name)
-                            outcome.unread.add(name)
-                except StaleRead:
-                    logger.debug("a catalog changed while being saved; applying the change again")
-                    time.sleep(random.uniform(*RETRY_PAUSE_S))
-                    fresh = True
-                    continue
-                finally:
-                    for reading in readings.values():
-                        reading.close()
-                # A retry after a partial write finishes that change; it still answers as the change did.
-                outcome.answer = first_answer or decided.answer
-                return outcome
-            raise Conflict("The catalogs kept changing while this change was being saved; nothing more was written.", code="catalog_busy")
-    except ServiceError as exc:
-        outcome.error = exc
-    except OSError as exc:
-        logger.error("saving a catalog failed: %s", exc.strerror)
-        outcome.error = Unavailable(f"The catalog could not be saved ({exc.strerror}); nothing was lost.", code="write_failed")
-    except Exception:
-        logger.exception("a catalog change failed")
-        outcome.error = Unavailable(
-            "The change was cut short after part of it was saved; send it again to finish it."
-            if outcome.written or outcome.unread
-            else "The change could not be made; nothing was written.",
-            code="write_failed",
-        )
-    if outcome.error is not None and (outcome.written or outcome.unread):
-        outcome.unread |= outcome.written.keys()  # part of it is on disk: the map must show that part
-    return outcome
-

@@ -16,12 +16,26 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..catalog.document import CATALOG_NAMES, CatalogFormatError, catalog_path, digest, file_digest, parse_catalog
-from ..disk.files import file_stamp
-from ..map.index import CatalogEntries, CivitaiIndex, MapEntry, build_layout, extract_entries, same_entry
-from ..catalog.text import Loaded, StaleText, Text, Unsplittable, load_recut, load_text, recut_file
-from ..disk.presence import MAX_DEPTH, FolderSource, Presence, Scan, probe, scan_sources
 from .. import workers
+from ..catalog.document import CATALOG_NAMES, catalog_path
+from ..catalog.reading import (
+    PRECHECK_BYTES,
+    UNPARSABLE_RETRY_S,
+    CatalogReading,
+    TooBigToParseHere,
+    file_size,
+    read_catalog,
+    read_catalog_rows,
+    size_and_digest,
+    whole_reading,
+)
+from ..catalog.text import Text
+from ..catalog.transaction import SavedCatalog
+from ..disk.presence import Presence
+from ..disk.scan import MAX_DEPTH, FolderSource, Scan, probe, scan_sources
+from ..map.entry import CatalogEntries, MapEntry, same_entry
+from ..map.index import CivitaiIndex
+from ..map.layout import build_layout
 
 logger = logging.getLogger(__name__)
 
@@ -42,141 +56,12 @@ class CatalogState:
     unusable_ids: int = 0  # entries left out of the map because an id is not an id
 
 
-@dataclass(frozen=True, slots=True)
-class CatalogReading:
-    digest: str
-    loaded: Loaded | None  # None: nothing new (or an error)
-    error: str | None
-    unparsable: bool = False  # worth reading again: a program may be writing it in place
-
-
-@dataclass(frozen=True, slots=True)
-class SavedCatalog:
-    """A catalog this service has just written, as the map takes it in: every entry (a whole
-    rewrite), or the versions a spliced save changed, with the cut of the written text when it
-    follows from `based_on`, the cut the save was planned on."""
-
-    digest: str
-    entries: CatalogEntries | None = None
-    changes: dict[int, MapEntry | None] | None = None
-    based_on: str | None = None
-    text: Text | None = None
-
-
-EntryRow = tuple[int, int | None, str, str, str, bytes, str, str | None, int | None]
-# A catalog that does not parse may be half-written by a program that saves in place: read
-# it again, backing off, for about this long before calling it unparsable.
-UNPARSABLE_RETRY_S = (0.02, 0.05, 0.1, 0.2, 0.3, 0.35)
 # After reading or re-laying a map this large, memory the allocator kept from the reading is
 # given back (100k entries: about 60 MB of 270).
 TRIM_AFTER_ENTRIES = 20_000
-# A catalog larger than this is digested in blocks before it is read: a huge file that is our
-# own write is then never all in memory. A smaller one is read at once (`read_catalog` knows
-# its own writes by digest too), which spares an outside edit a second pass over the file.
-PRECHECK_BYTES = 64 * 1024 * 1024
 # More versions than this changed at once: lay the map out anew in a thread instead of
 # splicing them in on the event loop (each splice costs microseconds there).
 SPLICE_LIMIT = 2_000
-
-
-def read_catalog_rows(
-    path: Path, name: str, known_digest: str | None
-) -> tuple[str, tuple[list[EntryRow], int] | None, str | None, bool]:
-    """A whole catalog read and parsed (a worker process's job), as plain tuples: cheap to send back."""
-    reading = read_catalog(path, name, known_digest, None, whole=True)
-    rows = None
-    if reading.loaded is not None:
-        found = reading.loaded.shown.values()
-        rows = ([(e.version_id, e.model_id, e.file, e.folder, e.catalog, e.head, e.dest, e.sha256, e.size) for e in found], reading.loaded.unusable)
-    return reading.digest, rows, reading.error, reading.unparsable
-
-
-class TooBigToParseHere(Exception):
-    """The catalog does not cut into entries and is too big to parse whole in this process."""
-
-
-def read_catalog(
-    path: Path,
-    name: str,
-    known_digest: str | None,
-    before: Text | None,
-    *,
-    whole: bool = False,
-    shown: dict[int, MapEntry] | None = None,
-    dirty: set[int] | None = None,
-) -> CatalogReading:
-    """Read a catalog file when its content is new to us: cut into entries, parsing only those
-    `before` does not know; one that does not cut is parsed whole (TooBigToParseHere when that
-    needs a worker process).
-
-    With `shown`, how the map shows `before` (and the `dirty` versions it shows otherwise), the
-    file is first re-cut in place (`read_changes`): only what changed is read into memory and
-    looked at."""
-    if before is not None and shown is not None and not whole:
-        reading = read_changes(path, name, known_digest, before, shown, dirty or set())
-        if reading is not None:
-            return reading
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return CatalogReading("", None, "the file is missing")
-    except OSError as exc:
-        return CatalogReading("", None, f"the file cannot be read ({exc.strerror})")
-    content_digest = digest(raw)
-    if content_digest == known_digest:
-        return CatalogReading(content_digest, None, None)
-    if not whole:
-        try:
-            return CatalogReading(content_digest, load_text(raw, name, content_digest, before), None)
-        except Unsplittable:
-            if len(raw) > workers.PROCESS_BYTES:
-                raise TooBigToParseHere() from None
-    try:
-        doc = parse_catalog(raw)
-    except CatalogFormatError as exc:
-        return CatalogReading(content_digest, None, str(exc), unparsable=True)
-    del raw
-    return CatalogReading(content_digest, whole_reading(content_digest, extract_entries(doc, name)), None)
-
-
-def read_changes(path: Path, name: str, known_digest: str | None, before: Text, shown: dict[int, MapEntry], dirty: set[int]) -> CatalogReading | None:
-    """A catalog re-cut against its last cut where it lies: its digest in one pass a block at a
-    time, then the windows of `before` checked and only the stretch between them read and cut.
-    At 100,000 entries an edit then costs its own chunks and two passes of hashing, with no copy
-    of the 36 MB text in memory. None when it must be read whole instead: too much changed, the
-    file changed while it was read, or it cannot be opened (the whole read says why)."""
-    if not before.windows:
-        return None
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        stat = os.fstat(fd)
-        with open(fd, "rb", closefd=False) as handle:
-            content_digest = file_digest(handle)
-        if content_digest == known_digest:
-            return CatalogReading(content_digest, None, None)
-        try:
-            done = recut_file(fd, stat.st_size, name, content_digest, before)
-        except (Unsplittable, StaleText, CatalogFormatError):
-            return None
-        if done is None or file_stamp(os.fstat(fd)) != file_stamp(stat):
-            return None
-        text, recut = done
-        return CatalogReading(content_digest, load_recut(text, recut, before, shown, dirty), None)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-
-
-def whole_reading(content_digest: str, found: CatalogEntries) -> Loaded:
-    """A catalog read whole: the first entry of each version, no cut text."""
-    shown: dict[int, MapEntry] = {}
-    for entry in found.entries:
-        shown.setdefault(entry.version_id, entry)
-    return Loaded(content_digest, shown, found.unusable_ids, None)
 
 
 def moved_versions(old: dict[int, MapEntry], new: dict[int, MapEntry], among: Iterable[int] | None = None) -> set[int]:
@@ -197,22 +82,6 @@ async def _give_memory_back(entries: int) -> None:
     to the system (1 ms, in a thread) when that is worth it."""
     if entries >= TRIM_AFTER_ENTRIES:
         await asyncio.to_thread(workers.release_free_memory)
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
-
-
-def _size_and_digest(path: Path) -> tuple[int, str | None]:
-    """Size and `digest` of a file, read in blocks: a huge catalog is never all in memory here."""
-    try:
-        with open(path, "rb") as handle:
-            return os.fstat(handle.fileno()).st_size, file_digest(handle)
-    except OSError:
-        return 0, None
 
 
 class Library:
@@ -307,8 +176,8 @@ class Library:
     async def _read(self, state: CatalogState) -> CatalogReading:
         """Read one catalog in a thread (under the catalog lock: `state` holds still meanwhile)."""
         in_windows = state.text is not None and bool(state.text.windows)  # read in place: digested in blocks first anyway
-        if not in_windows and await asyncio.to_thread(_size, state.path) > PRECHECK_BYTES:  # not read whole only to learn it is our own write
-            _, content_digest = await asyncio.to_thread(_size_and_digest, state.path)
+        if not in_windows and await asyncio.to_thread(file_size, state.path) > PRECHECK_BYTES:  # not read whole only to learn it is our own write
+            _, content_digest = await asyncio.to_thread(size_and_digest, state.path)
             if content_digest is not None and content_digest == state.digest:  # our own write, or a touch
                 return CatalogReading(content_digest, None, None)
         try:

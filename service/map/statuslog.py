@@ -12,7 +12,8 @@ import logging
 import time
 from collections.abc import Callable
 
-from .index import Changes, CivitaiIndex
+from .index import CivitaiIndex
+from .status import Changes
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,12 @@ import pytest
 from aiohttp import web
 from aioresponses import aioresponses
 
-from service.civitai.images import MAX_NAME_CHARS, MAX_PROMPT_LORAS, PROMPT_SCAN_CHARS, prompt_loras
+from service.civitai.images import (
+    MAX_NAME_CHARS,
+    MAX_PROMPT_LORAS,
+    PROMPT_SCAN_CHARS,
+    prompt_loras,
+)
 
 from ..conftest import StartClient
 from ..helpers import AUTH, CIVITAI, catalog, entry, touch, write_json

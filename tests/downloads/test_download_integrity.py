@@ -12,7 +12,7 @@ import pytest
 
 from ..helpers import read_json
 from .fake_civitai import FakeCivitai, headers_of
-from .jobs import MB, Starter, blob, download, leftovers, lora, map_entry, until_job
+from .jobs import MB, Starter, blob, download, lora, map_entry, until_job
 
 
 def civitai_lists_hash(fake: FakeCivitai, version_id: int, sha256: str) -> None:

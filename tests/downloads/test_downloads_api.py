@@ -10,7 +10,18 @@ import pytest
 
 from ..helpers import AUTH, eventually, next_event
 from .fake_civitai import FakeCivitai, headers_of
-from .jobs import CIVITAI_KEY, MB, Starter, blob, download, job_state, leftovers, lora, map_entry, until_job
+from .jobs import (
+    CIVITAI_KEY,
+    MB,
+    Starter,
+    blob,
+    download,
+    job_state,
+    leftovers,
+    lora,
+    map_entry,
+    until_job,
+)
 
 
 async def test_a_download_lands_verified_and_the_key_never_leaves_civitai(service: Starter, fake: FakeCivitai, models_dir: Path) -> None:

@@ -16,7 +16,17 @@ from aiohttp.test_utils import TestClient
 from service.hashes.store import STORE_NAME
 
 from ..conftest import StartClient, get_map
-from ..helpers import AUTH, MAP, catalog, entry, eventually, next_event, read_json, touch, write_json
+from ..helpers import (
+    AUTH,
+    MAP,
+    catalog,
+    entry,
+    eventually,
+    next_event,
+    read_json,
+    touch,
+    write_json,
+)
 from .fake_civitai import fake_civitai, sha256
 
 HASHING = {"hashing": True, "hash_settle_s": 0.0}

@@ -1,0 +1,131 @@
+"""One catalog entry as the map shows it: which entries are shown, what of them, and with which ids.
+
+Each entry is serialized once, when its catalog is read, into a `head` that stops just before
+its status, so a map body is joined from heads and status slots (`map.status`) without
+serializing anything again.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ..disk.folders import canonical_folder
+
+MAX_ID = 2**63 - 1
+
+
+def catalog_id(value: object) -> int | None:
+    """A CivitAI id as catalogs write it: a positive JSON integer below 2**63, or a string of ASCII
+    digits; nothing else (a boolean, a float, "²", -4, 2**70) is an id."""
+    if type(value) is int:  # the common case first: this runs for every entry of every reading
+        return value if 0 < value <= MAX_ID else None
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
+        number = int(value)
+        return number if number > 0 else None
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class MapEntry:
+    """One catalog entry as the map shows it, pre-serialized up to its status."""
+
+    version_id: int
+    model_id: int | None
+    file: str
+    folder: str  # canonical logical folder, for presence
+    catalog: str  # "models" or "loras"; "" for a file identified on disk that no catalog lists
+    head: bytes
+    dest: str = ""  # the folder as the catalog writes it, for downloads
+    sha256: str | None = None  # the entry's `hash`, when it is a SHA256
+    size: int | None = None  # bytes, from `size_gb` (CivitAI's sizeKB / 1,000,000)
+
+
+@dataclass(slots=True)
+class CatalogEntries:
+    """What the map takes from one catalog, and how many entries it had to leave out for unusable ids."""
+
+    entries: list[MapEntry]
+    unusable_ids: int = 0
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Sent back from a worker process as plain tuples: pickling 100,000 dataclass objects
+        # one by one costs several times more, on both sides.
+        rows = [(e.version_id, e.model_id, e.file, e.folder, e.catalog, e.head, e.dest, e.sha256, e.size) for e in self.entries]
+        return (_entries_from_rows, (rows, self.unusable_ids))
+
+
+def _entries_from_rows(rows: list[tuple[Any, ...]], unusable_ids: int) -> CatalogEntries:
+    return CatalogEntries([MapEntry(*row) for row in rows], unusable_ids)
+
+
+class _Unusable:
+    """An entry left out of the map because an id is set but is not an id (counted, kept in the file)."""
+
+    def __repr__(self) -> str:
+        return "UNUSABLE"
+
+
+UNUSABLE: Any = _Unusable()
+
+
+def shown_entry(entry: dict[str, Any], catalog: str) -> MapEntry | None:
+    """One catalog entry as the map shows it; None when the map does not show it (no version id,
+    file or folder), UNUSABLE when an id is set but is not one ("²", -1, 2**70) or its name is
+    not showable (a lone surrogate)."""
+    raw_version, raw_model = entry.get("civitai_version_id"), entry.get("civitai_model_id")
+    version_id = catalog_id(raw_version)
+    model_id = catalog_id(raw_model)
+    if (version_id is None and raw_version is not None) or (model_id is None and raw_model is not None):
+        return UNUSABLE
+    file, dest = entry.get("file"), entry.get("dest")
+    if version_id is None or not isinstance(file, str) or not file or not isinstance(dest, str):
+        return None
+    view = {
+        "file": file,
+        "dest": dest,
+        "name": entry.get("name") if isinstance(entry.get("name"), str) else file,
+        "base_model": entry.get("base_model") if isinstance(entry.get("base_model"), str) else None,
+        "civitai_model_id": model_id,
+        "catalog": catalog,
+    }
+    try:
+        head = b'"%d":' % version_id + orjson.dumps(view)[:-1] + b',"status":"'
+    except orjson.JSONEncodeError:  # a lone surrogate in a name: not showable, left as it is in the file
+        return UNUSABLE
+    return MapEntry(version_id, model_id, file, sys.intern(canonical_folder(dest)), catalog, head, sys.intern(dest), _sha256(entry), _size(entry))
+
+
+def disk_entry(version_id: int, model_id: int | None, file: str, folder: str, name: str, base_model: str | None, sha256: str) -> MapEntry:
+    """A version identified on disk by its SHA256 that no catalog lists: `catalog: null`, always present."""
+    view = {"file": file, "dest": folder, "name": name, "base_model": base_model, "civitai_model_id": model_id, "catalog": None}
+    head = b'"%d":' % version_id + orjson.dumps(view)[:-1] + b',"status":"'
+    return MapEntry(version_id, model_id, file, sys.intern(folder), "", head, folder, sha256, None)
+
+
+_HEX_DIGITS = "0123456789abcdefABCDEF"
+
+
+def _sha256(entry: dict[str, object]) -> str | None:
+    value = entry.get("hash")
+    if isinstance(value, str) and len(value) == 64 and not value.strip(_HEX_DIGITS):  # a regex is 8x slower, 70k times
+        return value.lower()
+    return None
+
+
+def _size(entry: dict[str, object]) -> int | None:
+    value = entry.get("size_gb")
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1e6:
+        return round(value * 1_000_000_000)
+    return None
+
+
+def same_entry(old: MapEntry, new: MapEntry) -> bool:
+    """True when an entry is shown, and its status worked out, exactly as before. Cheaper than
+    the dataclass's ==, which builds two tuples: this runs for every entry of a re-laid map."""
+    return old is new or (
+        old.head == new.head and old.folder == new.folder and old.sha256 == new.sha256 and old.size == new.size and old.catalog == new.catalog
+    )
