@@ -20,9 +20,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from service.catalog.reading import extract_entries  # noqa: E402
 from service.disk.presence import Presence  # noqa: E402
 from service.disk.scan import FolderSource, PathFact  # noqa: E402
-from service.catalog.reading import extract_entries  # noqa: E402
 from service.map.index import CivitaiIndex  # noqa: E402
 from service.map.layout import build_layout  # noqa: E402
 from service.map.status import MISSING, PRESENT  # noqa: E402

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from service.catalog.codec import (
+    _SCAN_BLOCK,
     CatalogFormatError,
     _has_long_digit_run,
     digest,
@@ -16,7 +17,6 @@ from service.catalog.codec import (
     serialize_catalog,
     write_catalog,
 )
-from service.catalog.codec import _SCAN_BLOCK
 from service.catalog.document import model_id_of, stamp, version_id_of
 from service.catalog.reading import extract_entries
 

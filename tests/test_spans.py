@@ -1,4 +1,4 @@
-"""Catalogs cut at their entries (service/spans.py): a cut must show exactly what a whole
+"""Catalogs cut at their entries (service/catalog/text.py, cutting.py, splice.py): a cut must show exactly what a whole
 parse shows, a re-cut must name every version that moved, and a save spliced from a cut
 must write the very bytes a whole rewrite writes."""
 
@@ -25,6 +25,7 @@ from service.catalog.codec import (
     serialize_catalog,
 )
 from service.catalog.copying import COPY_BLOCK, Source
+from service.catalog.cutting import load_text, recut_file
 from service.catalog.plans import plan_add, plan_promote, plan_remove
 from service.catalog.reading import (
     extract_entries,
@@ -33,7 +34,7 @@ from service.catalog.reading import (
     whole_reading,
 )
 from service.catalog.store import CatalogStore, StaleRead
-from service.catalog.text import Text, Unsplittable, load_text
+from service.catalog.text import Text, Unsplittable
 from service.catalog.transaction import Wanted, run_transaction
 from service.civitai.routing import MappedVersion
 from service.library.library import moved_versions
@@ -98,7 +99,7 @@ def windows_hold(text: Text, raw: bytes) -> None:
     at = 0
     for window in text.windows:
         assert at <= window.start < window.end <= len(raw)
-        assert window.key == spans._window_key(raw[window.start : window.end])
+        assert window.key == spans.window_key(raw[window.start : window.end])
         assert text.ends[window.stop - 1] == window.end
         assert window.first == 0 and window.start == 0 or text.ends[window.first - 1] == window.start
         at = window.end
@@ -157,10 +158,10 @@ def test_a_recut_equals_a_fresh_cut_and_names_every_moved_version(seed: int, win
             edit(rng, doc)
         raw = raw_of(doc)
         read = []
-        real = spans._read_piece
-        monkeypatch.setattr(spans, "_read_piece", lambda chunk, *a: read.append(chunk) or real(chunk, *a))
+        real = spans.read_piece
+        monkeypatch.setattr(spans, "read_piece", lambda chunk, *a: read.append(chunk) or real(chunk, *a))
         again = cut_of(raw, before.text)
-        monkeypatch.setattr(spans, "_read_piece", real)
+        monkeypatch.setattr(spans, "read_piece", real)
         fresh = cut_of(raw)
         assert again.text is not None and fresh.text is not None
         same_text(again.text, fresh.text)
@@ -280,7 +281,7 @@ def test_a_file_changed_while_it_is_read_is_read_again_whole(tmp_path: Path, mon
     path.write_bytes(serialize_catalog(doc))
     edit(rng, doc)
     last = serialize_catalog(doc) + b"\n"
-    real = spans.recut_file
+    real = recut_file
 
     def written_meanwhile(fd: int, *args: Any) -> Any:
         with open(path, "r+b") as handle:  # another program saves in place while the file is read

@@ -11,11 +11,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-import service.catalog.store
+import service.catalog.swap
 from service.catalog.codec import digest, parse_catalog
+from service.catalog.cutting import load_text
 from service.catalog.document import add_entry
 from service.catalog.store import CatalogStore, Reading, StaleRead
-from service.catalog.text import load_text
 from service.errors import Unavailable
 
 from .helpers import catalog, entry, read_json, replace_json, touch, write_json
@@ -159,10 +159,10 @@ def test_a_catalog_half_written_in_place_is_read_again_until_whole(store: Catalo
 def _outside_save_after_the_check(store: CatalogStore, monkeypatch: pytest.MonkeyPatch, save: Callable[[], None]) -> None:
     """Let another program's save land right after the store's last check and before its swap:
     the stat of the file (when it existed) or the hash of it (when it did not)."""
-    checked, looked = store._current, service.catalog.store._identity
+    checked, looked = service.catalog.swap.current_digest, service.catalog.swap.stat_of
 
-    def check_then_race() -> bytes | None:
-        seen = checked()
+    def check_then_race(path: Path) -> str | None:
+        seen = checked(path)
         save()
         return seen
 
@@ -171,8 +171,8 @@ def _outside_save_after_the_check(store: CatalogStore, monkeypatch: pytest.Monke
         save()
         return seen
 
-    monkeypatch.setattr(store, "_current", check_then_race)
-    monkeypatch.setattr(service.catalog.store, "_identity", look_then_race)
+    monkeypatch.setattr(service.catalog.swap, "current_digest", check_then_race)
+    monkeypatch.setattr(service.catalog.swap, "stat_of", look_then_race)
 
 
 def _spliced_reading(store: CatalogStore) -> Reading:
@@ -189,7 +189,7 @@ def _until_quiet(path: Path) -> None:
     """Wait (polling, with a deadline) until the filesystem's clock, read off a file touched
     beside `path`, is QUIET_NS past path's last change."""
     stat = path.stat()
-    last = max(stat.st_mtime_ns, stat.st_ctime_ns) + service.catalog.store.QUIET_NS
+    last = max(stat.st_mtime_ns, stat.st_ctime_ns) + service.catalog.swap.QUIET_NS
     probe = path.with_name("clock-probe")
     deadline = time.monotonic() + 5
     try:
@@ -207,13 +207,13 @@ def _until_quiet(path: Path) -> None:
 def _hashes_of_files(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The files the store hashes from disk from now on (what it reads whole)."""
     hashed: list[str] = []
-    real = service.catalog.store._digest_or_none
+    real = service.catalog.swap.digest_or_none
 
     def recording(path: str | Path) -> str | None:
         hashed.append(str(path))
         return real(path)
 
-    monkeypatch.setattr(service.catalog.store, "_digest_or_none", recording)
+    monkeypatch.setattr(service.catalog.swap, "digest_or_none", recording)
     return hashed
 
 
@@ -243,7 +243,7 @@ def test_the_displaced_file_is_hashed_again_unless_the_file_was_quiet(store: Cat
     written just before (adds back to back) is hashed again: a write(2) moves the mtime as it
     starts, and one still landing its bytes would be missed by its stamp."""
     if not quiet:
-        monkeypatch.setattr(service.catalog.store, "QUIET_NS", 3600 * 10**9)
+        monkeypatch.setattr(service.catalog.swap, "QUIET_NS", 3600 * 10**9)
     with store.locked():
         store.write(store.read())
         if quiet:
@@ -334,12 +334,12 @@ def test_a_save_made_onto_ours_in_the_moment_it_shows_is_kept(store: CatalogStor
     second = catalog(entry(1, "a.safetensors"), entry(3, "first.safetensors"), entry(4, "second.safetensors"))
     save = replace_json if how == "atomic" else write_json
     exchanges = 0
-    real_rename = service.catalog.store.rename_with
+    real_rename = service.catalog.swap.rename_with
 
     def rename_and_race(source: object, target: object, flags: int) -> bool:
         nonlocal exchanges
         done = real_rename(source, target, flags)  # type: ignore[arg-type]
-        exchanges += flags == service.catalog.store.RENAME_EXCHANGE
+        exchanges += flags == service.catalog.swap.RENAME_EXCHANGE
         if exchanges == 1:
             save(store.path, second)  # onto our file, while it is what others read
         return done
@@ -348,7 +348,7 @@ def test_a_save_made_onto_ours_in_the_moment_it_shows_is_kept(store: CatalogStor
         reading = store.read()
         add_entry(reading.doc, "loras", "LoRAs", entry(2, "b.safetensors", "loras"))
         _outside_save_after_the_check(store, monkeypatch, lambda: save(store.path, first))
-        monkeypatch.setattr(service.catalog.store, "rename_with", rename_and_race)
+        monkeypatch.setattr(service.catalog.swap, "rename_with", rename_and_race)
         with pytest.raises(StaleRead):
             store.write(reading)
     assert read_json(store.path) == second

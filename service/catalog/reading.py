@@ -12,16 +12,9 @@ from .. import workers
 from ..disk.files import file_stamp
 from ..map.entry import UNUSABLE, CatalogEntries, MapEntry, shown_entry
 from .codec import CatalogFormatError, digest, file_digest, parse_catalog
+from .cutting import load_recut, load_text, recut_file
 from .document import Doc, iter_entries
-from .text import (
-    Loaded,
-    StaleText,
-    Text,
-    Unsplittable,
-    load_recut,
-    load_text,
-    recut_file,
-)
+from .text import Loaded, StaleText, Text, Unsplittable
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +29,9 @@ EntryRow = tuple[int, int | None, str, str, str, bytes, str, str | None, int | N
 # A catalog that does not parse may be half-written by a program that saves in place: read
 # it again, backing off, for about this long before calling it unparsable.
 UNPARSABLE_RETRY_S = (0.02, 0.05, 0.1, 0.2, 0.3, 0.35)
+# One that keeps changing while it does not parse is read again for as long as it changes, up
+# to this long: a program saving in place many times a second leaves it half-written most of the time.
+UNPARSABLE_WHILE_CHANGING_S = 10.0
 # A catalog larger than this is digested in blocks before it is read: a huge file that is our
 # own write is then never all in memory. A smaller one is read at once (`read_catalog` knows
 # its own writes by digest too), which spares an outside edit a second pass over the file.

@@ -21,8 +21,9 @@ from ..errors import Conflict, ServiceError, Unavailable
 from ..map.entry import CatalogEntries, MapEntry
 from .document import CATALOG_NAMES
 from .reading import extract_entries
+from .splice import derive_text, spliced_shown
 from .store import CatalogStore, Reading, StaleRead, Written
-from .text import Text, derive_text, spliced_shown
+from .text import Text
 
 logger = logging.getLogger(__name__)
 
