@@ -199,7 +199,7 @@ async def test_a_file_deleted_in_a_folder_root_is_no_full_rescan(
 
     await eventually(missing, what="the deleted file missing")
     assert not [r.getMessage() for r in caplog.records if "rescan" in r.getMessage()]
-    assert not client.app[LIBRARY].reconcile_wanted.is_set()
+    assert not client.app[LIBRARY].rescan_requested
 
 
 async def test_an_offline_root_makes_its_versions_unavailable_and_they_come_back_without_a_full_rescan(

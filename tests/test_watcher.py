@@ -292,7 +292,7 @@ async def test_a_symlinked_folder_made_after_start_is_watched(start: StartClient
     (models_dir / "loras" / "drive").symlink_to(drive)
 
     async def rewatched() -> bool:
-        return client.app[WATCHER].live.is_set() and not client.app[LIBRARY].rewatch_wanted.is_set() and client.app[LIBRARY].links > 0
+        return client.app[WATCHER].live.is_set() and not client.app[WATCHER].rewatch_requested and client.app[LIBRARY].links > 0
 
     await eventually(rewatched, what="the watches set up again")
     touch(drive / "far.safetensors")
@@ -382,10 +382,10 @@ async def test_a_models_folder_swapped_for_another_by_renames_converges(start: S
     await until(client, 52, "present", "the file in the new folder", timeout=10)
     assert await status_of(client, 51)() == "missing"
     new_identity = (models_dir.stat().st_dev, models_dir.stat().st_ino)
-    watcher, library = client.app[WATCHER], client.app[LIBRARY]
+    watcher = client.app[WATCHER]
 
     async def watching_the_new_folder() -> bool:
-        return watcher.live.is_set() and not library.rewatch_wanted.is_set() and watcher.watched_identities.get(str(models_dir)) == new_identity
+        return watcher.live.is_set() and not watcher.rewatch_requested and watcher.watched_identities.get(str(models_dir)) == new_identity
 
     await eventually(watching_the_new_folder, timeout=10, what="the new folder watched")
     touch(models_dir / "loras" / "after.safetensors")

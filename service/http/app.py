@@ -10,12 +10,13 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from ..catalog.document import CATALOG_NAMES, catalog_path
 from ..civitai import CivitaiClient
 from ..civitai.updates import UpdateChecker
 from ..disk.extra_paths import load_extra_model_paths
 from ..disk.mounts import network_paths
 from ..disk.scan import FolderSource
-from ..disk.watcher import Watcher, reconcile_forever
+from ..disk.watcher import Watcher
 from ..downloads import DownloadManager
 from ..hashes.hasher import Hasher
 from ..library.editor import CatalogEditor
@@ -129,13 +130,15 @@ def create_app(settings: Settings, api_key: str) -> web.Application:
         )
         library.disk_listeners.append(hasher.files_touched)
         app[HASHER] = hasher
-    app[WATCHER] = Watcher(
+    watcher = app[WATCHER] = Watcher(
         library,
         settings.catalog_dir,
+        (catalog_path(settings.catalog_dir, name).name for name in CATALOG_NAMES),
         debounce_ms=settings.watch_debounce_ms,
         polling=bool(settings.watch_force_polling),
         poll_interval_ms=settings.watch_poll_interval_ms,
     )
+    library.new_links = watcher.request_rewatch
     app.cleanup_ctx.extend([catalog_files_ctx, civitai_ctx, library_ctx, downloads_ctx, updates_ctx, hasher_ctx])
     guarded = request_pipeline(cors, api_key, settings.max_body_bytes)
     for method, path, handler in ROUTES:
@@ -223,7 +226,7 @@ async def library_ctx(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(watcher.live.wait(), WATCHER_START_TIMEOUT_S)
         await library.start()
-        tasks.append(asyncio.create_task(reconcile_forever(library, settings.reconcile_interval_s, stop), name="reconcile"))
+        tasks.append(asyncio.create_task(library.rescan_forever(settings.reconcile_interval_s, stop), name="reconcile"))
         tasks.append(asyncio.create_task(watcher.watch_roots(stop), name="root watch"))
         tasks.append(asyncio.create_task(watcher.watch_for_pauses(stop), name="pause watch"))
 

@@ -138,4 +138,4 @@ class CatalogEditor:
                 await self.library.reload_catalog(name)
             except Exception:
                 logger.exception("reading %s.json back failed; a full rescan will", name)
-                self.library.reconcile_wanted.set()
+                self.library.request_rescan()

@@ -33,6 +33,7 @@ from ..catalog.text import Text
 from ..catalog.transaction import SavedCatalog
 from ..disk.presence import Presence
 from ..disk.scan import MAX_DEPTH, FolderSource, Scan, probe, scan_sources
+from ..disk.watching import first_of, stopped
 from ..map.entry import CatalogEntries, MapEntry, same_entry
 from ..map.index import CivitaiIndex
 from ..map.layout import build_layout
@@ -40,6 +41,7 @@ from ..map.layout import build_layout
 logger = logging.getLogger(__name__)
 
 SAVES_SETTLE_S = 2.0  # how long a catalog's watch event waits for this service's saves under way
+REQUESTED_RESCAN_DELAY_S = 0.2
 
 
 @dataclass(slots=True)
@@ -100,8 +102,8 @@ class Library:
         self._saves_settled.set()
         self._touched: set[str] | None = None
         self.links = 0  # symlinked folders under the roots, as of the last scan
-        self.reconcile_wanted = asyncio.Event()  # set when only a full rescan can be sure
-        self.rewatch_wanted = asyncio.Event()  # set when the watcher must set up its watches again
+        self._rescan = asyncio.Event()  # set when only a full rescan can be sure
+        self.new_links: Callable[[], None] = lambda: None  # told of a new symlinked folder (the watcher watches inside it)
         self._reconcile_lock = asyncio.Lock()  # one full rescan at a time: each swaps its whole scan in
         self.disk_entries: dict[int, MapEntry] = {}  # versions identified on disk by hash that no catalog lists
         self.disk_listeners: list[Callable[[set[str] | None], None]] = []  # told the file names that changed (None: all)
@@ -212,6 +214,35 @@ class Library:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._saves_settled.wait(), timeout)
 
+    async def catalogs_changed(self, names: Iterable[str]) -> None:
+        """Catalog files changed on disk: read them again, once this service's saves under way
+        have reached the map (a watch event is then usually our own write, known by its digest)."""
+        await self.saves_settled()
+        for name in names:
+            await self.reload_catalog(name)
+
+    def request_rescan(self) -> None:
+        """Rescan every root soon (coalesced): something only a full rescan can be sure of."""
+        self._rescan.set()
+
+    @property
+    def rescan_requested(self) -> bool:
+        """True while a requested rescan has not started."""
+        return self._rescan.is_set()
+
+    async def rescan_forever(self, interval_s: float, stop: asyncio.Event) -> None:
+        """Rescan every root at a fixed interval, and soon after one is requested, until `stop`."""
+        while not await first_of(stop, self._rescan, interval_s):
+            if self._rescan.is_set():
+                if await stopped(stop, REQUESTED_RESCAN_DELAY_S):  # let a burst of events settle
+                    return
+                self._rescan.clear()
+            try:
+                if await self.reconcile():
+                    logger.info("reconcile found changes the watcher had missed")
+            except Exception:
+                logger.exception("the periodic reconcile failed")
+
     def texts(self) -> dict[str, Text] | None:
         """The cut text of each catalog, when every catalog has one (a mutation then reads only
         what it needs). A cut that is behind the file still serves: the save reads anew."""
@@ -285,11 +316,11 @@ class Library:
                 self._warn_too_deep(fact.scan)
         if any(fact.link for fact in facts):  # a new symlinked folder: watch inside it too
             self.links += 1
-            self.rewatch_wanted.set()
+            self.new_links()
         if self.links:
             # Through a symlinked folder a file has several paths, and an event names only one:
             # a rescan (coalesced, in the background) sets every other path straight.
-            self.reconcile_wanted.set()
+            self.request_rescan()
         roots = {source.path: fact for fact in facts for source in self.sources if fact.path == source.path}
         offline_moved = False
         if roots:
