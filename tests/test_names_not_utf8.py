@@ -31,7 +31,7 @@ async def test_a_name_that_is_not_utf8_costs_one_warning_and_nothing_more(
     write_json(catalog_dir / "models.json", catalog(entry(1, "one.safetensors", "checkpoints"), entry(2, "two.safetensors", "loras")))
     client = await start()
     bad = os.path.join(os.fsencode(models_dir / "loras"), NOT_UTF8)
-    with caplog.at_level(logging.WARNING, logger="service.disk.watcher"):
+    with caplog.at_level(logging.WARNING, logger="service.disk.unwatchable"):
         for _ in range(14):  # a program that keeps writing it, past the watcher's three restarts (0.5 + 1 + 2 s)
             with open(bad, "ab") as handle:
                 handle.write(b"x" * 1024)

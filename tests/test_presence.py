@@ -116,7 +116,7 @@ def test_folders_deeper_than_the_limit_are_named_not_silently_skipped(tmp_path: 
 async def test_a_folder_cut_for_depth_is_named_once(start: StartClient, models_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     deep = models_dir.joinpath("checkpoints", *(f"d{level}" for level in range(MAX_DEPTH + 2)))
     touch(deep / "buried.safetensors")
-    with caplog.at_level(logging.WARNING, logger="service.library.library"):
+    with caplog.at_level(logging.WARNING, logger="service.library.folders"):
         client = await start()
         library = client.app[LIBRARY]
         await library.reconcile()

@@ -85,15 +85,15 @@ async def test_a_long_first_scan_reports_its_progress(start: StartClient, caplog
     report is seen however fast the machine scans."""
     import threading
 
-    import service.library.library
+    import service.library.folders
     from service.disk.scan import FolderSource, Scan
 
-    monkeypatch.setattr("service.library.library.SCAN_REPORT_S", 0.05)
+    monkeypatch.setattr("service.library.folders.SCAN_REPORT_S", 0.05)
     for folder in range(40):
         for i in range(25):
             touch(models_dir / "loras" / f"d{folder}" / f"f{i}.safetensors")
     entries = 40 * 25 + 40 + 4  # files, the 40 folders, and the 4 folders right under the root (45 folders with it)
-    real_scan = service.library.library.scan_sources
+    real_scan = service.library.folders.scan_sources
     reported = threading.Event()
 
     def held_scan(sources: tuple[FolderSource, ...], scan: Scan | None = None) -> Scan:
@@ -101,19 +101,19 @@ async def test_a_long_first_scan_reports_its_progress(start: StartClient, caplog
         reported.wait(10)
         return found
 
-    monkeypatch.setattr(service.library.library, "scan_sources", held_scan)
+    monkeypatch.setattr(service.library.folders, "scan_sources", held_scan)
     caplog.set_level(logging.INFO, logger="service")
     client = await start(wait_ready=False)
 
     async def progress_logged() -> bool:
-        lines = messages(caplog, "service.library.library")
+        lines = messages(caplog, "service.library.folders")
         return any(line.startswith(f"scanning model folders: {entries} entries in 45 folders so far (") for line in lines)
 
     try:
         await eventually(progress_logged, what="the scan's progress in the log")
     finally:
         reported.set()
-    assert [line for line in messages(caplog, "service.library.library") if line.endswith(" a second)")]
+    assert [line for line in messages(caplog, "service.library.folders") if line.endswith(" a second)")]
 
     async def ready() -> bool:
         return (await client.get("/ready")).status == 200

@@ -332,12 +332,12 @@ async def test_two_rescans_at_once_do_not_undo_a_change_seen_between_them(
     that landed between the two."""
     import threading
 
-    import service.library.library
+    import service.library.folders
 
     write_json(catalog_dir / "models.json", catalog(entry(31, "between.safetensors", "loras")))
     client = await start(reconcile_interval_s=3600)
     library = client.app[LIBRARY]
-    real_scan = service.library.library.scan_sources
+    real_scan = service.library.folders.scan_sources
     first_scanned, release_first = threading.Event(), threading.Event()
     scans = 0
 
@@ -350,7 +350,7 @@ async def test_two_rescans_at_once_do_not_undo_a_change_seen_between_them(
             release_first.wait(10)
         return found
 
-    monkeypatch.setattr(service.library.library, "scan_sources", held_first_scan)
+    monkeypatch.setattr(service.library.folders, "scan_sources", held_first_scan)
     first = asyncio.create_task(library.reconcile())
     async def first_held() -> bool:
         return first_scanned.is_set()

@@ -32,11 +32,12 @@ from ..catalog.reading import (
 from ..catalog.text import Text
 from ..catalog.transaction import SavedCatalog
 from ..disk.presence import Presence
-from ..disk.scan import MAX_DEPTH, FolderSource, Scan, probe, scan_sources
+from ..disk.scan import FolderSource
 from ..disk.watching import first_of, stopped
 from ..map.entry import CatalogEntries, MapEntry, same_entry
 from ..map.index import CivitaiIndex
 from ..map.layout import build_layout
+from .folders import ModelFolders
 
 logger = logging.getLogger(__name__)
 
@@ -91,32 +92,42 @@ class Library:
 
     def __init__(self, catalog_dir: Path, sources: tuple[FolderSource, ...]) -> None:
         self.catalogs = {name: CatalogState(name, catalog_path(catalog_dir, name)) for name in CATALOG_NAMES}
-        self.sources = sources
-        self.presence = Presence(sources)
-        self.index = CivitaiIndex(self.presence)
-        self.unreadable: list[str] = []
+        self.folders = ModelFolders(sources)
+        self.index = CivitaiIndex(self.folders.presence)
         self.ready = False
         self._catalog_lock = asyncio.Lock()
         self._saves = 0  # this service's saves under way, not yet taken into the map
         self._saves_settled = asyncio.Event()
         self._saves_settled.set()
-        self._touched: set[str] | None = None
-        self.links = 0  # symlinked folders under the roots, as of the last scan
         self._rescan = asyncio.Event()  # set when only a full rescan can be sure
         self.new_links: Callable[[], None] = lambda: None  # told of a new symlinked folder (the watcher watches inside it)
         self._reconcile_lock = asyncio.Lock()  # one full rescan at a time: each swaps its whole scan in
         self.disk_entries: dict[int, MapEntry] = {}  # versions identified on disk by hash that no catalog lists
         self.disk_listeners: list[Callable[[set[str] | None], None]] = []  # told the file names that changed (None: all)
-        self._mount_roots: set[str] = set()  # roots that were mount points: not one any more means unmounted
-        # Roots that could be read at some point of this run: only those can go offline. A folder
-        # that was never there (an unused line of extra_model_paths.yaml) leaves its versions missing.
-        self._seen_roots: set[str] = set()
-        self._cut_folders: set[str] = set()  # folders named in a warning for being too deep
+
+    @property
+    def sources(self) -> tuple[FolderSource, ...]:
+        """The model folders."""
+        return self.folders.sources
+
+    @property
+    def presence(self) -> Presence:
+        """What is on disk in them."""
+        return self.folders.presence
+
+    @property
+    def unreadable(self) -> list[str]:
+        """Model folders that are missing or cannot be read, as of the last scan."""
+        return self.folders.unreadable
+
+    @property
+    def links(self) -> int:
+        """Symlinked folders under the roots."""
+        return self.folders.links
 
     def set_sources(self, sources: tuple[FolderSource, ...]) -> None:
         """Set the model folders (before `start`)."""
-        self.sources = sources
-        self.presence.sources = sources
+        self.folders.set_sources(sources)
 
     @property
     def healthy_catalogs(self) -> bool:
@@ -126,7 +137,7 @@ class Library:
     async def start(self) -> None:
         """First full build: both catalogs and a scan of every root."""
         started = time.perf_counter()
-        self._mount_roots = await asyncio.to_thread(lambda: {s.path for s in self.sources if os.path.ismount(s.path)})
+        await self.folders.note_mount_points()
         for name in CATALOG_NAMES:
             await self.reload_catalog(name, rebuild=False)
         async with self._catalog_lock:
@@ -307,56 +318,17 @@ class Library:
 
     async def paths_changed(self, paths: Iterable[str]) -> bool:
         """Look at changed paths under the model roots and update their files' statuses."""
-        paths = list(paths)
-        if self._touched is not None:
-            self._touched.update(paths)
-        facts = await asyncio.to_thread(probe, self.sources, paths)
-        for fact in facts:
-            if fact.scan is not None:
-                self._warn_too_deep(fact.scan)
+        changed, offline_moved, facts = await self.folders.look_at(list(paths))
         if any(fact.link for fact in facts):  # a new symlinked folder: watch inside it too
-            self.links += 1
+            self.folders.links += 1
             self.new_links()
-        if self.links:
+        if self.folders.links:
             # Through a symlinked folder a file has several paths, and an event names only one:
             # a rescan (coalesced, in the background) sets every other path straight.
             self.request_rescan()
-        roots = {source.path: fact for fact in facts for source in self.sources if fact.path == source.path}
-        offline_moved = False
-        if roots:
-            offline = set(self.presence.offline)
-            for path, fact in roots.items():
-                if fact.kind == "dir" and not await asyncio.to_thread(self._unmounted, path):
-                    offline.discard(path)
-                    self._seen_roots.add(path)
-                elif path in self._seen_roots:
-                    offline.add(path)
-            offline_moved = self._set_offline(offline)
-        changed = self.presence.apply(facts)
         self._tell_disk_listeners(changed | {os.path.basename(fact.path) for fact in facts if fact.kind == "file"})
         moved = self.index.files_changed(changed)
         return (self.index.refresh() if offline_moved else False) or moved
-
-    def _warn_too_deep(self, scan: Scan) -> None:
-        """Name each folder left out for being deeper than MAX_DEPTH, once a run."""
-        for path in scan.too_deep:
-            if path not in self._cut_folders:
-                self._cut_folders.add(path)
-                logger.warning("model folder %s is more than %d folders deep; it and what it holds are not looked at", path, MAX_DEPTH)
-
-    def _unmounted(self, root: str) -> bool:
-        """True when a root that was a mount point is not one now (the volume is gone, its empty mount point is left)."""
-        return root in self._mount_roots and not os.path.ismount(root)
-
-    def _set_offline(self, offline: set[str]) -> bool:
-        before = set(self.presence.offline)
-        if not self.presence.set_offline(offline):
-            return False
-        for path in sorted(self.presence.offline - before):
-            logger.warning("model folder %s is offline; versions that can only be there show as unavailable", path)
-        for path in sorted(before - self.presence.offline):
-            logger.info("model folder %s is back online", path)
-        return True
 
     def _tell_disk_listeners(self, names: set[str] | None) -> None:
         for listener in self.disk_listeners:
@@ -372,33 +344,7 @@ class Library:
         catalogs_moved = False
         for name in CATALOG_NAMES:
             catalogs_moved |= await self.reload_catalog(name)
-        self._touched = set()
-        try:
-            scan = Scan()
-            reporter = None if self.ready else asyncio.create_task(_report_scan(scan))  # the first scan may be long
-            try:
-                await asyncio.to_thread(scan_sources, self.sources, scan)
-            finally:
-                if reporter is not None:
-                    reporter.cancel()
-            changed = self.presence.replace(scan)
-            for _ in range(5):  # re-look at paths that changed while the scan ran
-                touched, self._touched = self._touched, set()
-                if not touched:
-                    break
-                changed |= self.presence.apply(await asyncio.to_thread(probe, self.sources, touched))
-        finally:
-            self._touched = None
-        self._warn_too_deep(scan)
-        if scan.unreadable != self.unreadable:
-            for path in set(scan.unreadable) - set(self.unreadable):
-                logger.warning("a model folder is missing or cannot be read: %s", path)
-        self.unreadable = scan.unreadable
-        self.links = scan.links
-        unmounted = await asyncio.to_thread(lambda: {root for root in self._mount_roots if self._unmounted(root)})
-        unreachable = set(scan.unreadable) | unmounted
-        self._seen_roots |= {source.path for source in self.sources} - unreachable
-        offline_moved = self._set_offline(unreachable & self._seen_roots)
+        changed, offline_moved = await self.folders.rescan(report=not self.ready)  # the first scan may be long
         self._tell_disk_listeners(None)
         moved = self.index.files_changed(changed)
         return (self.index.refresh() if offline_moved else False) or moved or catalogs_moved
@@ -422,14 +368,3 @@ class Library:
         await _give_memory_back(len(layout.entries))  # the old layout and the reading are garbage now
         return moved
 
-
-SCAN_REPORT_S = 5.0
-
-
-async def _report_scan(scan: Scan) -> None:
-    """Log the progress of a long scan every few seconds: files and folders so far, and the rate."""
-    started = time.monotonic()
-    while True:
-        await asyncio.sleep(SCAN_REPORT_S)
-        elapsed = time.monotonic() - started
-        logger.info("scanning model folders: %d entries in %d folders so far (%.0f a second)", scan.files, scan.folders, scan.files / elapsed)
