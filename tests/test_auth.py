@@ -9,8 +9,8 @@ import orjson
 import pytest
 import yarl
 
-from service.http.app import ROUTES
 from service.http.pipeline import KEY_OPTIONAL_PATHS
+from service.http.routes import ROUTES
 
 from .conftest import StartClient
 from .helpers import API_KEY, MAP
@@ -48,7 +48,7 @@ async def test_every_api_route_of_the_app_needs_the_key(start: StartClient) -> N
         assert response.status == 401, (route.method, path)
         assert (await response.json())["code"] == "missing_api_key"
         checked.add((route.method, path))
-    assert checked == {(method, path) for method, path, _ in ROUTES if path.startswith("/api/") and path not in KEY_OPTIONAL_PATHS}
+    assert checked == {(route.method, route.path) for route in ROUTES if route.path.startswith("/api/") and route.path not in KEY_OPTIONAL_PATHS}
 
 
 @pytest.mark.parametrize("path", ["/api/admin/models/civitai-map%0A", "/api/admin/models/x%0Ay/catalog", "/api/nothing%0D%0A"])

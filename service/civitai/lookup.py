@@ -10,21 +10,44 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from ..errors import NotFound, Unavailable, UpstreamError
-from ..hashes.store import Identity
 from .client import CivitaiClient
 
 logger = logging.getLogger(__name__)
+
 
 BATCH = 100
 RATE_LIMITED_TRIES = 5  # a batch refused with 429 is sent again after Retry-After, this many times at most
 UNKNOWN_RETRY_S = 24 * 3600.0  # an unknown hash is asked again after a day, not at every start
 # What an import needs of a version to map it as an add would; images and descriptions are left out.
 _KEPT_FIELDS = ("id", "modelId", "name", "baseModel", "trainedWords", "availability", "usageControl", "status")
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """CivitAI's answer for one SHA256: a version (with what the map shows of it), or unknown."""
+
+    sha256: str
+    version_id: int | None = None
+    model_id: int | None = None
+    model_name: str | None = None
+    version_name: str | None = None
+    model_type: str | None = None
+    base_model: str | None = None
+    version: bytes | None = None  # CivitAI's version body, trimmed to what an import needs (JSON)
+    checked_at: float = 0.0
+    retry_at: float | None = None  # unknown hashes are asked again after this time
+
+    @property
+    def known(self) -> bool:
+        """True when CivitAI named a version for this hash."""
+        return self.version_id is not None
+
 
 
 def identities_from_versions(versions: Iterable[Any], asked: Iterable[str], now: float) -> dict[str, Identity]:

@@ -20,26 +20,28 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
 from .. import workers
 from ..civitai.client import CivitaiClient
-from ..civitai.lookup import BATCH, look_up
+from ..civitai.lookup import BATCH, Identity, look_up
 from ..civitai.routing import display_name
 from ..disk.mounts import network_paths
+from ..disk.presence import Presence
+from ..disk.watching import first_of, stopped
 from ..errors import ServiceError
 from ..map.entry import MapEntry, disk_entry
+from ..map.index import CivitaiIndex
 from .digest import Cancelled, FileChanged, sha256_of
-from .store import STORE_NAME, FileKey, HashStore, Identity
+from .progress import REPORT_S, HashProgress, OnDisk, duration, stat_all
+from .store import STORE_NAME, FileKey, HashStore
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-REPORT_S = 10.0  # progress in the log this often while hashing
 LOOKUP_BACKOFF_S = (60.0, 300.0, 1800.0, 3600.0)  # after a failed lookup (CivitAI down, a bad answer)
 RECHECK_S = 3600.0  # unknown hashes whose day is up are looked at this often, with no file event
 RETRY_AFTER_FAILURE_S = 60.0  # after an unexpected failure of a pass
@@ -48,49 +50,20 @@ FLUSH_S = 1.0  # hashed files are kept and shown at least this often (and every 
 PUBLISH_S = 2.0  # the versions found on disk are re-laid into the map at most this often while work goes on
 
 
-@dataclass(slots=True)
-class HashProgress:
-    """What the hasher is doing, for /ready and the log."""
+class HashedLibrary(Protocol):
+    """What the hasher reads of the library and tells it (the library is one)."""
 
-    state: str = "starting"  # starting, hashing, identifying, idle, off
-    files_on_disk: int = 0
-    files_hashed: int = 0  # with a known SHA256, this run or an earlier one
-    files_to_hash: int = 0
-    bytes_to_hash: int = 0
-    bytes_hashed: int = 0  # this pass
-    rate_mb_s: float | None = None
-    seconds_left: float | None = None
-    identified: int = 0  # files CivitAI named a version for
-    unknown: int = 0  # files CivitAI does not know
-    waiting_for_lookup: int = 0
-    civitai_calls: int = 0
-    hashed_this_run: int = 0
-    last_error: str | None = None
+    ready: bool
+    presence: Presence
+    index: CivitaiIndex
 
-    def as_json(self) -> dict[str, Any]:
-        """The progress as /ready shows it."""
-        answer = asdict(self)
-        if answer["rate_mb_s"] is not None:
-            answer["rate_mb_s"] = round(answer["rate_mb_s"], 1)
-        if answer["seconds_left"] is not None:
-            answer["seconds_left"] = round(answer["seconds_left"])
-        return answer
-
-
-@dataclass(frozen=True, slots=True)
-class OnDisk:
-    """A complete model file identified by its SHA256 as a CivitAI version."""
-
-    path: str
-    folder: str  # logical, as a catalog's `dest` would say it
-    file: str
-    identity: Identity
+    async def set_disk_entries(self, entries: list[MapEntry]) -> bool: ...
 
 
 class Hasher:
     """The background job, and what it knows. Owned by the event loop."""
 
-    def __init__(self, library: Any, client: CivitaiClient, catalog_dir: Path, *, settle_s: float, show_uncatalogued: bool) -> None:
+    def __init__(self, library: HashedLibrary, client: CivitaiClient, catalog_dir: Path, *, settle_s: float, show_uncatalogued: bool) -> None:
         self.library = library
         self.client = client
         self.store = HashStore(catalog_dir / STORE_NAME)
@@ -127,20 +100,19 @@ class Hasher:
             if not await self._open_store(stop):
                 return
             while not self.library.ready:
-                if await _stopped(stop, 0.1):
+                if await stopped(stop, 0.1):
                     return
             while not stop.is_set():
                 try:
                     wait = await self._pass(stop)
                 except Exception as exc:  # a full disk, a store gone bad: say so, and try again later
-                    logger.exception("hashing and identifying files failed; trying again in %s", _duration(RETRY_AFTER_FAILURE_S))
+                    logger.exception("hashing and identifying files failed; trying again in %s", duration(RETRY_AFTER_FAILURE_S))
                     self.progress.last_error = f"hashing failed: {type(exc).__name__}: {exc}"
                     self._everything, wait = True, RETRY_AFTER_FAILURE_S
                 self.progress.state = "idle"
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(_first_of(stop, self._wanted), wait)
+                await first_of(stop, self._wanted, wait)
                 if not stop.is_set():
-                    await _stopped(stop, 0.2)  # a burst of file events arrives as several batches
+                    await stopped(stop, 0.2)  # a burst of file events arrives as several batches
         finally:
             self._cancel.set()
             self._reader.shutdown(wait=False, cancel_futures=True)
@@ -161,10 +133,10 @@ class Hasher:
             except (sqlite3.Error, OSError) as exc:
                 pause = STORE_RETRY_S[min(attempt, len(STORE_RETRY_S) - 1)]
                 if attempt == 0:
-                    logger.error("the hash store %s cannot be opened (%s); trying again every while, up to every %s", self.store.path, exc, _duration(STORE_RETRY_S[-1]))
+                    logger.error("the hash store %s cannot be opened (%s); trying again every while, up to every %s", self.store.path, exc, duration(STORE_RETRY_S[-1]))
                 self.progress.state = "failed"
-                self.progress.last_error = f"the hash store cannot be opened: {exc}; trying again in {_duration(pause)}"
-            if await _stopped(stop, pause):
+                self.progress.last_error = f"the hash store cannot be opened: {exc}; trying again in {duration(pause)}"
+            if await stopped(stop, pause):
                 return False
         raise AssertionError("unreachable")
 
@@ -177,7 +149,7 @@ class Hasher:
         presence = self.library.presence
         files = presence.files()
         wanted = files if everything else [(path, logical) for path, logical in files if os.path.basename(path) in names]
-        keys, gone = await asyncio.to_thread(_stat_all, [path for path, _ in wanted])
+        keys, gone = await asyncio.to_thread(stat_all, [path for path, _ in wanted])
         on_disk = {path for path, _ in files}
         stale = [path for path in self.known.by_path if path not in on_disk or path in gone]
         hashes = await self._in_db(self.store.known_hashes, keys)
@@ -211,7 +183,7 @@ class Hasher:
         await self._identify(stop)
         if self._disk_dirty:
             await self._publish_disk_entries(now=True)
-        self._count()
+        self.progress.count(len(self.library.presence), self.known.by_path, self.known.by_hash, self.identities)
         waits = [RECHECK_S]
         if unsettled:
             waits.append(self.settle_s)
@@ -243,7 +215,7 @@ class Hasher:
                         sha256 = await asyncio.wait_for(asyncio.shield(job), REPORT_S)
                         break
                     except TimeoutError:
-                        reported = self._report(started, done_before + counter[0], reported)
+                        reported = self.progress.report(started, done_before + counter[0], reported)
             except FileChanged:
                 self._names.add(os.path.basename(key.path))  # still being written: later
                 continue
@@ -256,7 +228,7 @@ class Hasher:
             counter[0] = 0
             progress.files_to_hash -= 1
             hashed.append((key, sha256))
-            reported = self._report(started, done_before, reported)
+            reported = self.progress.report(started, done_before, reported)
             # Many small files: keep them, tell the map and ask CivitAI a batch at a time, not file by file.
             if len(hashed) >= BATCH or time.monotonic() - flushed >= FLUSH_S:
                 await self._take_hashed(hashed, stop)
@@ -289,28 +261,6 @@ class Hasher:
         if self.progress.waiting_for_lookup >= BATCH:  # identify as hashing goes: a batch at a time
             await self._identify(stop)
             self.progress.state = "hashing"
-
-    def _report(self, started: float, done: int, reported: float) -> float:
-        """Update the rate and time left; log them every REPORT_S."""
-        progress = self.progress
-        progress.bytes_hashed = done
-        now = time.monotonic()
-        elapsed = now - started
-        if elapsed > 0.5 and done:
-            rate = done / elapsed
-            progress.rate_mb_s = rate / 1e6
-            progress.seconds_left = max(0.0, progress.bytes_to_hash - done) / rate
-        if now - reported < REPORT_S:
-            return reported
-        logger.info(
-            "hashing model files: %d left, %.1f of %.1f GB, %.0f MB/s, about %s left",
-            progress.files_to_hash,
-            done / 1e9,
-            progress.bytes_to_hash / 1e9,
-            progress.rate_mb_s or 0.0,
-            _duration(progress.seconds_left),
-        )
-        return now
 
     async def _learn_identities(self, hashes: set[str], paths: set[str], changed: set[str]) -> None:
         """Load what the store knows of these hashes, and tell the map what moved."""
@@ -359,7 +309,7 @@ class Hasher:
                 self._lookup_failures += 1
                 self._lookup_after = time.time() + delay
                 self.progress.last_error = exc.detail
-                logger.warning("identifying files by hash failed: %s; trying again in %s", exc.detail, _duration(delay))
+                logger.warning("identifying files by hash failed: %s; trying again in %s", exc.detail, duration(delay))
                 return
             self._lookup_failures = 0
             self.progress.last_error = None
@@ -426,62 +376,5 @@ class Hasher:
         self._published_at = time.monotonic()
         await self.library.set_disk_entries(list(self._disk_by_version.values()))
 
-    def _count(self) -> None:
-        progress = self.progress
-        progress.files_on_disk = len(self.library.presence)
-        progress.files_hashed = len(self.known.by_path)
-        identified = unknown = 0
-        for sha256, paths in self.known.by_hash.items():
-            identity = self.identities.get(sha256)
-            if identity is not None:
-                if identity.known:
-                    identified += len(paths)
-                else:
-                    unknown += len(paths)
-        progress.identified, progress.unknown = identified, unknown
-
     async def _in_db(self, function: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._db, function, *args)
-
-
-def _stat_all(paths: list[str]) -> tuple[list[FileKey], set[str]]:
-    """Keys of the files that are there and hold something, and the paths that do not (an empty
-    file is no model: a placeholder, or a download that has not started)."""
-    keys: list[FileKey] = []
-    gone: set[str] = set()
-    for path in paths:
-        try:
-            stat = os.stat(path)
-        except OSError:
-            gone.add(path)
-            continue
-        if stat.st_size:
-            keys.append(FileKey.of(path, stat))
-        else:
-            gone.add(path)
-    return keys, gone
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "an unknown time"
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-async def _first_of(stop: asyncio.Event, wanted: asyncio.Event) -> None:
-    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wanted.wait())]
-    try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-
-
-async def _stopped(stop: asyncio.Event, seconds: float) -> bool:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
-    return stop.is_set()

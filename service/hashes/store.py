@@ -22,6 +22,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..civitai.lookup import Identity
+
 logger = logging.getLogger(__name__)
 
 STORE_NAME = ".catalog-hashes.sqlite3"
@@ -61,27 +63,6 @@ class FileKey:
     def of(cls, path: str, stat: os.stat_result) -> FileKey:
         """The key of a file from its `os.stat`."""
         return cls(stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, path)
-
-
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """CivitAI's answer for one SHA256: a version (with what the map shows of it), or unknown."""
-
-    sha256: str
-    version_id: int | None = None
-    model_id: int | None = None
-    model_name: str | None = None
-    version_name: str | None = None
-    model_type: str | None = None
-    base_model: str | None = None
-    version: bytes | None = None  # CivitAI's version body, trimmed to what an import needs (JSON)
-    checked_at: float = 0.0
-    retry_at: float | None = None  # unknown hashes are asked again after this time
-
-    @property
-    def known(self) -> bool:
-        """True when CivitAI named a version for this hash."""
-        return self.version_id is not None
 
 
 class HashStore:

@@ -34,27 +34,9 @@ from .appkeys import (
     UPDATES,
     WATCHER,
 )
-from .events import ChangeFeed, civitai_map_events, close_streams
-from .openapi import openapi_json
-from .pipeline import CorsPolicy, Handler, no_route, request_pipeline, response_hook
-from .views import (
-    add_version,
-    api_health,
-    cancel_download,
-    check_updates,
-    civitai_image,
-    civitai_map,
-    download_file,
-    health,
-    import_library,
-    list_downloads,
-    model_updates,
-    page,
-    page_script,
-    promote_to_lora,
-    ready,
-    remove_from_catalog,
-)
+from .events import ChangeFeed, close_streams
+from .pipeline import CorsPolicy, no_route, request_pipeline, response_hook
+from .routes import ROUTES
 
 logger = logging.getLogger(__name__)
 
@@ -65,29 +47,6 @@ STOP_TIMEOUT_S = 3.0
 def model_sources(settings: Settings) -> tuple[FolderSource, ...]:
     """The folders whose files count as on disk: MODELS_DIR and those of EXTRA_MODEL_PATHS (reads the file)."""
     return (FolderSource(str(settings.models_dir)), *load_extra_model_paths(settings.extra_model_paths))
-
-
-# Every route, each wrapped in the request pipeline (the key, bodies, the error envelope).
-ROUTES: tuple[tuple[str, str, Handler], ...] = (
-    ("GET", "/", page),
-    ("GET", "/app.js", page_script),
-    ("GET", "/health", health),
-    ("GET", "/ready", ready),
-    ("GET", "/api/health", api_health),
-    ("GET", "/api/admin/models/civitai-map", civitai_map),
-    ("GET", "/api/admin/models/civitai-map/events", civitai_map_events),
-    ("POST", "/api/admin/civitai/add/{version_id}", add_version),
-    ("POST", "/api/admin/civitai/promote-to-lora/{version_id}", promote_to_lora),
-    ("DELETE", "/api/admin/models/{filename}/catalog", remove_from_catalog),
-    ("POST", "/api/admin/models/download/{file}", download_file),
-    ("GET", "/api/admin/downloads", list_downloads),
-    ("DELETE", "/api/admin/downloads/{job}", cancel_download),
-    ("GET", "/api/admin/civitai/image/{image_id}", civitai_image),
-    ("POST", "/api/admin/library/import", import_library),
-    ("GET", "/api/admin/models/updates", model_updates),
-    ("POST", "/api/admin/models/updates/check", check_updates),
-    ("GET", "/api/openapi.json", openapi_json),
-)
 
 
 def create_app(settings: Settings, api_key: str) -> web.Application:
@@ -140,12 +99,12 @@ def create_app(settings: Settings, api_key: str) -> web.Application:
     )
     library.new_links = watcher.request_rewatch
     app.cleanup_ctx.extend([catalog_files_ctx, civitai_ctx, library_ctx, downloads_ctx, updates_ctx, hasher_ctx])
-    guarded = request_pipeline(cors, api_key, settings.max_body_bytes)
-    for method, path, handler in ROUTES:
-        if method == "GET":
-            app.router.add_get(path, guarded(handler))  # HEAD too
+    guarded = request_pipeline(cors, api_key, settings.max_body_bytes, lambda: library.ready)
+    for route in ROUTES:
+        if route.method == "GET":
+            app.router.add_get(route.path, guarded(route.handler, needs_index=route.needs_index))  # HEAD too
         else:
-            app.router.add_route(method, path, guarded(handler))
+            app.router.add_route(route.method, route.path, guarded(route.handler, needs_index=route.needs_index))
     app.router.add_route("*", r"/{tail:[\s\S]*}", guarded(no_route))  # last: what no other route takes (line breaks too)
     return app
 

@@ -135,8 +135,6 @@ async def close_streams(app: web.Application) -> None:
 async def civitai_map_events(request: web.Request) -> web.StreamResponse:
     """The SSE stream of map changes."""
     library, feed = request.app[LIBRARY], request.app[FEED]
-    if not library.ready:
-        raise Unavailable("The index is still being built; try again in a moment.", code="not_ready", retry_after=1)
     subscription = feed.subscribe()
     transport = request.transport
     if transport is not None:

@@ -18,7 +18,14 @@ import orjson
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from ..errors import Invalid, ServiceError, TooLarge, Unauthorized, UnsupportedMedia
+from ..errors import (
+    Invalid,
+    ServiceError,
+    TooLarge,
+    Unauthorized,
+    Unavailable,
+    UnsupportedMedia,
+)
 from .auth import key_matches, presented_key
 
 logger = logging.getLogger(__name__)
@@ -48,15 +55,16 @@ def error_response(status: int, code: str, detail: str, headers: dict[str, str] 
     return web.Response(status=status, body=body, content_type="application/json", headers=headers)
 
 
-def request_pipeline(cors: CorsPolicy, api_key: str, max_body_bytes: int) -> Callable[[Handler], Handler]:
+def request_pipeline(cors: CorsPolicy, api_key: str, max_body_bytes: int, index_ready: Callable[[], bool]) -> Callable[..., Handler]:
     """What wraps each route's handler: CORS preflights are answered; every other request passes
     the guard, and every failure becomes the error envelope (nothing leaks a traceback).
 
     The guard: every /api/ route needs the key, but the connection check, which is told
-    whether the key is right; mutations take JSON bodies of bounded size or none."""
+    whether the key is right; mutations take JSON bodies of bounded size or none; a route that
+    `needs_index` answers 503 `not_ready` until the index is built."""
     expected = api_key.encode("utf-8")
 
-    def guarded(handler: Handler) -> Handler:
+    def guarded(handler: Handler, *, needs_index: bool = False) -> Handler:
         @functools.wraps(handler)
         async def pipeline(request: web.Request) -> web.StreamResponse:
             if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
@@ -79,6 +87,8 @@ def request_pipeline(cors: CorsPolicy, api_key: str, max_body_bytes: int) -> Cal
                         raise Unauthorized("The API key is not right.", code="bad_api_key")
                 if request.method in MUTATING:
                     await _check_body(request, max_body_bytes)
+                if needs_index and not index_ready():
+                    raise Unavailable("The index is still being built; try again in a moment.", code="not_ready", retry_after=1)
                 return await handler(request)
             except ServiceError as exc:
                 return error_response(exc.status, exc.code, exc.detail, exc.headers())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable
 from http import HTTPStatus
 from pathlib import Path
@@ -13,8 +12,9 @@ from aiohttp import web
 from .. import __version__
 from ..catalog.plans import ImportCandidate
 from ..civitai.images import image_resources
-from ..errors import Conflict, Invalid, Unavailable
+from ..errors import Conflict
 from .appkeys import CIVITAI, DOWNLOADS, EDITOR, HASHER, LIBRARY, UPDATES, WATCHER
+from .params import accepts_gzip, etag_matches, ids_in_query, path_id, switch
 from .pipeline import AUTHENTICATED
 
 MAX_POINT_IDS = 500
@@ -65,17 +65,15 @@ async def ready(request: web.Request) -> web.Response:
 async def civitai_map(request: web.Request) -> web.Response:
     """The map of every catalogued version, or of some versions/models with ?versions= / ?models=."""
     library = request.app[LIBRARY]
-    if not library.ready:
-        raise Unavailable("The index is still being built; try again in a moment.", code="not_ready", retry_after=1)
     query = request.rel_url.query
     if "versions" in query or "models" in query:
-        body = library.index.point_answer(_ids(query, "versions"), _ids(query, "models"))
+        body = library.index.point_answer(ids_in_query(query, "versions"), ids_in_query(query, "models"))
         return web.Response(body=body, content_type=JSON, headers={"Cache-Control": "no-cache"})
     snapshot = library.index.snapshot
-    wants_gzip = _accepts_gzip(request.headers.get("Accept-Encoding", ""))
+    wants_gzip = accepts_gzip(request.headers.get("Accept-Encoding", ""))
     etag = snapshot.gzip_etag if wants_gzip else snapshot.etag
     headers = {"ETag": etag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding"}
-    if _matches(request.headers.get("If-None-Match"), etag):
+    if etag_matches(request.headers.get("If-None-Match"), etag):
         return web.Response(status=HTTPStatus.NOT_MODIFIED, headers=headers)
     if wants_gzip:
         headers["Content-Encoding"] = "gzip"
@@ -110,22 +108,19 @@ async def _stream(request: web.Request, size: int, pieces: Iterable[bytes | memo
 
 async def add_version(request: web.Request) -> web.Response:
     """Add a CivitAI version to models.json."""
-    answer = await request.app[EDITOR].add(_version_id(request))
+    answer = await request.app[EDITOR].add(path_id(request.match_info, "version_id", "version id", "invalid_version_id"))
     return web.json_response(answer, dumps=_dumps)
 
 
 async def promote_to_lora(request: web.Request) -> web.Response:
     """Move a LoRA from models.json to loras.json."""
-    answer = await request.app[EDITOR].promote(_version_id(request))
+    answer = await request.app[EDITOR].promote(path_id(request.match_info, "version_id", "version id", "invalid_version_id"))
     return web.json_response(answer, dumps=_dumps)
 
 
 async def remove_from_catalog(request: web.Request) -> web.Response:
     """Remove an entry (by file name) from models.json when its file is not on disk."""
-    file = request.match_info["filename"]
-    if "/" in file or "\\" in file or "\x00" in file:  # any other name a catalog holds can be removed
-        raise Invalid("The file name may not contain a path separator or a NUL character.", code="unsafe_file_name")
-    answer = await request.app[EDITOR].remove(file)
+    answer = await request.app[EDITOR].remove(request.match_info["filename"])
     return web.json_response(answer, dumps=_dumps)
 
 
@@ -133,61 +128,8 @@ def _dumps(value: object) -> str:
     return orjson.dumps(value).decode()
 
 
-def _version_id(request: web.Request) -> int:
-    raw = request.match_info["version_id"]
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 12 or int(raw) == 0:
-        raise Invalid("The version id must be a positive whole number, as in CivitAI's URLs.", code="invalid_version_id")
-    return int(raw)
-
-
-def _ids(query: object, key: str) -> list[int]:
-    values = query.getall(key, [])  # type: ignore[attr-defined]
-    ids: list[int] = []
-    for value in values:
-        for part in value.split(","):
-            part = part.strip()
-            if not part:
-                continue
-            if not part.isascii() or not part.isdigit() or len(part) > 12:
-                raise Invalid(f"?{key}= takes comma-separated positive whole numbers; {part[:20]!r} is not one.", code="invalid_ids")
-            ids.append(int(part))
-    if len(ids) > MAX_POINT_IDS:
-        raise Invalid(f"?{key}= takes at most {MAX_POINT_IDS} ids at once.", code="too_many_ids")
-    return ids
-
-
-@functools.lru_cache(maxsize=64)
-def _accepts_gzip(header: str) -> bool:
-    for token in header.split(","):
-        name, _, params = token.strip().partition(";")
-        if name.strip().lower() in ("gzip", "x-gzip"):
-            q = params.strip().lower()
-            return not (q.startswith("q=") and _q_is_zero(q[2:]))
-    return False
-
-
-def _q_is_zero(value: str) -> bool:
-    try:
-        return float(value) == 0
-    except ValueError:
-        return False
-
-
-def _matches(if_none_match: str | None, etag: str) -> bool:
-    if not if_none_match:
-        return False
-    for tag in if_none_match.split(","):
-        tag = tag.strip()
-        if tag == "*" or tag.removeprefix("W/") == etag:
-            return True
-    return False
-
-
 async def download_file(request: web.Request) -> web.Response:
     """Queue a download of a catalogued file; answers at once with the job."""
-    library = request.app[LIBRARY]
-    if not library.ready:
-        raise Unavailable("The index is still being built; try again in a moment.", code="not_ready", retry_after=1)
     answer = request.app[DOWNLOADS].start(request.match_info["file"])
     return web.json_response(answer, dumps=_dumps)
 
@@ -206,30 +148,14 @@ async def cancel_download(request: web.Request) -> web.Response:
 
 async def import_library(request: web.Request) -> web.Response:
     """Catalog the files identified on disk that no catalog lists (?dry_run=true: only say what would be)."""
-    dry_run = _switch(request.query.get("dry_run", "false"), "dry_run")
+    dry_run = switch(request.query.get("dry_run", "false"), "dry_run")
     hasher = request.app[HASHER]
     if hasher is None:
         raise Conflict("Hashing is off (HASHING=off), so no file is identified and none can be imported.", code="hashing_off")
-    if not request.app[LIBRARY].ready:
-        raise Unavailable("The index is still being built; try again in a moment.", code="not_ready", retry_after=1)
     candidates = [ImportCandidate(item.file, item.folder, item.identity.version) for item in hasher.on_disk() if item.identity.version]
     answer = await request.app[EDITOR].import_files(candidates, dry_run)
-    progress = hasher.progress
-    answer["not_identified"] = {
-        "waiting_to_be_hashed": progress.files_to_hash + max(0, progress.files_on_disk - progress.files_hashed - progress.files_to_hash),
-        "waiting_for_civitai": progress.waiting_for_lookup,
-        "unknown_to_civitai": progress.unknown,
-    }
+    answer["not_identified"] = hasher.progress.not_identified()
     return web.json_response(answer, dumps=_dumps)
-
-
-def _switch(raw: str, name: str) -> bool:
-    value = raw.strip().lower()
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"", "0", "false", "no", "off"}:
-        return False
-    raise Invalid(f"{name} must be true or false, not {raw!r}.", code="bad_query")
 
 
 async def model_updates(request: web.Request) -> web.Response:
@@ -240,17 +166,13 @@ async def model_updates(request: web.Request) -> web.Response:
 
 async def check_updates(request: web.Request) -> web.Response:
     """Start an update check now (unless one runs); answers at once."""
-    if not request.app[LIBRARY].ready:
-        raise Unavailable("The index is still being built; try again in a moment.", code="not_ready", retry_after=1)
     return web.json_response(request.app[UPDATES].start_check(), dumps=_dumps)
 
 
 async def civitai_image(request: web.Request) -> web.Response:
     """An image's resources on CivitAI, each with its catalog status."""
-    raw = request.match_info["image_id"]
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 12 or int(raw) == 0:
-        raise Invalid("The image id must be a positive whole number, as in CivitAI's URLs.", code="invalid_image_id")
-    body = await image_resources(request.app[CIVITAI], request.app[LIBRARY].index, int(raw))
+    image_id = path_id(request.match_info, "image_id", "image id", "invalid_image_id")
+    body = await image_resources(request.app[CIVITAI], request.app[LIBRARY].index, image_id)
     return web.Response(body=orjson.dumps(body), content_type=JSON, headers={"Cache-Control": "no-store"})
 
 

@@ -1,0 +1,61 @@
+"""The route table: every route of the app, once. The app wraps each handler in the request
+pipeline (`pipeline`), OpenAPI documents each (a test checks both ways), and the page and the
+extension call them."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from .events import civitai_map_events
+from .openapi import openapi_json
+from .pipeline import Handler
+from .views import (
+    add_version,
+    api_health,
+    cancel_download,
+    check_updates,
+    civitai_image,
+    civitai_map,
+    download_file,
+    health,
+    import_library,
+    list_downloads,
+    model_updates,
+    page,
+    page_script,
+    promote_to_lora,
+    ready,
+    remove_from_catalog,
+)
+
+
+class Route(NamedTuple):
+    """One route: its method and path, its handler, and whether it answers 503 `not_ready`
+    until the index is built (the pipeline checks, so no handler does)."""
+
+    method: str
+    path: str
+    handler: Handler
+    needs_index: bool = False
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/", page),
+    Route("GET", "/app.js", page_script),
+    Route("GET", "/health", health),
+    Route("GET", "/ready", ready),
+    Route("GET", "/api/health", api_health),
+    Route("GET", "/api/admin/models/civitai-map", civitai_map, needs_index=True),
+    Route("GET", "/api/admin/models/civitai-map/events", civitai_map_events, needs_index=True),
+    Route("POST", "/api/admin/civitai/add/{version_id}", add_version),
+    Route("POST", "/api/admin/civitai/promote-to-lora/{version_id}", promote_to_lora),
+    Route("DELETE", "/api/admin/models/{filename}/catalog", remove_from_catalog),
+    Route("POST", "/api/admin/models/download/{file}", download_file, needs_index=True),
+    Route("GET", "/api/admin/downloads", list_downloads),
+    Route("DELETE", "/api/admin/downloads/{job}", cancel_download),
+    Route("GET", "/api/admin/civitai/image/{image_id}", civitai_image),
+    Route("POST", "/api/admin/library/import", import_library, needs_index=True),
+    Route("GET", "/api/admin/models/updates", model_updates),
+    Route("POST", "/api/admin/models/updates/check", check_updates, needs_index=True),
+    Route("GET", "/api/openapi.json", openapi_json),
+)
