@@ -24,8 +24,9 @@ data/catalogs/models.json:
 run: $(STAMP) data/catalogs/models.json
 	$(PY) -m service
 
-## Install and run the whole test suite.
+## Install, check the layering of the packages (import-linter), and run the whole test suite.
 test: $(STAMP)
+	$(VENV)/bin/lint-imports --no-logo --no-cache
 	$(PY) -m pytest -q
 
 ## Measure throughput, freshness, edits under load, adds, start time, memory, downloads and hashing (see bench/README.md).
@@ -37,9 +38,10 @@ bench: $(STAMP)
 	$(PY) bench/download.py --size-gb 2 --runs 3
 	$(PY) bench/hashing.py --size-gb 4 --files 8 --small 30000 --runs 2
 
-## Lint the Dockerfile and check docker-compose.yml.
-lint:
+## Lint the Dockerfile, check docker-compose.yml and the layering of the packages.
+lint: $(STAMP)
 	bash deploy/lint.sh
+	$(VENV)/bin/lint-imports --no-logo --no-cache
 
 ## Build the container image and check it serves /health and the map.
 smoke:

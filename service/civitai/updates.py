@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from ..disk.files import write_atomically
 from ..errors import ServiceError
 from .client import CivitaiClient
 
@@ -161,14 +161,7 @@ class UpdateChecker:
 
     def _save(self) -> None:
         data = {"version": CACHE_VERSION, "checked_at": self.checked_at, "models": {str(k): v for k, v in self.models.items()}}
-        fd, temp = tempfile.mkstemp(prefix=".tmp-updates.", dir=self.cache_path.parent)
         try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(orjson.dumps(data))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, self.cache_path)
+            write_atomically(self.cache_path, orjson.dumps(data))
         except OSError as exc:
             logger.warning("the update-check cache could not be saved (%s)", exc.strerror)
-            with contextlib.suppress(OSError):
-                os.unlink(temp)

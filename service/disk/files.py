@@ -1,10 +1,13 @@
-"""Filesystem operations the standard library lacks: renames with flags, folder fsync, a file's stamp."""
+"""Filesystem operations the standard library lacks: renames with flags, folder fsync, a file's
+stamp, and one atomic write for the small files the service keeps."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
+import tempfile
 from pathlib import Path
 
 AT_FDCWD = -100
@@ -43,3 +46,29 @@ def fsync_folder(folder: Path) -> None:
 def file_stamp(stat: os.stat_result) -> tuple[int, int, int]:
     """What moves when a file's content is written: its size, mtime and ctime (nanoseconds)."""
     return (stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+
+
+def write_atomically(path: Path, data: bytes, *, mode: int = 0o644, replace: bool = True) -> bool:
+    """Write a whole small file so that a reader sees the old one or the new one, never a part, and
+    a power cut leaves one of them: a temp file in the same folder, fsynced, renamed into place,
+    the folder fsynced. With `replace` false nothing already there is replaced: False when
+    something was (the temp file is removed). Every file the service writes, but catalogs
+    (`catalog.store`) and downloads (`downloads.part`), goes through here."""
+    fd, temp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), mode)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if replace:
+            os.replace(temp, path)
+        elif not rename_with(temp, path, RENAME_NOREPLACE):
+            if os.path.lexists(path):
+                return False
+            os.link(temp, path)  # no renameat2 here: a hard link never replaces
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)  # after a rename, a name that is not there any more
+    fsync_folder(path.parent)
+    return True

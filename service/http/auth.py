@@ -11,6 +11,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from ..disk.files import write_atomically
 from ..errors import ConfigError
 from ..settings import MIN_API_KEY_LENGTH, Settings
 
@@ -33,17 +34,15 @@ def load_or_create_key(settings: Settings) -> tuple[str, bool]:
     if settings.api_key:
         return settings.api_key, False
     path = key_file(settings)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    except FileExistsError:
+    if path.exists():
         return _read_key_file(path), False
+    key = secrets.token_urlsafe(32)
+    try:
+        created = write_atomically(path, (key + "\n").encode("ascii"), mode=0o600, replace=False)
     except OSError as exc:
         raise ConfigError(f"CATALOG_DIR: the API key file cannot be created there ({exc.strerror}).") from None
-    key = secrets.token_urlsafe(32)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    if not created:  # another process made one meanwhile: that is the key
+        return _read_key_file(path), False
     return key, True
 
 

@@ -36,6 +36,16 @@ function button(label, action) {
   return b;
 }
 
+// What the page says for every status the map can send (service/map/status.py; a test checks
+// that every status there has a label here).
+const STATUS_LABELS = {
+  present: "present",
+  missing: "missing",
+  queued: "queued",
+  downloading: "downloading",
+  unavailable: "unavailable (its folder is offline)",
+};
+
 function statusCell(entry) {
   const span = document.createElement("span");
   span.className = `status ${entry.status}`;
@@ -48,7 +58,7 @@ function statusCell(entry) {
     bar.max = 100; bar.value = percent;
     span.appendChild(bar);
   } else {
-    span.textContent = entry.status;
+    span.textContent = STATUS_LABELS[entry.status] || entry.status;
     if (entry.local_file) { span.textContent += ` as ${entry.local_file}`; span.title = "on disk under another name or folder"; }
     if (entry.hash_mismatch) { span.textContent += " (other bytes)"; span.title = "the file on disk is not the bytes the catalog's hash names"; }
   }
