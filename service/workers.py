@@ -26,8 +26,8 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-# Catalogs larger than this are parsed and rewritten in a worker process: parsing 40 MB of
-# JSON is one C call that holds the GIL for ~0.3 s, which a thread cannot keep off the loop.
+# Catalogs larger than this are parsed and rewritten in a worker process: parsing a big
+# catalog is one C call that holds the GIL throughout, which a thread cannot keep off the loop.
 PROCESS_BYTES = 16 * 1024 * 1024
 
 
@@ -53,8 +53,8 @@ async def in_worker_process(function: Callable[..., T], *args: object) -> T:
 
 # A background thread's nice value. Not SCHED_IDLE: a thread of that class, preempted while it
 # holds the GIL on a machine whose cores are all busy (ComfyUI at work), waits seconds for CPU
-# time, and the event loop waits for the GIL with it (measured: a 2.4 s stall, and a stop that
-# hung). Nice 10 still yields most of the CPU, and gets a preempted holder running in milliseconds.
+# time, and the event loop waits for the GIL with it (a stall of seconds, and a stop that hung).
+# Nice 10 still yields most of the CPU, and gets a preempted holder running in milliseconds.
 NICENESS = 10
 
 
@@ -92,9 +92,9 @@ def limit_malloc_arenas() -> bool:
 
     By default each thread that allocates gets an arena of its own, up to eight per core. A
     catalog read in a worker thread then leaves its freed memory in that thread's arena,
-    where the event loop cannot reuse it: measured at 100,000 entries, the peak drops from
-    360 to 321 MB with one arena, and nothing got slower (the GIL serializes allocations
-    anyway). MALLOC_ARENA_MAX in the environment still wins. True if it was set here."""
+    where the event loop cannot reuse it; with one arena the peak is lower and nothing is
+    slower (the GIL serializes allocations anyway; bench/README.md has the figures).
+    MALLOC_ARENA_MAX in the environment still wins. True if it was set here."""
     if not sys.platform.startswith("linux") or "MALLOC_ARENA_MAX" in os.environ:
         return False
     try:
@@ -108,5 +108,5 @@ def limit_malloc_arenas() -> bool:
 
 def release_free_memory() -> bool:
     """Hand memory the allocator holds but no object uses back to the system (blocking: call it
-    in a thread). Reading a 100k catalog leaves about 60 MB of such memory behind. True if any was."""
+    in a thread). Reading a big catalog leaves much such memory behind. True if any was."""
     return _MALLOC_TRIM() if _MALLOC_TRIM is not None else False

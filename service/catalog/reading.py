@@ -101,8 +101,8 @@ def read_catalog(
 def read_changes(path: Path, name: str, known_digest: str | None, before: Text, shown: dict[int, MapEntry], dirty: set[int]) -> CatalogReading | None:
     """A catalog re-cut against its last cut where it lies: its digest in one pass a block at a
     time, then the windows of `before` checked and only the stretch between them read and cut.
-    At 100,000 entries an edit then costs its own chunks and two passes of hashing, with no copy
-    of the 36 MB text in memory. None when it must be read whole instead: too much changed, the
+    An edit then costs its own chunks and two passes of hashing, with no copy of the whole text
+    in memory. None when it must be read whole instead: too much changed, the
     file changed while it was read, or it cannot be opened (the whole read says why)."""
     if not before.windows:
         return None

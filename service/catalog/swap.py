@@ -52,7 +52,7 @@ def swap_in(
     A spliced save is `quiet` when, as the copy began, the file had not been changed for
     QUIET_NS by the filesystem's own clock (`is_quiet`): a write since then has a later mtime,
     and the copy hashed every byte after that moment. The displaced file's size and mtime,
-    unchanged, then say what its hash would, and a 36 MB catalog is not read a third time.
+    unchanged, then say what its hash would, and a large catalog is not read a third time.
     The margin is for writes whose mtime moves before their bytes land (a write(2) is
     stamped as it starts): one stalled that long, or a program writing through a shared
     mapping (later stores to a dirty page do not move the mtime), could go unseen. Either

@@ -34,7 +34,7 @@ CIVITAI_HOSTS = frozenset({"civitai.com", "civitai.red"})
 # A body read down to what is needed (`get_reduced`) is parsed on the event loop up to this
 # size; a larger one is parsed and reduced in a worker process. orjson holds the GIL for the
 # whole parse, so a thread would not spare the loop, and a body of many small objects parses
-# at a few tens of MB a second.
+# slowly (bench/README.md, "Why the code is as it is").
 INLINE_PARSE_BYTES = 64 * 1024
 _PARSES_AT_ONCE = 2  # worker processes parsing bodies at once: each holds a body's parse in memory
 T = TypeVar("T")

@@ -193,7 +193,7 @@ async def _stream(response: aiohttp.ClientResponse, part: PartFile, start: int, 
     try:
         try:
             # Chunks as they came off the socket: iter_any() joins everything buffered (up to
-            # megabytes) into a new bytes on the event loop, which held it for up to 16 ms.
+            # megabytes) into a new bytes on the event loop, which held it for milliseconds.
             async for chunk, _end_of_http_chunk in response.content.iter_chunks():
                 if not chunk:
                     continue

@@ -60,7 +60,7 @@ class CatalogState:
 
 
 # After reading or re-laying a map this large, memory the allocator kept from the reading is
-# given back (100k entries: about 60 MB of 270).
+# given back to the system.
 TRIM_AFTER_ENTRIES = 20_000
 # More versions than this changed at once: lay the map out anew in a thread instead of
 # splicing them in on the event loop (each splice costs microseconds there).
@@ -82,7 +82,7 @@ def moved_versions(old: dict[int, MapEntry], new: dict[int, MapEntry], among: It
 
 async def _give_memory_back(entries: int) -> None:
     """After what held `entries` entries became garbage: hand the allocator's free memory back
-    to the system (1 ms, in a thread) when that is worth it."""
+    to the system (in a thread) when that is worth it."""
     if entries >= TRIM_AFTER_ENTRIES:
         await asyncio.to_thread(workers.release_free_memory)
 
@@ -289,8 +289,8 @@ class Library:
                     # since, and leave the digest behind so the file is read again.
                     state.dirty |= saved.changes.keys()
             await self._splice(moved)
-        # The save's reading, its cut's copies and the old cut are garbage now: at 100k, about
-        # 30 MB the allocator would otherwise keep.
+        # The save's reading, its cut's copies and the old cut are garbage now, which the
+        # allocator would otherwise keep.
         await _give_memory_back(max((len(self.catalogs[name].shown) for name in written), default=0))
 
     async def set_disk_entries(self, entries: list[MapEntry]) -> bool:

@@ -126,7 +126,7 @@ def build_layout(catalogs: Iterable[Iterable[MapEntry]], previous: Layout | None
 
 
 # A lookup's value: the one version a key has (nearly always), or the ascending list of several.
-# A bare int where there is one spares a list per key: 12 MB at 100,000 entries, by file and by hash.
+# A bare int where there is one spares a list per key, by file and by hash.
 Versions = int | list[int]
 
 
