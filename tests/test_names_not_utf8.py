@@ -55,3 +55,40 @@ async def test_a_name_that_is_not_utf8_costs_one_warning_and_nothing_more(
     warnings = [record.getMessage() for record in caplog.records if "not UTF-8" in record.getMessage()]
     assert len(warnings) == 1, warnings
     assert "\\udce9" in warnings[0] or str(models_dir / "loras") in warnings[0]
+
+
+async def test_names_that_come_and_go_never_wear_the_watcher_down(start: StartClient, catalog_dir: Path, models_dir: Path) -> None:
+    """A tool that makes a Latin-1 temp file and removes it, again and again: its folder is never
+    found by the walk after, yet the watcher stays on events."""
+    write_json(catalog_dir / "models.json", catalog(entry(1, "one.safetensors", "checkpoints")))
+    client = await start()
+    bad = os.path.join(os.fsencode(models_dir / "loras"), NOT_UTF8)
+
+    async def running() -> bool:
+        return (await (await client.get("/ready")).json())["watcher"]["state"] == "running"
+
+    for _ in range(7):  # more than the three restarts that once led to rescans
+        with open(bad, "wb") as handle:
+            handle.write(b"x")
+        await asyncio.sleep(0.15)
+        os.unlink(bad)
+        await eventually(running, what="the watcher running again")
+    assert (await (await client.get("/ready")).json())["watcher"]["mode"] == "inotify"
+    touch(models_dir / "checkpoints" / "one.safetensors")
+    await until(client, 1, "present", "a file seen by its event")
+
+
+async def test_a_name_that_is_not_utf8_in_the_catalog_folder_keeps_catalogs_seen(start: StartClient, catalog_dir: Path) -> None:
+    write_json(catalog_dir / "models.json", catalog(entry(1, "one.safetensors", "checkpoints")))
+    client = await start()
+    backup = os.path.join(os.fsencode(catalog_dir), b"models.json.bak-\xe9")
+    with open(backup, "wb") as handle:
+        handle.write(b"{}")
+
+    async def polled() -> bool:
+        watcher = (await (await client.get("/ready")).json())["watcher"]
+        return watcher["state"] == "running" and watcher["mode"] == "inotify"
+
+    await eventually(polled, what="the watcher running again")
+    write_json(catalog_dir / "models.json", catalog(entry(1, "one.safetensors", "checkpoints"), entry(2, "two.safetensors", "loras")))
+    await until(client, 2, "missing", "an edit of the catalog, seen with the folder looked at on a timer")

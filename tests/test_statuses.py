@@ -9,7 +9,16 @@ from pathlib import Path
 import orjson
 
 from service.http.openapi import DOCUMENT_BYTES
-from service.map.status import MISSING, PRESENT, PRESENT_MISMATCH, QUEUED, UNAVAILABLE, Status, Transfer, status_of
+from service.map.status import (
+    MISSING,
+    PRESENT,
+    PRESENT_MISMATCH,
+    QUEUED,
+    UNAVAILABLE,
+    Status,
+    Transfer,
+    status_of,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = orjson.loads(DOCUMENT_BYTES)

@@ -97,16 +97,19 @@ class CivitaiClient:
         self._stopping = True
         await self.close()
 
-    async def model_version(self, version_id: int, *, longest_wait_s: float = INTERACTIVE_WAIT_S) -> tuple[dict[str, Any], str]:
-        """`GET /api/v1/model-versions/{id}` as a dict, and the origin that answered (the
-        fallback's after a 404 from the primary); or a domain error saying what went wrong."""
+    async def model_version(
+        self, version_id: int, *, longest_wait_s: float = INTERACTIVE_WAIT_S, reduce: Callable[[Any], Any] | None = None
+    ) -> tuple[Any, str]:
+        """`GET /api/v1/model-versions/{id}` as a dict (or what `reduce` keeps of it, read as
+        `get_reduced` reads), and the origin that answered (the fallback's after a 404 from the
+        primary); or a domain error saying what went wrong."""
         try:
-            return await self._model_version(self.base_url, version_id, longest_wait_s), self.base_url
+            return await self._model_version(self.base_url, version_id, longest_wait_s, reduce), self.base_url
         except NotFound:
             if not self._fallback_url:
                 raise
         try:
-            body = await self._model_version(self._fallback_url, version_id, longest_wait_s)
+            body = await self._model_version(self._fallback_url, version_id, longest_wait_s, reduce)
         except NotFound:
             raise NotFound(
                 f"Model version {version_id} is not on CivitAI (nor on {urlsplit(self._fallback_url).hostname}).",
@@ -115,10 +118,11 @@ class CivitaiClient:
         logger.info("version %d was found on %s only", version_id, self._fallback_url)
         return body, self._fallback_url
 
-    async def _model_version(self, origin_url: str, version_id: int, longest_wait_s: float) -> dict[str, Any]:
-        return await self.get_json(
-            origin_url, f"/api/v1/model-versions/{version_id}", None, f"model version {version_id}", longest_wait_s=longest_wait_s
-        )
+    async def _model_version(self, origin_url: str, version_id: int, longest_wait_s: float, reduce: Callable[[Any], Any] | None) -> Any:
+        path, what = f"/api/v1/model-versions/{version_id}", f"model version {version_id}"
+        if reduce is not None:
+            return await self.get_reduced(origin_url, path, None, what, reduce, longest_wait_s=longest_wait_s)
+        return await self.get_json(origin_url, path, None, what, longest_wait_s=longest_wait_s)
 
     async def models(self, model_ids: list[int]) -> dict[str, Any]:
         """`GET /api/v1/models?ids=...` for up to 100 models (background work: waits at the gate as long as it takes)."""

@@ -195,22 +195,36 @@ async def _resolve(client: CivitaiClient, want: Wanted) -> dict[str, Any]:
     }
     try:
         if want.version_id is not None:
-            version, _origin = await client.model_version(want.version_id)
+            version, _origin = await client.model_version(want.version_id, reduce=version_names)
         else:
-            version = await client.get_json(
-                client.base_url, f"/api/v1/model-versions/by-hash/{want.hash}", None, f"the file with hash {want.hash}", longest_wait_s=5.0
-            )
+            what = f"the file with hash {want.hash}"
+            path = f"/api/v1/model-versions/by-hash/{want.hash}"
+            version = await client.get_reduced(client.base_url, path, None, what, version_names, longest_wait_s=5.0)
     except (NotFound, UpstreamError, UpstreamTimeout):  # one unknown resource does not spoil the rest
         return item
-    model = version.get("model") if isinstance(version.get("model"), dict) else {}
     item.update(
-        modelType=_text(model.get("type")) or item["modelType"],
-        modelName=_text(model.get("name")) or item["modelName"],
-        versionName=_text(version.get("name")),
-        versionId=_exact_id(version.get("id")) or item["versionId"],
-        baseModel=_text(version.get("baseModel")),
+        modelType=version["modelType"] or item["modelType"],
+        modelName=version["modelName"] or item["modelName"],
+        versionName=version["versionName"],
+        versionId=version["versionId"] or item["versionId"],
+        baseModel=version["baseModel"],
     )
     return item
+
+
+def version_names(body: Any) -> dict[str, Any]:
+    """What the panel shows of a CivitAI version: its names, id and base model, checked and cut
+    (pure: a large answer is read in a worker process)."""
+    if not isinstance(body, dict):
+        raise BadBody("not a model version")
+    model = body.get("model") if isinstance(body.get("model"), dict) else {}
+    return {
+        "modelType": _text(model.get("type")),
+        "modelName": _text(model.get("name")),
+        "versionName": _text(body.get("name")),
+        "versionId": _exact_id(body.get("id")),
+        "baseModel": _text(body.get("baseModel")),
+    }
 
 
 def _with_catalog(index: CivitaiIndex, item: dict[str, Any]) -> dict[str, Any]:

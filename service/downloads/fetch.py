@@ -70,20 +70,31 @@ def origin(url: str) -> str:
     return f"{parts.scheme.lower()}://{(parts.netloc or '').lower()}"
 
 
-async def fetch(session: aiohttp.ClientSession, source: Source, part: PartFile, progress: Progress, gate: RateGate) -> tuple[str, int]:
-    """Download into `part` (resuming what is there); return the SHA256 hex and the size.
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A file downloaded whole: its SHA256 (hex), its size, and whether the server said how large it is."""
+
+    sha256: str
+    size: int
+    sized: bool
+
+
+async def fetch(session: aiohttp.ClientSession, source: Source, part: PartFile, progress: Progress, gate: RateGate) -> Fetched:
+    """Download into `part` (resuming what is there).
 
     Every request passes the service's CivitAI rate-limit gate; a 429 closes it for all.
     """
     failures = 0
+    furthest = await asyncio.to_thread(part.size)  # the most of the file ever on disk: progress is going past it
     while True:
         await gate.wait()
-        before = await asyncio.to_thread(part.size)
         try:
             return await _attempt(session, source, part, progress)
         except DownloadFailed as exc:
-            if exc.retryable and await asyncio.to_thread(part.size) > before:
-                failures = 0  # it moved forward: a server that closes every so often still gets there
+            reached = await asyncio.to_thread(part.size)
+            if exc.retryable and exc.code == "connection_lost" and reached > furthest:
+                failures = 0  # it got further than ever: a server that closes every so often still gets there
+            furthest = max(furthest, reached)
             if not exc.retryable or failures + 1 >= MAX_ATTEMPTS:
                 raise
             if exc.code == "rate_limited":
@@ -96,7 +107,7 @@ async def fetch(session: aiohttp.ClientSession, source: Source, part: PartFile, 
             await asyncio.sleep(delay)
 
 
-async def _attempt(session: aiohttp.ClientSession, source: Source, part: PartFile, progress: Progress) -> tuple[str, int]:
+async def _attempt(session: aiohttp.ClientSession, source: Source, part: PartFile, progress: Progress) -> Fetched:
     offset = await asyncio.to_thread(part.size)
     url = source.url
     for _hop in range(MAX_REDIRECTS + 1):
@@ -114,9 +125,13 @@ async def _attempt(session: aiohttp.ClientSession, source: Source, part: PartFil
                     await asyncio.to_thread(part.truncate, 0)  # the part does not fit what the server has: start over
                     raise DownloadFailed("the partial file did not match; starting over", "range_refused", retryable=True, retry_after=0)
                 _check_status(response)
-                start, total = _start_and_total(response, offset)
+                try:
+                    start, total = _start_and_total(response, offset)
+                except DownloadFailed:
+                    await asyncio.to_thread(part.truncate, 0)  # a range it cannot keep: start over from nothing
+                    raise
                 if total is not None:
-                    await asyncio.to_thread(check_space, part, total)
+                    await asyncio.to_thread(check_space, part, total, start)
                 return await _stream(response, part, start, total, progress)
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as exc:
             raise DownloadFailed(f"the connection dropped ({type(exc).__name__})", "connection_lost", retryable=True) from None
@@ -154,10 +169,11 @@ def _check_status(response: aiohttp.ClientResponse) -> None:
     raise DownloadFailed(f"the server answered HTTP {status}", "unexpected_status")
 
 
-def check_space(part: PartFile, total: int) -> None:
-    """Refuse before writing when the filesystem cannot take the rest of a file of `total` bytes, and a margin."""
+def check_space(part: PartFile, total: int, start: int | None = None) -> None:
+    """Refuse before writing when the filesystem cannot take a file of `total` bytes written from
+    `start` (the part's size when not given), and a margin."""
     free = shutil.disk_usage(part.path.parent).free
-    needed = total - part.size() + FREE_SPACE_MARGIN
+    needed = total - (part.size() if start is None else start) + FREE_SPACE_MARGIN
     if free < needed:
         raise DownloadFailed(f"not enough free space: {needed / 1e9:.2f} GB needed, {free / 1e9:.2f} GB free", "no_space")
 
@@ -172,12 +188,16 @@ def _start_and_total(response: aiohttp.ClientResponse, offset: int) -> tuple[int
         match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
         if match is None or int(match.group(1)) != offset:
             raise DownloadFailed("the server resumed at another place; starting over", "bad_range", retryable=True, retry_after=0)
-        return offset, None if match.group(3) == "*" else int(match.group(3))
+        total = None if match.group(3) == "*" else int(match.group(3))
+        end, length = int(match.group(2)), response.content_length
+        if (total is not None and end + 1 != total) or (length is not None and length != end + 1 - offset):
+            raise DownloadFailed("the server's range and length do not agree; starting over", "bad_range", retryable=True, retry_after=0)
+        return offset, total
     length = response.content_length
     return 0, length  # a 200 is the whole file, even when a range was asked for
 
 
-async def _stream(response: aiohttp.ClientResponse, part: PartFile, start: int, total: int | None, progress: Progress) -> tuple[str, int]:
+async def _stream(response: aiohttp.ClientResponse, part: PartFile, start: int, total: int | None, progress: Progress) -> Fetched:
     hasher = hashlib.sha256()
     handle = part.handle
     await asyncio.to_thread(_hash_prefix, part, hasher, start)  # and cut the part there
@@ -197,8 +217,13 @@ async def _stream(response: aiohttp.ClientResponse, part: PartFile, start: int, 
             async for chunk, _end_of_http_chunk in response.content.iter_chunks():
                 if not chunk:
                     continue
+                past_the_end = total is not None and done + gathered + len(chunk) >= total
+                if past_the_end:  # never more than the file the server named: what follows is not of it
+                    chunk = chunk[: total - done - gathered]  # type: ignore[operator]
                 chunks.append(chunk)
                 gathered += len(chunk)
+                if past_the_end:
+                    break
                 if gathered >= WRITE_BLOCK:
                     await asyncio.gather(*busy)
                     busy = (loop.run_in_executor(_THREADS, _write, handle, chunks), loop.run_in_executor(_THREADS, _hash, hasher, chunks))
@@ -206,9 +231,11 @@ async def _stream(response: aiohttp.ClientResponse, part: PartFile, start: int, 
                     chunks, gathered = [], 0
                     progress(done, total)
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
-            received = received_but_unread(response.content)
-            chunks += received
-            gathered += sum(len(chunk) for chunk in received)
+            for chunk in received_but_unread(response.content):
+                if total is not None:
+                    chunk = chunk[: max(0, total - done - gathered)]  # never past the file the server named
+                chunks.append(chunk)
+                gathered += len(chunk)
             raise
     finally:  # what arrived before a drop is good: keep it, so the resume starts after it
         await asyncio.gather(*busy)
@@ -219,7 +246,7 @@ async def _stream(response: aiohttp.ClientResponse, part: PartFile, start: int, 
     if total is not None and done != total:
         raise DownloadFailed(f"the connection ended at {done} of {total} bytes", "connection_lost", retryable=True)
     progress(done, total if total is not None else done)
-    return hasher.hexdigest(), done
+    return Fetched(hasher.hexdigest(), done, total is not None)
 
 
 def received_but_unread(content: aiohttp.StreamReader) -> list[bytes]:

@@ -23,7 +23,6 @@ import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +36,9 @@ from ..errors import Conflict, Invalid, NotFound, ServiceError
 from ..library.library import Library
 from ..map.entry import MapEntry
 from ..map.status import Transfer
-from .fetch import DownloadFailed, Source, check_space, fetch, origin
-from .part import PartFile, PartRefused, part_path, remove_unheld_part
+from .fetch import DownloadFailed, Fetched, Source, check_space, fetch, origin
+from .job import Job
+from .part import PartFile, PartRefused, remove_unheld_part
 
 logger = logging.getLogger(__name__)
 
@@ -47,61 +47,10 @@ KEEP_FINISHED = 200
 USER_AGENT = "comfy-catalog-service downloader"
 READ_BUFFER = 4 << 20  # aiohttp reads 64 KiB at a time by default: far too little for multi-GB files
 # Failures after which the part stays, to be resumed (or because it is not this download's to delete).
-RESUMABLE = frozenset({"connection_lost", "rate_limited", "upstream_error", "downloading_elsewhere", "part_not_a_file", "part_changed"})
+RESUMABLE = frozenset(
+    {"connection_lost", "rate_limited", "upstream_error", "downloading_elsewhere", "part_not_a_file", "part_changed", "unverifiable", "too_long", "bad_range"}
+)
 RecordHash = Callable[[int, str, str], Awaitable[object]]  # (version id, file, SHA256): write a verified hash into the catalog
-
-
-@dataclass(slots=True)
-class Job:
-    """One download, as `GET /api/admin/downloads` shows it."""
-
-    id: str
-    file: str
-    dest: str
-    version_id: int
-    target: Path
-    expected_sha256: str | None
-    state: str = "queued"  # queued, downloading, verifying, done, failed, cancelled
-    bytes: int = 0
-    total: int | None = None
-    error: str | None = None
-    error_code: str | None = None
-    created_at: float = field(default_factory=time.time)
-    started_at: float | None = None
-    finished_at: float | None = None
-    task: asyncio.Task[None] | None = field(default=None, repr=False)
-    _speed_mark: tuple[float, int] = (0.0, 0)
-    _pending_show: asyncio.TimerHandle | None = field(default=None, repr=False)
-    speed: float = 0.0  # bytes per second, over the last second or so
-    committed: bool = False  # verified and being placed: a cancel can no longer stop it
-
-    @property
-    def active(self) -> bool:
-        """True while queued or running."""
-        return self.state in ("queued", "downloading", "verifying")
-
-    @property
-    def part(self) -> Path:
-        """The partial file beside the target."""
-        return part_path(self.target)
-
-    def view(self) -> dict[str, Any]:
-        """The job as the API answers it."""
-        return {
-            "job": self.id,
-            "file": self.file,
-            "dest": self.dest,
-            "version_id": self.version_id,
-            "state": self.state,
-            "bytes": self.bytes,
-            "total": self.total,
-            "speed": round(self.speed),
-            "error": self.error,
-            "error_code": self.error_code,
-            "created_at": self.created_at,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-        }
 
 
 class DownloadManager:
@@ -274,18 +223,21 @@ class DownloadManager:
             if job.total is not None:
                 await asyncio.to_thread(check_space, part, job.total)
             source = Source(f"{self.base_url}/api/download/models/{job.version_id}", self.api_key, origin(self.base_url))
-            sha256, size = await fetch(self._session, source, part, lambda done, total: self._progress(job, done, total), self.gate)
+            catalog_size = job.total
+            fetched = await fetch(self._session, source, part, lambda done, total: self._progress(job, done, total), self.gate)
             job.state = "verifying"
-            if job.expected_sha256 is not None and sha256 != job.expected_sha256:
-                raise DownloadFailed(
-                    f"the downloaded file's SHA256 {sha256[:12]}… is not the expected {job.expected_sha256[:12]}…; nothing was kept",
-                    "hash_mismatch",
-                )
+            verify(fetched, job.expected_sha256, catalog_size)
             job.committed = True
-            placed = await asyncio.shield(asyncio.to_thread(part.place, job.target))
+            placing = asyncio.ensure_future(asyncio.to_thread(part.place, job.target))
+            try:
+                placed = await asyncio.shield(placing)
+            except asyncio.CancelledError:  # at shutdown: the rename goes on in its thread; the part is closed after it
+                with contextlib.suppress(Exception):
+                    placed = await asyncio.shield(placing)
+                raise
             if not placed:
                 raise DownloadFailed(f"{job.target.name} appeared on disk meanwhile; the download was not kept", "already_present")
-            return sha256, size
+            return fetched.sha256, fetched.size
         except PartRefused as exc:
             raise DownloadFailed(str(exc), exc.code) from None
         except DownloadFailed as exc:
@@ -308,11 +260,11 @@ class DownloadManager:
         try:
             version, _origin = await self.civitai.model_version(job.version_id, longest_wait_s=math.inf)
         except ServiceError as exc:
-            logger.warning("download of %s: CivitAI's SHA256 for it could not be read (%s); it is checked by its length only", job.file, exc.detail)
+            logger.warning("download of %s: CivitAI's SHA256 for it could not be read (%s); it is checked by its size only", job.file, exc.detail)
             return None
         found = file_sha256(version, job.file)
         if found is None:
-            logger.warning("download of %s: CivitAI lists no SHA256 for it; it is checked by its length only", job.file)
+            logger.warning("download of %s: CivitAI lists no SHA256 for it; it is checked by its size only", job.file)
         return found
 
     def _progress(self, job: Job, done: int, total: int | None) -> None:
@@ -361,9 +313,43 @@ async def _open_part(job: Job) -> PartFile:
     except PartRefused as exc:
         raise DownloadFailed(str(exc), exc.code) from None
     except asyncio.CancelledError:
+        # The open goes on in its thread: close what it opens (deleting it when the job was
+        # cancelled) in a task of its own, which a second cancel cannot stop, and wait for it.
+        letting_go = asyncio.ensure_future(_let_go(opening, cancelled=job.state == "cancelled"))
         with contextlib.suppress(Exception):
-            part = await opening
-            if job.state == "cancelled":
-                await asyncio.to_thread(part.remove)
-            await asyncio.to_thread(part.close)
+            await asyncio.shield(letting_go)
         raise
+
+
+async def _let_go(opening: asyncio.Future[PartFile], *, cancelled: bool) -> None:
+    try:
+        part = await opening
+    except Exception:
+        return
+    if cancelled:
+        await asyncio.to_thread(part.remove)
+    await asyncio.to_thread(part.close)
+
+
+# One file's size in a catalog is its `size_gb` with three decimals: good to half a megabyte.
+CATALOG_SIZE_SLACK = 1_000_000
+
+
+def verify(fetched: Fetched, expected_sha256: str | None, catalog_size: int | None) -> None:
+    """Refuse a downloaded file that is not the one asked for: another SHA256 than expected; with
+    no SHA256 to check, a size far from the catalog's, or no size at all to check by."""
+    if expected_sha256 is not None:
+        if fetched.sha256 != expected_sha256:
+            raise DownloadFailed(
+                f"the downloaded file's SHA256 {fetched.sha256[:12]}… is not the expected {expected_sha256[:12]}…; nothing was kept",
+                "hash_mismatch",
+            )
+        return
+    if catalog_size is not None and abs(fetched.size - catalog_size) > CATALOG_SIZE_SLACK:
+        raise DownloadFailed(f"the downloaded file has {fetched.size} bytes, the catalog says about {catalog_size}; nothing was kept", "size_mismatch")
+    if not fetched.sized and catalog_size is None:
+        raise DownloadFailed(
+            "there is nothing to check this file by (no SHA256 from the catalog or CivitAI, no size from the catalog or "
+            "the server); it was not placed: ask again once CivitAI can be reached",
+            "unverifiable",
+        )

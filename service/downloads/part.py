@@ -15,12 +15,15 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import stat
 from pathlib import Path
 from typing import BinaryIO
 
 from ..disk.files import RENAME_NOREPLACE, fsync_folder, rename_with
+
+logger = logging.getLogger(__name__)
 
 PART_SUFFIX = ".part"
 _OPEN_FLAGS = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # O_NONBLOCK: a FIFO planted there never blocks the open
@@ -56,12 +59,12 @@ class PartFile:
         for _ in range(_ATTEMPTS):
             fd = _open_regular(path, create=create)
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+                _lock(fd, path)
+                if _names(path, fd):  # still the file at that name: the holder before us may have placed it meanwhile
+                    return cls(path, fd)
+            except BaseException:
                 os.close(fd)
-                raise PartRefused(f"{path.name} is being downloaded by another process", "downloading_elsewhere") from None
-            if _names(path, fd):  # still the file at that name: the holder before us may have placed it meanwhile
-                return cls(path, fd)
+                raise
             os.close(fd)
         raise PartRefused(f"{path.name} kept being replaced while it was opened", "part_changed")
 
@@ -117,7 +120,7 @@ def remove_unheld_part(path: Path) -> bool:
     several names or a part another process holds is left alone. True when one was deleted."""
     try:
         part = PartFile.open(path, create=False)
-    except (PartRefused, FileNotFoundError):
+    except (PartRefused, OSError):  # a link, a folder, a socket, another process's part, or nothing
         return False
     try:
         part.remove()
@@ -139,6 +142,8 @@ def _open_regular(path: Path, *, create: bool) -> int:
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise PartRefused(f"{path.name} is a symbolic link; it was left alone and nothing was written", "part_not_a_file") from None
+            if exc.errno in (errno.EISDIR, errno.ENXIO, errno.EOPNOTSUPP):
+                raise PartRefused(f"{path.name} is not a regular file; it was left alone and nothing was written", "part_not_a_file") from None
             raise
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
@@ -146,6 +151,25 @@ def _open_regular(path: Path, *, create: bool) -> int:
         what = "has another name too (a hard link)" if stat.S_ISREG(info.st_mode) else "is not a regular file"
         raise PartRefused(f"{path.name} {what}; it was left alone and nothing was written", "part_not_a_file")
     return fd
+
+
+_NO_LOCKS = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
+_warned_no_locks: set[str] = set()
+
+
+def _lock(fd: int, path: Path) -> None:
+    """Take the part's lock; PartRefused when another process holds it. Where the filesystem has
+    no locks (NFS without lockd), go on without one, and say so once for that folder."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise PartRefused(f"{path.name} is being downloaded by another process", "downloading_elsewhere") from None
+    except OSError as exc:
+        if exc.errno not in _NO_LOCKS:
+            raise
+        if str(path.parent) not in _warned_no_locks:
+            _warned_no_locks.add(str(path.parent))
+            logger.warning("%s has no file locks (%s): a second service on it could write the same download", path.parent, exc.strerror)
 
 
 def _identity(info: os.stat_result) -> tuple[int, int]:

@@ -23,6 +23,8 @@ class Blob:
     flip_at: int | None = None  # send the byte at this offset wrong
     close_every: int | None = None  # close each connection after sending this many bytes (at full speed)
     hide_length: bool = False  # no Content-Length: the body ends when the connection does
+    refuse_ranges: bool = False  # answer every request with a Range 416
+    overlong: int = 0  # send this many bytes more than a ranged answer's Content-Range says (with hide_length)
 
     @property
     def sha256(self) -> str:
@@ -73,6 +75,8 @@ class FakeCivitai:
         data = served(blob)
         start = 0
         range_header = request.headers.get("Range")
+        if range_header and blob.refuse_ranges:
+            return web.Response(status=416, text="no ranges here")
         response = web.StreamResponse()
         if range_header and not blob.ignore_range:
             start = int(range_header.removeprefix("bytes=").split("-")[0])
@@ -84,6 +88,10 @@ class FakeCivitai:
             response.content_length = len(data) - start
         response.content_type = "application/octet-stream"
         await response.prepare(request)
+        if range_header and blob.overlong:
+            await response.write(data[start:] + b"x" * blob.overlong)
+            await response.write_eof()
+            return response
         position = start
         sent = 0
         while position < len(data):

@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 
-from ..helpers import read_json
+from service.downloads.fetch import FREE_SPACE_MARGIN
+
+from ..helpers import eventually, read_json
 from .fake_civitai import FakeCivitai, headers_of
-from .jobs import MB, Starter, blob, download, lora, map_entry, until_job
+from .jobs import MB, Starter, blob, download, job_state, lora, map_entry, until_job
 
 
 def civitai_lists_hash(fake: FakeCivitai, version_id: int, sha256: str) -> None:
@@ -92,3 +94,62 @@ async def test_free_space_is_checked_against_what_the_server_will_send(
     failed = await until_job(client, job, "failed")
     assert failed["error_code"] == "no_space"
     assert os.listdir(models_dir / "loras") == []
+
+
+async def test_with_nothing_to_check_a_file_by_it_is_not_placed(service: Starter, fake: FakeCivitai, models_dir: Path) -> None:
+    """No SHA256 in the catalog, none from CivitAI, no size in the catalog, none from the server:
+    a body cut short could not be told from a whole one."""
+    fake.blobs[25] = blob(25, hide_length=True, short_by=777)
+    client = await service(lora(25, fake.blobs[25], with_hash=False) | {"size_gb": None})
+    failed = await until_job(client, (await download(client, "lora_25.safetensors"))["job"], "failed")
+    assert failed["error_code"] == "unverifiable"
+    assert not (models_dir / "loras" / "lora_25.safetensors").exists()
+
+
+async def test_without_a_hash_a_size_far_from_the_catalogs_is_refused(service: Starter, fake: FakeCivitai, models_dir: Path) -> None:
+    fake.blobs[26] = blob(26, size=3 * MB, short_by=2 * MB)  # the server says and sends 1 MiB of a 3 MiB file
+    client = await service(lora(26, fake.blobs[26], with_hash=False, size_gb=0.003))
+    failed = await until_job(client, (await download(client, "lora_26.safetensors"))["job"], "failed")
+    assert failed["error_code"] == "size_mismatch"
+    assert os.listdir(models_dir / "loras") == []
+
+
+async def test_a_server_that_refuses_every_resume_is_given_up_on(service: Starter, fake: FakeCivitai, models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("service.downloads.fetch.BACKOFF_S", (0.01,))
+    fake.blobs[27] = blob(27, size=2 * MB, drop_after=300_000, refuse_ranges=True)
+    for _ in range(20):  # it drops every first answer and refuses every resume
+        fake.blobs[27].drop_after = 300_000
+    client = await service(lora(27, fake.blobs[27]))
+    job = (await download(client, "lora_27.safetensors"))["job"]
+
+    async def ended() -> bool:
+        fake.blobs[27].drop_after = fake.blobs[27].drop_after or 300_000  # drop again after every restart
+        return (await until_job_state(client, job)) in ("failed", "done")
+
+    await eventually(ended, timeout=20, what="the job given up on")
+    assert len(headers_of(fake, "storage")) <= 2 * 6 + 2
+
+
+async def test_a_ranged_answer_longer_than_it_says_is_cut_to_the_file(service: Starter, fake: FakeCivitai, models_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("service.downloads.fetch.BACKOFF_S", (0.01,))
+    fake.blobs[28] = blob(28, size=1 * MB, overlong=5000, hide_length=True)
+    (models_dir / "loras" / "lora_28.safetensors.part").write_bytes(fake.blobs[28].data[:4096])
+    client = await service(lora(28, fake.blobs[28]))
+    await until_job(client, (await download(client, "lora_28.safetensors"))["job"], "done")
+    assert (models_dir / "loras" / "lora_28.safetensors").read_bytes() == fake.blobs[28].data
+
+
+async def test_free_space_counts_the_whole_file_when_the_server_ignores_the_resume(
+    service: Starter, fake: FakeCivitai, models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.blobs[29] = blob(29, size=2 * MB, ignore_range=True)
+    (models_dir / "loras" / "lora_29.safetensors.part").write_bytes(fake.blobs[29].data[: 2 * MB - 1000])
+    client = await service(lora(29, fake.blobs[29]) | {"size_gb": None})
+    real = shutil.disk_usage
+    monkeypatch.setattr("service.downloads.fetch.shutil.disk_usage", lambda path: real(path)._replace(free=FREE_SPACE_MARGIN + 100_000))
+    failed = await until_job(client, (await download(client, "lora_29.safetensors"))["job"], "failed")
+    assert failed["error_code"] == "no_space"
+
+
+async def until_job_state(client: Any, job: str) -> str:
+    return (await job_state(client, job))["state"]

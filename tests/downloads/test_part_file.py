@@ -4,6 +4,7 @@ another process is writing, and a cancel either stops the download or says it ha
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from service.downloads.part import PartFile, PartRefused
+from service.downloads.part import PartFile, PartRefused, remove_unheld_part
 
 from ..helpers import AUTH, eventually
 from .fake_civitai import FakeCivitai, headers_of
@@ -146,3 +147,31 @@ async def test_a_cancel_while_the_part_is_being_opened_leaves_nothing(
     assert os.listdir(models_dir / "loras") == []
     assert (await map_entry(client, 33))["status"] == "missing"
     assert not PartFile.open(models_dir / "loras" / "lora_33.safetensors.part").close()  # nobody holds a lock on it
+
+
+def test_a_filesystem_without_locks_still_takes_downloads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """NFS without lockd answers flock with ENOLCK: the part is written without a lock, no descriptor leaks."""
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr("service.downloads.part.fcntl.flock", no_locks)
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        part = PartFile.open(tmp_path / "a.safetensors.part")
+        part.close()
+        assert remove_unheld_part(tmp_path / "a.safetensors.part")
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
+async def test_a_cancel_with_a_folder_at_the_part_is_no_500(service: Starter, fake: FakeCivitai, models_dir: Path) -> None:
+    fake.blobs[34] = blob(34, size=1 * MB, hold_at=0)
+    fake.blobs[35] = blob(35, size=1 * MB)
+    client = await service(lora(34, fake.blobs[34]), lora(35, fake.blobs[35]), download_concurrency=1)
+    await download(client, "lora_34.safetensors")  # holds the only slot
+    queued = (await download(client, "lora_35.safetensors"))["job"]
+    (models_dir / "loras" / "lora_35.safetensors.part").mkdir()
+    response = await client.delete(f"/api/admin/downloads/{queued}", headers=AUTH)
+    assert response.status == 200 and (await response.json())["status"] == "cancelled"
+    assert (models_dir / "loras" / "lora_35.safetensors.part").is_dir()  # left alone
+    fake.blobs[34].release.set()
