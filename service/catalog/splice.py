@@ -121,97 +121,112 @@ def derive_text(outline: list[Any], doc: Doc, before: Text, fd: int, digest: str
     would not cut the same way (then the next reading cuts it)."""
     if not outline or outline[0] is None:
         return None
-    keys: list[int] = []
-    versions: list[int | None] = []
-    files: list[str | None] = []
-    ends: list[int] = []
-    found: dict[int, Piece] = {}  # pieces of chunks written anew
-    written: set[int] = set()  # their keys, and those of chunks found again
-    runs: dict[Verbatim, tuple[int, int]] = {}  # the chunks of `before` each run holds: first, stop
-    known = before.pieces
-    prefixes: dict[bytes, bytes] = {PLAIN: PLAIN}
-    structure: list[bytes] = []
-    offset = 0  # where the last chunk's END ends in the written text
-    windows: list[Window] | None = [] if before.windows else None
-
-    def add(chunk: bytes) -> None:
-        nonlocal offset
-        key = hash(chunk)
-        piece = known.get(key) or found.get(key)
-        if piece is None:
-            piece = found[key] = read_piece(chunk, name, prefixes)
-        written.add(key)
-        if windows is not None:  # a chunk written anew is a window of its own
-            windows.append(Window(offset, offset + len(chunk) + len(END), len(keys), len(keys) + 1, window_key(chunk + END)))
-        keys.append(key)
-        versions.append(piece.version)
-        files.append(piece.file)
-        offset += len(chunk) + len(END)
-        ends.append(offset)
-        structure.clear()
-
-    def carry(first: int, stop: int, shift: int, moved: int) -> None:
-        """The windows of chunks first..stop of `before`, now `shift` bytes and `moved` places
-        on: those wholly inside taken over, the stretches left at either side hashed anew."""
-        assert windows is not None
-        cursor = first
-        for window in before.windows:
-            if window.first < first or window.stop > stop:
-                continue
-            if window.first > cursor:
-                windows.append(_read_window(fd, before, cursor, window.first, shift, moved))
-            windows.append(Window(window.start + shift, window.end + shift, window.first + moved, window.stop + moved, window.key))
-            cursor = window.stop
-        if cursor < stop:
-            windows.append(_read_window(fd, before, cursor, stop, shift, moved))
-
+    derivation = _Derivation(before, fd, name)
     entry_next = False
     try:
         for item in outline:
             if item is ENTRY_NEXT:
                 entry_next = True
             elif isinstance(item, Verbatim):
-                old_ends = before.ends
-                first = bisect.bisect_right(old_ends, item.start)  # the entry whose "{" the run starts at
-                last = bisect.bisect_left(old_ends, item.end)
-                if last >= len(old_ends) or old_ends[last] != item.end or first > last or before.entry_span(first)[0] != item.start:
+                if not derivation.take_run(item):
                     return None
-                start, end = before.entry_span(first)
-                runs[item] = (first, last + 1)
-                add(b"".join(structure) + os.pread(fd, end - start - len(END), start))
-                # The rest of the run is carried over column by column (slices: C speed).
-                carried = slice(first + 1, last + 1)
-                keys += before.keys[carried]
-                versions += before.versions[carried]
-                files += before.files[carried]
-                shift = offset - old_ends[first]
-                if windows is not None and last > first:
-                    carry(first + 1, last + 1, shift, len(keys) - (last - first) - first - 1)
-                ends += map(shift.__add__, old_ends[carried]) if shift else old_ends[carried]
-                offset = old_ends[last] + shift
             elif entry_next:
                 if not item.endswith(END):
                     return None
-                add(b"".join(structure) + item[: -len(END)])
+                derivation.add(b"".join(derivation.structure) + item[: -len(END)])
                 entry_next = False
             else:
-                structure.append(item)
+                derivation.structure.append(item)
+        return derivation.text(doc, digest, size)
     except (Unsplittable, StaleText):
         return None
-    tail = b"".join(structure)
-    if offset + len(tail) != size:
-        return None
-    pieces = dict(known)
-    pieces.update(found)
-    for key in _left_out(before, sorted(runs.values()), keys, written):
-        del pieces[key]
-    try:
+
+
+class _Derivation:
+    """The columns of a derived cut, filled as the outline is walked (see `derive_text`)."""
+
+    def __init__(self, before: Text, fd: int, name: str) -> None:
+        self.before, self.fd, self.name = before, fd, name
+        self.keys: list[int] = []
+        self.versions: list[int | None] = []
+        self.files: list[str | None] = []
+        self.ends: list[int] = []
+        self.found: dict[int, Piece] = {}  # pieces of chunks written anew
+        self.written: set[int] = set()  # their keys, and those of chunks found again
+        self.runs: dict[Verbatim, tuple[int, int]] = {}  # the chunks of `before` each run holds: first, stop
+        self.prefixes: dict[bytes, bytes] = {PLAIN: PLAIN}
+        self.structure: list[bytes] = []
+        self.offset = 0  # where the last chunk's END ends in the written text
+        self.windows: list[Window] | None = [] if before.windows else None
+
+    def add(self, chunk: bytes) -> None:
+        """One chunk written: looked up (or read) as a cut would, its window of its own."""
+        key = hash(chunk)
+        piece = self.before.pieces.get(key) or self.found.get(key)
+        if piece is None:
+            piece = self.found[key] = read_piece(chunk, self.name, self.prefixes)
+        self.written.add(key)
+        if self.windows is not None:  # a chunk written anew is a window of its own
+            self.windows.append(Window(self.offset, self.offset + len(chunk) + len(END), len(self.keys), len(self.keys) + 1, window_key(chunk + END)))
+        self.keys.append(key)
+        self.versions.append(piece.version)
+        self.files.append(piece.file)
+        self.offset += len(chunk) + len(END)
+        self.ends.append(self.offset)
+        self.structure.clear()
+
+    def take_run(self, item: Verbatim) -> bool:
+        """A run copied from `before`: its first chunk read again with the structure before it,
+        the rest carried over column by column (slices: C speed). False when it does not fit."""
+        before = self.before
+        old_ends = before.ends
+        first = bisect.bisect_right(old_ends, item.start)  # the entry whose "{" the run starts at
+        last = bisect.bisect_left(old_ends, item.end)
+        if last >= len(old_ends) or old_ends[last] != item.end or first > last or before.entry_span(first)[0] != item.start:
+            return False
+        start, end = before.entry_span(first)
+        self.runs[item] = (first, last + 1)
+        self.add(b"".join(self.structure) + os.pread(self.fd, end - start - len(END), start))
+        carried = slice(first + 1, last + 1)
+        self.keys += before.keys[carried]
+        self.versions += before.versions[carried]
+        self.files += before.files[carried]
+        shift = self.offset - old_ends[first]
+        if self.windows is not None and last > first:
+            self.carry(first + 1, last + 1, shift, len(self.keys) - (last - first) - first - 1)
+        self.ends += map(shift.__add__, old_ends[carried]) if shift else old_ends[carried]
+        self.offset = old_ends[last] + shift
+        return True
+
+    def carry(self, first: int, stop: int, shift: int, moved: int) -> None:
+        """The windows of chunks first..stop of `before`, now `shift` bytes and `moved` places
+        on: those wholly inside taken over, the stretches left at either side hashed anew."""
+        assert self.windows is not None
+        cursor = first
+        for window in self.before.windows:
+            if window.first < first or window.stop > stop:
+                continue
+            if window.first > cursor:
+                self.windows.append(_read_window(self.fd, self.before, cursor, window.first, shift, moved))
+            self.windows.append(Window(window.start + shift, window.end + shift, window.first + moved, window.stop + moved, window.key))
+            cursor = window.stop
+        if cursor < stop:
+            self.windows.append(_read_window(self.fd, self.before, cursor, stop, shift, moved))
+
+    def text(self, doc: Doc, digest: str, size: int) -> Text | None:
+        """The derived cut, once the outline is walked; None when it is not the file's."""
+        tail = b"".join(self.structure)
+        if self.offset + len(tail) != size:
+            return None
+        pieces = dict(self.before.pieces)
+        pieces.update(self.found)
+        for key in _left_out(self.before, sorted(self.runs.values()), self.keys, self.written):
+            del pieces[key]
+        runs = self.runs
         frame = frame_of(doc, lambda models: sum(runs[item][1] - runs[item][0] if isinstance(item, Verbatim) else 1 for item in models))
-    except Unsplittable:
-        return None
-    text = Text(digest, size, keys, pieces, tail, tuple(windows or ()))
-    text.__dict__.update(ends=ends, versions=versions, files=files, frame=frame)  # what the cached properties would work out
-    return text
+        text = Text(digest, size, self.keys, pieces, tail, tuple(self.windows or ()))
+        text.__dict__.update(ends=self.ends, versions=self.versions, files=self.files, frame=frame)  # what the cached properties would work out
+        return text
 
 
 def _left_out(before: Text, runs: list[tuple[int, int]], keys: list[int], written: set[int]) -> set[int] | list[int]:
