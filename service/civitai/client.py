@@ -135,7 +135,7 @@ class CivitaiClient:
         self, origin_url: str, path: str, params: dict[str, str] | None, what: str, *, longest_wait_s: float, max_bytes: int = MAX_BODY_BYTES
     ) -> dict[str, Any]:
         """One GET through the rate-limit gate, its JSON object, or a domain error saying what went wrong."""
-        body = await self._request_json("GET", origin_url, path, params, None, what, longest_wait_s, max_bytes)
+        body = _loads(await self._request("GET", origin_url, path, params, None, what, longest_wait_s, max_bytes))
         if not isinstance(body, dict):
             raise UpstreamError(f"CivitAI answered with JSON that is not {what}.", code="upstream_bad_body")
         return body
@@ -159,27 +159,10 @@ class CivitaiClient:
         self, origin_url: str, path: str, payload: Any, what: str, *, longest_wait_s: float = math.inf, max_bytes: int = MAX_LIST_BYTES
     ) -> list[Any]:
         """One POST of a JSON body through the rate-limit gate (background work: waits as long as it takes), its JSON array."""
-        body = await self._request_json("POST", origin_url, path, None, payload, what, longest_wait_s, max_bytes)
+        body = _loads(await self._request("POST", origin_url, path, None, payload, what, longest_wait_s, max_bytes))
         if not isinstance(body, list):
             raise UpstreamError(f"CivitAI answered with JSON that is not a list of {what}.", code="upstream_bad_body")
         return body
-
-    async def _request_json(
-        self,
-        method: str,
-        origin_url: str,
-        path: str,
-        params: dict[str, str] | None,
-        payload: Any,
-        what: str,
-        longest_wait_s: float,
-        max_bytes: int,
-    ) -> Any:
-        raw = await self._request(method, origin_url, path, params, payload, what, longest_wait_s, max_bytes)
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise UpstreamError("CivitAI answered with something that is not JSON.", code="upstream_bad_body") from None
 
     async def _request(
         self,
@@ -220,6 +203,13 @@ class CivitaiClient:
             logger.warning("CivitAI request for %s failed: %s", what, type(exc).__name__)
             raise UpstreamError("CivitAI could not be reached; try again in a moment.", code="upstream_unreachable") from None
         return raw
+
+
+def _loads(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise UpstreamError("CivitAI answered with something that is not JSON.", code="upstream_bad_body") from None
 
 
 def _stopping_error() -> Unavailable:
