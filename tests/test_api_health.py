@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from service import __version__
-from service.http.pipeline import QuietAccessLogger
+from service.http.serving import QuietAccessLogger
 
 from .conftest import StartClient
 from .helpers import API_KEY

@@ -56,7 +56,7 @@ class DownloadFailed(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Source:
+class Remote:
     """Where a file comes from, and who may see the key."""
 
     url: str
@@ -79,7 +79,7 @@ class Fetched:
     sized: bool
 
 
-async def fetch(session: aiohttp.ClientSession, source: Source, part: PartFile, progress: Progress, gate: RateGate) -> Fetched:
+async def fetch(session: aiohttp.ClientSession, source: Remote, part: PartFile, progress: Progress, gate: RateGate) -> Fetched:
     """Download into `part` (resuming what is there).
 
     Every request passes the service's CivitAI rate-limit gate; a 429 closes it for all.
@@ -107,7 +107,7 @@ async def fetch(session: aiohttp.ClientSession, source: Source, part: PartFile, 
             await asyncio.sleep(delay)
 
 
-async def _attempt(session: aiohttp.ClientSession, source: Source, part: PartFile, progress: Progress) -> Fetched:
+async def _attempt(session: aiohttp.ClientSession, source: Remote, part: PartFile, progress: Progress) -> Fetched:
     offset = await asyncio.to_thread(part.size)
     url = source.url
     for _hop in range(MAX_REDIRECTS + 1):

@@ -36,7 +36,7 @@ from ..errors import Conflict, Invalid, NotFound, ServiceError
 from ..library.library import Library
 from ..map.entry import MapEntry
 from ..map.status import Transfer
-from .fetch import DownloadFailed, Fetched, Source, check_space, fetch, origin
+from .fetch import DownloadFailed, Fetched, Remote, check_space, fetch, origin
 from .job import Job
 from .part import PartFile, PartRefused, remove_unheld_part
 
@@ -222,7 +222,7 @@ class DownloadManager:
         try:
             if job.total is not None:
                 await asyncio.to_thread(check_space, part, job.total)
-            source = Source(f"{self.base_url}/api/download/models/{job.version_id}", self.api_key, origin(self.base_url))
+            source = Remote(f"{self.base_url}/api/download/models/{job.version_id}", self.api_key, origin(self.base_url))
             catalog_size = job.total
             fetched = await fetch(self._session, source, part, lambda done, total: self._progress(job, done, total), self.gate)
             job.state = "verifying"

@@ -1,9 +1,10 @@
-"""The request pipeline: CORS preflights first, then the guard (key, body) inside one error envelope.
+"""The request pipeline: CORS preflights first, then the guard (key, body, readiness) inside one
+error envelope.
 
 It wraps every route's handler, the catch-all route's included (`no_route`: 404 and 405),
 instead of being an aiohttp middleware: an application with any middleware pays for
-aiohttp's middleware machinery on every request, about 8 % of the map's polled 304, the
-service's busiest answer."""
+aiohttp's middleware machinery on every request, a measurable part of the map's polled 304,
+the service's busiest answer (bench/README.md)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from aiohttp.abc import AbstractAccessLogger
 
 from ..errors import (
     Invalid,
@@ -217,16 +217,3 @@ class CorsPolicy:
         if origin is not None and self.allowed(origin) and "Access-Control-Allow-Origin" not in headers:
             headers["Access-Control-Allow-Origin"] = origin
             headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
-
-
-class QuietAccessLogger(AbstractAccessLogger):
-    """Access log that keeps polling out of sight: reads at DEBUG, changes and errors at INFO."""
-
-    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        level = logging.INFO if request.method in MUTATING or response.status >= 400 else logging.DEBUG
-        if self.logger.isEnabledFor(level):
-            self.logger.log(level, "%s %s %d %.1f ms", request.method, request.path, response.status, time * 1000)
-
-    @property
-    def enabled(self) -> bool:
-        return self.logger.isEnabledFor(logging.INFO)

@@ -17,9 +17,10 @@ import resource
 import signal
 
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
 from ..settings import Settings
-from .pipeline import QuietAccessLogger
+from .pipeline import MUTATING
 
 logger = logging.getLogger(__name__)
 
@@ -111,3 +112,16 @@ async def close_stalled_connections(server: web.Server, timeout_s: float) -> Non
                 handler.force_close()
         for key in set(seen) - alive:
             del seen[key]
+
+
+class QuietAccessLogger(AbstractAccessLogger):
+    """Access log that keeps polling out of sight: reads at DEBUG, changes and errors at INFO."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        level = logging.INFO if request.method in MUTATING or response.status >= 400 else logging.DEBUG
+        if self.logger.isEnabledFor(level):
+            self.logger.log(level, "%s %s %d %.1f ms", request.method, request.path, response.status, time * 1000)
+
+    @property
+    def enabled(self) -> bool:
+        return self.logger.isEnabledFor(logging.INFO)
