@@ -141,7 +141,8 @@ class DownloadManager:
             job.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await job.task
-        await asyncio.to_thread(remove_unheld_part, job.part)  # a part left from before this job, if nobody holds it
+        if await asyncio.to_thread(remove_unheld_part, job.part):  # a part left from before this job, if nobody holds it
+            await self._forget_part(job.part)
         job.finished_at = time.time()
         self._show(job)
         logger.info("download of %s cancelled", job.file)
@@ -206,8 +207,8 @@ class DownloadManager:
             sha256, size = await self._fill(job, part)
         finally:
             await asyncio.to_thread(part.close)
-        job.state, job.bytes, job.total, job.finished_at = "done", size, size, time.time()
         await self.library.paths_changed([str(job.target)])  # present now, not when the watcher gets there
+        job.state, job.bytes, job.total, job.finished_at = "done", size, size, time.time()  # a client that sees this sees it present
         logger.info("downloaded %s (%d bytes) into %s", job.file, size, job.dest)
         if hash_from_civitai and self.record_hash is not None:
             try:
@@ -252,6 +253,15 @@ class DownloadManager:
         finally:
             if not keep and not placed:
                 await asyncio.to_thread(part.remove)
+                await self._forget_part(part.path)
+
+    async def _forget_part(self, path: Path) -> None:
+        """Tell the map at once that a part this service removed is gone: the watcher's event
+        comes a moment later, and until then the map would show it as another program's download."""
+        try:
+            await self.library.paths_changed([str(path)])
+        except Exception:
+            logger.exception("the map could not be told that %s is gone; the watcher will", path.name)
 
     async def _civitai_sha256(self, job: Job) -> str | None:
         """The SHA256 CivitAI lists for this version's file, for an entry that has none."""

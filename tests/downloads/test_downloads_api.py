@@ -3,8 +3,10 @@ resume, verify, atomic rename, cancel, the queue, progress in the map, nothing l
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -189,3 +191,21 @@ async def test_a_redirect_to_another_scheme_is_refused(service: Starter, fake: F
     failed = await until_job(client, job, "failed")
     assert failed["error_code"] == "bad_redirect"
     assert os.listdir(models_dir / "loras") == []
+
+
+async def test_a_job_that_says_done_has_its_version_present(service: Starter, fake: FakeCivitai, monkeypatch: pytest.MonkeyPatch) -> None:
+    """However long the map takes to learn of the placed file, the job says `done` only after it has."""
+    from service.library.library import Library
+
+    real = Library.paths_changed
+
+    async def slow(self: Library, paths: Any) -> bool:
+        await asyncio.sleep(0.3)
+        return await real(self, paths)
+
+    monkeypatch.setattr(Library, "paths_changed", slow)
+    fake.blobs[15] = blob(15, size=64 * 1024)
+    client = await service(lora(15, fake.blobs[15]))
+    job = (await download(client, "lora_15.safetensors"))["job"]
+    await until_job(client, job, "done")
+    assert (await map_entry(client, 15))["status"] == "present"
