@@ -208,13 +208,14 @@ class DownloadManager:
         finally:
             await asyncio.to_thread(part.close)
         await self.library.paths_changed([str(job.target)])  # present now, not when the watcher gets there
-        job.state, job.bytes, job.total, job.finished_at = "done", size, size, time.time()  # a client that sees this sees it present
         logger.info("downloaded %s (%d bytes) into %s", job.file, size, job.dest)
         if hash_from_civitai and self.record_hash is not None:
             try:
                 await self.record_hash(job.version_id, job.file, sha256)
             except Exception as exc:  # the file is good and in place; the catalog learns its hash another time
                 logger.warning("the verified SHA256 of %s could not be written into the catalog: %s", job.file, exc)
+        # Last: a client that sees the job done sees the file present, and its hash in the catalog.
+        job.state, job.bytes, job.total, job.finished_at = "done", size, size, time.time()
 
     async def _fill(self, job: Job, part: PartFile) -> tuple[str, int]:
         """Download into the part, verify it, place it; the part goes unless it can be resumed."""
