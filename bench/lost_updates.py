@@ -38,7 +38,8 @@ from service.catalog.codec import digest  # noqa: E402
 from service.catalog.document import catalog_path  # noqa: E402
 from service.catalog.plans import plan_add  # noqa: E402
 from service.catalog.store import CatalogStore  # noqa: E402
-from service.catalog.text import Text, Unsplittable, cut  # noqa: E402
+from service.catalog.cutting import cut  # noqa: E402
+from service.catalog.text import Text, Unsplittable  # noqa: E402
 from service.catalog.transaction import Wanted, run_transaction  # noqa: E402
 from service.civitai.routing import MappedVersion  # noqa: E402
 

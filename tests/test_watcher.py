@@ -9,6 +9,7 @@ import shutil
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -390,3 +391,23 @@ async def test_a_models_folder_swapped_for_another_by_renames_converges(start: S
     await eventually(watching_the_new_folder, timeout=10, what="the new folder watched")
     touch(models_dir / "loras" / "after.safetensors")
     await until(client, 53, "present", "a file landing in the new folder", timeout=10)
+
+
+async def test_one_catalog_that_fails_to_reload_does_not_keep_the_other_from_it(
+    start: StartClient, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from service.library.library import Library
+
+    write_json(catalog_dir / "models.json", catalog(entry(1, "one.safetensors")))
+    client = await start()
+    real = Library.reload_catalog
+
+    async def loras_fails(self: Library, name: str, **kwargs: Any) -> bool:
+        if name == "loras":
+            raise RuntimeError("loras.json cannot be read just now")
+        return await real(self, name, **kwargs)
+
+    monkeypatch.setattr(Library, "reload_catalog", loras_fails)
+    write_json(catalog_dir / "loras.json", catalog(entry(7, "seven.safetensors", "loras"), category="loras"))
+    write_json(catalog_dir / "models.json", catalog(entry(1, "one.safetensors"), entry(2, "two.safetensors")))
+    await until(client, 2, "missing", "models.json read again beside a loras.json that fails")

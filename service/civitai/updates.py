@@ -162,6 +162,6 @@ class UpdateChecker:
     def _save(self) -> None:
         data = {"version": CACHE_VERSION, "checked_at": self.checked_at, "models": {str(k): v for k, v in self.models.items()}}
         try:
-            write_atomically(self.cache_path, orjson.dumps(data))
+            write_atomically(self.cache_path, orjson.dumps(data), mode=0o600)
         except OSError as exc:
             logger.warning("the update-check cache could not be saved (%s)", exc.strerror)

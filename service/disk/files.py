@@ -52,8 +52,9 @@ def write_atomically(path: Path, data: bytes, *, mode: int = 0o644, replace: boo
     """Write a whole small file so that a reader sees the old one or the new one, never a part, and
     a power cut leaves one of them: a temp file in the same folder, fsynced, renamed into place,
     the folder fsynced. With `replace` false nothing already there is replaced: False when
-    something was (the temp file is removed). Every file the service writes, but catalogs
-    (`catalog.store`) and downloads (`downloads.part`), goes through here."""
+    something was (the temp file is removed). The small files the service keeps go through here
+    (the API key, the update-check cache); catalogs (`catalog.store`), downloads
+    (`downloads.part`) and the SQLite hash store have protocols of their own."""
     fd, temp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -66,9 +67,28 @@ def write_atomically(path: Path, data: bytes, *, mode: int = 0o644, replace: boo
         elif not rename_with(temp, path, RENAME_NOREPLACE):
             if os.path.lexists(path):
                 return False
-            os.link(temp, path)  # no renameat2 here: a hard link never replaces
+            try:
+                os.link(temp, path)  # no renameat2 here: a hard link never replaces
+            except FileExistsError:
+                return False
+            except OSError:  # nor hard links (some FUSE and network filesystems): create it exclusively
+                return _create_exclusively(path, data, mode)
     finally:
         with contextlib.suppress(OSError):
             os.unlink(temp)  # after a rename, a name that is not there any more
     fsync_folder(path.parent)
+    return True
+
+
+def _create_exclusively(path: Path, data: bytes, mode: int) -> bool:
+    """Write a new file in place, failing when one is there (O_EXCL): readers may see it part-written
+    for a moment, so this is the last resort of `write_atomically`."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
     return True

@@ -58,6 +58,10 @@ MIN_SCAN_INTERVAL_S = 2.0
 # Failures that a restart cannot mend: fall back to scanning at once.
 HOPELESS = ("file system loop", "watch limit", "no space left on device")
 NOT_UTF8 = "Unable to decode path"  # watchfiles' error for a name that is not UTF-8
+# Before watching again after such a name vanished before the walk could find it, by how many in
+# a row: each costs a walk and a rescan, so a tool that keeps making such names costs no more
+# than a rescan a second, and the watcher recovers by itself once it stops.
+UNFOUND_NAME_PAUSES_S = (0.25, 0.5, 1.0)
 
 
 class WatchedLibrary(Protocol):
@@ -128,7 +132,7 @@ class Watcher:
     async def run(self, stop: asyncio.Event) -> None:
         """Watch until `stop` is set. After repeated failures, fall back to scanning on a timer."""
         self.suspicious_batch = await asyncio.to_thread(suspicious_batch_size)
-        failures = 0
+        failures = vanished = 0
         while not stop.is_set() and self.scan_mode is None:
             started = time.monotonic()
             try:
@@ -142,7 +146,9 @@ class Watcher:
                     failures = 0
                 reason = first_line(exc)
                 if NOT_UTF8 in reason:  # never a failure: its folder is looked at on a timer from now on
-                    if not await asyncio.to_thread(self.unwatchable.found, self.library.sources) and await stopped(stop, RESTART_DELAYS_S[0]):
+                    found = await asyncio.to_thread(self.unwatchable.found, self.library.sources)
+                    vanished = 0 if found else vanished + 1  # names that came and went: back off, each time a walk
+                    if vanished and await stopped(stop, UNFOUND_NAME_PAUSES_S[min(vanished, len(UNFOUND_NAME_PAUSES_S)) - 1]):
                         break
                     continue
                 if failures >= len(RESTART_DELAYS_S) or any(words in reason.lower() for words in HOPELESS):
@@ -264,10 +270,7 @@ class Watcher:
         if self._one_by_one and any(change == Change.added and os.path.isdir(path) for change, path in batch):
             self.request_rewatch()  # watched one by one: a new folder needs a watch of its own
         if catalogs:
-            try:
-                await self.library.catalogs_changed(sorted(catalogs))
-            except Exception:
-                logger.exception("reloading %s failed", ", ".join(f"{name}.json" for name in sorted(catalogs)))
+            await self.library.catalogs_changed(sorted(catalogs))  # each catalog's failure is its own (logged there)
         if paths:
             try:
                 await self.library.paths_changed(paths)

@@ -49,6 +49,11 @@ _HTTP_CODES = {
 }
 
 
+def not_ready() -> Unavailable:
+    """The one answer of a route that needs the index while it is being built."""
+    return Unavailable("The index is still being built; try again in a moment.", code="not_ready", retry_after=1)
+
+
 def error_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> web.Response:
     """The one error shape: {"detail": sentence, "code": machine_code}."""
     body = orjson.dumps({"detail": detail, "code": code})
@@ -88,7 +93,7 @@ def request_pipeline(cors: CorsPolicy, api_key: str, max_body_bytes: int, index_
                 if request.method in MUTATING:
                     await _check_body(request, max_body_bytes)
                 if needs_index and not index_ready():
-                    raise Unavailable("The index is still being built; try again in a moment.", code="not_ready", retry_after=1)
+                    raise not_ready()
                 return await handler(request)
             except ServiceError as exc:
                 return error_response(exc.status, exc.code, exc.detail, exc.headers())

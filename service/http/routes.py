@@ -31,7 +31,7 @@ from .views import (
 
 class Route(NamedTuple):
     """One route: its method and path, its handler, and whether it answers 503 `not_ready`
-    until the index is built (the pipeline checks, so no handler does)."""
+    until the index is built (the pipeline checks before the handler runs)."""
 
     method: str
     path: str
@@ -54,7 +54,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/admin/downloads", list_downloads),
     Route("DELETE", "/api/admin/downloads/{job}", cancel_download),
     Route("GET", "/api/admin/civitai/image/{image_id}", civitai_image),
-    Route("POST", "/api/admin/library/import", import_library, needs_index=True),
+    Route("POST", "/api/admin/library/import", import_library),  # checks the index itself, after its own 400 and 409
     Route("GET", "/api/admin/models/updates", model_updates),
     Route("POST", "/api/admin/models/updates/check", check_updates, needs_index=True),
     Route("GET", "/api/openapi.json", openapi_json),

@@ -14,10 +14,10 @@ from ..catalog.plans import ImportCandidate
 from ..civitai.images import image_resources
 from ..errors import Conflict
 from .appkeys import CIVITAI, DOWNLOADS, EDITOR, HASHER, LIBRARY, UPDATES, WATCHER
+from .pipeline import not_ready
 from .params import accepts_gzip, etag_matches, ids_in_query, path_id, switch
 from .pipeline import AUTHENTICATED
 
-MAX_POINT_IDS = 500
 JSON = "application/json"
 STREAM_THRESHOLD = 512 * 1024  # larger bodies go out a slice at a time: a whole one would be copied per connection
 STREAM_CHUNK = 256 * 1024
@@ -152,6 +152,8 @@ async def import_library(request: web.Request) -> web.Response:
     hasher = request.app[HASHER]
     if hasher is None:
         raise Conflict("Hashing is off (HASHING=off), so no file is identified and none can be imported.", code="hashing_off")
+    if not request.app[LIBRARY].ready:  # after the checks that no waiting mends
+        raise not_ready()
     candidates = [ImportCandidate(item.file, item.folder, item.identity.version) for item in hasher.on_disk() if item.identity.version]
     answer = await request.app[EDITOR].import_files(candidates, dry_run)
     answer["not_identified"] = hasher.progress.not_identified()

@@ -230,7 +230,10 @@ class Library:
         have reached the map (a watch event is then usually our own write, known by its digest)."""
         await self.saves_settled()
         for name in names:
-            await self.reload_catalog(name)
+            try:
+                await self.reload_catalog(name)
+            except Exception:  # one catalog that cannot be read again does not keep the other from it
+                logger.exception("reloading %s.json failed", name)
 
     def request_rescan(self) -> None:
         """Rescan every root soon (coalesced): something only a full rescan can be sure of."""

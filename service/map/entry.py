@@ -23,6 +23,8 @@ def catalog_id(value: object) -> int | None:
     digits; nothing else (a boolean, a float, "²", -4, 2**70) is an id."""
     if type(value) is int:  # the common case first: this runs for every entry of every reading
         return value if 0 < value <= MAX_ID else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int(value) if 0 < value <= MAX_ID else None
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
         number = int(value)
         return number if number > 0 else None

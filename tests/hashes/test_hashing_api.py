@@ -4,6 +4,7 @@ import, restarts and a corrupt store."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sqlite3
@@ -405,3 +406,23 @@ async def test_a_store_held_by_another_process_at_start_is_opened_once_it_is_fre
         await hashing_idle(client, 1)
         assert (await shown(client, 700) or {}).get("status") == "present"
     assert not list(catalog_dir.glob(f"{STORE_NAME}.unusable-*"))
+
+
+async def test_an_import_says_what_no_waiting_mends_before_not_ready(start: StartClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the index is built: a bad flag is 400 and hashing off is 409, not 503 (retrying mends neither)."""
+    from service.library.library import Library
+
+    held = asyncio.Event()
+    real_start = Library.start
+
+    async def held_start(self: Library) -> None:
+        await held.wait()
+        await real_start(self)
+
+    monkeypatch.setattr(Library, "start", held_start)
+    client = await start(wait_ready=False, hashing=False)
+    bad = await client.post("/api/admin/library/import", headers=AUTH, params={"dry_run": "maybe"})
+    assert (bad.status, (await bad.json())["code"]) == (400, "bad_query")
+    off = await client.post("/api/admin/library/import", headers=AUTH)
+    assert (off.status, (await off.json())["code"]) == (409, "hashing_off")
+    held.set()

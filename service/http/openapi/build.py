@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..params import MAX_ID_DIGITS, MAX_POINT_IDS
+
 Schema = dict[str, Any]
 
 JSON = "application/json"
 SSE = "text/event-stream"
-MAX_ID = 999_999_999_999  # ids are at most 12 digits (views._version_id, views._ids)
+MAX_ID = 10**MAX_ID_DIGITS - 1  # what `params.parse_id` takes
 SECURED: list[dict[str, list[str]]] = [{"apiKey": []}, {"bearer": []}]
 KEY_IN_URL = "the API key was put in the URL (`key_in_url`): it is only taken from a header"
 
@@ -134,7 +136,7 @@ def ids_parameter(name: str, what: str) -> Schema:
         "required": False,
         "style": "form",
         "explode": False,
-        "description": f"Comma-separated {what} ids (at most 500). With `versions` and/or `models` the answer "
+        "description": f"Comma-separated {what} ids (at most {MAX_POINT_IDS}). With `versions` and/or `models` the answer "
         "holds only those versions (and every version of those models) and carries no ETag.",
-        "schema": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": MAX_ID}, "maxItems": 500},
+        "schema": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": MAX_ID}, "maxItems": MAX_POINT_IDS},
     }
