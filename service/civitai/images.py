@@ -1,62 +1,47 @@
-"""What an image on CivitAI needs: its resources, each matched against the catalog.
+"""What an image on CivitAI needs: its resources and the models its prompt names, each matched
+against what the service knows, in the vocabulary the extension's image panel reads.
 
 The image comes from CivitAI's public `GET /api/v1/images?imageId={id}`: its `meta` holds
 `civitaiResources` (version ids and weights, set by CivitAI's own generator), `resources`
 (name, type, weight and a short hash, as A1111 records them), `hashes` (`model`,
-`lora:<name>`), and the prompt. Each resource is resolved to a model version (by id, else by
-hash through `/api/v1/model-versions/by-hash/{hash}`), then given its catalog status from the
-index. LoRAs named only in the prompt (`<lora:name:0.8>`) are listed in `detected_deps`,
-resolved when a resource of that name was. `detected_type` is the checkpoint's family.
+`lora:<name>`), and the prompts (read by `image_facts`). Each resource is resolved to a model
+version (by id, else by hash through `/api/v1/model-versions/by-hash/{hash}`) and given its
+status from the map.
 
-Everything in the answer is written by whoever uploaded the image, so it is read as hostile:
-`image_facts` takes only values of the expected shape, caps every string it keeps and how
-much of the prompt it scans, and scans the prompt in one linear pass. It is pure, so a large
-answer is parsed and read in a worker process (`CivitaiClient.get_reduced`).
+Prompt LoRAs (`<lora:name:0.8>`) and embeddings (`embedding:name`) are resolved, ignoring case,
+against the image's resources (CivitAI's model name, the hash, the catalogued file's stem),
+then against the file stems the map knows (catalogued and identified on disk).
+
+Statuses, twice: `catalog_status` in the panel's words (`present`, `missing`, `not_found`, and
+`unknown` for a prompt name nothing resolves), and the map's own beside it (`status`, with
+`dl_bytes` and `dl_total` while downloading).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import re
-from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from ..errors import NotFound, UpstreamError, UpstreamTimeout
 from ..map.index import CivitaiIndex
-from ..map.status import status_of as status_name
+from ..map.status import Status
 from .client import BadBody, CivitaiClient
+from .image_facts import ImageFacts, PromptName, Wanted, exact_id, image_facts, text
 from .routing import base_family
 
-MAX_RESOURCES = 50
-MAX_PROMPT_LORAS = 100
-PROMPT_SCAN_CHARS = 64 * 1024  # a prompt is scanned this far for `<lora:...>` tags
-MAX_NAME_CHARS = 200  # longest name, type or base model echoed back
-MAX_ID = 2**63 - 1
-_HEX = frozenset("0123456789abcdefABCDEF")
-_TAG = re.compile(r"<(?:lora|lyco):", re.IGNORECASE)
-MAX_PROMPT_TAGS = 4 * MAX_PROMPT_LORAS  # tags looked at, named or not
-_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)")
-
-
-@dataclass(frozen=True, slots=True)
-class Wanted:
-    """One resource the image names: by version id, or by a file hash with what the image calls it."""
-
-    version_id: int | None = None
-    hash: str | None = None
-    name: str | None = None
-    type: str | None = None
-    strength: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ImageFacts:
-    """What the answer is made of, taken from CivitAI's listing (small, whatever the listing was)."""
-
-    base_model: str | None
-    wanted: tuple[Wanted, ...]
-    prompt_loras: tuple[tuple[str, float | None], ...]
+# The image panel's own words for a version (the extension draws nothing else): `unknown` only
+# for a prompt name nothing resolves.
+PANEL_STATUSES = {
+    "present": "On disk.",
+    "missing": "In a catalog or known, but not on disk (yet): `status` says whether it is queued or downloading.",
+    "not_found": "A CivitAI version the service does not know.",
+    "unknown": "A name in the prompt nothing resolves to a version (prompt names only).",
+}
+DETECTED_TYPES = ("t2i", "i2i", "t2v", "i2v", "unknown")
+SLOT_FIELDS_PASSED = ("dl_bytes", "dl_total")  # what the map says beside a status that the panel shows too
 
 
 async def image_resources(client: CivitaiClient, index: CivitaiIndex, image_id: int) -> dict[str, Any]:
@@ -72,114 +57,27 @@ async def image_resources(client: CivitaiClient, index: CivitaiIndex, image_id: 
     if facts is None:
         raise NotFound(f"Image {image_id} is not on CivitAI, or has no public generation data.", code="civitai_not_found")
     resolved = await asyncio.gather(*(_resolve(client, want) for want in facts.wanted))
-    resources = [_with_catalog(index, item) for item in resolved]
+    resources = [_with_catalog(index, item) for item in _one_per_version(resolved)]
+    family = _family(resources, facts.base_model)
+    deps = await _prompt_names(index, facts.names, resources)
+    for resource in resources:
+        del resource["_aliases"]
     return {
         "image_id": image_id,
         "resources": resources,
-        "detected_deps": _prompt_loras(facts.prompt_loras, resources),
-        "detected_type": _workflow_family(resources, facts.base_model),
+        "detected_deps": deps,
+        "meta": facts.meta,
+        "detected_type": detected_type(facts, family.video if family is not None else False),
+        "base_model_family": family.name if family is not None else None,
     }
 
 
-def image_facts(listing: Any, image_id: int) -> ImageFacts | None:
-    """The image's facts from CivitAI's listing; None when the listing does not hold the image.
-
-    Malformed parts are skipped; BadBody when the listing is not one, or when parts were
-    malformed and nothing usable is left."""
-    items = listing.get("items") if isinstance(listing, dict) else None
-    if not isinstance(items, list):
-        raise BadBody("no list of images")
-    image = next((item for item in items if isinstance(item, dict) and _exact_id(item.get("id")) == image_id), None)
-    if image is None:
-        return None
-    meta = image.get("meta")
-    if meta is None:
-        meta = {}
-    if not isinstance(meta, dict):
-        raise BadBody("generation data that is not an object")
-    skipped = [0]
-    wanted = _wanted_resources(meta, skipped)
-    prompt = meta.get("prompt")
-    if prompt is not None and not isinstance(prompt, str):
-        skipped[0] += 1
-    loras = prompt_loras(prompt) if isinstance(prompt, str) else []
-    if skipped[0] and not wanted and not loras:
-        raise BadBody("nothing usable in the generation data")
-    return ImageFacts(_text(image.get("baseModel")), tuple(wanted[:MAX_RESOURCES]), tuple(loras))
-
-
-def _wanted_resources(meta: dict[str, Any], skipped: list[int]) -> list[Wanted]:
-    """Resources named by the image, without repeats: by version id first, then by hash."""
-    wanted: list[Wanted] = []
-    seen_versions: set[int] = set()
-    seen_hashes: set[str] = set()
-    for item in _list(meta, "civitaiResources", skipped):
-        version_id = _exact_id(item.get("modelVersionId")) if isinstance(item, dict) else None
-        if version_id is None:
-            skipped[0] += 1
-        elif version_id not in seen_versions:
-            seen_versions.add(version_id)
-            wanted.append(Wanted(version_id, type=_text(item.get("type")), strength=_number(item.get("weight", item.get("strength")))))
-    for item in _list(meta, "resources", skipped):
-        sha = _hash(item.get("hash")) if isinstance(item, dict) else None
-        if sha is None:
-            skipped[0] += not isinstance(item, dict) or item.get("hash") is not None
-        elif sha.lower() not in seen_hashes:
-            seen_hashes.add(sha.lower())
-            wanted.append(Wanted(hash=sha, name=_text(item.get("name")), type=_text(item.get("type")), strength=_number(item.get("weight"))))
-    hashes = meta.get("hashes")
-    if hashes is not None and not isinstance(hashes, dict):
-        skipped[0] += 1
-        hashes = None
-    for key, value in (hashes or {}).items():
-        sha = _hash(value)
-        if sha is None:
-            skipped[0] += 1
-        elif sha.lower() not in seen_hashes:
-            seen_hashes.add(sha.lower())
-            kind, _, name = key.partition(":")
-            wanted.append(Wanted(hash=sha, name=_text(name) or None, type=_text(kind)))
-    return wanted
-
-
-def _list(meta: dict[str, Any], key: str, skipped: list[int]) -> list[Any]:
-    value = meta.get(key)
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        skipped[0] += 1
-        return []
-    return value
-
-
-def prompt_loras(prompt: str) -> list[tuple[str, float | None]]:
-    """The `<lora:name:weight>` (and `<lyco:...>`) tags of a prompt, as (name, weight), in one
-    pass over at most PROMPT_SCAN_CHARS characters: each tag's start is a literal found by the
-    regex engine's scan, and its end the next `>`; nothing can backtrack."""
-    text = prompt[:PROMPT_SCAN_CHARS]
-    found: list[tuple[str, float | None]] = []
-    tags = 0
-    start = _TAG.search(text)
-    while start is not None and tags < MAX_PROMPT_TAGS:
-        tags += 1
-        end = text.find(">", start.end())
-        if end < 0:
-            break  # no tag after this one can close either
-        name, _, rest = text[start.end() : end].partition(":")
-        name = name.strip()
-        if name:
-            found.append((name[:MAX_NAME_CHARS], _leading_number(rest.partition(":")[0])))
-            if len(found) == MAX_PROMPT_LORAS:
-                break
-        start = _TAG.search(text, end + 1)
-    return found
-
-
-def _leading_number(text: str) -> float | None:
-    """The number a weight starts with (`0.8`, `-1`, `.5`, `1.2abc`), or None. The pattern runs
-    on at most 32 characters, so whatever it does costs a bounded time."""
-    match = _NUMBER.match(text.strip()[:32])
-    return float(match.group()) if match else None
+def detected_type(facts: ImageFacts, video_family: bool) -> str:
+    """`t2i`, `i2i`, `t2v` or `i2v`; `unknown` for an image with no generation data at all."""
+    if not facts.has_meta and not facts.wanted:
+        return "unknown"
+    video = facts.video or video_family
+    return ("i2v" if facts.from_image else "t2v") if video else ("i2i" if facts.from_image else "t2i")
 
 
 async def _resolve(client: CivitaiClient, want: Wanted) -> dict[str, Any]:
@@ -192,6 +90,7 @@ async def _resolve(client: CivitaiClient, want: Wanted) -> dict[str, Any]:
         "baseModel": None,
         "strength": want.strength,
         "hash": want.hash,
+        "_aliases": [want.name] if want.name else [],  # what the image calls it, for prompt names; not sent
     }
     try:
         if want.version_id is not None:
@@ -212,6 +111,25 @@ async def _resolve(client: CivitaiClient, want: Wanted) -> dict[str, Any]:
     return item
 
 
+def _one_per_version(resolved: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each version once: a hash that resolves to a version the image also names by id (the
+    checkpoint, usually) fills in that resource's hash and strength instead of repeating it."""
+    kept: list[dict[str, Any]] = []
+    by_version: dict[int, dict[str, Any]] = {}
+    for item in resolved:
+        first = by_version.get(item["versionId"]) if item["versionId"] is not None else None
+        if first is None:
+            kept.append(item)
+            if item["versionId"] is not None:
+                by_version[item["versionId"]] = item
+            continue
+        for key in ("hash", "strength"):
+            if first[key] is None:
+                first[key] = item[key]
+        first["_aliases"] += item["_aliases"]
+    return kept
+
+
 def version_names(body: Any) -> dict[str, Any]:
     """What the panel shows of a CivitAI version: its names, id and base model, checked and cut
     (pure: a large answer is read in a worker process)."""
@@ -219,79 +137,83 @@ def version_names(body: Any) -> dict[str, Any]:
         raise BadBody("not a model version")
     model = body.get("model") if isinstance(body.get("model"), dict) else {}
     return {
-        "modelType": _text(model.get("type")),
-        "modelName": _text(model.get("name")),
-        "versionName": _text(body.get("name")),
-        "versionId": _exact_id(body.get("id")),
-        "baseModel": _text(body.get("baseModel")),
+        "modelType": text(model.get("type")),
+        "modelName": text(model.get("name")),
+        "versionName": text(body.get("name")),
+        "versionId": exact_id(body.get("id")),
+        "baseModel": text(body.get("baseModel")),
     }
 
 
 def _with_catalog(index: CivitaiIndex, item: dict[str, Any]) -> dict[str, Any]:
+    """A resource with its status, in the panel's words and the map's."""
     version_id = item.get("versionId")
-    slot = index.status(version_id) if isinstance(version_id, int) else None
-    entry = index.entry(version_id) if isinstance(version_id, int) else None
-    item["catalog_status"] = status_name(slot) if slot is not None else "not_found"
-    item["catalog_file"] = entry.file if entry is not None else None
+    item.update(_status_fields(index, version_id if isinstance(version_id, int) else None, unknown="not_found"))
     return item
 
 
-def _prompt_loras(loras: tuple[tuple[str, float | None], ...], resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """LoRAs the prompt names, matched to a resolved resource of that name when there is one."""
+def _status_fields(index: CivitaiIndex, version_id: int | None, *, unknown: str) -> dict[str, Any]:
+    """`catalog_status` (present / missing / not_found, or `unknown` when there is no version),
+    the map's `status` (and `dl_bytes`, `dl_total`), and the catalogued file."""
+    shown = index.shown(version_id) if version_id is not None else None
+    slot = index.status(version_id) if shown is not None and version_id is not None else None
+    if shown is None or slot is None:
+        return {"catalog_status": "not_found" if version_id is not None else unknown, "status": None, "catalog_file": None}
+    fields = orjson.loads(b'{"status":"' + slot)
+    status = Status(fields["status"])
+    catalog_status = "present" if status is Status.PRESENT else "missing"
+    passed = {key: fields[key] for key in SLOT_FIELDS_PASSED if key in fields}
+    return {"catalog_status": catalog_status, "status": status, "catalog_file": shown.file, **passed}
+
+
+async def _prompt_names(index: CivitaiIndex, names: tuple[PromptName, ...], resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The LoRAs and embeddings the prompts name, each resolved to a version where it can be."""
+    by_resource = {}
+    for resource in resources:
+        stem = str(resource.get("catalog_file") or "").rsplit(".", 1)[0]
+        for key in (*resource["_aliases"], resource.get("modelName"), resource.get("hash"), stem):
+            if isinstance(key, str) and key:
+                by_resource.setdefault(key.lower(), resource)
+    unresolved = {name.name.lower() for name in names if name.name.lower() not in by_resource}
+    by_stem = await index.versions_by_stem(unresolved) if unresolved else {}
     found = []
-    for name, strength in loras:
-        wanted = name.lower()
-        match = next(
-            (r for r in resources if wanted in {str(r.get("modelName") or "").lower(), str(r.get("hash") or "").lower()}
-             or wanted == str(r.get("catalog_file") or "").rsplit(".", 1)[0].lower()),
-            None,
-        )
-        found.append(
-            {
-                "name": name,
-                "strength": strength,
-                "versionId": match.get("versionId") if match else None,
-                "catalog_status": match.get("catalog_status") if match else "not_found",
-                "catalog_file": match.get("catalog_file") if match else None,
-            }
-        )
+    for name in names:
+        key = name.name.lower()
+        dep: dict[str, Any] = {"name": name.name, "weight": name.weight, "type": name.type, "source": name.source}
+        resource = by_resource.get(key)
+        if resource is not None:
+            dep.update(
+                civitai_version_id=resource.get("versionId"),
+                civitai_model_name=resource.get("modelName"),
+                civitai_version_name=resource.get("versionName"),
+                civitai_base_model=resource.get("baseModel"),
+                hash=resource.get("hash"),
+            )
+        else:
+            version_id = by_stem.get(key)
+            shown = index.shown(version_id) if version_id is not None else None
+            names_of = _names_of(shown.head) if shown is not None else {}
+            dep.update(
+                civitai_version_id=version_id,
+                civitai_model_name=names_of.get("name"),
+                civitai_version_name=None,
+                civitai_base_model=names_of.get("base_model"),
+                hash=shown.sha256 if shown is not None else None,
+            )
+        dep.update(_status_fields(index, dep["civitai_version_id"], unknown="unknown"))
+        found.append(dep)
     return found
 
 
-def _workflow_family(resources: list[dict[str, Any]], image_base: str | None) -> str | None:
+def _names_of(head: bytes) -> dict[str, Any]:
+    """The fields a map entry's head shows (`"7":{...,"status":"`, closed here with a dummy status)."""
+    try:
+        return orjson.loads(head.partition(b":")[2] + b'"}')
+    except orjson.JSONDecodeError:
+        return {}
+
+
+def _family(resources: list[dict[str, Any]], image_base: str | None) -> Any:
     checkpoint = next((r for r in resources if str(r.get("modelType") or "").lower() == "checkpoint"), None)
     base = (checkpoint or {}).get("baseModel") or image_base
-    family = base_family(base)
-    return family.name if family is not None else None
-
-
-def _text(value: object) -> str | None:
-    """A string from outside, cut to MAX_NAME_CHARS; None for anything else."""
-    return value[:MAX_NAME_CHARS] if isinstance(value, str) else None
-
-
-def _exact_id(value: object) -> int | None:
-    """A CivitAI id: a JSON integer in 1..2**63-1 (not a boolean, not a string)."""
-    return value if type(value) is int and 0 < value <= MAX_ID else None
-
-
-def _hash(value: object) -> str | None:
-    """A file hash as images carry them: 8 to 64 hex digits."""
-    if isinstance(value, str) and 8 <= len(value) <= 64 and _HEX.issuperset(value):
-        return value
-    return None
-
-
-def _number(value: object) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        number = float(value)
-    elif isinstance(value, str) and len(value) <= 32:
-        try:
-            number = float(value)
-        except ValueError:
-            return None
-    else:
-        return None
-    return number if number == number and abs(number) < 1e6 else None  # no NaN, no infinities
+    return base_family(base)

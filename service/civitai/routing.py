@@ -24,10 +24,11 @@ class Family:
     pattern: re.Pattern[str]
     checkpoint_folder: str = "checkpoints"
     lora_category: str = "other_loras"
+    video: bool = False  # it makes videos (an image's workflow is then t2v or i2v)
 
 
-def _family(name: str, pattern: str, checkpoint_folder: str = "checkpoints", lora_category: str = "other_loras") -> Family:
-    return Family(name, re.compile(pattern, re.IGNORECASE), checkpoint_folder, lora_category)
+def _family(name: str, pattern: str, checkpoint_folder: str = "checkpoints", lora_category: str = "other_loras", *, video: bool = False) -> Family:
+    return Family(name, re.compile(pattern, re.IGNORECASE), checkpoint_folder, lora_category, video)
 
 
 # CivitAI's base-model strings by family, first match wins. A new family is one line here.
@@ -35,11 +36,11 @@ def _family(name: str, pattern: str, checkpoint_folder: str = "checkpoints", lor
 # "Wan Video 2.5 T2V", "LTXV2", "ZImageTurbo" ... (tests/test_mapping.py lists the real strings).
 FAMILIES: tuple[Family, ...] = (
     _family("flux", r"\bflux(?![a-z])", "diffusion_models", "flux_loras"),
-    _family("wan", r"\bwan(?![a-z])", "diffusion_models", "wan_loras"),
-    _family("hunyuan_video", r"\bhunyuan[\s_-]*video\b", "diffusion_models"),
-    _family("cogvideox", r"\bcog[\s_-]*video[\s_-]*x\b", "diffusion_models"),
-    _family("ltxv", r"\bltx(?:v|[\s_-]*video)?(?![a-z])", "diffusion_models"),
-    _family("mochi", r"\bmochi\b", "diffusion_models"),
+    _family("wan", r"\bwan(?![a-z])", "diffusion_models", "wan_loras", video=True),
+    _family("hunyuan_video", r"\bhunyuan[\s_-]*video\b", "diffusion_models", video=True),
+    _family("cogvideox", r"\bcog[\s_-]*video[\s_-]*x\b", "diffusion_models", video=True),
+    _family("ltxv", r"\bltx(?:v|[\s_-]*video)?(?![a-z])", "diffusion_models", video=True),
+    _family("mochi", r"\bmochi\b", "diffusion_models", video=True),
     _family("chroma", r"\bchroma\b", "diffusion_models"),
     _family("qwen", r"\bqwen(?![a-z])", "diffusion_models"),
     _family("hidream", r"\bhi[\s_-]*dream\b", "diffusion_models"),

@@ -14,9 +14,8 @@ from ..catalog.plans import ImportCandidate
 from ..civitai.images import image_resources
 from ..errors import Conflict
 from .appkeys import CIVITAI, DOWNLOADS, EDITOR, HASHER, LIBRARY, UPDATES, WATCHER
-from .pipeline import not_ready
 from .params import accepts_gzip, etag_matches, ids_in_query, path_id, switch
-from .pipeline import AUTHENTICATED
+from .pipeline import AUTHENTICATED, not_ready
 
 JSON = "application/json"
 STREAM_THRESHOLD = 512 * 1024  # larger bodies go out a slice at a time: a whole one would be copied per connection

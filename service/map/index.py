@@ -83,6 +83,20 @@ class CivitaiIndex:
         entries = self._layout.entries
         return tuple(v for v in versions_in(self._layout.by_file, file) if entries[v].catalog)
 
+    async def versions_by_stem(self, stems: set[str]) -> dict[str, int]:
+        """The version whose file is named by each stem (`name` for `name.safetensors`), ignoring
+        case; a catalogued version before one only identified on disk, then the lowest id. The
+        names are copied on the loop and matched in a worker thread."""
+        wanted = {stem.lower() for stem in stems}
+        files = list(self._layout.by_file)
+        matches = await asyncio.to_thread(_files_by_stem, files, wanted)
+        found: dict[str, int] = {}
+        for stem, names in matches.items():
+            versions = [v for name in names for v in versions_in(self._layout.by_file, name) if v in self._layout.entries]
+            if versions:
+                found[stem] = min(versions, key=lambda v: (not self._layout.entries[v].catalog, v))
+        return found
+
     def set_layout(self, layout: Layout) -> bool:
         """Swap in a new layout and fill every status; publish when the body changed.
 
@@ -322,3 +336,13 @@ class CivitaiIndex:
 
     def _etag(self) -> str:
         return f'"{self._boot}-{self._generation}"'
+
+
+def _files_by_stem(files: list[str], stems: set[str]) -> dict[str, list[str]]:
+    """The file names whose stem (the name without its last extension), lowercased, is wanted."""
+    found: dict[str, list[str]] = {}
+    for name in files:
+        stem = os.path.splitext(os.path.basename(name))[0].lower()
+        if stem in stems:
+            found.setdefault(stem, []).append(name)
+    return found

@@ -1,9 +1,11 @@
 """The image panel: an image's resources from CivitAI, resolved by version id or hash, with their
-catalog status; LoRAs named only in the prompt; the workflow family. CivitAI faked."""
+catalog status in the extension's words and the map's; LoRAs and embeddings named only in the
+prompt; the generation's settings and type. CivitAI faked."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 from collections.abc import Iterator
@@ -14,17 +16,21 @@ import pytest
 from aiohttp import web
 from aioresponses import aioresponses
 
-from service.civitai.images import (
+from service.civitai.image_facts import (
     MAX_NAME_CHARS,
     MAX_PROMPT_LORAS,
     PROMPT_SCAN_CHARS,
+    prompt_embeddings,
     prompt_loras,
 )
 
 from ..conftest import StartClient
-from ..helpers import AUTH, CIVITAI, catalog, entry, touch, write_json
+from ..hashes.test_hashing_api import HASHING, LORA, hashing_idle
+from ..helpers import AUTH, CIVITAI, catalog, entry, lora_version, touch, write_json
+from ..test_openapi import assert_conforms
 
 IMAGE_ID = 4242
+IMAGE_ROUTE = "/api/admin/civitai/image/{image_id}"
 
 
 @pytest.fixture
@@ -37,54 +43,163 @@ def version(version_id: int, model_type: str, model_name: str, base_model: str) 
     return {"id": version_id, "modelId": version_id * 10, "name": f"v{version_id}", "baseModel": base_model, "model": {"name": model_name, "type": model_type}, "files": []}
 
 
-def serve_image(civitai: aioresponses, meta: dict[str, Any]) -> None:
+DEP_KEYS = {
+    "name", "weight", "type", "source", "civitai_version_id", "civitai_model_name", "civitai_version_name",
+    "civitai_base_model", "hash", "catalog_status", "status", "catalog_file",
+}  # fmt: skip
+
+
+def real_item(meta: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """An item of `GET /api/v1/images` as CivitAI answers it, around the given generation data."""
+    return {
+        "id": IMAGE_ID,
+        "url": "https://image.civitai.com/xG1nkqKTMzGDvpLrqFT7WA/0b7e0c6e-9f3a/width=832/0b7e0c6e-9f3a.jpeg",
+        "hash": "UHF~gg%M~q9F4nRjt7xu9F-;Rjxu",
+        "width": 832,
+        "height": 1216,
+        "nsfwLevel": "None",
+        "nsfw": False,
+        "browsingLevel": 1,
+        "createdAt": "2026-11-30T18:04:11.512Z",
+        "postId": 9876543,
+        "stats": {"cryCount": 0, "laughCount": 1, "likeCount": 40, "dislikeCount": 0, "heartCount": 12, "commentCount": 0},
+        "meta": meta,
+        "username": "someone",
+        "baseModel": "Illustrious",
+        "type": "image",
+        **fields,
+    }
+
+
+def serve_image(civitai: aioresponses, meta: dict[str, Any], **fields: Any) -> None:
     civitai.get(
         re.compile(rf"^{re.escape(CIVITAI)}/api/v1/images\?.*imageId={IMAGE_ID}.*$"),
-        payload={"items": [{"id": IMAGE_ID, "url": "https://image.civitai.com/x.jpeg", "baseModel": "Illustrious", "meta": meta}], "metadata": {}},
+        payload={"items": [real_item(meta, **fields)], "metadata": {"nextCursor": None}},
     )
 
 
-async def test_resources_are_resolved_and_matched_against_the_catalog(
+GENERATED_ON_CIVITAI = {
+    "Size": "832x1216",
+    "seed": 1234567890,
+    "Model": "waiNSFWIllustrious_v100",
+    "steps": 28,
+    "hashes": {"model": "a1b2c3d4e5"},
+    "prompt": "1girl, <lora:detail:0.6>, <lora:mystery_style:1.2>, <lora:Local_Style:0.9> masterpiece, embedding:GoodHands",
+    "Version": "ComfyUI",
+    "sampler": "Euler a",
+    "cfgScale": 5,
+    "clipSkip": 2,
+    "resources": [{"name": "mystery_style", "type": "lora", "weight": 1.2, "hash": "deadbeef12"}],
+    "Model hash": "a1b2c3d4e5",
+    "negativePrompt": "lowres, embedding:EasyNegative",
+    "civitaiResources": [
+        {"type": "checkpoint", "modelVersionId": 100, "modelVersionName": "v10.0"},
+        {"type": "lora", "weight": 0.6, "modelVersionId": 200, "modelVersionName": "v1"},
+    ],
+}
+
+
+async def test_resources_and_prompt_names_speak_the_extensions_words(
     start: StartClient, civitai: aioresponses, catalog_dir: Path, models_dir: Path
 ) -> None:
-    write_json(catalog_dir / "models.json", catalog(entry(100, "wai.safetensors", "checkpoints"), entry(200, "detail.safetensors", "loras")))
-    touch(models_dir / "checkpoints" / "wai.safetensors")
-    serve_image(
-        civitai,
-        {
-            "prompt": "1girl, <lora:detail:0.6>, <lora:mystery_style:1.2> masterpiece",
-            "civitaiResources": [{"type": "checkpoint", "modelVersionId": 100}, {"type": "lora", "modelVersionId": 200, "weight": 0.6}],
-            "resources": [{"name": "mystery_style", "type": "lora", "weight": 1.2, "hash": "deadbeef12"}],
-        },
+    write_json(catalog_dir / "models.json", catalog(entry(100, "wai.safetensors", "checkpoints")))
+    write_json(
+        catalog_dir / "loras.json",
+        catalog(entry(200, "detail.safetensors", "loras"), entry(400, "local_style.safetensors", "loras"), entry(500, "GoodHands.pt", "embeddings"), category="loras"),
     )
+    touch(models_dir / "checkpoints" / "wai.safetensors")
+    touch(models_dir / "loras" / "local_style.safetensors")
+    serve_image(civitai, GENERATED_ON_CIVITAI)
     civitai.get(f"{CIVITAI}/api/v1/model-versions/100", payload=version(100, "Checkpoint", "WAI", "Illustrious"))
     civitai.get(f"{CIVITAI}/api/v1/model-versions/200", payload=version(200, "LORA", "detail", "Illustrious"))
     civitai.get(f"{CIVITAI}/api/v1/model-versions/by-hash/deadbeef12", payload=version(300, "LORA", "Mystery Style", "Illustrious"))
+    civitai.get(f"{CIVITAI}/api/v1/model-versions/by-hash/a1b2c3d4e5", payload=version(100, "Checkpoint", "WAI", "Illustrious"))
     client = await start()
     response = await client.get(f"/api/admin/civitai/image/{IMAGE_ID}", headers=AUTH)
     assert response.status == 200, await response.text()
-    body = await response.json()
+    body = await assert_conforms(response, "GET", IMAGE_ROUTE)
     by_version = {r["versionId"]: r for r in body["resources"]}
     assert by_version[100] == {
         "modelType": "Checkpoint", "modelName": "WAI", "versionName": "v100", "versionId": 100, "baseModel": "Illustrious",
-        "strength": None, "hash": None, "catalog_status": "present", "catalog_file": "wai.safetensors",
-    }
-    assert (by_version[200]["catalog_status"], by_version[200]["strength"], by_version[200]["catalog_file"]) == ("missing", 0.6, "detail.safetensors")
-    assert (by_version[300]["catalog_status"], by_version[300]["modelName"], by_version[300]["catalog_file"]) == ("not_found", "Mystery Style", None)
+        "strength": None, "hash": "a1b2c3d4e5", "catalog_status": "present", "status": "present", "catalog_file": "wai.safetensors",
+    }  # fmt: skip
+    assert (by_version[200]["catalog_status"], by_version[200]["status"], by_version[200]["strength"]) == ("missing", "missing", 0.6)
+    assert (by_version[300]["catalog_status"], by_version[300]["status"], by_version[300]["modelName"]) == ("not_found", None, "Mystery Style")
+    assert len(body["resources"]) == 3  # the model hash is the checkpoint named by id: one resource, not two
+
     deps = {d["name"]: d for d in body["detected_deps"]}
-    assert deps["detail"]["versionId"] == 200 and deps["detail"]["strength"] == 0.6 and deps["detail"]["catalog_status"] == "missing"
-    assert deps["mystery_style"]["versionId"] is None and deps["mystery_style"]["strength"] == 1.2
-    assert body["detected_type"] == "illustrious"
+    assert all(set(dep) == DEP_KEYS for dep in deps.values())
+    assert (
+        deps["detail"]["civitai_version_id"], deps["detail"]["weight"], deps["detail"]["catalog_status"], deps["detail"]["civitai_model_name"]
+    ) == (200, 0.6, "missing", "detail")  # by the image's resource, by CivitAI's model name
+    assert (deps["mystery_style"]["civitai_version_id"], deps["mystery_style"]["catalog_status"], deps["mystery_style"]["hash"]) == (300, "not_found", "deadbeef12")
+    local = deps["Local_Style"]  # by the catalogued file's stem, whatever its case
+    assert (local["civitai_version_id"], local["catalog_status"], local["status"], local["catalog_file"], local["weight"]) == (
+        400, "present", "present", "local_style.safetensors", 0.9
+    )
+    assert (deps["GoodHands"]["type"], deps["GoodHands"]["source"], deps["GoodHands"]["civitai_version_id"]) == ("embedding", "prompt", 500)
+    assert (deps["GoodHands"]["catalog_status"], deps["GoodHands"]["weight"]) == ("missing", None)
+    easy = deps["EasyNegative"]  # named, but nothing the service or the image knows
+    assert (easy["source"], easy["catalog_status"], easy["civitai_version_id"], easy["status"]) == ("negative_prompt", "unknown", None, None)
+
+    assert body["meta"] == {
+        "prompt": GENERATED_ON_CIVITAI["prompt"], "negativePrompt": "lowres, embedding:EasyNegative",
+        "steps": 28, "sampler": "Euler a", "cfgScale": 5, "seed": 1234567890, "size": "832x1216",
+    }  # fmt: skip
+    assert (body["detected_type"], body["base_model_family"]) == ("t2i", "illustrious")
 
 
-async def test_an_unknown_resource_does_not_spoil_the_rest(start: StartClient, civitai: aioresponses) -> None:
-    serve_image(civitai, {"hashes": {"model": "0123456789", "lora:gone": "abcdefabcd"}})
-    civitai.get(f"{CIVITAI}/api/v1/model-versions/by-hash/0123456789", payload=version(5, "Checkpoint", "Flux Dev", "Flux.1 D"))
-    civitai.get(f"{CIVITAI}/api/v1/model-versions/by-hash/abcdefabcd", status=404)
+async def test_a_catalogued_lora_still_downloading_is_missing_with_its_progress(
+    start: StartClient, civitai: aioresponses, catalog_dir: Path, models_dir: Path
+) -> None:
+    write_json(catalog_dir / "loras.json", catalog(entry(200, "detail.safetensors", "loras", size_gb=0.000001), category="loras"))
+    touch(models_dir / "loras" / "detail.safetensors.part", b"x" * 400)
+    serve_image(civitai, {"prompt": "<lora:detail:1>", "civitaiResources": [{"type": "lora", "modelVersionId": 200}]})
+    civitai.get(f"{CIVITAI}/api/v1/model-versions/200", payload=version(200, "LORA", "detail", "Illustrious"))
     client = await start()
+    body = await assert_conforms(await client.get(f"/api/admin/civitai/image/{IMAGE_ID}", headers=AUTH), "GET", IMAGE_ROUTE)
+    [resource] = body["resources"]
+    assert (resource["catalog_status"], resource["status"], resource["dl_bytes"]) == ("missing", "downloading", 400)
+    [dep] = body["detected_deps"]
+    assert (dep["catalog_status"], dep["status"], dep["civitai_version_id"]) == ("missing", "downloading", 200)
+
+
+async def test_a_prompt_name_is_found_among_files_identified_on_disk(
+    start: StartClient, civitai: aioresponses, models_dir: Path
+) -> None:
+    touch(models_dir / "loras" / "sdxl" / "Found_On_Disk.safetensors", LORA)
+    known = lora_version(700, model_id=70)
+    known["files"][0]["hashes"] = {"SHA256": hashlib.sha256(LORA).hexdigest().upper()}
+    civitai.post(f"{CIVITAI}/api/v1/model-versions/by-hash", payload=[known], repeat=True)
+    serve_image(civitai, {"prompt": "<lora:found_on_disk:0.7>"})
+    client = await start(**HASHING)
+    await hashing_idle(client, 1)
     body = await (await client.get(f"/api/admin/civitai/image/{IMAGE_ID}", headers=AUTH)).json()
-    assert [(r["modelName"], r["catalog_status"]) for r in body["resources"]] == [("Flux Dev", "not_found"), ("gone", "not_found")]
-    assert body["detected_type"] == "flux"
+    [dep] = body["detected_deps"]
+    assert (dep["civitai_version_id"], dep["catalog_status"], dep["catalog_file"], dep["civitai_base_model"]) == (
+        700, "present", "Found_On_Disk.safetensors", "SDXL 1.0"
+    )
+
+
+DETECTED_TYPES = {
+    # (the image's type, base model and generation data, what the panel is told)
+    "text-to-image": ("image", "SDXL 1.0", {"prompt": "a cat", "steps": 20}, "t2i"),
+    "img2img": ("image", "SDXL 1.0", {"prompt": "a cat", "Denoising strength": 0.4}, "i2i"),
+    "hires-fix-is-not-img2img": ("image", "SDXL 1.0", {"prompt": "a cat", "Denoising strength": 0.4, "Hires upscale": 2}, "t2i"),
+    "comfy-load-image": ("image", "SDXL 1.0", {"prompt": "a cat", "comfy": '{"1":{"class_type":"LoadImage"}}'}, "i2i"),
+    "video": ("video", "Wan Video 14B t2v", {"prompt": "a cat walks"}, "t2v"),
+    "video-family-named-image": ("image", "Wan Video 14B t2v", {"prompt": "a cat walks"}, "t2v"),
+    "image-to-video": ("video", "Wan Video 14B i2v 480p", {"prompt": "a cat walks"}, "i2v"),
+    "no-generation-data": ("image", "SDXL 1.0", None, "unknown"),
+}
+
+
+@pytest.mark.parametrize(("kind", "base_model", "meta", "expected"), DETECTED_TYPES.values(), ids=DETECTED_TYPES.keys())
+async def test_the_generation_type_is_told(start: StartClient, civitai: aioresponses, kind: str, base_model: str, meta: Any, expected: str) -> None:
+    serve_image(civitai, meta, type=kind, baseModel=base_model)
+    client = await start()
+    body = await assert_conforms(await client.get(f"/api/admin/civitai/image/{IMAGE_ID}", headers=AUTH), "GET", IMAGE_ROUTE)
+    assert body["detected_type"] == expected
 
 
 async def test_an_image_civitai_does_not_know_is_404_and_a_bad_id_is_400(start: StartClient, civitai: aioresponses) -> None:
@@ -141,6 +256,11 @@ async def test_a_hostile_prompt_is_answered_and_health_stays_fast_meanwhile(star
 def test_prompt_tags_are_read_as_before() -> None:
     prompt = "1girl, <lora:detail:0.6>, <LORA:mystery_style:1.2> <lora:a<lora:b> <lora::1> <lyco:x:.5:2> <lora:y:abc> <lora:open"
     assert prompt_loras(prompt) == [("detail", 0.6), ("mystery_style", 1.2), ("a<lora", None), ("x", 0.5), ("y", None)]
+
+
+def test_prompt_embeddings_are_read_once_each() -> None:
+    prompt = "embedding:GoodHands, (embedding:EasyNegative:1.2), embedding:goodhands embedding:a.b. embedding: <embedding:x>"
+    assert prompt_embeddings(prompt) == ["GoodHands", "EasyNegative", "a.b", "x"]
 
 
 def test_prompt_scanning_is_bounded() -> None:
