@@ -43,6 +43,7 @@ SETTINGS_HELP: tuple[tuple[str, str, str], ...] = (
     ("MAX_BODY_BYTES", "65536", "largest request body accepted"),
     ("DOWNLOADS", "on", "on or off: downloads into MODELS_DIR"),
     ("DOWNLOAD_CONCURRENCY", "2", "downloads running at once"),
+    ("STALE_PART_S", "60", "seconds a partial download must stay unchanged, with no job of ours on it, to read as stopped"),
     ("UPDATE_CHECK_INTERVAL_H", "24", "hours between checks for newer versions (0: on demand only)"),
     ("HASHING", "on", "on or off: hash model files in the background and identify them on CivitAI"),
     ("HASH_SETTLE_S", "10", "seconds a new file must stay unchanged before it is hashed"),
@@ -83,6 +84,7 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     downloads: bool = True
     download_concurrency: int = 2
+    stale_part_s: float = 60.0
     update_check_interval_h: float = 24.0
     hashing: bool = True
     hash_settle_s: float = 10.0
@@ -114,6 +116,7 @@ class Settings:
         _in_range("HEADER_TIMEOUT_S", self.header_timeout_s, 1, 600, "seconds")
         _in_range("MAX_BODY_BYTES", self.max_body_bytes, 1024, 64 * 1024 * 1024, "bytes")
         _in_range("DOWNLOAD_CONCURRENCY", self.download_concurrency, 1, 16, "downloads")
+        _in_range("STALE_PART_S", self.stale_part_s, 1, 86_400, "seconds")
         _in_range("UPDATE_CHECK_INTERVAL_H", self.update_check_interval_h, 0, 24 * 30, "hours")
         _in_range("HASH_SETTLE_S", self.hash_settle_s, 0, 86_400, "seconds")
         if not self.host or any(c.isspace() for c in self.host) or len(self.host) > 253:
@@ -160,6 +163,7 @@ class Settings:
             max_body_bytes=_int(env, "MAX_BODY_BYTES", 64 * 1024),
             downloads=_switch(env, "DOWNLOADS", True),
             download_concurrency=_int(env, "DOWNLOAD_CONCURRENCY", 2),
+            stale_part_s=_float(env, "STALE_PART_S", 60.0),
             update_check_interval_h=_float(env, "UPDATE_CHECK_INTERVAL_H", 24.0),
             hashing=_switch(env, "HASHING", True),
             hash_settle_s=_float(env, "HASH_SETTLE_S", 10.0),

@@ -101,7 +101,7 @@ def test_a_probed_non_model_file_changes_nothing(tmp_path: Path) -> None:
     paths = [touch(tmp_path / "loras" / name, b"x") for name in ("notes.txt", "notes.txt.part", "x.safetensors")]
     assert presence.apply(probe(sources, [str(path) for path in paths])) == {"x.safetensors"}
     assert presence.is_present("x.safetensors", "loras")
-    assert not presence.is_present("notes.txt", "loras") and presence.downloading("notes.txt", "loras") is None
+    assert not presence.is_present("notes.txt", "loras") and presence.partial("notes.txt", "loras") is None
 
 
 def test_folders_deeper_than_the_limit_are_named_not_silently_skipped(tmp_path: Path) -> None:

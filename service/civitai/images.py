@@ -41,7 +41,7 @@ PANEL_STATUSES = {
     "unknown": "A name in the prompt nothing resolves to a version (prompt names only).",
 }
 DETECTED_TYPES = ("t2i", "i2i", "t2v", "i2v", "unknown")
-SLOT_FIELDS_PASSED = ("dl_bytes", "dl_total")  # what the map says beside a status that the panel shows too
+SLOT_FIELDS_PASSED = ("dl_bytes", "dl_total", "partial_bytes", "dl_error")  # what the map says beside a status that the panel shows too
 
 
 async def image_resources(client: CivitaiClient, index: CivitaiIndex, image_id: int) -> dict[str, Any]:

@@ -25,8 +25,8 @@ class Presence:
         self.sources = sources
         self._by_name: dict[str, dict[str, str]] = {}
         self._by_dir: dict[str, dict[str, str]] = {}
-        # Downloads by other programs: final name -> physical dir -> (logical dir, bytes so far).
-        self._partials: dict[str, dict[str, tuple[str, int]]] = {}
+        # Partial downloads: final name -> physical dir -> (logical dir, bytes so far, modified at).
+        self._partials: dict[str, dict[str, tuple[str, int, float]]] = {}
         self.offline: set[str] = set()  # sources that cannot be read now (an unmounted volume, a folder gone)
 
     def __len__(self) -> int:
@@ -77,14 +77,15 @@ class Presence:
             return True
         return any(directory == top or directory.startswith(prefix) for places in self._partials.values() for directory in places)
 
-    def downloading(self, name: str, folder: str) -> int | None:
-        """Bytes so far of a file of that name another program is downloading into that logical folder (or below)."""
+    def partial(self, name: str, folder: str) -> tuple[int, float] | None:
+        """A partial download of a file of that name in that logical folder (or below): its bytes
+        so far and when it last changed (Unix time); the largest and latest of several."""
         places = self._partials.get(name)
         if not places:
             return None
         prefix = folder + "/"
-        sizes = [size for logical, size in places.values() if logical == folder or logical.startswith(prefix)]
-        return max(sizes) if sizes else None
+        found = [(size, mtime) for logical, size, mtime in places.values() if logical == folder or logical.startswith(prefix)]
+        return (max(size for size, _ in found), max(mtime for _, mtime in found)) if found else None
 
     def replace(self, scan: Scan) -> set[str]:
         """Swap in a full scan; return the names whose places (or downloads) changed."""
@@ -108,7 +109,7 @@ class Presence:
                     changed |= self._set(parent, name, self._resolve(parent))
                 else:
                     changed |= self._unset(parent, name)
-                    changed |= self._set_partial(parent, name, fact.size)
+                    changed |= self._set_partial(parent, name, fact.size, fact.mtime)
             elif fact.kind == "dir":
                 changed |= self._unset(parent, name)
                 changed |= self._remove_subtree(fact.path)
@@ -130,15 +131,15 @@ class Presence:
                 changed.add(name)
         return changed
 
-    def _set_partial(self, directory: str, name: str, size: int) -> set[str]:
+    def _set_partial(self, directory: str, name: str, size: int, mtime: float) -> set[str]:
         target = download_target(name, tracked_by_aria2=os.path.exists(os.path.join(directory, name + ARIA2_SUFFIX)))
         logical = self._resolve(directory)
         if target is None or logical is None:
             return set()
         places = self._partials.setdefault(target, {})
-        if places.get(directory) == (logical, size):
+        if places.get(directory) == (logical, size, mtime):
             return set()
-        places[directory] = (logical, size)
+        places[directory] = (logical, size, mtime)
         return {target}
 
     def _unset_partial(self, directory: str, name: str) -> set[str]:

@@ -36,11 +36,11 @@ class FolderSource:
 
 @dataclass(slots=True)
 class Scan:
-    """Complete files found under some folders: physical dir -> {name: logical dir}; and files
-    still being downloaded by other programs: physical dir -> {final name: (logical dir, bytes so far)}."""
+    """Complete files found under some folders: physical dir -> {name: logical dir}; and partial
+    downloads: physical dir -> {final name: (logical dir, bytes so far, modified at)}."""
 
     dirs: dict[str, dict[str, str]] = field(default_factory=dict)
-    partials: dict[str, dict[str, tuple[str, int]]] = field(default_factory=dict)
+    partials: dict[str, dict[str, tuple[str, int, float]]] = field(default_factory=dict)
     unreadable: list[str] = field(default_factory=list)
     links: int = 0  # symlinked folders walked: their files are seen under more than one path
     too_deep: list[str] = field(default_factory=list)  # folders not walked: deeper than MAX_DEPTH
@@ -57,6 +57,7 @@ class PathFact:
     kind: str  # "file", "dir" or "gone"
     complete: bool = False
     size: int = 0  # of a file
+    mtime: float = 0.0  # of a file: when it last changed (Unix time)
     scan: Scan | None = None
     link: bool = False  # a symlinked folder
 
@@ -187,7 +188,8 @@ def _probe_one(sources: tuple[FolderSource, ...], path: str) -> PathFact:
         if os.path.isdir(path):
             return PathFact(path, "dir", scan=scan_subtree(sources, path), link=os.path.islink(path))
         if os.path.isfile(path):
-            return PathFact(path, "file", complete=_complete(path, os.path.basename(path)), size=os.path.getsize(path))
+            stat = os.stat(path)
+            return PathFact(path, "file", complete=_complete(path, os.path.basename(path)), size=stat.st_size, mtime=stat.st_mtime)
     except OSError:
         pass
     return PathFact(path, "gone")
@@ -234,7 +236,7 @@ def _walk(source: FolderSource, top: str, scan: Scan, ancestors: tuple[tuple[int
     scan.files += len(entries)
     logical = logical_dir(source, top)
     found: dict[str, str] = {}
-    partial: dict[str, tuple[str, int]] = {}
+    partial: dict[str, tuple[str, int, float]] = {}
     subdirs: list[str] = []
     for entry in entries:
         try:
@@ -248,7 +250,8 @@ def _walk(source: FolderSource, top: str, scan: Scan, ancestors: tuple[tuple[int
                     if is_model_file(entry.name):
                         found[entry.name] = logical
                 elif (target := download_target(entry.name, tracked)) is not None:
-                    partial[target] = (logical, entry.stat().st_size)
+                    stat = entry.stat()
+                    partial[target] = (logical, stat.st_size, stat.st_mtime)
         except OSError:
             continue
     if found:

@@ -7,8 +7,9 @@ second process), verifies the SHA256, and only then renames the part into place,
 existing file. The SHA256 is the entry's `hash`; an entry without one takes CivitAI's for the
 version's file before the download starts, and gets it written into the catalog once the file
 is verified. The map shows `queued`, then `downloading` with bytes (updated about once a
-second), then `present`; a failure takes the version back to `missing` and is kept in the job
-list with its reason. A cancelled or failed job removes its part, except after a dropped
+second), then `present`; a failure takes the version back to `missing` with `dl_error` (and the
+part's `partial_bytes` when it is kept) in the same step, and is kept in the job list with
+its reason. A cancelled or failed job removes its part, except after a dropped
 connection the service could not recover from, where the part is kept so the next request
 resumes it. Once a verified file is being placed, a cancel no longer stops it: the answer says
 the download had finished.
@@ -50,6 +51,7 @@ READ_BUFFER = 4 << 20  # aiohttp reads 64 KiB at a time by default: far too litt
 RESUMABLE = frozenset(
     {"connection_lost", "rate_limited", "upstream_error", "downloading_elsewhere", "part_not_a_file", "part_changed", "unverifiable", "too_long", "bad_range"}
 )
+NOT_OUR_PART = frozenset({"downloading_elsewhere", "part_not_a_file"})  # failures where the part is another's
 RecordHash = Callable[[int, str, str], Awaitable[object]]  # (version id, file, SHA256): write a verified hash into the catalog
 
 
@@ -142,7 +144,7 @@ class DownloadManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await job.task
         if await asyncio.to_thread(remove_unheld_part, job.part):  # a part left from before this job, if nobody holds it
-            await self._forget_part(job.part)
+            await self._tell_map_of_part(job.part)
         job.finished_at = time.time()
         self._show(job)
         logger.info("download of %s cancelled", job.file)
@@ -173,7 +175,7 @@ class DownloadManager:
                 await self._download(job)
         except asyncio.CancelledError:
             if job.state != "cancelled":  # shutdown: keep the part for the next start to resume
-                job.state, job.error = "failed", "the service stopped; ask again to resume"
+                job.state, job.error, job.error_code = "failed", "the service stopped; ask again to resume", "service_stopped"
             raise
         # The part file is removed (by `_fill`) before the job says "failed", and the map is told in
         # the same step (below): a client that sees the failure never sees the map still downloading.
@@ -220,7 +222,7 @@ class DownloadManager:
     async def _fill(self, job: Job, part: PartFile) -> tuple[str, int]:
         """Download into the part, verify it, place it; the part goes unless it can be resumed."""
         assert self._session is not None
-        keep, placed = True, False
+        keep, placed, kept_after_failure = True, False, False
         try:
             if job.total is not None:
                 await asyncio.to_thread(check_space, part, job.total)
@@ -243,7 +245,7 @@ class DownloadManager:
         except PartRefused as exc:
             raise DownloadFailed(str(exc), exc.code) from None
         except DownloadFailed as exc:
-            keep = exc.code in RESUMABLE
+            keep = kept_after_failure = exc.code in RESUMABLE
             raise
         except asyncio.CancelledError:
             keep = job.state != "cancelled"  # at shutdown the part stays, to be resumed
@@ -254,15 +256,17 @@ class DownloadManager:
         finally:
             if not keep and not placed:
                 await asyncio.to_thread(part.remove)
-                await self._forget_part(part.path)
+                await self._tell_map_of_part(part.path)
+            elif kept_after_failure:
+                await self._tell_map_of_part(part.path)  # its bytes, in the map with the failure
 
-    async def _forget_part(self, path: Path) -> None:
-        """Tell the map at once that a part this service removed is gone: the watcher's event
-        comes a moment later, and until then the map would show it as another program's download."""
+    async def _tell_map_of_part(self, path: Path) -> None:
+        """Tell the map at once what became of a part: gone when this service removed it, its
+        bytes when a failure left it. The watcher's event comes a moment later."""
         try:
             await self.library.paths_changed([str(path)])
         except Exception:
-            logger.exception("the map could not be told that %s is gone; the watcher will", path.name)
+            logger.exception("the map could not be told about %s; the watcher will", path.name)
 
     async def _civitai_sha256(self, job: Job) -> str | None:
         """The SHA256 CivitAI lists for this version's file, for an entry that has none."""
@@ -301,13 +305,17 @@ class DownloadManager:
     def _show(self, job: Job) -> None:
         folder = self.library.index.entry(job.version_id)
         logical = folder.folder if folder is not None else job.dest
+        index = self.library.index
         if job.state == "queued":
-            transfer: Transfer | None = Transfer("queued")
+            index.set_transfer(job.file, logical, Transfer("queued"))
         elif job.state in ("downloading", "verifying"):
-            transfer = Transfer("downloading", job.bytes, job.total)
+            index.set_transfer(job.file, logical, Transfer("downloading", job.bytes, job.total))
+        elif job.state in ("failed", "cancelled"):
+            failed = job.state == "failed"
+            code = (job.error_code or "download_failed") if failed else None
+            index.job_ended(job.file, logical, code, job.error if failed else None, wrote_part=code not in NOT_OUR_PART)
         else:
-            transfer = None
-        self.library.index.set_transfer(job.file, logical, transfer)
+            index.set_transfer(job.file, logical, None)
 
     def _forget_old(self) -> None:
         finished = sorted((job for job in self.jobs.values() if not job.active), key=lambda job: job.created_at)

@@ -57,7 +57,8 @@ def create_app(settings: Settings, api_key: str) -> web.Application:
     app.on_shutdown.append(close_streams)
     app.on_shutdown.append(stop_civitai_calls)
     library = Library(settings.catalog_dir, (FolderSource(str(settings.models_dir)),))
-    feed = ChangeFeed()
+    library.index.parts.stale_s = settings.stale_part_s
+    feed = ChangeFeed(details_of=library.index.slot_fields)
     library.index.listeners.append(feed.publish)
     library.index.listeners.append(StatusLog(library.index, lambda: library.ready))
     civitai = CivitaiClient(
@@ -196,4 +197,5 @@ async def library_ctx(app: web.Application) -> AsyncIterator[None]:
     for task in pending:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    library.index.parts.close()
     logger.info("watcher stopped")

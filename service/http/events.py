@@ -1,8 +1,9 @@
 """Push updates: a Server-Sent Events stream of map changes, for clients that would rather be told.
 
 On connect a client gets `snapshot` (the current ETag). After every change of the map it
-gets `change` with the new ETag and the versions whose status moved (null when a version
-left the map). A client too slow to keep up gets `resync` (refetch the map) instead of
+gets `change` with the new ETag, the versions whose status moved (null when a version left
+the map), and for those the map says more about, what it says beside the status
+(`details`: progress, `partial_bytes`, `dl_error`...). A client too slow to keep up gets `resync` (refetch the map) instead of
 an ever-growing queue. Heartbeats are SSE comments. Every stream closes when the service
 shuts down.
 
@@ -50,11 +51,20 @@ class NamedEvent:
     data: Any
 
 
+@dataclass(frozen=True, slots=True)
+class MapChange:
+    """One change of the map: its new ETag, the statuses that moved, and the fields beside them."""
+
+    etag: str
+    changes: Changes
+    details: dict[int, dict[str, object]]
+
+
 class Subscription:
-    """One client's bounded queue of (etag, changes) messages, and how to drop the client."""
+    """One client's bounded queue of map changes and named events, and how to drop the client."""
 
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[tuple[str, Changes] | object] = asyncio.Queue(QUEUE_LIMIT)
+        self.queue: asyncio.Queue[MapChange | NamedEvent | object] = asyncio.Queue(QUEUE_LIMIT)
         self.since = time.monotonic()
         self.lagged = False  # its backlog was once replaced by a resync
         self.dropped = asyncio.Event()
@@ -72,11 +82,7 @@ class Subscription:
         """Sorts the client least likely to be reading first."""
         return (self.waiting_writes() == 0, not self.lagged, self.since)
 
-    def push(self, etag: str, changes: Changes) -> None:
-        """Queue a change; when the client lags, replace its backlog with one resync."""
-        self.push_event((etag, changes))
-
-    def push_event(self, message: tuple[str, Changes] | NamedEvent) -> None:
+    def push_event(self, message: MapChange | NamedEvent) -> None:
         """Queue a message; when the client lags, replace its backlog with one resync."""
         try:
             self.queue.put_nowait(message)
@@ -90,15 +96,20 @@ class Subscription:
 class ChangeFeed:
     """Fans index changes out to the connected streams."""
 
-    def __init__(self, max_clients: int = MAX_CLIENTS) -> None:
+    def __init__(self, max_clients: int = MAX_CLIENTS, details_of: Callable[[int], dict[str, object] | None] = lambda _v: None) -> None:
         self.max_clients = max_clients
+        self.details_of = details_of  # what the map says beside a version's status
         self.subscriptions: set[Subscription] = set()
         self.closing = asyncio.Event()
 
     def publish(self, etag: str, changes: Changes) -> None:
         """Called by the index after every publish."""
+        if not self.subscriptions:
+            return
+        details = {v: fields for v in changes if (fields := self.details_of(v)) is not None}
+        change = MapChange(etag, changes, details)
         for subscription in self.subscriptions:
-            subscription.push(etag, changes)
+            subscription.push_event(change)
 
     def announce(self, name: str, data: Any) -> None:
         """Send a named event (not a map change) to every stream."""
@@ -156,9 +167,11 @@ async def civitai_map_events(request: web.Request) -> web.StreamResponse:
             if isinstance(message, NamedEvent):
                 await _send(stream, _json(message.data), message.name)
                 continue
-            etag, changes = message  # type: ignore[misc]
-            body = {**_tags(etag), "changes": {str(v): s for v, s in changes.items()}}
-            await _send(stream, _json(body), "change", etag)
+            assert isinstance(message, MapChange)
+            body: dict[str, Any] = {**_tags(message.etag), "changes": {str(v): s for v, s in message.changes.items()}}
+            if message.details:
+                body["details"] = {str(v): fields for v, fields in message.details.items()}
+            await _send(stream, _json(body), "change", message.etag)
     except (ConnectionResetError, TimeoutError):
         logger.debug("an events client went away or stopped reading")
     finally:
@@ -200,7 +213,7 @@ async def _drop_when_stalled(subscription: Subscription) -> None:
             return
 
 
-async def _next(subscription: Subscription, closing: asyncio.Event, gone: asyncio.Future[None]) -> tuple[str, Changes] | object | None:
+async def _next(subscription: Subscription, closing: asyncio.Event, gone: asyncio.Future[None]) -> MapChange | NamedEvent | object | None:
     """The next message; None at shutdown, once the client has gone, or when it was dropped."""
     getter = asyncio.ensure_future(subscription.queue.get())
     closer = asyncio.ensure_future(closing.wait())

@@ -20,6 +20,7 @@ from ..disk.presence import Presence
 from .body import MapSnapshot, SliceCache
 from .entry import MapEntry, same_entry
 from .layout import CLOSE, MIDDLE, OPEN, Layout, build_layout, versions_in
+from .parts import Parts
 from .status import (
     DOWNLOADING,
     MISSING,
@@ -42,6 +43,7 @@ class CivitaiIndex:
 
     def __init__(self, presence: Presence, hashes: KnownHashes | None = None) -> None:
         self.presence = presence
+        self.parts = Parts(lambda file: self.files_changed((file,)))
         self.hashes = hashes if hashes is not None else KnownHashes()
         self._relinked: dict[str, set[int]] = {}  # file name on disk -> versions found there under another name
         self._boot = secrets.token_hex(4)
@@ -233,14 +235,32 @@ class CivitaiIndex:
         if transfer is None:
             places.pop(folder, None)
         else:
+            if folder not in places:
+                self.parts.job_started(file, folder)
             places[folder] = transfer
         if not places:
             del self._transfers[file]
         return self.files_changed((file,))
 
+    def job_ended(self, file: str, folder: str, code: str | None = None, detail: str | None = None, *, wrote_part: bool = True) -> bool:
+        """This service's job for a file stopped (failed with `code` and `detail`, or cancelled):
+        in the same step it is no longer on its way, and a part it wrote reads stopped."""
+        self.parts.job_ended(file, folder, code, detail, wrote_part=wrote_part)
+        return self.set_transfer(file, folder, None)
+
     def status(self, version_id: int) -> bytes | None:
         """The status slot of a catalogued version (PRESENT, MISSING, ...), None when not in the map."""
         return self._status.get(version_id) if version_id in self._layout.entries else None
+
+    def slot_fields(self, version_id: int) -> dict[str, object] | None:
+        """What the map says beside a version's status (`dl_bytes`, `partial_bytes`, `dl_error`,
+        `local_file`...), None when it says nothing more or the version is not in the map."""
+        slot = self.status(version_id)
+        if slot is None or slot.index(b'"') == len(slot) - 2:  # `missing"}`: the status alone
+            return None
+        fields = orjson.loads(b'{"status":"' + slot)
+        del fields["status"]
+        return fields
 
     def _slot(self, entry: MapEntry) -> bytes:
         presence = self.presence
@@ -256,15 +276,16 @@ class CivitaiIndex:
             for folder, transfer in places.items():
                 if folder == entry.folder or folder.startswith(prefix):
                     return transfer.slot()
-        elsewhere = presence.downloading(entry.file, entry.folder)  # another program's download
-        if elsewhere is not None:
-            return Transfer("downloading", elsewhere, entry.size).slot()
+        part = presence.partial(entry.file, entry.folder)  # another program's download, or one left stopped
+        growing = self.parts.growing(entry, part)
+        if growing is not None:
+            return growing
         relinked = self._found_elsewhere(entry)
         if relinked is not None:
             return relinked
         if presence.offline and presence.could_be_offline(entry.folder):
             return UNAVAILABLE
-        return MISSING
+        return self.parts.stopped(entry, part)
 
     def _found_elsewhere(self, entry: MapEntry) -> bytes | None:
         """The slot of a catalogued version whose file is on disk under another name or folder:

@@ -16,9 +16,9 @@ class Status(StrEnum):
     """Where a catalogued version's file is."""
 
     PRESENT = "present"  # on disk (maybe under another name: `local_file`; maybe other bytes: `hash_mismatch`)
-    MISSING = "missing"  # not on disk
+    MISSING = "missing"  # not on disk (a stopped part: `partial_bytes`; a failed download: `dl_error`)
     QUEUED = "queued"  # waiting for a download slot
-    DOWNLOADING = "downloading"  # being downloaded, by this service or another program (`dl_bytes`, `dl_total`)
+    DOWNLOADING = "downloading"  # being downloaded: by this service, or a part that keeps changing (`dl_bytes`, `dl_total`)
     UNAVAILABLE = "unavailable"  # missing, and a model folder that could hold it is offline
 
     @property
@@ -29,9 +29,9 @@ class Status(StrEnum):
 
 _DESCRIPTIONS = {
     Status.PRESENT: "the file is on disk (`local_file` when under another name or folder; `hash_mismatch` when its bytes are not the entry's `hash`)",
-    Status.MISSING: "the file is not on disk",
+    Status.MISSING: "the file is not on disk (`partial_bytes` when a stopped partial download of it is, which a Download resumes; `dl_error` `{code, detail, at}` when its last download failed)",
     Status.QUEUED: "a download of it waits for a slot",
-    Status.DOWNLOADING: "it is being downloaded, by this service or another program (`dl_bytes`, `dl_total`)",
+    Status.DOWNLOADING: "it is being downloaded: by this service, or a partial file that changed within `STALE_PART_S` (`dl_bytes`, `dl_total`)",
     Status.UNAVAILABLE: "it is not on disk, and a model folder that could hold it is offline",
 }
 

@@ -38,8 +38,10 @@ A Server-Sent Events stream of map changes, for clients that would rather be tol
 Events (`data` is JSON; its schema is under `x-events`):
 - `snapshot`, first: `{"etag", "etag_gzip"}`, the map's tags (plain and gzip) as it is now.
 - `change`, after every change of the map:
-  `{"etag", "etag_gzip", "changes": {"<version id>": <status> | null}}`, a status being one of
-  STATUSES (null when the version left the map); its SSE `id` is the new ETag.
+  `{"etag", "etag_gzip", "changes": {"<version id>": <status> | null}, "details": {...}}`, a
+  status being one of STATUSES (null when the version left the map); `details` (when any)
+  holds, for changed versions, the fields the map shows beside the status (`dl_bytes`,
+  `partial_bytes`, `dl_error`...); its SSE `id` is the new ETag.
 - `resync`: `{"etag", "etag_gzip"}`; the client fell behind and should fetch the map again.
 - `updates`: the answer of `GET /api/admin/models/updates`, when an update check changed it.
 Heartbeats are SSE comments (lines starting with `:`).

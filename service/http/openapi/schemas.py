@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-from ...civitai.images import DETECTED_TYPES, PANEL_STATUSES
 from ...map.status import Status
 from .build import Schema, const, nullable, obj, ref, string
+from .panel import IMAGE_SCHEMAS, PARTIAL_BYTES, STATUSES
 
-STATUSES = [status.value for status in Status]
 STATUS_MEANINGS = "; ".join(f"`{status.value}`: {status.description}" for status in Status)
 
 
 VERSION_KEYS = {"propertyNames": {"pattern": "^[0-9]+$"}}
 
-PANEL_FIELDS: dict[str, Schema] = {
-    "catalog_status": {
-        "type": "string",
-        "enum": list(PANEL_STATUSES),
-        "description": "The image panel's words: " + "; ".join(f"`{word}`: {meaning}" for word, meaning in PANEL_STATUSES.items()),
-    },
-    "status": {"type": ["string", "null"], "enum": [*STATUSES, None], "description": "The map's status of the version; null when it has none."},
-    "dl_bytes": {"type": "integer", "minimum": 0, "description": "While downloading: bytes so far."},
-    "dl_total": {"type": ["integer", "null"], "minimum": 0, "description": "While downloading: bytes in all, null when not known."},
-    "catalog_file": nullable("string", "The file the catalog (or the disk) has it as."),
-}
-PANEL_REQUIRED = ("catalog_status", "status", "catalog_file")  # the progress fields come only with a download
 
 SCHEMAS: dict[str, Schema] = {
     "Error": obj(
@@ -123,6 +110,8 @@ SCHEMAS: dict[str, Schema] = {
             "hash_mismatch": {"type": "boolean", "description": "The file on disk is not the bytes the entry's `hash` names."},
             "dl_bytes": {"type": "integer", "minimum": 0, "description": "Bytes downloaded so far (only while `downloading`)."},
             "dl_total": nullable("integer", "The file's size when known (only while `downloading`)."),
+            "partial_bytes": PARTIAL_BYTES,
+            "dl_error": {**ref("DownloadError"), "description": "The last download of this file failed (until the next one starts)."},
             "civitai_model_id": nullable("integer"),
             "catalog": {
                 "type": ["string", "null"],
@@ -218,66 +207,7 @@ SCHEMAS: dict[str, Schema] = {
         closed=True,
     ),
     "UpdateCheckStarted": obj({"status": const("running"), "models": {"type": "integer", "minimum": 0}}, closed=True),
-    "ImageResource": obj(
-        {
-            "modelType": nullable("string"),
-            "modelName": nullable("string"),
-            "versionName": nullable("string"),
-            "versionId": nullable("integer"),
-            "baseModel": nullable("string"),
-            "strength": nullable("number"),
-            "hash": nullable("string", "The hash the image names it by, when it does."),
-            **PANEL_FIELDS,
-        },
-        required=("modelType", "modelName", "versionName", "versionId", "baseModel", "strength", "hash", *PANEL_REQUIRED),
-        closed=True,
-    ),
-    "PromptName": obj(
-        {
-            "name": string("As the prompt writes it."),
-            "weight": nullable("number", "The weight of `<lora:name:weight>`; null for an embedding."),
-            "type": {"type": "string", "enum": ["lora", "embedding"]},
-            "source": {"type": "string", "enum": ["prompt", "negative_prompt"]},
-            "civitai_version_id": nullable("integer", "The version it resolves to: by the image's resources, then by file stems the service knows."),
-            "civitai_model_name": nullable("string"),
-            "civitai_version_name": nullable("string"),
-            "civitai_base_model": nullable("string"),
-            "hash": nullable("string"),
-            **PANEL_FIELDS,
-        },
-        required=(
-            "name", "weight", "type", "source", "civitai_version_id", "civitai_model_name", "civitai_version_name",
-            "civitai_base_model", "hash", *PANEL_REQUIRED,
-        ),  # fmt: skip
-        closed=True,
-    ),
-    "ImageResources": obj(
-        {
-            "image_id": {"type": "integer"},
-            "resources": {"type": "array", "items": ref("ImageResource")},
-            "detected_deps": {
-                "type": "array",
-                "description": "The LoRAs (`<lora:name:0.8>`) and embeddings (`embedding:name`) the prompts name, ignoring case.",
-                "items": ref("PromptName"),
-            },
-            "meta": obj(
-                {
-                    "prompt": string(),
-                    "negativePrompt": string(),
-                    "steps": {"type": "number"},
-                    "sampler": string(),
-                    "cfgScale": {"type": "number"},
-                    "seed": {"type": "integer", "minimum": 0},
-                    "size": string("`832x1216`."),
-                },
-                required=(),
-                closed=True,
-            ),
-            "detected_type": {"type": "string", "enum": list(DETECTED_TYPES), "description": "Text or image to image or video; `unknown` without generation data."},
-            "base_model_family": nullable("string", "The workflow family, from the checkpoint's base model (flux, wan, sdxl, illustrious...)."),
-        },
-        closed=True,
-    ),
+    **IMAGE_SCHEMAS,
     "AlreadyPresent": obj({"status": const("already_present"), "file": string()}, closed=True),
     "DownloadJob": obj(
         {
@@ -355,6 +285,14 @@ SCHEMAS: dict[str, Schema] = {
         {"etag": string("The ETag of the map as it is now."), "etag_gzip": string("The same, for the gzip answer.")},
         required=("etag",),
     ),
+    "DownloadError": obj(
+        {
+            "code": string("Why, for a machine (`connection_lost`, `hash_mismatch`, `write_failed`, ...)."),
+            "detail": string("Why, for a person."),
+            "at": {"type": "number", "description": "When it failed (Unix time)."},
+        },
+        closed=True,
+    ),
     "ChangeEvent": obj(
         {
             "etag": string("The ETag of the map after this change."),
@@ -367,6 +305,13 @@ SCHEMAS: dict[str, Schema] = {
                     "enum": [*STATUSES, None],
                     "description": "The version's new status; null when it left the map.",
                 },
+            },
+            "details": {
+                "type": "object",
+                **VERSION_KEYS,
+                "description": "For changed versions the map says more about: the fields beside the status, as in the map "
+                "(`dl_bytes`, `dl_total`, `partial_bytes`, `dl_error`, `local_file`, `hash_mismatch`).",
+                "additionalProperties": {"type": "object"},
             },
         },
         required=("etag", "changes"),
