@@ -218,7 +218,7 @@ async def test_remove(start: StartClient, catalog_dir: Path, models_dir: Path) -
     touch(models_dir / "checkpoints" / "a" / "b" / "deep.safetensors")
     client = await start()
     removed = await client.delete("/api/admin/models/gone.safetensors/catalog", headers=AUTH)
-    assert await removed.json() == {"status": "removed", "file": "gone.safetensors"}
+    assert await removed.json() == {"status": "removed", "file": "gone.safetensors", "catalog": "models", "catalogs": ["models"]}
     assert "71" not in (await get_map(client))["by_version"]
     for on_disk in ("here.safetensors", "deep.safetensors"):
         conflict = await client.delete(f"/api/admin/models/{on_disk}/catalog", headers=AUTH)
@@ -226,6 +226,21 @@ async def test_remove(start: StartClient, catalog_dir: Path, models_dir: Path) -
     missing = await client.delete("/api/admin/models/never.safetensors/catalog", headers=AUTH)
     assert missing.status == 404
     assert {e["file"] for e in models_entries(catalog_dir)} == {"here.safetensors", "deep.safetensors"}
+
+
+async def test_remove_finds_the_file_in_whichever_catalog_holds_it(start: StartClient, catalog_dir: Path, models_dir: Path) -> None:
+    write_json(catalog_dir / "models.json", catalog(entry(81, "ckpt.safetensors"), entry(83, "both.safetensors", "loras")))
+    write_json(catalog_dir / "loras.json", catalog(entry(82, "style.safetensors", "loras"), entry(83, "both.safetensors", "loras"), category="sdxl_loras"))
+    client = await start()
+    style = await client.delete("/api/admin/models/style.safetensors/catalog", headers=AUTH)
+    assert await style.json() == {"status": "removed", "file": "style.safetensors", "catalog": "loras", "catalogs": ["loras"]}
+    both = await client.delete("/api/admin/models/both.safetensors/catalog", headers=AUTH)  # a promote cut short
+    assert await both.json() == {"status": "removed", "file": "both.safetensors", "catalog": "models", "catalogs": ["models", "loras"]}
+    assert [m for c in read_json(catalog_dir / "loras.json")["categories"] for m in c["models"]] == []
+    assert [e["file"] for e in models_entries(catalog_dir)] == ["ckpt.safetensors"]
+    assert set((await get_map(client))["by_version"]) == {"81"}
+    neither = await client.delete("/api/admin/models/style.safetensors/catalog", headers=AUTH)
+    assert neither.status == 404 and "neither catalog" in (await neither.json())["detail"]
 
 
 async def test_remove_sees_a_file_the_watcher_has_not_reported_yet(start: StartClient, catalog_dir: Path, models_dir: Path) -> None:
@@ -291,7 +306,7 @@ async def test_any_catalogued_name_can_be_removed(start: StartClient, catalog_di
     client = await start()
     response = await client.delete(f"/api/admin/models/{quote(name, safe='')}/catalog", headers=AUTH)
     assert response.status == 200, await response.text()
-    assert await response.json() == {"status": "removed", "file": name}
+    assert await response.json() == {"status": "removed", "file": name, "catalog": "models", "catalogs": ["models"]}
     assert [e["file"] for e in models_entries(catalog_dir)] == ["kept.safetensors"]
 
 

@@ -3,6 +3,8 @@ CivitAI: paste the key, add a version, download it, watch the bar move and the s
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ from service.http.appkeys import FEED
 from .browser import browser_page
 from .conftest import StartClient
 from .downloads.fake_civitai import Blob, FakeCivitai, started
-from .helpers import API_KEY, catalog, lora_version, write_json
+from .helpers import API_KEY, catalog, entry, lora_version, write_json
 
 MB = 1024 * 1024
 
@@ -69,3 +71,24 @@ async def test_the_page_loads_without_the_key_and_forbids_outside_scripts(start:
     script = await client.get("/app.js")
     assert script.status == 200 and "sessionStorage" in await script.text()
     assert API_KEY not in await response.text() + await script.text()
+
+
+async def test_a_stopped_download_and_a_lora_removal_read_plainly(start: StartClient, catalog_dir: Path, models_dir: Path) -> None:
+    write_json(
+        catalog_dir / "loras.json",
+        catalog(entry(601, "halfway.safetensors", "loras"), entry(602, "unwanted.safetensors", "loras"), category="sdxl_loras"),
+    )
+    part = models_dir / "loras" / "halfway.safetensors.part"
+    part.parent.mkdir(parents=True, exist_ok=True)
+    part.write_bytes(b"x" * 2_500_000)
+    os.utime(part, (time.time() - 3600, time.time() - 3600))  # nobody has written it for an hour
+    client = await start()
+    async with browser_page() as page:
+        await page.goto(str(client.make_url("/")))
+        await page.evaluate(f"document.getElementById('key').value = '{API_KEY}'; document.getElementById('key-form').requestSubmit()")
+        await page.wait_for(row(601, "querySelector('.status')?.dataset.status === 'missing'"))
+        assert await page.evaluate(row(601, "querySelector('.status').textContent")) == "missing (stopped at 2.5 MB)"
+        assert await page.evaluate(row(601, "querySelector('button').textContent")) == "Download"
+        await page.evaluate(row(602, "querySelectorAll('button')[1].click()"))  # Remove
+        await page.wait_for("document.getElementById('message').textContent.startsWith('removed')")
+        assert await page.evaluate("document.getElementById('message').textContent") == "removed from loras.json: unwanted.safetensors"

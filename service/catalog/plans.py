@@ -84,18 +84,22 @@ def plan_promote(readings: Readings, version_id: int) -> Plan:
 
 
 def plan_remove(readings: Readings, file: str, on_disk: Callable[[Entry], bool]) -> Plan:
-    """Remove every models.json entry with that file name, unless its file is on disk."""
-    matches = [entry for _c, entry in find_file(readings["models"].doc, file)]
-    if not matches:
-        raise NotFound(f"{file!r} is not in models.json.", code="not_in_catalog")
-    for entry in matches:
-        if on_disk(entry):
-            raise Conflict(
-                f"{file!r} is still on disk under {entry.get('dest')!r}; delete the file first, then remove it from the catalog.",
-                code="file_on_disk",
-            )
-    remove_entries(readings["models"].doc, matches)
-    return Plan({"status": "removed", "file": file}, writes=("models",))
+    """Remove every entry with that file name from whichever catalogs hold it, unless its file is
+    on disk; the answer names the catalog it left (and every one, when both held it)."""
+    matches = {name: [entry for _c, entry in find_file(readings[name].doc, file)] for name in CATALOG_NAMES}
+    holding = tuple(name for name in CATALOG_NAMES if matches[name])
+    if not holding:
+        raise NotFound(f"{file!r} is in neither catalog ({', '.join(f'{name}.json' for name in CATALOG_NAMES)}).", code="not_in_catalog")
+    for name in holding:
+        for entry in matches[name]:
+            if on_disk(entry):
+                raise Conflict(
+                    f"{file!r} is still on disk under {entry.get('dest')!r}; delete the file first, then remove it from the catalog.",
+                    code="file_on_disk",
+                )
+    for name in holding:
+        remove_entries(readings[name].doc, matches[name])
+    return Plan({"status": "removed", "file": file, "catalog": holding[0], "catalogs": list(holding)}, writes=holding)
 
 
 def plan_record_hash(readings: Readings, version_id: int, file: str, sha256: str) -> Plan:

@@ -81,13 +81,14 @@ class CatalogEditor:
         return answer
 
     async def remove(self, file: str) -> Answer:
-        """Remove an entry from models.json when its file is not on disk. Any name a catalog can
-        hold may be named, but one with a path separator or a NUL, which no catalog entry's file is."""
+        """Remove a file's entries from whichever catalog holds them when the file is not on disk.
+        Any name a catalog can hold may be named, but one with a path separator or a NUL, which no
+        catalog entry's file is."""
         if "/" in file or "\\" in file or "\x00" in file:
             raise Invalid("The file name may not contain a path separator or a NUL character.", code="unsafe_file_name")
         plan = functools.partial(plan_remove, file=file, on_disk=FileOnDisk(self.library.sources, file))
         answer = await self._transact(plan, Wanted(files=frozenset({file})))
-        logger.info("removed %s from models.json", file)
+        logger.info("removed %s from %s", file, " and ".join(f"{name}.json" for name in answer["catalogs"]))
         return answer
 
     async def record_hash(self, version_id: int, file: str, sha256: str) -> Answer:

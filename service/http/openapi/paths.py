@@ -194,12 +194,12 @@ PATHS: dict[str, dict[str, Schema]] = {
     "/api/admin/models/{filename}/catalog": {
         "delete": operation(
             "removeFromCatalog",
-            "Remove an entry from models.json when its file is not on disk",
+            "Remove a file's entry from whichever catalog holds it, when the file is not on disk",
             {
                 "200": json_response("Removed.", ref("Removed")),
                 "400": error("The file name holds a path separator or NUL (`unsafe_file_name`)."),
                 "401": UNAUTHORIZED,
-                "404": error(f"No models.json entry has this file name (`not_in_catalog`); or {ROUTE_NOT_FOUND}."),
+                "404": error(f"No entry of either catalog has this file name (`not_in_catalog`); or {ROUTE_NOT_FOUND}."),
                 "409": error("The file is still on disk (`file_on_disk`), or the catalogs kept changing (`catalog_busy`)."),
                 "413": TOO_LARGE,
                 "415": UNSUPPORTED_MEDIA,

@@ -161,7 +161,19 @@ SCHEMAS: dict[str, Schema] = {
         {"status": const("promoted"), "file": nullable("string"), "category": string("The category id in loras.json.")},
         closed=True,
     ),
-    "Removed": obj({"status": const("removed"), "file": string()}, closed=True),
+    "Removed": obj(
+        {
+            "status": const("removed"),
+            "file": string(),
+            "catalog": {"type": "string", "enum": ["models", "loras"], "description": "The catalog it left."},
+            "catalogs": {
+                "type": "array",
+                "items": {"type": "string", "enum": ["models", "loras"]},
+                "description": "Every catalog it left: both, when a promote cut short had left it in each.",
+            },
+        },
+        closed=True,
+    ),
     "DownloadStarted": obj(
         {
             "status": {"type": "string", "enum": ["queued", "downloading"], "description": "`downloading` when that file was already under way."},

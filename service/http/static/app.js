@@ -61,6 +61,8 @@ function statusCell(entry) {
     span.textContent = STATUS_LABELS[entry.status] || entry.status;
     if (entry.local_file) { span.textContent += ` as ${entry.local_file}`; span.title = "on disk under another name or folder"; }
     if (entry.hash_mismatch) { span.textContent += " (other bytes)"; span.title = "the file on disk is not the bytes the catalog's hash names"; }
+    if (entry.partial_bytes) { span.textContent += ` (stopped at ${(entry.partial_bytes / 1e6).toFixed(1)} MB)`; span.title = "Download resumes it"; }
+    if (entry.dl_error) { span.textContent += " (download failed)"; span.title = `${entry.dl_error.detail} (${entry.dl_error.code})`; }
   }
   return span;
 }
@@ -73,19 +75,20 @@ async function refresh() {
   } catch (error) { say(error.message, true); return; }
   jobs = {};
   for (const job of downloads.downloads) if (["queued", "downloading", "verifying"].includes(job.state)) jobs[job.file] = job.job;
-  const failed = Object.fromEntries(downloads.downloads.filter((j) => j.state === "failed").map((j) => [j.file, j.error]));
   const rows = $("rows");
   rows.replaceChildren();
   for (const [version, entry] of Object.entries(map.by_version)) {
     const row = document.createElement("tr");
     row.dataset.version = version;
     cell(row, version); cell(row, entry.name); cell(row, entry.file); cell(row, entry.catalog ?? "on disk only");
-    const status = cell(row, statusCell(entry));
-    if (failed[entry.file] && entry.status === "missing") status.title = failed[entry.file];
+    cell(row, statusCell(entry));
     const actions = cell(row, "");
     if (entry.status === "missing") {
       actions.appendChild(button("Download", async () => `${(await api("POST", `/api/admin/models/download/${encodeURIComponent(entry.file)}`)).status}: ${entry.file}`));
-      actions.appendChild(button("Remove", async () => `${(await api("DELETE", `/api/admin/models/${encodeURIComponent(entry.file)}/catalog`)).status}: ${entry.file}`));
+      actions.appendChild(button("Remove", async () => {
+        const answer = await api("DELETE", `/api/admin/models/${encodeURIComponent(entry.file)}/catalog`);
+        return `${answer.status} from ${answer.catalogs.map((name) => `${name}.json`).join(" and ")}: ${entry.file}`;
+      }));
     }
     if (jobs[entry.file]) actions.appendChild(button("Cancel", async () => `${(await api("DELETE", `/api/admin/downloads/${jobs[entry.file]}`)).status}: ${entry.file}`));
     if (entry.catalog === "models" && entry.dest.split("/")[0] === "loras") {
