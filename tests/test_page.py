@@ -45,7 +45,7 @@ async def test_a_new_user_adds_and_downloads_a_version_and_watches_it_land(
         await page.wait_for("document.getElementById('message').textContent.includes('not right')")
         await page.evaluate(f"document.getElementById('key').value = '{API_KEY}'; document.getElementById('key-form').requestSubmit()")
         await page.wait_for("!document.getElementById('app').classList.contains('hidden')")
-        await page.evaluate("document.getElementById('version').value = '501'; document.getElementById('add-form').requestSubmit()")
+        await page.evaluate("document.querySelector('input[name=add]').value = 'https://civitai.com/models/5000?modelVersionId=501'; document.getElementById('add-form').requestSubmit()")
         await page.wait_for(row(501, "querySelector('.status')?.dataset.status === 'missing'"))
         assert await page.evaluate("document.getElementById('message').textContent") == "added: painterly_v2.safetensors"
         await page.evaluate(row(501, "querySelector('button').click()"))  # Download

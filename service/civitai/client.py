@@ -53,6 +53,19 @@ def parse_and_reduce(raw: bytes, reduce: Callable[[Any], T]) -> T:
     return reduce(body)
 
 
+def newest_version_id(body: object) -> int:
+    """The newest version of a model, from CivitAI's `GET /api/v1/models/{id}` (its versions
+    come newest first). Pure, so a large answer is read in a worker process."""
+    versions = body.get("modelVersions") if isinstance(body, dict) else None
+    if not isinstance(versions, list):
+        raise BadBody("a model without a list of versions")
+    for version in versions:
+        version_id = version.get("id") if isinstance(version, dict) else None
+        if type(version_id) is int and 0 < version_id < 2**63:
+            return version_id
+    raise BadBody("a model with no version")
+
+
 def make_session(timeout_s: float) -> aiohttp.ClientSession:
     """The one outbound session of the app, with connect and total timeouts."""
     timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=min(10.0, timeout_s))
@@ -123,6 +136,17 @@ class CivitaiClient:
         if reduce is not None:
             return await self.get_reduced(origin_url, path, None, what, reduce, longest_wait_s=longest_wait_s)
         return await self.get_json(origin_url, path, None, what, longest_wait_s=longest_wait_s)
+
+    async def newest_version(self, model_id: int) -> int:
+        """The id of a model's newest version (`GET /api/v1/models/{id}`), asked of the fallback
+        origin too after a 404."""
+        path, what = f"/api/v1/models/{model_id}", f"model {model_id}"
+        try:
+            return await self.get_reduced(self.base_url, path, None, what, newest_version_id, longest_wait_s=INTERACTIVE_WAIT_S)
+        except NotFound:
+            if not self._fallback_url:
+                raise
+        return await self.get_reduced(self._fallback_url, path, None, what, newest_version_id, longest_wait_s=INTERACTIVE_WAIT_S)
 
     async def models(self, model_ids: list[int]) -> dict[str, Any]:
         """`GET /api/v1/models?ids=...` for up to 100 models (background work: waits at the gate as long as it takes)."""

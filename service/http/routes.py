@@ -10,6 +10,7 @@ from .events import civitai_map_events
 from .openapi import openapi_json
 from .pipeline import Handler
 from .views import (
+    add_reference,
     add_version,
     api_health,
     cancel_download,
@@ -47,6 +48,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/health", api_health),
     Route("GET", "/api/admin/models/civitai-map", civitai_map, needs_index=True),
     Route("GET", "/api/admin/models/civitai-map/events", civitai_map_events, needs_index=True),
+    Route("POST", "/api/admin/civitai/add", add_reference),
     Route("POST", "/api/admin/civitai/add/{version_id}", add_version),
     Route("POST", "/api/admin/civitai/promote-to-lora/{version_id}", promote_to_lora),
     Route("DELETE", "/api/admin/models/{filename}/catalog", remove_from_catalog),

@@ -12,7 +12,7 @@ from aiohttp import web
 from .. import __version__
 from ..catalog.plans import ImportCandidate
 from ..civitai.images import image_resources
-from ..errors import Conflict
+from ..errors import Conflict, Invalid
 from .appkeys import CIVITAI, DOWNLOADS, EDITOR, HASHER, LIBRARY, UPDATES, WATCHER
 from .params import accepts_gzip, etag_matches, ids_in_query, path_id, switch
 from .pipeline import AUTHENTICATED, not_ready
@@ -108,6 +108,18 @@ async def _stream(request: web.Request, size: int, pieces: Iterable[bytes | memo
 async def add_version(request: web.Request) -> web.Response:
     """Add a CivitAI version to models.json."""
     answer = await request.app[EDITOR].add(path_id(request.match_info, "version_id", "version id", "invalid_version_id"))
+    return web.json_response(answer, dumps=_dumps)
+
+
+async def add_reference(request: web.Request) -> web.Response:
+    """Add the CivitAI version a URL, an AIR or an id names: body `{"ref": "..."}`."""
+    body = orjson.loads((await request.read()).strip() or b"null") if request.body_exists else None  # the pipeline checked it is JSON
+    if not isinstance(body, dict) or "ref" not in body:
+        raise Invalid('Send the version as {"ref": "<a civitai.com URL, an AIR or a version id>"}.', code="invalid_body")
+    unknown = sorted(set(body) - {"ref"})
+    if unknown:
+        raise Invalid(f"The body takes only `ref`; {', '.join(repr(key[:40]) for key in unknown[:5])} is not known.", code="invalid_body")
+    answer = await request.app[EDITOR].add_reference(body["ref"])
     return web.json_response(answer, dumps=_dumps)
 
 

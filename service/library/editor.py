@@ -10,6 +10,7 @@ import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -34,6 +35,7 @@ from ..catalog.transaction import (
     run_transaction,
 )
 from ..civitai import CivitaiClient
+from ..civitai.refs import read_reference
 from ..civitai.routing import version_to_entry
 from ..errors import Invalid, UpstreamError
 from .library import Library
@@ -72,6 +74,15 @@ class CatalogEditor:
         if answer["status"] == "added":
             logger.info("added version %d as %s/%s", version_id, answer["dest"], answer["file"])
         return answer
+
+    async def add_reference(self, text: str) -> Answer:
+        """Add the version a URL, an AIR or an id names (a model's newest, when it names no version)."""
+        reference = read_reference(text, frozenset({urlsplit(self.civitai.base_url).hostname or ""}) - {""})
+        version_id = reference.version_id
+        if version_id is None:
+            assert reference.model_id is not None
+            version_id = await self.civitai.newest_version(reference.model_id)
+        return {**await self.add(version_id), "version_id": version_id}
 
     async def promote(self, version_id: int) -> Answer:
         """Move a LoRA from models.json to the style-LoRA catalog."""

@@ -91,6 +91,7 @@ def operation(
     parameters: list[Schema] | None = None,
     security: list[dict[str, list[str]]] | None = SECURED,
     tag: str = "catalog",
+    body: Schema | None = None,
 ) -> Schema:
     """One operation; /api/ routes pass the default `security`, the probes pass None."""
     op: Schema = {"operationId": operation_id, "summary": summary, "tags": [tag]}
@@ -98,6 +99,8 @@ def operation(
         op["description"] = description
     if parameters:
         op["parameters"] = parameters
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {JSON: {"schema": body}}}
     op["security"] = security if security is not None else []
     if security is SECURED:  # every route that needs the key refuses it in the URL
         if "400" in responses:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ...civitai.refs import MAX_REF_CHARS, WHAT_IS_TAKEN
 from ...map.status import Status
 from .build import (
     CATALOG_BUSY,
@@ -21,9 +22,11 @@ from .build import (
     ids_parameter,
     json_response,
     link,
+    obj,
     one_of,
     operation,
     ref,
+    string,
 )
 
 MAP_DESCRIPTION = """\
@@ -50,6 +53,8 @@ The key goes in a header, as on every route: a browser reads the stream with `fe
 body streams), since EventSource cannot send one. A client that stops reading is dropped once
 what was written to it has waited 10 s; a new client is never refused, the stream least likely
 to be read giving its slot up when all 32 are taken.""".replace("STATUSES", " | ".join(f'`"{status.value}"`' for status in Status))
+
+EXAMPLE_REF = "https://civitai.com/models/827184/wai-illustrious-sdxl?modelVersionId=2514310"
 
 PATHS: dict[str, dict[str, Schema]] = {
     "/": {
@@ -171,6 +176,34 @@ PATHS: dict[str, dict[str, Schema]] = {
             },
             description="Asks CivitAI for the version and files it where ComfyUI would look for it. Takes no body.",
             parameters=[VERSION_ID],
+        )
+    },
+    "/api/admin/civitai/add": {
+        "post": operation(
+            "addReference",
+            "Add the CivitAI version a URL, an AIR or an id names, as people copy them",
+            {
+                "200": json_response(
+                    "Added; or already catalogued; or CivitAI does not allow its download. `version_id` says which version it was.",
+                    one_of("Added", "AlreadyExists", "Restricted"),
+                ),
+                "400": error(
+                    "The body is not `{\"ref\": \"...\"}` (`invalid_body`), or the reference names no CivitAI version "
+                    "(`invalid_reference`)."
+                ),
+                "401": UNAUTHORIZED,
+                "404": error(f"CivitAI has no such version or model (`civitai_not_found`); or {ROUTE_NOT_FOUND}."),
+                "409": CATALOG_BUSY,
+                "413": TOO_LARGE,
+                "415": error("The body is not JSON (`unsupported_media_type`)."),
+                "422": error("The version has no ComfyUI folder (`unsupported_type`) or no model file (`no_model_file`)."),
+                "502": error("CivitAI could not be reached or answered something unusable (`upstream_*`, `civitai_*`)."),
+                "503": error("CivitAI is rate limiting (`civitai_rate_limited`), or the catalog could not be saved (`write_failed`).", retry_after=True),
+                "504": error("CivitAI did not answer in time (`upstream_timeout`)."),
+            },
+            description=f"`ref` is {WHAT_IS_TAKEN}. A URL or AIR that names a model but no version adds the model's "
+            "newest version. As `POST /api/admin/civitai/add/{version_id}` otherwise.",
+            body=obj({"ref": string("What was copied.", maxLength=MAX_REF_CHARS, example=EXAMPLE_REF)}, closed=True),
         )
     },
     "/api/admin/civitai/promote-to-lora/{version_id}": {

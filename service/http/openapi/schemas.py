@@ -10,6 +10,7 @@ STATUS_MEANINGS = "; ".join(f"`{status.value}`: {status.description}" for status
 
 
 VERSION_KEYS = {"propertyNames": {"pattern": "^[0-9]+$"}}
+NAMED_VERSION: Schema = {"type": "integer", "minimum": 1, "description": "The version a URL or AIR named (adds by reference only)."}
 
 
 SCHEMAS: dict[str, Schema] = {
@@ -146,15 +147,23 @@ SCHEMAS: dict[str, Schema] = {
             "name": string(),
             "category": string("The category id in models.json, e.g. `checkpoints`."),
             "dest": string(),
+            "version_id": NAMED_VERSION,
         },
+        required=("status", "file", "name", "category", "dest"),
         closed=True,
     ),
     "AlreadyExists": obj(
-        {"status": const("already_exists"), "file": nullable("string", "The catalogued file name (null if the entry has none).")},
+        {
+            "status": const("already_exists"),
+            "file": nullable("string", "The catalogued file name (null if the entry has none)."),
+            "version_id": NAMED_VERSION,
+        },
+        required=("status", "file"),
         closed=True,
     ),
     "Restricted": obj(
-        {"status": const("restricted"), "reason": string("Why CivitAI does not allow the download.")},
+        {"status": const("restricted"), "reason": string("Why CivitAI does not allow the download."), "version_id": NAMED_VERSION},
+        required=("status", "reason"),
         closed=True,
     ),
     "Promoted": obj(

@@ -7,8 +7,10 @@ let events = null;
 
 function key() { return sessionStorage.getItem(KEY) || ""; }
 
-async function api(method, path) {
-  const response = await fetch(path, { method, headers: { "X-API-Key": key() } });
+async function api(method, path, payload) {
+  const headers = { "X-API-Key": key() };
+  if (payload !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, { method, headers, body: payload === undefined ? undefined : JSON.stringify(payload) });
   const body = await response.json().catch(() => ({}));
   if (!response.ok) throw new Error(body.detail || `HTTP ${response.status}`);
   return body;
@@ -146,7 +148,7 @@ $("key-form").addEventListener("submit", async (event) => {
 $("add-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   try {
-    const answer = await api("POST", `/api/admin/civitai/add/${encodeURIComponent($("version").value.trim())}`);
+    const answer = await api("POST", "/api/admin/civitai/add", { ref: $("version").value.trim() });
     say(answer.status === "restricted" ? `restricted: ${answer.reason}` : `${answer.status}: ${answer.file}`);
     $("version").value = "";
   } catch (error) { say(error.message, true); }
