@@ -13,6 +13,7 @@ from openapi_spec_validator import OpenAPIV31SpecValidator
 
 from service.http.app import create_app
 from service.http.openapi import DOCUMENT_BYTES, openapi_document, openapi_json
+from service.http.routes import ROUTES
 from service.settings import Settings
 
 from .conftest import StartClient
@@ -101,6 +102,15 @@ def test_path_parameters_match_the_route_placeholders() -> None:
         for method, op in item.items():
             declared = {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
             assert declared == placeholders, f"{method.upper()} {path}"
+
+
+def test_query_parameters_are_the_ones_each_route_takes() -> None:
+    for route in ROUTES:
+        op = DOC["paths"][route.path][route.method.lower()]
+        declared = {p["name"] for p in op.get("parameters", []) if p["in"] == "query"}
+        assert declared == set(route.query or ()), f"{route.method} {route.path}"
+        refusal = "unknown_parameter" in op["responses"].get("400", {}).get("description", "")
+        assert refusal == (route.query is not None), f"{route.method} {route.path}"
 
 
 # ---- (b) it is valid OpenAPI 3.1, with the promised security and error shape ---------------------

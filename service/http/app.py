@@ -102,11 +102,12 @@ def create_app(settings: Settings, api_key: str) -> web.Application:
     app.cleanup_ctx.extend([catalog_files_ctx, civitai_ctx, library_ctx, downloads_ctx, updates_ctx, hasher_ctx])
     guarded = request_pipeline(cors, api_key, settings.max_body_bytes, lambda: library.ready)
     for route in ROUTES:
+        handler = guarded(route.handler, needs_index=route.needs_index, query=route.query)
         if route.method == "GET":
-            app.router.add_get(route.path, guarded(route.handler, needs_index=route.needs_index))  # HEAD too
+            app.router.add_get(route.path, handler)  # HEAD too
         else:
-            app.router.add_route(route.method, route.path, guarded(route.handler, needs_index=route.needs_index))
-    app.router.add_route("*", r"/{tail:[\s\S]*}", guarded(no_route))  # last: what no other route takes (line breaks too)
+            app.router.add_route(route.method, route.path, handler)
+    app.router.add_route("*", r"/{tail:[\s\S]*}", guarded(no_route, query=None))  # last: what no other route takes (line breaks too)
     return app
 
 

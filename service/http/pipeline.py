@@ -65,11 +65,12 @@ def request_pipeline(cors: CorsPolicy, api_key: str, max_body_bytes: int, index_
     the guard, and every failure becomes the error envelope (nothing leaks a traceback).
 
     The guard: every /api/ route needs the key, but the connection check, which is told
-    whether the key is right; mutations take JSON bodies of bounded size or none; a route that
+    whether the key is right; a route takes the `query` parameters it names and no other (None:
+    any, for the catch-all); mutations take JSON bodies of bounded size or none; a route that
     `needs_index` answers 503 `not_ready` until the index is built."""
     expected = api_key.encode("utf-8")
 
-    def guarded(handler: Handler, *, needs_index: bool = False) -> Handler:
+    def guarded(handler: Handler, *, needs_index: bool = False, query: tuple[str, ...] | None = ()) -> Handler:
         @functools.wraps(handler)
         async def pipeline(request: web.Request) -> web.StreamResponse:
             if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
@@ -90,6 +91,8 @@ def request_pipeline(cors: CorsPolicy, api_key: str, max_body_bytes: int, index_
                         raise Unauthorized("This route needs the API key in an X-API-Key header.", code="missing_api_key")
                     if not key_matches(presented, expected):
                         raise Unauthorized("The API key is not right.", code="bad_api_key")
+                if request.query_string and query is not None:
+                    _check_query(request, query)
                 if request.method in MUTATING:
                     await _check_body(request, max_body_bytes)
                 if needs_index and not index_ready():
@@ -148,6 +151,16 @@ def _unexpected(request: web.Request) -> web.Response:
     """Log the exception being handled, with its traceback; answer 500 in the envelope."""
     logger.exception("unexpected error answering %s %s", request.method, request.path)
     return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "Something went wrong inside the service; its log says what.")
+
+
+def _check_query(request: web.Request, taken: tuple[str, ...]) -> None:
+    """Every query parameter is one the route takes: a misspelt one (`?dry-run=true`) is a 400
+    that names it, not silently ignored."""
+    unknown = sorted(set(request.rel_url.query) - set(taken))
+    if unknown:
+        named = ", ".join(repr(name[:40]) for name in unknown[:5]) + (" …" if len(unknown) > 5 else "")
+        takes = f"it takes only {', '.join(taken)}" if taken else "it takes none"
+        raise Invalid(f"{request.method} {request.path[:100]} does not take the query parameter(s) {named}; {takes}.", code="unknown_parameter")
 
 
 async def _check_body(request: web.Request, max_body_bytes: int) -> None:

@@ -31,13 +31,15 @@ from .views import (
 
 
 class Route(NamedTuple):
-    """One route: its method and path, its handler, and whether it answers 503 `not_ready`
-    until the index is built (the pipeline checks before the handler runs)."""
+    """One route: its method and path, its handler, whether it answers 503 `not_ready` until the
+    index is built, and the query parameters it takes (any other is a 400 that names it; the
+    pipeline checks both before the handler runs)."""
 
     method: str
     path: str
     handler: Handler
     needs_index: bool = False
+    query: tuple[str, ...] | None = ()  # None: any (the connection check, which always answers)
 
 
 ROUTES: tuple[Route, ...] = (
@@ -45,8 +47,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/app.js", page_script),
     Route("GET", "/health", health),
     Route("GET", "/ready", ready),
-    Route("GET", "/api/health", api_health),
-    Route("GET", "/api/admin/models/civitai-map", civitai_map, needs_index=True),
+    Route("GET", "/api/health", api_health, query=None),  # the connection check always answers
+    Route("GET", "/api/admin/models/civitai-map", civitai_map, needs_index=True, query=("versions", "models")),
     Route("GET", "/api/admin/models/civitai-map/events", civitai_map_events, needs_index=True),
     Route("POST", "/api/admin/civitai/add", add_reference),
     Route("POST", "/api/admin/civitai/add/{version_id}", add_version),
@@ -56,7 +58,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/admin/downloads", list_downloads),
     Route("DELETE", "/api/admin/downloads/{job}", cancel_download),
     Route("GET", "/api/admin/civitai/image/{image_id}", civitai_image),
-    Route("POST", "/api/admin/library/import", import_library),  # checks the index itself, after its own 400 and 409
+    Route("POST", "/api/admin/library/import", import_library, query=("dry_run",)),  # checks the index itself, after its own 400 and 409
     Route("GET", "/api/admin/models/updates", model_updates),
     Route("POST", "/api/admin/models/updates/check", check_updates, needs_index=True),
     Route("GET", "/api/openapi.json", openapi_json),

@@ -13,6 +13,7 @@ SSE = "text/event-stream"
 MAX_ID = 10**MAX_ID_DIGITS - 1  # what `params.parse_id` takes
 SECURED: list[dict[str, list[str]]] = [{"apiKey": []}, {"bearer": []}]
 KEY_IN_URL = "the API key was put in the URL (`key_in_url`): it is only taken from a header"
+UNKNOWN_PARAMETER = "a query parameter the route does not take (`unknown_parameter`), named in `detail`"
 
 
 # ---- small builders -------------------------------------------------------------------------------
@@ -92,6 +93,7 @@ def operation(
     security: list[dict[str, list[str]]] | None = SECURED,
     tag: str = "catalog",
     body: Schema | None = None,
+    any_query: bool = False,
 ) -> Schema:
     """One operation; /api/ routes pass the default `security`, the probes pass None."""
     op: Schema = {"operationId": operation_id, "summary": summary, "tags": [tag]}
@@ -102,11 +104,11 @@ def operation(
     if body is not None:
         op["requestBody"] = {"required": True, "content": {JSON: {"schema": body}}}
     op["security"] = security if security is not None else []
-    if security is SECURED:  # every route that needs the key refuses it in the URL
-        if "400" in responses:
-            responses["400"] = {**responses["400"], "description": f"{responses['400']['description'].rstrip('.')}; or {KEY_IN_URL}."}
-        else:
-            responses["400"] = error(f"{KEY_IN_URL[:1].upper()}{KEY_IN_URL[1:]}.")
+    refusals = "; or ".join(([] if any_query else [UNKNOWN_PARAMETER]) + ([KEY_IN_URL] if security is SECURED else []))
+    if refusals and "400" in responses:
+        responses["400"] = {**responses["400"], "description": f"{responses['400']['description'].rstrip('.')}; or {refusals}."}
+    elif refusals:
+        responses["400"] = error(f"{refusals[:1].upper()}{refusals[1:]}.")
     op["responses"] = responses
     return op
 

@@ -92,7 +92,9 @@ PATHS: dict[str, dict[str, Schema]] = {
             security=[{}, *SECURED],  # the key is optional here
             tag="probes",
             description="Takes the key as X-API-Key or Authorization: Bearer but does not require it, so a client "
-            "can tell \"reachable but the key is wrong\" from \"down\". Shows no paths, counts or secrets.",
+            "can tell \"reachable but the key is wrong\" from \"down\". Shows no paths, counts or secrets. It always "
+            "answers: the only route whose query is not checked (a key in it is not taken).",
+            any_query=True,
         )
     },
     "/ready": {
