@@ -33,6 +33,7 @@ from ..civitai import CivitaiClient
 from ..civitai.ratelimit import RateGate
 from ..civitai.routing import file_sha256
 from ..disk.names import check_file_name, check_relative_folder
+from ..disk.writable import MAX_FOLDERS_TOLD, identity, unwritable_folders
 from ..errors import Conflict, Invalid, NotFound, ServiceError
 from ..library.library import Library
 from ..map.entry import MapEntry
@@ -84,11 +85,18 @@ class DownloadManager:
         self._session: aiohttp.ClientSession | None = None
 
     async def open(self) -> None:
-        """Create the session: no total timeout (files are large), but a bounded wait per read."""
+        """Create the session: no total timeout (files are large), but a bounded wait per read.
+        With downloads on, say at once which model folders this service cannot write into."""
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=15, sock_read=60)
         self._session = aiohttp.ClientSession(
             timeout=timeout, auto_decompress=False, headers={"User-Agent": USER_AGENT}, read_bufsize=READ_BUFFER
         )
+        if self.enabled:
+            blocked = await asyncio.to_thread(unwritable_folders, self.models_dir)
+            for folder in blocked[:MAX_FOLDERS_TOLD]:
+                logger.warning("%s", folder.advice())
+            if len(blocked) > MAX_FOLDERS_TOLD:
+                logger.warning("%d more model folders are not writable by uid:gid %s either", len(blocked) - MAX_FOLDERS_TOLD, identity())
 
     async def close(self) -> None:
         """Stop every job (their parts stay, to be resumed) and close the session."""
@@ -183,8 +191,9 @@ class DownloadManager:
             job.state, job.error, job.error_code = "failed", str(exc), exc.code
             logger.warning("download of %s failed: %s", job.file, exc)
         except OSError as exc:
-            job.state, job.error, job.error_code = "failed", f"the file could not be written ({exc.strerror})", "write_failed"
-            logger.warning("download of %s failed: %s", job.file, job.error)
+            job.state, job.error_code = "failed", "write_failed"
+            job.error = f"could not write into the models folder {job.dest!r} ({exc.strerror or exc}; this service runs as uid:gid {identity()})"
+            logger.warning("download of %s failed: could not write into %s (%s)", job.file, job.target.parent, exc)
         except Exception:
             logger.exception("download of %s failed", job.file)
             job.state, job.error, job.error_code = "failed", "an internal error; the log says more", "internal_error"
