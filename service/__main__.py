@@ -9,7 +9,7 @@ import socket
 import sys
 from collections.abc import Sequence
 
-from . import __version__, workers
+from . import PROGRAM, __version__, workers
 from .catalog.document import CATALOG_NAMES, catalog_path
 from .disk.extra_paths import load_extra_model_paths
 from .errors import ConfigError
@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         load_extra_model_paths(settings.extra_model_paths)  # a bad file stops the start here, in one line
         api_key, generated = load_or_create_key(settings)
     except ConfigError as exc:
-        print(f"comfy-catalog: {exc}", file=sys.stderr)
+        print(f"{PROGRAM}: {exc}", file=sys.stderr)
         return 2
     if args.print_key:
         print(api_key)
@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         check_listen(settings)
     except ConfigError as exc:
-        print(f"comfy-catalog: {exc}", file=sys.stderr)
+        print(f"{PROGRAM}: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format, secrets=(api_key, settings.civitai_api_key or ""))
     # Worker threads (building a 100k map, hashing between blocks) hold the GIL for up to the
@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         serve(create_app(settings, api_key), settings)
     except OSError as exc:  # lost a race for the port since check_listen
-        print(f"comfy-catalog: {_listen_problem(settings, exc)}", file=sys.stderr)
+        print(f"{PROGRAM}: {_listen_problem(settings, exc)}", file=sys.stderr)
         return 2
     return 0
 
@@ -88,6 +88,9 @@ def _listen_problem(settings: Settings, exc: OSError) -> str:
 
 def prepare_folders(settings: Settings) -> None:
     """Create the catalog folder (and the embedded models folder); check both can be used."""
+    if settings.catalog_dir.exists() and not settings.catalog_dir.is_dir():
+        hint = f" ({settings.catalog_dir.name} is a catalog: point at its folder, {settings.catalog_dir.parent})" if settings.catalog_dir.suffix == ".json" else ""
+        raise ConfigError(f"CATALOG_DIR is a file, not a folder: {settings.catalog_dir}{hint}.")
     try:
         settings.catalog_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -114,7 +117,7 @@ def prepare_folders(settings: Settings) -> None:
 def _print_banner(settings: Settings, api_key: str, generated: bool) -> None:
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     lines = [
-        f"ComfyUI catalog service on http://{host}:{settings.port}",
+        f"{PROGRAM} {__version__} on http://{host}:{settings.port}",
         f"  catalogs: {settings.catalog_dir}",
         f"  models:   {settings.models_dir}",
     ]
@@ -131,11 +134,11 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     settings_text = "\n".join(f"  {name:<{width}}  {meaning} (default: {default})" for name, default, meaning in SETTINGS_HELP)
     parser = argparse.ArgumentParser(
         prog="python -m service",
-        description="ComfyUI catalog service: which CivitAI versions are catalogued and on disk.",
+        description=f"{PROGRAM}: which CivitAI model versions ComfyUI's catalogs list, and which are on disk.",
         epilog=f"settings (environment variables):\n{settings_text}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action="version", version=f"{PROGRAM} {__version__}")
     parser.add_argument("--host", help="address to listen on (HOST)")
     parser.add_argument("--port", help="port to listen on (PORT)")
     parser.add_argument("--catalog-dir", help="folder holding models.json and loras.json (CATALOG_DIR)")

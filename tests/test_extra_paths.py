@@ -129,6 +129,8 @@ async def test_a_t2i_adapter_key_is_not_the_controlnet_folder(start: StartClient
         ("x: [a, b]\n", "section 'x' is a list"),
         ("- just\n- a list\n", "must hold sections"),
         ("a: [unclosed", "not valid YAML"),
+        ("a:\n  b: [1,\n c: d\n", "line 4, column 1: expected ',' or ']'"),  # where PyYAML found it
+        ("a: b\n\tc: d\n", "line 2, column 1: found character '\\t' that cannot start any token"),
     ],
 )
 def test_what_stops_comfyui_stops_the_start_with_one_sentence(tmp_path: Path, text: str, problem: str) -> None:

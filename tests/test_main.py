@@ -105,6 +105,17 @@ def test_bad_configuration_stops_with_one_line_naming_the_variable(folders: dict
     assert "Traceback" not in stderr
 
 
+@pytest.mark.parametrize("name", ["models.json", "notes.txt"])
+def test_catalog_dir_pointing_at_a_file_says_so(tmp_path: Path, name: str) -> None:
+    (tmp_path / name).write_text("{}")
+    (tmp_path / "models").mkdir()
+    proc = run_service({"CATALOG_DIR": str(tmp_path / name), "MODELS_DIR": str(tmp_path / "models"), "API_KEY": "k" * 20})
+    _stdout, stderr = proc.communicate(timeout=15)
+    assert proc.returncode == 2
+    assert stderr.startswith(f"comfy-catalog: CATALOG_DIR is a file, not a folder: {tmp_path / name}") and len(stderr.splitlines()) == 1
+    assert (f"point at its folder, {tmp_path}" in stderr) == (name == "models.json")
+
+
 def test_an_unresolvable_host_is_one_clear_line(folders: dict[str, str]) -> None:
     proc = run_service({**folders, "HOST": "no-such-host.invalid", "API_KEY": "k" * 20})
     _stdout, stderr = proc.communicate(timeout=30)
@@ -138,4 +149,4 @@ def test_help_lists_every_setting_with_its_default_and_version_works() -> None:
     version = subprocess.run([sys.executable, "-m", "service", "--version"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     from service import __version__
 
-    assert version.strip() == f"python -m service {__version__}"
+    assert version.strip() == f"comfy-catalog {__version__}"  # the one program name, as in every message

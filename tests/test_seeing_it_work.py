@@ -13,6 +13,8 @@ from service.logs import configure_logging
 from service.map.statuslog import LINES_PER_WINDOW
 
 from .conftest import StartClient, get_map
+from .hashes.fake_civitai import fake_civitai
+from .hashes.test_hashing_api import HASHING, LORA
 from .helpers import catalog, entry, eventually, touch, write_json
 
 
@@ -40,6 +42,34 @@ async def test_a_status_change_is_one_line_naming_the_version(start: StartClient
 
     await eventually(logged, what="the status change in the log")
     assert (await get_map(client))["by_version"]["2514310"]["status"] == "present"
+
+
+async def test_a_file_in_no_catalog_is_named_in_its_status_line(start: StartClient, caplog: pytest.LogCaptureFixture, models_dir: Path) -> None:
+    with fake_civitai() as civitai:
+        civitai.knows(LORA, 700, model_id=70)
+        await start(**HASHING)
+        caplog.set_level(logging.INFO, logger="service")
+        touch(models_dir / "loras" / "found_later.safetensors", LORA)
+
+        async def logged() -> bool:
+            return "version 700 found_later.safetensors (in no catalog): not in the map -> present" in messages(caplog, "service.map.statuslog")
+
+        await eventually(logged, timeout=10, what="the identified file's status line")
+
+
+async def test_a_first_start_with_a_broken_catalog_claims_no_last_good_version(
+    start: StartClient, caplog: pytest.LogCaptureFixture, catalog_dir: Path
+) -> None:
+    (catalog_dir / "loras.json").write_text('{"version": 1, "categories": [')
+    caplog.set_level(logging.INFO, logger="service")
+    await start(wait_ready=False)
+
+    async def warned() -> bool:
+        return any("loras.json is unusable" in line for line in messages(caplog, "service.library.library"))
+
+    await eventually(warned, what="the broken catalog's warning")
+    [line] = [line for line in messages(caplog, "service.library.library") if "loras.json is unusable" in line]
+    assert "last good" not in line and "none of its entries are in the map until it is mended" in line
 
 
 async def test_a_flood_of_changes_is_a_few_lines_and_a_summary(start: StartClient, caplog: pytest.LogCaptureFixture, models_dir: Path, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
-from .. import __version__, workers
+from .. import PROGRAM, __version__, workers
 from ..errors import NotFound, Unavailable, UpstreamError, UpstreamTimeout
 from .ratelimit import RateGate, parse_retry_after
 
@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_LIST_BYTES = 64 * 1024 * 1024  # 100 models with their versions, files and images
-USER_AGENT = f"comfy-catalog-service/{__version__}"
+USER_AGENT = f"{PROGRAM}/{__version__}"
 # The longest a request from a person (a click) waits at the rate-limit gate before being
 # told when to retry; background work waits as long as it takes.
 INTERACTIVE_WAIT_S = 5.0

@@ -34,7 +34,7 @@ def parse_extra_model_paths(text: str, yaml_dir: Path, *, name: str = "EXTRA_MOD
     try:
         config = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{name} is not valid YAML ({_first_line(exc)}).") from None
+        raise ConfigError(f"{name} is not valid YAML ({_yaml_problem(exc)}).") from None
     if config is None:
         return []
     if not isinstance(config, dict):
@@ -112,6 +112,16 @@ def _kind(value: object) -> str:
 def _unique(sources: list[FolderSource]) -> list[FolderSource]:
     seen: set[FolderSource] = set()
     return [s for s in sources if not (s in seen or seen.add(s))]  # type: ignore[func-returns-value]
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """What PyYAML found wrong, and where: `line 3, column 6: expected ',' or ']', but got '<stream end>'`."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if mark is None or not problem:
+        return _first_line(exc)
+    context = getattr(exc, "context", None)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" + (f" ({context})" if context else "")
 
 
 def _first_line(exc: Exception) -> str:

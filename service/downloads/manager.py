@@ -29,6 +29,7 @@ from typing import Any
 
 import aiohttp
 
+from .. import PROGRAM, __version__
 from ..civitai import CivitaiClient
 from ..civitai.ratelimit import RateGate
 from ..civitai.routing import file_sha256
@@ -46,7 +47,7 @@ logger = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL_S = 1.0
 KEEP_FINISHED = 200
-USER_AGENT = "comfy-catalog-service downloader"
+USER_AGENT = f"{PROGRAM}/{__version__} downloader"
 READ_BUFFER = 4 << 20  # aiohttp reads 64 KiB at a time by default: far too little for multi-GB files
 # Failures after which the part stays, to be resumed (or because it is not this download's to delete).
 RESUMABLE = frozenset(

@@ -162,7 +162,9 @@ class Library:
                 await asyncio.sleep(delay)
                 reading = await self._read(state)
             if reading.error is not None:
-                if reading.error != state.error:
+                if reading.error != state.error and state.digest is None:  # never read well: there is no last good version
+                    logger.warning("%s.json is unusable; none of its entries are in the map until it is mended: %s", name, reading.error)
+                elif reading.error != state.error:
                     logger.warning("%s.json is unusable, keeping the last good version: %s", name, reading.error)
                 state.error = reading.error
                 return False

@@ -28,6 +28,7 @@ class StatusLog:
         self.index = index
         self.active = active  # False while the first build and scan run: those are not changes
         self.known: dict[int, str] = {}
+        self.files: dict[int, str] = {}  # the file each known version was last shown with (a version that left keeps its name)
         self._window_start = 0.0
         self._lines = 0
         self._suppressed = 0
@@ -37,12 +38,16 @@ class StatusLog:
         logging_now = self.active()
         for version_id, status in changes.items():
             before = self.known.get(version_id)
-            if status is None:
-                self.known.pop(version_id, None)
-            else:
+            if status is not None:
                 self.known[version_id] = status
+                shown = self.index.shown(version_id)
+                if shown is not None:
+                    self.files[version_id] = shown.file if shown.catalog else f"{shown.file} (in no catalog)"
             if logging_now and status != before and not (before == status == "downloading"):
                 self._line(version_id, before, status)
+            if status is None:
+                self.known.pop(version_id, None)
+                self.files.pop(version_id, None)
 
     def _line(self, version_id: int, before: str | None, after: str | None) -> None:
         now = time.monotonic()
@@ -54,9 +59,8 @@ class StatusLog:
             self._schedule_summary()
             return
         self._lines += 1
-        entry = self.index.entry(version_id)
-        name = entry.file if entry is not None else ""
-        logger.info("version %d %s: %s -> %s", version_id, name, before or "not catalogued", after or "not catalogued")
+        name = self.files.get(version_id, "")
+        logger.info("version %d %s: %s -> %s", version_id, name, before or "not in the map", after or "not in the map")
 
     def _schedule_summary(self) -> None:
         if self._summary is not None:

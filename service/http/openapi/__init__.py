@@ -11,7 +11,7 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
-from ... import __version__
+from ... import PROGRAM, __version__
 from .build import JSON, Schema
 from .paths import PATHS
 from .schemas import SCHEMAS
@@ -21,7 +21,7 @@ def _build() -> Schema:
     return {
         "openapi": "3.1.0",
         "info": {
-            "title": "ComfyUI catalog service",
+            "title": PROGRAM,
             "version": __version__,
             "description": "Knows which CivitAI model versions are in a ComfyUI catalog and which are on disk. "
             "Errors always have the shape `{\"detail\", \"code\"}`.",
