@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from service.http.appkeys import FEED
-from service.http.events import RESYNC, ChangeFeed
+from service.http.events import MAX_DETAILED, RESYNC, ChangeFeed, MapChange
+from service.map.status import Status
 
 from .conftest import StartClient
 from .helpers import (
@@ -140,6 +141,19 @@ def test_a_lagging_client_gets_one_resync_instead_of_a_backlog() -> None:
     messages = asyncio.run(run())
     assert len(messages) <= 64
     assert any(m is RESYNC for m in messages)
+
+
+def test_details_come_with_small_changes_only() -> None:
+    async def run() -> list[MapChange]:
+        feed = ChangeFeed(details_of=lambda version: {"partial_bytes": version})
+        subscription = feed.subscribe()
+        feed.publish('"small"', {1: Status.MISSING, 2: Status.MISSING})
+        feed.publish('"large"', dict.fromkeys(range(MAX_DETAILED + 1), Status.MISSING))
+        return [subscription.queue.get_nowait() for _ in range(subscription.queue.qsize())]  # type: ignore[misc]
+
+    small, large = asyncio.run(run())
+    assert small.details == {1: {"partial_bytes": 1}, 2: {"partial_bytes": 2}}
+    assert large.details == {} and len(large.changes) == MAX_DETAILED + 1
 
 
 async def test_streams_close_on_shutdown(start: StartClient) -> None:

@@ -3,7 +3,8 @@
 On connect a client gets `snapshot` (the current ETag). After every change of the map it
 gets `change` with the new ETag, the versions whose status moved (null when a version left
 the map), and for those the map says more about, what it says beside the status
-(`details`: progress, `partial_bytes`, `dl_error`...). A client too slow to keep up gets `resync` (refetch the map) instead of
+(`details`: progress, `partial_bytes`, `dl_error`...; not for a change of more than
+MAX_DETAILED versions, after which a client fetches the map). A client too slow to keep up gets `resync` (refetch the map) instead of
 an ever-growing queue. Heartbeats are SSE comments. Every stream closes when the service
 shuts down.
 
@@ -41,6 +42,7 @@ HEARTBEAT_S = 15.0
 STALLED_S = 10.0  # what was written to a client has not gone out for this long: it stopped reading
 STALL_CHECK_S = 1.0
 RESYNC = object()
+MAX_DETAILED = 2_000  # a larger change carries no details (reading them would hold the loop): fetch the map
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +108,7 @@ class ChangeFeed:
         """Called by the index after every publish."""
         if not self.subscriptions:
             return
-        details = {v: fields for v in changes if (fields := self.details_of(v)) is not None}
+        details = {v: fields for v in changes if (fields := self.details_of(v)) is not None} if len(changes) <= MAX_DETAILED else {}
         change = MapChange(etag, changes, details)
         for subscription in self.subscriptions:
             subscription.push_event(change)

@@ -362,8 +362,8 @@ class CivitaiIndex:
 def _files_by_stem(files: list[str], stems: set[str]) -> dict[str, list[str]]:
     """The file names whose stem (the name without its last extension), lowercased, is wanted."""
     found: dict[str, list[str]] = {}
-    for name in files:
-        stem = os.path.splitext(os.path.basename(name))[0].lower()
+    for name in files:  # file names, never paths
+        stem = (name.rpartition(".")[0] or name).lower()
         if stem in stems:
             found.setdefault(stem, []).append(name)
     return found

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ...map.status import Status
+from ..events import MAX_DETAILED
 from .build import Schema, const, nullable, obj, ref, string
 from .panel import IMAGE_SCHEMAS, PARTIAL_BYTES, STATUSES
 
@@ -331,7 +332,8 @@ SCHEMAS: dict[str, Schema] = {
                 "type": "object",
                 **VERSION_KEYS,
                 "description": "For changed versions the map says more about: the fields beside the status, as in the map "
-                "(`dl_bytes`, `dl_total`, `partial_bytes`, `dl_error`, `local_file`, `hash_mismatch`).",
+                "(`dl_bytes`, `dl_total`, `partial_bytes`, `dl_error`, `local_file`, `hash_mismatch`). Absent from a change of "
+                f"more than {MAX_DETAILED:,} versions: fetch the map.",
                 "additionalProperties": {"type": "object"},
             },
         },
