@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from ..errors import Invalid
 from .client import CIVITAI_HOSTS
 
 MAX_REF_CHARS = 2_000
 MAX_ID_DIGITS = 12
+MAX_QUERY_FIELDS = 200  # tracking links carry many; more than this is refused, never an error
 # urn:air:{ecosystem}:{type}:{source}:{id}[@{version}][:{layer}][.{format}]
 _AIR = re.compile(r"urn:air:[a-z0-9_.-]{1,40}:[a-z0-9_.-]{1,40}:([a-z0-9_.-]{1,40}):(\d{1,12})(?:@(\d{1,12}))?(?::[^.\s]{1,40})?(?:\.[a-z0-9]{1,20})?", re.IGNORECASE)
 WHAT_IS_TAKEN = (
@@ -66,19 +67,27 @@ def _air(raw: str) -> Reference:
 
 
 def _url(raw: str, extra_hosts: frozenset[str]) -> Reference:
+    not_a_url = _refused(f"{_shown(raw)} is not a URL, a version id or an AIR; send {WHAT_IS_TAKEN}.")
     try:
         parts = urlsplit(raw)
         host = (parts.hostname or "").lower()
+        parts.port  # noqa: B018 (raises on a port that is not one)
+        query = parse_qsl(parts.query, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS)
     except ValueError:
-        raise _refused(f"{_shown(raw)} is not a URL, a version id or an AIR; send {WHAT_IS_TAKEN}.") from None
+        raise not_a_url from None
     if parts.scheme.lower() not in ("http", "https") or not host:
-        raise _refused(f"{_shown(raw)} is not a URL, a version id or an AIR; send {WHAT_IS_TAKEN}.")
+        raise not_a_url
+    # Browsers read `\`, `@` and spaces in the authority differently from Python: such a URL
+    # may name another host than the one read here, so it is not taken at all.
+    if parts.username is not None or parts.password is not None or any(char in parts.netloc for char in "\\@ \t"):
+        raise _refused(f"{_shown(raw)} names a user or odd characters before its host; send {WHAT_IS_TAKEN}.")
     if not _civitai_host(host, extra_hosts):
         raise _refused(f"{host!r} is not CivitAI; send {WHAT_IS_TAKEN}.")
     steps = [step for step in parts.path.split("/") if step]
-    query = parse_qs(parts.query, max_num_fields=20)
-    asked = query.get("modelVersionId") or query.get("modelversionid")
+    asked = [value for key, value in query if key.lower() == "modelversionid"]
     if len(steps) >= 2 and steps[0] == "models":
+        if len(set(asked)) > 1:
+            raise _refused("That URL names more than one version (modelVersionId); send the one to add.")
         return Reference(_id(asked[0]) if asked else None, _id(steps[1]))
     if len(steps) == 2 and steps[0] == "model-versions":
         return Reference(_id(steps[1]))

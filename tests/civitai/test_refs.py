@@ -61,3 +61,34 @@ def test_the_configured_origin_is_taken_too() -> None:
     assert read_reference("http://127.0.0.1:9/models/5?modelVersionId=6", frozenset({"127.0.0.1"})) == Reference(6, 5)
     with pytest.raises(Invalid):
         read_reference("http://127.0.0.1:9/models/5?modelVersionId=6")
+
+
+def test_a_link_with_many_query_fields_is_read_and_too_many_are_refused_not_an_error() -> None:
+    assert read_reference("https://civitai.com/models/1?modelVersionId=2" + "&utm_x=1" * 30) == Reference(2, 1)
+    with pytest.raises(Invalid):
+        read_reference("https://civitai.com/models/1?modelVersionId=2" + "&x=1" * 300)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://evil.example\\@civitai.com/models/1",  # browsers read the host as evil.example
+        "https://user:pass@civitai.com/models/1",
+        "https://civitai.com:abc/models/1",
+        "https://civitai.com:99999/models/1",
+    ],
+)
+def test_urls_browsers_may_read_as_another_host_are_refused(url: str) -> None:
+    with pytest.raises(Invalid):
+        read_reference(url)
+
+
+@pytest.mark.parametrize("query", ["ModelVersionId=5", "MODELVERSIONID=5", "modelversionid=5"])
+def test_the_version_is_read_whatever_its_casing(query: str) -> None:
+    assert read_reference(f"https://civitai.com/models/1?{query}") == Reference(5, 1)
+
+
+@pytest.mark.parametrize("query", ["modelVersionId=", "modelVersionId=5&modelVersionId=6"])
+def test_an_empty_or_doubled_version_is_refused_never_the_newest(query: str) -> None:
+    with pytest.raises(Invalid):
+        read_reference(f"https://civitai.com/models/1?{query}")
