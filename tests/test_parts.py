@@ -13,6 +13,7 @@ from service.map.index import CivitaiIndex
 from service.map.layout import build_layout
 from service.map.status import Transfer
 
+from .helpers import eventually
 from .test_index import entry
 
 ROOT = "/models"
@@ -76,3 +77,23 @@ def test_the_next_download_clears_the_last_error() -> None:
     assert shown(index)["status"] == "queued"
     index.set_transfer("v1.safetensors", "loras", None)
     assert shown(index)["status"] == "missing" and "dl_error" not in shown(index) and index.slot_fields(1) is None
+
+
+async def test_a_part_first_seen_from_a_skewed_clock_reads_stopped_once_it_stops() -> None:
+    presence = Presence((FolderSource("/models"),))
+    presence.apply([PathFact(PART, "file", complete=False, size=100, mtime=time.time() + 3600)])  # a clock an hour ahead
+    index = CivitaiIndex(presence)
+    index.parts.stale_s = 0.3
+    index.set_layout(build_layout([[entry(1)]]))
+    assert shown(index)["status"] == "downloading"
+    presence.apply([PathFact(PART, "file", complete=False, size=200, mtime=time.time())])  # rewritten at the right time, then left
+    index.files_changed(["v1.safetensors"])
+
+    async def stopped() -> bool:
+        return shown(index)["status"] == "missing"
+
+    try:
+        await eventually(stopped, timeout=5, what="the part read as stopped")
+        assert shown(index)["partial_bytes"] == 200
+    finally:
+        index.parts.close()

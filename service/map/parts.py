@@ -46,7 +46,7 @@ class Parts:
         self.stale_s = stale_s
         self._wake = wake  # told a file name whose part may have gone stale
         self._ended: dict[str, dict[str, Ended]] = {}  # file name -> logical folder -> how its job ended
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._timers: dict[str, tuple[asyncio.TimerHandle, float]] = {}  # file -> (timer, when it fires)
 
     def job_ended(self, file: str, folder: str, code: str | None, detail: str | None, *, wrote_part: bool = True) -> None:
         """This service's job for a file stopped (`code` None: cancelled, no error to show). A part
@@ -94,13 +94,21 @@ class Parts:
         return max(found, key=lambda ended: ended.at) if found else None
 
     def _wake_at(self, file: str, deadline: float) -> None:
-        if file in self._timers:
-            return  # that timer looks again, and sets the next one if the part grew meanwhile
+        """Look at a file's parts again at `deadline` (never later than STALE_PART_S from now: a
+        time in the future, from a skewed clock, is no sign of progress). A timer already set
+        for an earlier time is kept: it looks again, and sets the next one."""
+        now = time.time()
+        deadline = min(deadline, now + self.stale_s)
+        held = self._timers.get(file)
+        if held is not None:
+            if held[1] <= deadline:
+                return
+            held[0].cancel()
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # laid out outside the loop (tests, benchmarks): nothing to wake
             return
-        self._timers[file] = loop.call_later(max(0.0, deadline - time.time()) + WAKE_SLACK_S, self._fire, file)
+        self._timers[file] = (loop.call_later(max(0.0, deadline - now) + WAKE_SLACK_S, self._fire, file), deadline)
 
     def _fire(self, file: str) -> None:
         del self._timers[file]
@@ -108,6 +116,6 @@ class Parts:
 
     def close(self) -> None:
         """Cancel every timer (at shutdown)."""
-        for timer in self._timers.values():
+        for timer, _deadline in self._timers.values():
             timer.cancel()
         self._timers.clear()
