@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from ..disk.names import is_model_file
 from ..errors import NotFound, UpstreamError, UpstreamTimeout
 from ..map.index import CivitaiIndex
 from ..map.status import Status
@@ -166,6 +167,13 @@ def _status_fields(index: CivitaiIndex, version_id: int | None, *, unknown: str)
     return {"catalog_status": catalog_status, "status": status, "catalog_file": shown.file, **passed}
 
 
+def _prompt_key(name: str) -> str:
+    """How a name in a prompt is matched, ignoring case: without a folder before it
+    (`<lora:styles/ink:1>`) nor a model extension after it (`embedding:EasyNegative.pt`)."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    return (base.rpartition(".")[0] if is_model_file(base) else base).lower()
+
+
 async def _prompt_names(index: CivitaiIndex, names: tuple[PromptName, ...], resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The LoRAs and embeddings the prompts name, each resolved to a version where it can be."""
     by_resource = {}
@@ -174,11 +182,12 @@ async def _prompt_names(index: CivitaiIndex, names: tuple[PromptName, ...], reso
         for key in (*resource["_aliases"], resource.get("modelName"), resource.get("hash"), stem):
             if isinstance(key, str) and key:
                 by_resource.setdefault(key.lower(), resource)
-    unresolved = {name.name.lower() for name in names if name.name.lower() not in by_resource}
+    keys = {name.name: _prompt_key(name.name) for name in names}
+    unresolved = {key for key in keys.values() if key not in by_resource}
     by_stem = await index.versions_by_stem(unresolved) if unresolved else {}
     found = []
     for name in names:
-        key = name.name.lower()
+        key = keys[name.name]
         dep: dict[str, Any] = {"name": name.name, "weight": name.weight, "type": name.type, "source": name.source}
         resource = by_resource.get(key)
         if resource is not None:

@@ -181,6 +181,21 @@ async def test_a_prompt_name_is_found_among_files_identified_on_disk(
     )
 
 
+async def test_a_prompt_name_with_its_extension_or_folder_is_found(start: StartClient, civitai: aioresponses, models_dir: Path) -> None:
+    touch(models_dir / "loras" / "sdxl" / "Found_On_Disk.safetensors", LORA)
+    known = lora_version(700, model_id=70)
+    known["files"][0]["hashes"] = {"SHA256": hashlib.sha256(LORA).hexdigest().upper()}
+    civitai.post(f"{CIVITAI}/api/v1/model-versions/by-hash", payload=[known], repeat=True)
+    serve_image(civitai, {"prompt": "<lora:sdxl/found_on_disk:0.7>", "negativePrompt": "embedding:Found_On_Disk.safetensors"})
+    client = await start(**HASHING)
+    await hashing_idle(client, 1)
+    body = await (await client.get(f"/api/admin/civitai/image/{IMAGE_ID}", headers=AUTH)).json()
+    assert {(dep["name"], dep["civitai_version_id"], dep["catalog_status"]) for dep in body["detected_deps"]} == {
+        ("sdxl/found_on_disk", 700, "present"),
+        ("Found_On_Disk.safetensors", 700, "present"),
+    }
+
+
 DETECTED_TYPES = {
     # (the image's type, base model and generation data, what the panel is told)
     "text-to-image": ("image", "SDXL 1.0", {"prompt": "a cat", "steps": 20}, "t2i"),
