@@ -29,7 +29,7 @@ test: $(STAMP)
 	$(VENV)/bin/lint-imports --no-logo --no-cache
 	$(PY) -m pytest -q
 
-## Measure throughput, freshness, edits under load, adds, start time, memory, downloads and hashing (see bench/README.md).
+## Measure throughput, freshness, edits under load, adds, start time, memory, downloads, hashing and sidecars (see bench/README.md).
 bench: $(STAMP)
 	$(PY) -m pytest -q bench/tests
 	$(PY) bench/run.py $(BENCH_ARGS)
@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(PY) bench/lost_updates.py --saves 2000 --runs 2
 	$(PY) bench/download.py --size-gb 2 --runs 3
 	$(PY) bench/hashing.py --size-gb 4 --files 8 --small 30000 --runs 2
+	$(PY) bench/sidecars.py --files 30000
 
 ## Lint the Dockerfile, check docker-compose.yml and the layering of the packages.
 lint: $(STAMP)

@@ -15,7 +15,7 @@ from ..civitai.routing import (
     version_to_entry,
 )
 from ..disk.folders import canonical_folder
-from ..disk.names import check_file_name
+from ..disk.names import check_file_name, printable
 from ..disk.scan import FolderSource, locate
 from ..errors import Conflict, Invalid, NotFound, ServiceError
 from .document import (
@@ -138,7 +138,7 @@ def plan_import(readings: Readings, candidates: tuple[ImportCandidate, ...], dry
     skipped: list[Answer] = []
     taken: set[int] = set()
     for candidate in candidates:
-        item: Answer = {"file": _printable(candidate.file), "dest": _printable(candidate.folder)}
+        item: Answer = {"file": printable(candidate.file), "dest": printable(candidate.folder)}
         try:
             body = orjson.loads(candidate.version)
             item["version_id"] = body.get("id") if isinstance(body, dict) else None
@@ -167,11 +167,6 @@ def plan_import(readings: Readings, candidates: tuple[ImportCandidate, ...], dry
         added.append({**item, "name": entry["name"], "category": mapped.category})
     answer = {"status": "dry_run" if dry_run else "imported", "added": added, "skipped": skipped}
     return Plan(answer, writes=("models",) if added and not dry_run else ())
-
-
-def _printable(name: str) -> str:
-    """A name from disk as an answer can carry it: bytes that are not UTF-8 shown as \\xNN."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 @dataclass(frozen=True, slots=True)

@@ -159,3 +159,8 @@ def check_relative_folder(dest: object) -> str:
                 f"The folder {_quote(dest)} has a part {_quote(part)} that {problem}.", code=_UNSAFE_FOLDER
             )
     return trimmed
+
+
+def printable(name: str) -> str:
+    """A name from disk as JSON can carry it: bytes that are not UTF-8 shown as \\xNN."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

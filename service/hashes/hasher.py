@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import logging
 import os
@@ -23,21 +24,27 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-import orjson
-
 from .. import workers
 from ..civitai.client import CivitaiClient
 from ..civitai.lookup import BATCH, Identity, look_up
-from ..civitai.routing import display_name
 from ..disk.mounts import network_paths
 from ..disk.presence import Presence
 from ..disk.watching import first_of, stopped
 from ..errors import ServiceError
-from ..map.entry import MapEntry, disk_entry
+from ..map.entry import MapEntry
 from ..map.index import CivitaiIndex
+from ..sidecars.finder import ModelFile, look_beside
 from .digest import Cancelled, FileChanged, sha256_of
+from .disk_versions import DiskVersions
+from .hints import Hints
 from .progress import REPORT_S, HashProgress, OnDisk, duration, stat_all
 from .store import STORE_NAME, FileKey, HashStore
+from .survey import (
+    copies_by_hash,
+    duplicate_groups,
+    identified_files,
+    unidentified_files,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +54,6 @@ RECHECK_S = 3600.0  # unknown hashes whose day is up are looked at this often, w
 RETRY_AFTER_FAILURE_S = 60.0  # after an unexpected failure of a pass
 STORE_RETRY_S = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)  # pauses between attempts to open a store that cannot be opened
 FLUSH_S = 1.0  # hashed files are kept and shown at least this often (and every BATCH files)
-PUBLISH_S = 2.0  # the versions found on disk are re-laid into the map at most this often while work goes on
 
 
 class HashedLibrary(Protocol):
@@ -69,7 +75,7 @@ class Hasher:
         self.store = HashStore(catalog_dir / STORE_NAME)
         self.known = library.index.hashes
         self.settle_s = settle_s
-        self.show_uncatalogued = show_uncatalogued
+        self.disk = DiskVersions(library.set_disk_entries, shown=show_uncatalogued)
         self.progress = HashProgress()
         self.identities: dict[str, Identity] = {}  # of the hashes of files on disk now
         self._wanted = asyncio.Event()
@@ -77,12 +83,11 @@ class Hasher:
         self._names: set[str] = set()
         self._lookup_failures = 0
         self._lookup_after = 0.0
-        self._disk_dirty = False  # versions on disk changed since they were last shown
-        self._published_at = 0.0
-        self._disk_by_version: dict[int, MapEntry] = {}  # the map entries of versions found on disk, kept per version
         self._db = ThreadPoolExecutor(1, thread_name_prefix="hash-store")
         self._reader = workers.background_threads(1, "hashing")
         self._cancel = threading.Event()  # set at stop: the file being hashed is left at once
+        self.hints = Hints()  # what sidecars say of files not hashed yet
+        self._previews_moved: set[str] = set()  # files whose preview came or went since the map was told
 
     def files_touched(self, names: Iterable[str] | None) -> None:
         """Presence saw these file names change (None: a full rescan ran); hash what is new."""
@@ -153,6 +158,10 @@ class Hasher:
         on_disk = {path for path, _ in files}
         stale = [path for path in self.known.by_path if path not in on_disk or path in gone]
         hashes = await self._in_db(self.store.known_hashes, keys)
+        now = time.time()
+        todo = [key for key in keys if key.path not in hashes and now - key.mtime_ns / 1e9 >= self.settle_s]
+        unsettled = [key for key in keys if key.path not in hashes and now - key.mtime_ns / 1e9 < self.settle_s]
+        new_hints = await self._look_beside(keys, todo, on_disk)
         changed_paths: set[str] = set()
         changed_hashes: set[str] = set()
         for path in stale:
@@ -161,7 +170,7 @@ class Hasher:
                 changed_paths.add(path)
                 changed_hashes.add(old)
         for key in keys:
-            sha256 = hashes.get(key.path)
+            sha256 = hashes.get(key.path) or self.hints.sha256_of(key)
             before = self.known.by_path.get(key.path)
             if sha256 == before:
                 continue
@@ -171,25 +180,50 @@ class Hasher:
                 self.known.set_hash(key.path, sha256)
             changed_paths.add(key.path)
             changed_hashes.update(h for h in (before, sha256) if h is not None)
+        await self._take_hint_identities()
         # Only hashes whose identity is not loaded yet, or whose files moved: a pass over an
         # unchanged library of 100,000 files costs the loop almost nothing.
-        await self._learn_identities(self.known.by_hash.keys() - self.identities.keys(), changed_paths, changed_hashes)
-        now = time.time()
-        todo = [key for key in keys if key.path not in hashes and now - key.mtime_ns / 1e9 >= self.settle_s]
-        unsettled = [key for key in keys if key.path not in hashes and now - key.mtime_ns / 1e9 < self.settle_s]
+        await self._learn_identities(self.known.by_hash.keys() - self.identities.keys(), changed_paths | self._previews_moved, changed_hashes)
+        self._previews_moved = set()
         if unsettled:
             self._names.update(os.path.basename(key.path) for key in unsettled)
+        if new_hints:  # shown before any byte is hashed: identified by the sidecars, and by CivitAI for bare hashes
+            await self._identify(stop)
+            await self._publish_disk_entries(now=True)
+            self._count()
         await self._hash_all(todo, stop)
         await self._identify(stop)
-        if self._disk_dirty:
+        if self.disk.dirty:
             await self._publish_disk_entries(now=True)
-        self.progress.count(len(self.library.presence), self.known.by_path, self.known.by_hash, self.identities)
+        self._count()
         waits = [RECHECK_S]
         if unsettled:
             waits.append(self.settle_s)
         if self.progress.waiting_for_lookup:
             waits.append(max(1.0, self._lookup_after - time.time()))
         return min(waits)
+
+    async def _look_beside(self, keys: list[FileKey], unhashed: list[FileKey], on_disk: set[str]) -> set[str]:
+        """Previews beside every file looked at; sidecars beside the unhashed ones not looked at
+        as they are now. Returns the SHA256 values of new hints."""
+        self.hints.keep_only(on_disk)
+        to_read = self.hints.not_looked_at(unhashed)
+        files = [ModelFile(key.path, key.size, key.mtime_ns) for key in keys]
+        beside = await asyncio.to_thread(look_beside, files, {key.path for key in to_read})
+        gone = {path: None for path in self.library.index.previews if path not in on_disk}
+        self._previews_moved |= self.library.index.set_previews({**gone, **{key.path: beside.previews.get(key.path) for key in keys}})
+        return self.hints.take(to_read, beside)
+
+    async def _take_hint_identities(self) -> None:
+        """The versions sidecars name, for hashes CivitAI has not named one for."""
+        hinted = {hint.sha256: hint.identity for _path, hint in self.hints.identities()}
+        missing = sorted(hinted.keys() - self.identities.keys())
+        if missing:
+            self.identities.update(await self._in_db(self.store.identities, missing))
+        for sha256, identity in hinted.items():
+            current = self.identities.get(sha256)
+            if identity is not None and (current is None or not current.known):
+                self.identities[sha256] = identity
 
     async def _hash_all(self, todo: list[FileKey], stop: asyncio.Event) -> None:
         if not todo:
@@ -199,17 +233,22 @@ class Hasher:
         progress.files_to_hash = len(todo)
         progress.bytes_to_hash = sum(key.size for key in todo)
         progress.bytes_hashed = 0
-        logger.info("hashing %d model files (%.1f GB) to identify them", len(todo), progress.bytes_to_hash / 1e9)
+        confirming = sum(1 for key in todo if key.path in self.hints)
+        logger.info(
+            "hashing %d model files (%.1f GB) to identify them%s", len(todo), progress.bytes_to_hash / 1e9,
+            f" ({confirming} of them to confirm what their sidecars say, last)" if confirming else "",
+        )
         started = time.monotonic()
         reported = flushed = started
         counter = [0]
         done_before = 0
         hashed: list[tuple[FileKey, str]] = []
-        for key in sorted(todo, key=lambda k: k.path):
+        for key in sorted(todo, key=lambda k: (k.path in self.hints, k.path)):  # files a sidecar identified last
             if stop.is_set():
                 break
             try:
                 job = asyncio.get_running_loop().run_in_executor(self._reader, sha256_of, key, counter, self._cancel)
+                job.add_done_callback(_retrieved)  # left unawaited when the service stops mid-file
                 while True:
                     try:
                         sha256 = await asyncio.wait_for(asyncio.shield(job), REPORT_S)
@@ -252,9 +291,19 @@ class Hasher:
             return
         await self._in_db(self.store.remember_hashes, hashed)
         changed: set[str] = set()
+        confirmed: list[Identity] = []
         for key, sha256 in hashed:
+            hint = self.hints.hashed(key, sha256)
+            if hint is not None and hint.identity is not None and self.identities.get(sha256) is hint.identity:
+                confirmed.append(dataclasses.replace(hint.identity, checked_at=time.time()))
             old = self.known.set_hash(key.path, sha256)
             changed.update(h for h in (old, sha256) if h is not None)
+        if confirmed:  # the bytes are what the sidecar said: its version is kept, as CivitAI's answers are
+            await self._in_db(self.store.remember_identities, confirmed)
+            self.identities.update((identity.sha256, identity) for identity in confirmed)
+        versions = {identity.version_id for identity in confirmed if identity.version_id is not None}
+        if versions:
+            self._refresh_disk_versions(versions)
         self.progress.hashed_this_run += len(hashed)
         await self._learn_identities({sha256 for _key, sha256 in hashed}, {key.path for key, _sha in hashed}, changed)
         self.progress.waiting_for_lookup += sum(1 for _key, sha256 in hashed if sha256 not in self.identities)
@@ -327,54 +376,34 @@ class Hasher:
                 await self._publish_disk_entries()
 
     def on_disk(self) -> list[OnDisk]:
-        """Complete files identified as CivitAI versions, in path order."""
-        presence = self.library.presence
-        found: list[OnDisk] = []
-        for path, sha256 in sorted(self.known.by_path.items()):
-            identity = self.identities.get(sha256)
-            logical = presence.logical_of(path)
-            if identity is not None and identity.known and logical is not None:
-                found.append(OnDisk(path, logical, os.path.basename(path), identity))
-        return found
+        """Complete files identified as CivitAI versions (by their bytes or a sidecar), in path order."""
+        return identified_files(self.known, self.identities, self.library.presence)
+
+    def not_identified(self) -> tuple[list[dict[str, str]], int]:
+        """Files on disk no version is known for, by name (the first MAX_LISTED), and how many."""
+        return unidentified_files(self.known, self.identities, self.library.presence)
+
+    async def duplicates(self) -> dict[str, Any]:
+        """Files whose bytes are kept in more than one place (files a sidecar named are left out
+        until they are hashed), the most space wasted first."""
+        groups = copies_by_hash(self.known, self.library.presence, skip={path for path in self.known.by_path if path in self.hints})
+        versions = {sha256: identity.version_id for sha256 in groups if (identity := self.identities.get(sha256)) is not None and identity.version_id}
+        return await asyncio.to_thread(duplicate_groups, groups, versions)
 
     def _refresh_disk_versions(self, versions: Iterable[int]) -> None:
-        """Work out again the map entries of versions whose files on disk changed: the first file
-        in path order that presence still holds, or none."""
-        presence = self.library.presence
-        for version_id in versions:
-            entry = None
-            for path in self.known.paths_of_version(version_id):
-                folder = presence.logical_of(path)
-                identity = self.identities.get(self.known.by_path.get(path, ""))
-                if folder is None or identity is None or not identity.known:
-                    continue
-                old = self._disk_by_version.get(version_id)
-                if old is not None and (old.file, old.folder, old.sha256) == (os.path.basename(path), folder, identity.sha256):
-                    entry = old
-                else:
-                    name = display_name(identity.model_name, identity.version_name, identity.base_model) or os.path.basename(path)
-                    try:
-                        entry = disk_entry(version_id, identity.model_id, os.path.basename(path), folder, name, identity.base_model, identity.sha256)
-                    except orjson.JSONEncodeError:  # a name that is not UTF-8 cannot be shown in JSON: another copy, or none
-                        continue
-                break
-            if entry is None:
-                if self._disk_by_version.pop(version_id, None) is not None:
-                    self._disk_dirty = True
-            elif self._disk_by_version.get(version_id) is not entry:
-                self._disk_by_version[version_id] = entry
-                self._disk_dirty = True
+        self.disk.refresh(versions, self.known, self.identities, self.library.presence, self.hints)
 
     async def _publish_disk_entries(self, *, now: bool = False) -> None:
-        """Show identified versions no catalog lists in the map (unless turned off): at most every
-        PUBLISH_S while hashing and identifying go on (each time re-lays the map), and at the end."""
-        if not self.show_uncatalogued or not self._disk_dirty:
-            return
-        if not now and time.monotonic() - self._published_at < PUBLISH_S:
-            return
-        self._disk_dirty = False
-        self._published_at = time.monotonic()
-        await self.library.set_disk_entries(list(self._disk_by_version.values()))
+        await self.disk.publish(now=now)
+
+    def _count(self) -> None:
+        self.progress.count(len(self.library.presence), self.known.by_path, self.known.by_hash, self.identities, len(self.hints))
+        self.progress.sidecars_caught = self.hints.caught
 
     async def _in_db(self, function: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._db, function, *args)
+
+
+def _retrieved(job: asyncio.Future[Any]) -> None:
+    if not job.cancelled():
+        job.exception()

@@ -33,6 +33,8 @@ class HashProgress:
     waiting_for_lookup: int = 0
     civitai_calls: int = 0
     hashed_this_run: int = 0
+    identified_by_sidecar: int = 0  # files known by a sidecar's word until they are hashed
+    sidecars_caught: int = 0  # sidecars whose SHA256 the bytes proved wrong, this run
     last_error: str | None = None
 
     def report(self, started: float, done: int, reported: float) -> float:
@@ -57,10 +59,14 @@ class HashProgress:
         )
         return now
 
-    def count(self, files_on_disk: int, by_path: Mapping[str, str], by_hash: Mapping[str, Collection[str]], identities: Mapping[str, Identity]) -> None:
-        """Count the files on disk, hashed, identified and unknown to CivitAI."""
+    def count(
+        self, files_on_disk: int, by_path: Mapping[str, str], by_hash: Mapping[str, Collection[str]], identities: Mapping[str, Identity], hinted: int
+    ) -> None:
+        """Count the files on disk, hashed, identified (by their bytes or, until hashed, by a
+        sidecar's word: `hinted`) and unknown to CivitAI."""
         self.files_on_disk = files_on_disk
-        self.files_hashed = len(by_path)
+        self.files_hashed = len(by_path) - hinted
+        self.identified_by_sidecar = hinted
         identified = unknown = 0
         for sha256, paths in by_hash.items():
             identity = identities.get(sha256)
@@ -74,7 +80,7 @@ class HashProgress:
     def not_identified(self) -> dict[str, int]:
         """Files on disk not identified yet, by why: waiting to be hashed, waiting for CivitAI, unknown to it."""
         return {
-            "waiting_to_be_hashed": self.files_to_hash + max(0, self.files_on_disk - self.files_hashed - self.files_to_hash),
+            "waiting_to_be_hashed": max(0, self.files_on_disk - self.files_hashed - self.identified_by_sidecar),
             "waiting_for_civitai": self.waiting_for_lookup,
             "unknown_to_civitai": self.unknown,
         }

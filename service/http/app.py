@@ -23,6 +23,7 @@ from ..library.editor import CatalogEditor
 from ..library.library import Library
 from ..map.statuslog import StatusLog
 from ..settings import Settings
+from ..sidecars.images import Thumbnails
 from .appkeys import (
     CIVITAI,
     DOWNLOADS,
@@ -31,6 +32,7 @@ from .appkeys import (
     HASHER,
     LIBRARY,
     SETTINGS,
+    THUMBNAILS,
     UPDATES,
     WATCHER,
 )
@@ -83,6 +85,7 @@ def create_app(settings: Settings, api_key: str) -> web.Application:
     updates = UpdateChecker(civitai, settings.catalog_dir, library.index.catalogued_models, settings.update_check_interval_h)
     updates.listeners.append(lambda answer: feed.announce("updates", answer))
     app[UPDATES] = updates
+    app[THUMBNAILS] = Thumbnails()
     app[HASHER] = None
     if settings.hashing:
         hasher = Hasher(

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from ..library.editor import CatalogEditor
     from ..library.library import Library
     from ..settings import Settings
+    from ..sidecars.images import Thumbnails
     from .events import ChangeFeed
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
@@ -26,3 +27,4 @@ FEED: web.AppKey[ChangeFeed] = web.AppKey("feed")
 DOWNLOADS: web.AppKey[DownloadManager] = web.AppKey("downloads")
 UPDATES: web.AppKey[UpdateChecker] = web.AppKey("updates")
 HASHER: web.AppKey[Hasher | None] = web.AppKey("hasher")  # None with HASHING=off
+THUMBNAILS: web.AppKey[Thumbnails] = web.AppKey("thumbnails")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .events import civitai_map_events
+from .library_views import library_duplicates, model_preview
 from .openapi import openapi_json
 from .pipeline import Handler
 from .views import (
@@ -59,6 +60,8 @@ ROUTES: tuple[Route, ...] = (
     Route("DELETE", "/api/admin/downloads/{job}", cancel_download),
     Route("GET", "/api/admin/civitai/image/{image_id}", civitai_image),
     Route("POST", "/api/admin/library/import", import_library, query=("dry_run",)),  # checks the index itself, after its own 400 and 409
+    Route("GET", "/api/admin/library/duplicates", library_duplicates),
+    Route("GET", "/api/admin/models/preview/{version_id}", model_preview, needs_index=True, query=("full",)),
     Route("GET", "/api/admin/models/updates", model_updates),
     Route("POST", "/api/admin/models/updates/check", check_updates, needs_index=True),
     Route("GET", "/api/openapi.json", openapi_json),

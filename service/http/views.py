@@ -13,6 +13,7 @@ from .. import __version__
 from ..catalog.plans import ImportCandidate
 from ..civitai.images import image_resources
 from ..errors import Conflict, Invalid
+from ..hashes.survey import completed
 from .appkeys import CIVITAI, DOWNLOADS, EDITOR, HASHER, LIBRARY, UPDATES, WATCHER
 from .params import accepts_gzip, etag_matches, ids_in_query, path_id, switch
 from .pipeline import AUTHENTICATED, not_ready
@@ -165,9 +166,11 @@ async def import_library(request: web.Request) -> web.Response:
         raise Conflict("Hashing is off (HASHING=off), so no file is identified and none can be imported.", code="hashing_off")
     if not request.app[LIBRARY].ready:  # after the checks that no waiting mends
         raise not_ready()
-    candidates = [ImportCandidate(item.file, item.folder, item.identity.version) for item in hasher.on_disk() if item.identity.version]
+    identified = await completed(request.app[CIVITAI], hasher.on_disk())
+    candidates = [ImportCandidate(item.file, item.folder, item.identity.version) for item in identified if item.identity.version]
     answer = await request.app[EDITOR].import_files(candidates, dry_run)
     answer["not_identified"] = hasher.progress.not_identified()
+    answer["not_identified_files"], answer["not_identified_count"] = hasher.not_identified()
     return web.json_response(answer, dumps=_dumps)
 
 

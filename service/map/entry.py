@@ -44,6 +44,7 @@ class MapEntry:
     dest: str = ""  # the folder as the catalog writes it, for downloads
     sha256: str | None = None  # the entry's `hash`, when it is a SHA256
     size: int | None = None  # bytes, from `size_gb` (CivitAI's sizeKB / 1,000,000)
+    identified_by: str = ""  # of a file no catalog lists: "hash" (its bytes) or "sidecar" (another tool's word, until hashed)
 
 
 @dataclass(slots=True)
@@ -101,11 +102,14 @@ def shown_entry(entry: dict[str, Any], catalog: str) -> MapEntry | None:
     return MapEntry(version_id, model_id, file, sys.intern(canonical_folder(dest)), catalog, head, sys.intern(dest), _sha256(entry), _size(entry))
 
 
-def disk_entry(version_id: int, model_id: int | None, file: str, folder: str, name: str, base_model: str | None, sha256: str) -> MapEntry:
-    """A version identified on disk by its SHA256 that no catalog lists: `catalog: null`, always present."""
-    view = {"file": file, "dest": folder, "name": name, "base_model": base_model, "civitai_model_id": model_id, "catalog": None}
+def disk_entry(
+    version_id: int, model_id: int | None, file: str, folder: str, name: str, base_model: str | None, sha256: str, identified_by: str = "hash"
+) -> MapEntry:
+    """A version identified on disk that no catalog lists: `catalog: null`, always present, and
+    `identified_by` its bytes ("hash") or, until they are hashed, another tool's sidecar ("sidecar")."""
+    view = {"file": file, "dest": folder, "name": name, "base_model": base_model, "civitai_model_id": model_id, "catalog": None, "identified_by": identified_by}
     head = b'"%d":' % version_id + orjson.dumps(view)[:-1] + b',"status":"'
-    return MapEntry(version_id, model_id, file, sys.intern(folder), "", head, folder, sha256, None)
+    return MapEntry(version_id, model_id, file, sys.intern(folder), "", head, folder, sha256, None, identified_by)
 
 
 _HEX_DIGITS = "0123456789abcdefABCDEF"

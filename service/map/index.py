@@ -36,6 +36,7 @@ from .status import (
 from .status import slot as status_slot
 
 PROGRESS_INTERVAL_S = 1.0
+PREVIEW_PATH = b"/api/admin/models/preview/"  # + version id: where this service serves a version's preview
 
 
 class CivitaiIndex:
@@ -57,6 +58,7 @@ class CivitaiIndex:
         self._slices = SliceCache()  # the latest large body's slices, which the next one takes over where unchanged
         self.snapshot = MapSnapshot(tuple(self._layout.parts), self._etag(), self._slices)
         self.listeners: list[Listener] = []  # told (etag, changes) after every publish
+        self.previews: dict[str, str] = {}  # physical path of a model file -> the preview image beside it
 
     def __len__(self) -> int:
         return len(self._layout.entries)
@@ -229,6 +231,30 @@ class CivitaiIndex:
             changes[version_id] = status_of(slot)
         return True
 
+    def set_previews(self, found: dict[str, str | None]) -> set[str]:
+        """Say which model files have a preview beside them (a file name), or none now (None);
+        returns the paths whose preview came or went (tell `hashes_changed` to show them)."""
+        moved: set[str] = set()
+        for path, preview in found.items():
+            if preview is None:
+                if self.previews.pop(path, None) is not None:
+                    moved.add(path)
+            elif self.previews.get(path) != preview:
+                self.previews[path] = preview
+                moved.add(path)
+        return moved
+
+    def preview_of(self, version_id: int) -> str | None:
+        """The path of the preview image beside a version's file on disk, if one is known."""
+        entry = self._layout.entries.get(version_id)
+        if entry is None or not self.previews:
+            return None
+        for path in self.presence.paths_of(entry.file, entry.folder):
+            preview = self.previews.get(path)
+            if preview is not None:
+                return os.path.join(os.path.dirname(path), preview)
+        return None
+
     def set_transfer(self, file: str, folder: str, transfer: Transfer | None) -> bool:
         """Say that a file is on its way into a logical folder (None: no longer); publish if a status moved."""
         places = self._transfers.setdefault(file, {})
@@ -265,11 +291,14 @@ class CivitaiIndex:
     def _slot(self, entry: MapEntry) -> bytes:
         presence = self.presence
         if presence.is_present(entry.file, entry.folder):
+            mismatch = False
             if entry.sha256 is not None and entry.catalog and self.hashes.by_path:
                 hashes = {self.hashes.by_path.get(path) for path in presence.paths_of(entry.file, entry.folder)}
-                if None not in hashes and entry.sha256 not in hashes:  # every copy hashed, none is the entry's
-                    return PRESENT_MISMATCH
-            return PRESENT
+                mismatch = None not in hashes and entry.sha256 not in hashes  # every copy hashed, none is the entry's
+            if self.previews and any(path in self.previews for path in presence.paths_of(entry.file, entry.folder)):
+                preview = b',"preview":"%s%d"' % (PREVIEW_PATH, entry.version_id)
+                return status_slot(Status.PRESENT, (b',"hash_mismatch":true' if mismatch else b"") + preview)
+            return PRESENT_MISMATCH if mismatch else PRESENT
         places = self._transfers.get(entry.file)
         if places:
             prefix = entry.folder + "/"

@@ -67,6 +67,7 @@ async def test_a_file_in_no_catalog_is_identified_and_shown_present(start: Start
         "base_model": "SDXL 1.0",
         "civitai_model_id": 70,
         "catalog": None,
+        "identified_by": "hash",
         "status": "present",
     }
     assert body["by_model"]["70"] == [700]

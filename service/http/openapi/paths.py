@@ -339,6 +339,48 @@ PATHS: dict[str, dict[str, Schema]] = {
             ],
         )
     },
+    "/api/admin/library/duplicates": {
+        "get": operation(
+            "libraryDuplicates",
+            "Files whose bytes are kept in more than one place",
+            {
+                "200": json_response("Groups of copies with their sizes.", ref("Duplicates")),
+                "401": UNAUTHORIZED,
+                "409": error("Hashing is off (`hashing_off`, HASHING=off)."),
+                "503": NOT_READY,
+            },
+            description="From the hashes of the files on disk; a file known only by a sidecar is left out until it is hashed.",
+        )
+    },
+    "/api/admin/models/preview/{version_id}": {
+        "get": operation(
+            "modelPreview",
+            "The preview image beside a version's file",
+            {
+                "200": {
+                    "description": "A WebP thumbnail of at most 320 px (or, with full=true, the image itself: PNG, JPEG or WebP, "
+                    "its type read from its bytes).",
+                    "content": {media: {"schema": {"type": "string", "format": "binary"}} for media in ("image/webp", "image/png", "image/jpeg")},
+                },
+                "400": error("The version id is not a positive whole number (`invalid_version_id`), or `full` is not true or false (`bad_query`)."),
+                "401": UNAUTHORIZED,
+                "404": error(f"No preview of that version is on disk, or it is not an image this service serves (`no_preview`); or {ROUTE_NOT_FOUND}."),
+                "503": NOT_READY,
+            },
+            description="The names ComfyUI reads beside a model: `<name>.png|jpg|jpeg|webp`, then `<name>.preview.png|jpg|jpeg|webp`. "
+            "The map's `preview` field says where a version has one.",
+            parameters=[
+                {"name": "version_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}},
+                {
+                    "name": "full",
+                    "in": "query",
+                    "required": False,
+                    "description": "true: the image as it is, not the thumbnail.",
+                    "schema": {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no", "on", "off"]},
+                },
+            ],
+        )
+    },
     "/api/admin/models/updates": {
         "get": operation(
             "modelUpdates",

@@ -78,6 +78,12 @@ SCHEMAS: dict[str, Schema] = {
             "waiting_for_lookup": {"type": "integer", "minimum": 0},
             "civitai_calls": {"type": "integer", "minimum": 0},
             "hashed_this_run": {"type": "integer", "minimum": 0},
+            "identified_by_sidecar": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "Files identified by another tool's sidecar, not hashed yet (hashed last, at low priority, to confirm).",
+            },
+            "sidecars_caught": {"type": "integer", "minimum": 0, "description": "Sidecars whose SHA256 the file's bytes proved wrong, this run."},
             "last_error": nullable("string", "Why the last lookup on CivitAI failed, until one succeeds."),
         },
         required=("state",),
@@ -118,8 +124,16 @@ SCHEMAS: dict[str, Schema] = {
             "catalog": {
                 "type": ["string", "null"],
                 "enum": ["models", "loras", None],
-                "description": "null: a version identified on disk by its SHA256 that no catalog lists (SHOW_UNCATALOGUED).",
+                "description": "null: a version identified on disk that no catalog lists (SHOW_UNCATALOGUED).",
             },
+            "identified_by": {
+                "type": "string",
+                "enum": ["hash", "sidecar"],
+                "description": "Only with `catalog: null`: known by the file's SHA256 (`hash`), or by another tool's sidecar "
+                "until the background hasher confirms it (`sidecar`).",
+            },
+            "preview": string("Only while `present`: where this service serves the preview image beside the file (a small WebP; "
+                              "`?full=true` for the image itself)."),
         },
         required=("file", "dest", "name", "base_model", "status", "civitai_model_id", "catalog"),
         closed=True,
@@ -286,8 +300,45 @@ SCHEMAS: dict[str, Schema] = {
                     "unknown_to_civitai": {"type": "integer", "minimum": 0},
                 }
             ),
+            "not_identified_files": {
+                "type": "array",
+                "description": "The files no version is known for, by name (the first 1,000 in path order).",
+                "items": obj(
+                    {
+                        "file": string(),
+                        "dest": string(),
+                        "why": {"type": "string", "enum": ["waiting_to_be_hashed", "waiting_for_civitai", "unknown_to_civitai"]},
+                    },
+                    required=("file", "dest", "why"),
+                ),
+            },
+            "not_identified_count": {"type": "integer", "minimum": 0, "description": "All files no version is known for."},
         },
-        required=("status", "added", "skipped", "not_identified"),
+        required=("status", "added", "skipped", "not_identified", "not_identified_files", "not_identified_count"),
+    ),
+    "Duplicates": obj(
+        {
+            "groups": {
+                "type": "array",
+                "description": "The most space wasted first. Paths that are one file (a hard link, a symlinked folder) count once.",
+                "items": obj(
+                    {
+                        "sha256": string(),
+                        "size": {"type": "integer", "minimum": 0, "description": "Bytes of one copy."},
+                        "copies": {"type": "integer", "minimum": 2},
+                        "wasted_bytes": {"type": "integer", "minimum": 0, "description": "size × (copies − 1)."},
+                        "version_id": nullable("integer", "The CivitAI version these bytes are, when known."),
+                        "files": {
+                            "type": "array",
+                            "items": obj({"file": string(), "dest": string(), "path": string("Where it is on this machine.")}, required=("file", "dest", "path")),
+                        },
+                    },
+                    required=("sha256", "size", "copies", "wasted_bytes", "version_id", "files"),
+                ),
+            },
+            "wasted_bytes": {"type": "integer", "minimum": 0},
+        },
+        required=("groups", "wasted_bytes"),
     ),
     "DownloadCancelled": obj(
         {
