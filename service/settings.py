@@ -48,6 +48,8 @@ SETTINGS_HELP: tuple[tuple[str, str, str], ...] = (
     ("HASHING", "on", "on or off: hash model files in the background and identify them on CivitAI"),
     ("HASH_SETTLE_S", "10", "seconds a new file must stay unchanged before it is hashed"),
     ("SHOW_UNCATALOGUED", "on", "on or off: identified files in no catalog appear in the map with catalog null"),
+    ("PREVIEWS", "on", "on or off: a download or an import saves the version's first image beside the file as <name>.preview.<ext>"),
+    ("PREVIEWS_NSFW", "off", "on or off: that image may be one CivitAI rates above PG-13 (off: the first rated PG or PG-13, else none)"),
 )
 
 
@@ -89,6 +91,8 @@ class Settings:
     hashing: bool = True
     hash_settle_s: float = 10.0
     show_uncatalogued: bool = True
+    previews: bool = True
+    previews_nsfw: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.extra_model_paths, Path):  # one file given directly (tests, embedding code)
@@ -168,6 +172,8 @@ class Settings:
             hashing=_switch(env, "HASHING", True),
             hash_settle_s=_float(env, "HASH_SETTLE_S", 10.0),
             show_uncatalogued=_switch(env, "SHOW_UNCATALOGUED", True),
+            previews=_switch(env, "PREVIEWS", True),
+            previews_nsfw=_switch(env, "PREVIEWS_NSFW", False),
         )
 
 

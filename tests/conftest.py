@@ -65,6 +65,7 @@ def settings(catalog_dir: Path, models_dir: Path) -> Settings:
         civitai_fallback_url="",  # tests that want the second origin set a fake one
         update_check_interval_h=0,  # no background calls to CivitAI; the update tests start checks themselves
         hashing=False,  # no background hashing or by-hash calls; the hashing tests turn it on
+        previews=False,  # no image fetched after downloads; the preview tests turn it on
         watch_debounce_ms=50,
     )
 

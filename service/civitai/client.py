@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from .. import PROGRAM, __version__, workers
 from ..errors import NotFound, Unavailable, UpstreamError, UpstreamTimeout
@@ -29,6 +30,7 @@ USER_AGENT = f"{PROGRAM}/{__version__}"
 # The longest a request from a person (a click) waits at the rate-limit gate before being
 # told when to retry; background work waits as long as it takes.
 INTERACTIVE_WAIT_S = 5.0
+MAX_REDIRECTS = 3  # for images: each hop is checked against the hosts images may come from
 # CivitAI's own hosts: the only ones besides CIVITAI_BASE_URL's that may see the CivitAI key.
 CIVITAI_HOSTS = frozenset({"civitai.com", "civitai.red"})
 # A body read down to what is needed (`get_reduced`) is parsed on the event loop up to this
@@ -187,6 +189,32 @@ class CivitaiClient:
         if not isinstance(body, list):
             raise UpstreamError(f"CivitAI answered with JSON that is not a list of {what}.", code="upstream_bad_body")
         return body
+
+    async def fetch_image(self, url: str, allowed: Callable[[str], bool], *, max_bytes: int, longest_wait_s: float = math.inf) -> bytes:
+        """The bytes of an image from CivitAI's image host, through the rate-limit gate, sent no
+        key. Redirects are followed by hand, at most MAX_REDIRECTS, and only to URLs `allowed`
+        takes; a body over `max_bytes` is refused."""
+        if self._session is None:
+            raise RuntimeError("CivitaiClient.open() was not called")
+        for _ in range(MAX_REDIRECTS + 1):
+            if not allowed(url):
+                raise UpstreamError("CivitAI's image is somewhere this service does not fetch from.", code="upstream_bad_body")
+            await self.gate.wait(longest_wait_s)
+            try:
+                async with self._session.get(url, allow_redirects=False, headers={"Accept": "image/*"}) as response:
+                    if response.status in (301, 302, 303, 307, 308) and response.headers.get("Location"):
+                        url = str(response.url.join(URL(response.headers["Location"])))
+                        continue
+                    if response.status == 429:
+                        self.gate.limited(parse_retry_after(response.headers.get("Retry-After")))
+                        raise self.gate.refusal(self.gate.remaining())
+                    _raise_for_status(response, "an image")
+                    return await _read_limited(response, max_bytes)
+            except TimeoutError:
+                raise UpstreamTimeout("CivitAI's image host did not answer in time.") from None
+            except aiohttp.ClientError as exc:
+                raise UpstreamError(f"CivitAI's image host could not be reached ({type(exc).__name__}).", code="upstream_unreachable") from None
+        raise UpstreamError("CivitAI's image redirected too many times.", code="upstream_bad_body")
 
     async def _request(
         self,

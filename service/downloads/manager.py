@@ -72,6 +72,7 @@ class DownloadManager:
         gate: RateGate,
         civitai: CivitaiClient | None = None,
         record_hash: RecordHash | None = None,
+        placed: Callable[[int, str], None] | None = None,
     ) -> None:
         self.library = library
         self.models_dir = models_dir
@@ -81,6 +82,7 @@ class DownloadManager:
         self.gate = gate
         self.civitai = civitai  # asked for a file's SHA256 when its entry has none
         self.record_hash = record_hash
+        self.placed = placed or (lambda version_id, path: None)  # told of each file placed (its preview is fetched)
         self.jobs: dict[str, Job] = {}
         self._slots = asyncio.Semaphore(concurrency)
         self._session: aiohttp.ClientSession | None = None
@@ -228,6 +230,7 @@ class DownloadManager:
                 logger.warning("the verified SHA256 of %s could not be written into the catalog: %s", job.file, exc)
         # Last: a client that sees the job done sees the file present, and its hash in the catalog.
         job.state, job.bytes, job.total, job.finished_at = "done", size, size, time.time()
+        self.placed(job.version_id, str(job.target))
 
     async def _fill(self, job: Job, part: PartFile) -> tuple[str, int]:
         """Download into the part, verify it, place it; the part goes unless it can be resumed."""

@@ -18,6 +18,7 @@ from ..disk.mounts import network_paths
 from ..disk.scan import FolderSource
 from ..disk.watcher import Watcher
 from ..downloads import DownloadManager
+from ..downloads.previews import PreviewSaver
 from ..hashes.hasher import Hasher
 from ..library.editor import CatalogEditor
 from ..library.library import Library
@@ -31,6 +32,7 @@ from .appkeys import (
     FEED,
     HASHER,
     LIBRARY,
+    PREVIEWS,
     SETTINGS,
     THUMBNAILS,
     UPDATES,
@@ -70,6 +72,7 @@ def create_app(settings: Settings, api_key: str) -> web.Application:
     app[LIBRARY] = library
     app[CIVITAI] = civitai
     editor = app[EDITOR] = CatalogEditor(settings.catalog_dir, library, civitai)
+    previews = app[PREVIEWS] = PreviewSaver(civitai, library.index, enabled=settings.previews, nsfw=settings.previews_nsfw)
     app[FEED] = feed
     app[DOWNLOADS] = DownloadManager(
         library,
@@ -81,6 +84,7 @@ def create_app(settings: Settings, api_key: str) -> web.Application:
         gate=civitai.gate,
         civitai=civitai,
         record_hash=editor.record_hash,
+        placed=previews.want,
     )
     updates = UpdateChecker(civitai, settings.catalog_dir, library.index.catalogued_models, settings.update_check_interval_h)
     updates.listeners.append(lambda answer: feed.announce("updates", answer))
@@ -102,7 +106,7 @@ def create_app(settings: Settings, api_key: str) -> web.Application:
         poll_interval_ms=settings.watch_poll_interval_ms,
     )
     library.new_links = watcher.request_rewatch
-    app.cleanup_ctx.extend([catalog_files_ctx, civitai_ctx, library_ctx, downloads_ctx, updates_ctx, hasher_ctx])
+    app.cleanup_ctx.extend([catalog_files_ctx, civitai_ctx, library_ctx, downloads_ctx, updates_ctx, hasher_ctx, previews_ctx])
     guarded = request_pipeline(cors, api_key, settings.max_body_bytes, lambda: library.ready)
     for route in ROUTES:
         handler = guarded(route.handler, needs_index=route.needs_index, query=route.query)
@@ -168,6 +172,14 @@ async def hasher_ctx(app: web.Application) -> AsyncIterator[None]:
     _done, pending = await asyncio.wait([task], timeout=STOP_TIMEOUT_S)
     for running in pending:
         running.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def previews_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Save previews after downloads and imports (PREVIEWS=on), in the background; stopped at shutdown."""
+    task = asyncio.create_task(app[PREVIEWS].run(), name="previews")
+    yield
+    task.cancel()
     await asyncio.gather(task, return_exceptions=True)
 
 

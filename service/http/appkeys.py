@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from ..civitai.updates import UpdateChecker
     from ..disk.watcher import Watcher
     from ..downloads import DownloadManager
+    from ..downloads.previews import PreviewSaver
     from ..hashes.hasher import Hasher
     from ..library.editor import CatalogEditor
     from ..library.library import Library
@@ -28,3 +29,4 @@ DOWNLOADS: web.AppKey[DownloadManager] = web.AppKey("downloads")
 UPDATES: web.AppKey[UpdateChecker] = web.AppKey("updates")
 HASHER: web.AppKey[Hasher | None] = web.AppKey("hasher")  # None with HASHING=off
 THUMBNAILS: web.AppKey[Thumbnails] = web.AppKey("thumbnails")
+PREVIEWS: web.AppKey[PreviewSaver] = web.AppKey("previews")

@@ -14,7 +14,16 @@ from ..catalog.plans import ImportCandidate
 from ..civitai.images import image_resources
 from ..errors import Conflict, Invalid
 from ..hashes.survey import completed
-from .appkeys import CIVITAI, DOWNLOADS, EDITOR, HASHER, LIBRARY, UPDATES, WATCHER
+from .appkeys import (
+    CIVITAI,
+    DOWNLOADS,
+    EDITOR,
+    HASHER,
+    LIBRARY,
+    PREVIEWS,
+    UPDATES,
+    WATCHER,
+)
 from .params import accepts_gzip, etag_matches, ids_in_query, path_id, switch
 from .pipeline import AUTHENTICATED, not_ready
 
@@ -169,6 +178,12 @@ async def import_library(request: web.Request) -> web.Response:
     identified = await completed(request.app[CIVITAI], hasher.on_disk())
     candidates = [ImportCandidate(item.file, item.folder, item.identity.version) for item in identified if item.identity.version]
     answer = await request.app[EDITOR].import_files(candidates, dry_run)
+    if not dry_run:
+        paths = {(item.folder, item.file): item.path for item in identified}
+        for added in answer["added"]:
+            path = paths.get((added["dest"], added["file"]))
+            if path is not None and type(added.get("version_id")) is int:
+                request.app[PREVIEWS].want(added["version_id"], path)
     answer["not_identified"] = hasher.progress.not_identified()
     answer["not_identified_files"], answer["not_identified_count"] = hasher.not_identified()
     return web.json_response(answer, dumps=_dumps)

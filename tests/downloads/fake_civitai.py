@@ -41,12 +41,19 @@ class FakeCivitai:
     storage_url: str = ""
     redirect_to: str | None = None  # override the Location (e.g. a hostile scheme)
     versions: dict[int, dict[str, Any]] = field(default_factory=dict)  # model-version bodies, for adds
+    images: dict[str, bytes] = field(default_factory=dict)  # name -> bytes served at /images/{name}
 
     def civitai_app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/api/download/models/{version_id}", self._download)
         app.router.add_get("/api/v1/model-versions/{version_id}", self._version)
+        app.router.add_get("/images/{name}", self._image)
         return app
+
+    async def _image(self, request: web.Request) -> web.Response:
+        self.requests.append(("civitai", request.path_qs, dict(request.headers)))
+        data = self.images.get(request.match_info["name"])
+        return web.Response(body=data, content_type="image/png") if data is not None else web.Response(status=404)
 
     async def _version(self, request: web.Request) -> web.Response:
         body = self.versions.get(int(request.match_info["version_id"]))
