@@ -26,7 +26,7 @@ async def fake(aiohttp_server: Any) -> FakeCivitai:
 
 
 def row(version: int, what: str) -> str:
-    return f"document.querySelector('tr[data-version=\"{version}\"]')?.{what}"
+    return f"document.querySelector('[data-version-id=\"{version}\"]')?.{what}"
 
 
 async def test_a_new_user_adds_and_downloads_a_version_and_watches_it_land(
@@ -48,7 +48,7 @@ async def test_a_new_user_adds_and_downloads_a_version_and_watches_it_land(
         await page.evaluate("document.querySelector('input[name=add]').value = 'https://civitai.com/models/5000?modelVersionId=501'; document.getElementById('add-form').requestSubmit()")
         await page.wait_for(row(501, "querySelector('.status')?.dataset.status === 'missing'"))
         assert await page.evaluate("document.getElementById('message').textContent") == "added: painterly_v2.safetensors"
-        await page.evaluate(row(501, "querySelector('button').click()"))  # Download
+        await page.evaluate(row(501, "querySelector('[data-action=download]').click()"))
         await page.wait_for(row(501, "querySelector('progress')?.value >= 50"))
         shown = await page.evaluate(row(501, "querySelector('.status').textContent"))
         assert shown.startswith("downloading ") and shown.rstrip().endswith("%")
@@ -87,8 +87,8 @@ async def test_a_stopped_download_and_a_lora_removal_read_plainly(start: StartCl
         await page.goto(str(client.make_url("/")))
         await page.evaluate(f"document.getElementById('key').value = '{API_KEY}'; document.getElementById('key-form').requestSubmit()")
         await page.wait_for(row(601, "querySelector('.status')?.dataset.status === 'missing'"))
-        assert await page.evaluate(row(601, "querySelector('.status').textContent")) == "missing (stopped at 2.5 MB)"
-        assert await page.evaluate(row(601, "querySelector('button').textContent")) == "Download"
-        await page.evaluate(row(602, "querySelectorAll('button')[1].click()"))  # Remove
+        assert await page.evaluate(row(601, "querySelector('.status').innerText")) == "missing\nstopped at 2.5 MB; Resume continues it"
+        assert await page.evaluate(row(601, "querySelector('[data-action=download]').textContent")) == "Resume"
+        await page.evaluate(row(602, "querySelector('[data-action=remove]').click()"))
         await page.wait_for("document.getElementById('message').textContent.startsWith('removed')")
         assert await page.evaluate("document.getElementById('message').textContent") == "removed from loras.json: unwanted.safetensors"

@@ -25,6 +25,7 @@ from .views import (
     model_updates,
     page,
     page_script,
+    page_style,
     promote_to_lora,
     ready,
     remove_from_catalog,
@@ -46,6 +47,7 @@ class Route(NamedTuple):
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/", page),
     Route("GET", "/app.js", page_script),
+    Route("GET", "/app.css", page_style),
     Route("GET", "/health", health),
     Route("GET", "/ready", ready),
     Route("GET", "/api/health", api_health, query=None),  # the connection check always answers

@@ -209,7 +209,7 @@ async def civitai_image(request: web.Request) -> web.Response:
 
 STATIC = Path(__file__).parent / "static"
 PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; connect-src 'self'; "
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; connect-src 'self'; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -225,3 +225,8 @@ async def page(request: web.Request) -> web.StreamResponse:
 async def page_script(request: web.Request) -> web.StreamResponse:
     """The page's script."""
     return web.FileResponse(STATIC / "app.js", headers={**PAGE_HEADERS, "Content-Type": "text/javascript; charset=utf-8"})
+
+
+async def page_style(request: web.Request) -> web.StreamResponse:
+    """The page's style sheet."""
+    return web.FileResponse(STATIC / "app.css", headers={**PAGE_HEADERS, "Content-Type": "text/css; charset=utf-8"})
