@@ -75,6 +75,15 @@ PATHS: dict[str, dict[str, Schema]] = {
             tag="page",
         )
     },
+    "/app.css": {
+        "get": operation(
+            "pageStyle",
+            "The page's style sheet",
+            {"200": {"description": "The style sheet.", "content": {"text/css": {"schema": {"type": "string"}}}}},
+            security=None,
+            tag="page",
+        )
+    },
     "/health": {
         "get": operation(
             "health",
