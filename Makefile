@@ -24,8 +24,15 @@ data/catalogs/models.json:
 run: $(STAMP) data/catalogs/models.json
 	$(PY) -m service
 
+# axe-core (npm), for the page's accessibility test only; fetched once into .venv.
+AXE_VERSION := 4.10.3
+AXE := $(VENV)/axe-core/axe.min.js
+$(AXE): | $(PY)
+	@mkdir -p $(VENV)/axe-core
+	@command -v npm >/dev/null && cd $(VENV)/axe-core && npm pack --silent axe-core@$(AXE_VERSION) >/dev/null && tar xzf axe-core-$(AXE_VERSION).tgz package/axe.min.js && mv package/axe.min.js . && rm -rf package axe-core-$(AXE_VERSION).tgz || echo "npm is missing: the accessibility test is skipped"
+
 ## Install, check the layering of the packages (import-linter), and run the whole test suite.
-test: $(STAMP)
+test: $(STAMP) $(AXE)
 	$(VENV)/bin/lint-imports --no-logo --no-cache
 	$(PY) -m pytest -q
 

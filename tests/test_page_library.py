@@ -1,0 +1,229 @@
+"""The page as a library, in headless Chromium against the real service: finding (search, filters,
+a bookmarkable view), live rows (one change, one row), failures on the row, the offline banner,
+the phone layout, import and duplicates, bulk actions, thumbnails, and accessibility."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from PIL import Image
+
+from .browser import Page, browser_page
+from .conftest import StartClient
+from .downloads.fake_civitai import FakeCivitai, started
+from .downloads.jobs import blob, lora
+from .helpers import API_KEY, catalog, entry, touch, write_json
+
+AXE = Path(__file__).resolve().parent.parent / ".venv" / "axe-core" / "axe.min.js"
+
+
+@pytest.fixture
+async def fake(aiohttp_server: Any) -> FakeCivitai:
+    return await started(aiohttp_server)
+
+
+def row(version: int, what: str) -> str:
+    return f"document.querySelector('[data-version-id=\"{version}\"]')?.{what}"
+
+
+async def login(page: Page, url: str) -> None:
+    await page.goto(url)
+    await page.evaluate(f"document.getElementById('key').value = '{API_KEY}'; document.getElementById('key-form').requestSubmit()")
+    await page.wait_for("document.querySelectorAll('[data-version-id]').length > 0")
+
+
+def shown_ids() -> str:
+    return "[...document.querySelectorAll('[data-version-id]')].map((e) => Number(e.dataset.versionId)).sort((a, b) => a - b)"
+
+
+def library(catalog_dir: Path) -> None:
+    write_json(
+        catalog_dir / "models.json",
+        catalog(
+            entry(701, "inkwash_v1.safetensors", "checkpoints", name="Inkwash XL", base_model="SDXL 1.0"),
+            entry(702, "photon_v2.safetensors", "checkpoints", name="Photon", base_model="SD 1.5"),
+        ),
+    )
+    write_json(catalog_dir / "loras.json", catalog(entry(703, "ink_lines.safetensors", "loras", name="Ink lines", base_model="SDXL 1.0"), category="loras"))
+
+
+async def test_search_and_filters_find_rows_and_the_view_is_kept_in_the_fragment(start: StartClient, catalog_dir: Path, models_dir: Path) -> None:
+    library(catalog_dir)
+    touch(models_dir / "checkpoints" / "photon_v2.safetensors", b"x")
+    client = await start()
+    async with browser_page() as page:
+        await login(page, str(client.make_url("/")))
+        assert await page.evaluate(shown_ids()) == [701, 702, 703]
+        await page.evaluate("{ const s = document.getElementById('search'); s.value = 'INK'; s.dispatchEvent(new Event('input')) }")
+        await page.wait_for(f"JSON.stringify({shown_ids()}) === '[701,703]'")
+        await page.evaluate("{ const f = document.getElementById('f-catalog'); f.value = 'loras'; f.dispatchEvent(new Event('change')) }")
+        await page.wait_for(f"JSON.stringify({shown_ids()}) === '[703]'")
+        assert await page.evaluate("document.getElementById('count').textContent") == "1 of 3 versions"
+        fragment = await page.evaluate("location.hash")
+        assert "q=INK" in fragment and "catalog=loras" in fragment and API_KEY not in fragment
+        await page.evaluate("location.reload()")  # a bookmark: the same view comes back (the key stays in this tab)
+        await page.wait_for("document.readyState === 'complete' && document.querySelectorAll('[data-version-id]').length > 0")
+        await page.wait_for(f"JSON.stringify({shown_ids()}) === '[703]'")
+        await page.evaluate("{ location.hash = ''; const s = document.getElementById('search'); s.value = ''; s.dispatchEvent(new Event('input')) }")
+        await page.evaluate("{ const f = document.getElementById('f-catalog'); f.value = ''; f.dispatchEvent(new Event('change')) }")
+        await page.evaluate("{ const f = document.getElementById('f-status'); f.value = 'present'; f.dispatchEvent(new Event('change')) }")
+        await page.wait_for(f"JSON.stringify({shown_ids()}) === '[702]'")
+
+
+async def test_a_change_updates_its_row_without_reading_the_whole_map_again(start: StartClient, catalog_dir: Path, models_dir: Path) -> None:
+    library(catalog_dir)
+    client = await start()
+    full_reads = "performance.getEntriesByType('resource').filter((e) => e.name.endsWith('/civitai-map')).length"
+    async with browser_page() as page:
+        await login(page, str(client.make_url("/")))
+        await page.wait_for(row(702, "querySelector('.status')?.dataset.status === 'missing'"))
+        assert await page.evaluate(full_reads) == 1
+        touch(models_dir / "checkpoints" / "photon_v2.safetensors", b"landed")
+        await page.wait_for(row(702, "querySelector('.status')?.dataset.status === 'present'"))
+        write_json(
+            catalog_dir / "models.json",
+            catalog(
+                entry(701, "inkwash_v1.safetensors", "checkpoints", name="Inkwash XL", base_model="SDXL 1.0"),
+                entry(702, "photon_v2.safetensors", "checkpoints", name="Photon", base_model="SD 1.5"),
+                entry(704, "new_one.safetensors", "checkpoints", name="Brand new", base_model="Flux.1 D"),
+            ),
+        )
+        await page.wait_for(row(704, "querySelector('.name')?.textContent === 'Brand new'"))
+        assert await page.evaluate(full_reads) == 1, "changes are read by the versions they name, never as the whole map"
+
+
+async def test_a_failed_download_says_why_on_its_row(start: StartClient, fake: FakeCivitai, catalog_dir: Path) -> None:
+    fake.blobs[801] = blob(801, size=64 * 1024)
+    fake.refuse[801] = [(403, {})] * 10
+    write_json(catalog_dir / "models.json", catalog(lora(801, fake.blobs[801]), category="loras"))
+    client = await start(civitai_base_url=str(fake.civitai.make_url("")).rstrip("/"))  # type: ignore[attr-defined]
+    async with browser_page() as page:
+        await login(page, str(client.make_url("/")))
+        await page.evaluate(row(801, "querySelector('[data-action=download]').click()"))
+        await page.wait_for(row(801, "querySelector('.why')?.textContent.startsWith('download failed: ')"), timeout=15)
+        reason = await page.evaluate(row(801, "querySelector('.why').textContent"))
+        assert "API key" in reason, "the reason is on the row itself, not in a tooltip"
+        assert await page.evaluate(row(801, "querySelector('[data-action=download]').textContent")) == "Download"
+
+
+async def test_the_page_says_when_the_service_is_gone_and_recovers_by_itself(start: StartClient, catalog_dir: Path) -> None:
+    library(catalog_dir)
+    client = await start()
+    port = client.port
+    async with browser_page() as page:
+        await login(page, str(client.make_url("/")))
+        await client.close()
+        await page.wait_for("!document.getElementById('offline').classList.contains('hidden')", timeout=15)
+        await page.evaluate("document.querySelector('[data-action=remove]').click()")
+        await page.wait_for("document.getElementById('message').textContent.includes('cannot be reached')")
+        again = await start(server_kwargs={"port": port})
+        await page.wait_for("document.getElementById('offline').classList.contains('hidden')", timeout=20)
+        await page.wait_for("document.getElementById('message').textContent === ''")
+        assert await page.evaluate(shown_ids()) == [701, 702, 703]
+        await again.close()
+
+
+async def test_on_a_phone_nothing_scrolls_sideways_and_every_action_is_in_reach(start: StartClient, catalog_dir: Path) -> None:
+    library(catalog_dir)
+    client = await start()
+    async with browser_page() as page:
+        await page.send("Emulation.setDeviceMetricsOverride", width=390, height=844, deviceScaleFactor=2, mobile=True)
+        await login(page, str(client.make_url("/")))
+        assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+        rightmost = await page.evaluate(
+            "Math.max(...[...document.querySelectorAll('button, input, select')].filter((e) => e.offsetParent).map((e) => e.getBoundingClientRect().right))"
+        )
+        assert rightmost <= 390
+        sizes = await page.evaluate("[...document.querySelectorAll('.row button')].map((b) => b.getBoundingClientRect().height)")
+        assert sizes and min(sizes) >= 32, "buttons big enough for a finger"
+        await page.evaluate(row(702, "querySelector('[data-action=remove]').click()"))
+        await page.wait_for("document.getElementById('message').textContent.startsWith('removed')")
+
+
+async def test_import_and_duplicates_are_shown_before_anything_is_changed(start: StartClient, catalog_dir: Path, models_dir: Path) -> None:
+    write_json(catalog_dir / "models.json", catalog())
+    data = b"an identified lora " * 500
+    model = touch(models_dir / "loras" / "found.safetensors", data)
+    touch(models_dir / "loras" / "copy" / "found_copy.safetensors", data)
+    touch(models_dir / "loras" / "mystery.safetensors", b"nobody knows this " * 100)
+    import hashlib
+
+    sha = hashlib.sha256(data).hexdigest().upper()
+    version = {"id": 901, "modelId": 90, "name": "v1", "baseModel": "SDXL 1.0", "model": {"name": "Found", "type": "LORA"},
+               "files": [{"id": 9001, "name": "found.safetensors", "type": "Model", "sizeKB": len(data) / 1024, "hashes": {"SHA256": sha}}]}
+    model.with_name("found.civitai.info").write_bytes(orjson.dumps(version))
+    client = await start(hashing=True, hash_settle_s=0.0, civitai_base_url="http://127.0.0.1:9")
+    async with browser_page() as page:
+        await login(page, str(client.make_url("/")))
+        await page.evaluate("document.getElementById('open-duplicates').click()")
+        await page.wait_for("document.getElementById('duplicates-body').textContent.includes('found_copy.safetensors')", timeout=15)
+        assert "1 files kept more than once" in await page.evaluate("document.getElementById('duplicates-body').textContent")
+        await page.evaluate("document.querySelector('#duplicates-dialog [data-close]').click()")
+        await page.evaluate("document.getElementById('open-import').click()")
+        await page.wait_for("document.getElementById('import-body').textContent.includes('Would add 1')", timeout=15)
+        listed = await page.evaluate("document.getElementById('import-body').textContent")
+        assert "found.safetensors" in listed and "mystery.safetensors" in listed
+        assert json.loads((catalog_dir / "models.json").read_text())["categories"] == [] or "901" not in (catalog_dir / "models.json").read_text()
+        await page.evaluate("document.getElementById('import-confirm').click()")
+        await page.wait_for("document.getElementById('message').textContent.startsWith('imported 1')")
+    assert '"civitai_version_id": 901' in (catalog_dir / "models.json").read_text()
+
+
+async def test_a_selection_is_downloaded_in_one_click(start: StartClient, fake: FakeCivitai, catalog_dir: Path, models_dir: Path) -> None:
+    for version_id in (811, 812):
+        fake.blobs[version_id] = blob(version_id, size=128 * 1024)
+    write_json(catalog_dir / "models.json", catalog(lora(811, fake.blobs[811]), lora(812, fake.blobs[812]), category="loras"))
+    client = await start(civitai_base_url=str(fake.civitai.make_url("")).rstrip("/"))  # type: ignore[attr-defined]
+    async with browser_page() as page:
+        await login(page, str(client.make_url("/")))
+        for version_id in (811, 812):
+            await page.evaluate(row(version_id, "querySelector('input[type=checkbox]').click()"))
+        assert await page.evaluate("document.getElementById('bulk-count').textContent") == "2 selected"
+        await page.evaluate("document.getElementById('bulk-download').click()")
+        for version_id in (811, 812):
+            await page.wait_for(row(version_id, "querySelector('.status')?.dataset.status === 'present'"), timeout=20)
+    assert (models_dir / "loras" / "lora_812.safetensors").read_bytes() == fake.blobs[812].data
+
+
+async def test_a_row_shows_its_thumbnail(start: StartClient, catalog_dir: Path, models_dir: Path) -> None:
+    library(catalog_dir)
+    touch(models_dir / "checkpoints" / "photon_v2.safetensors", b"some bytes")
+    picture = io.BytesIO()
+    Image.new("RGB", (800, 600), (30, 160, 90)).save(picture, "PNG")
+    touch(models_dir / "checkpoints" / "photon_v2.preview.png", picture.getvalue())
+    client = await start(hashing=True, hash_settle_s=0.0, civitai_base_url="http://127.0.0.1:9")
+    async with browser_page() as page:
+        await login(page, str(client.make_url("/")))
+        await page.wait_for(row(702, "querySelector('img.thumb')?.src.startsWith('blob:')"), timeout=15)
+        assert await page.evaluate(row(702, "querySelector('img.thumb').naturalWidth")) == 320
+
+
+def axe_script() -> str:
+    """axe-core's script (the npm package, fetched by `make test` into .venv); the test is
+    skipped without it, except in CI."""
+    if not AXE.is_file():
+        if os.environ.get("CI"):
+            pytest.fail("axe-core is not installed; make test fetches it with npm")
+        pytest.skip("axe-core is not installed (make test fetches it with npm)")
+    return AXE.read_text()
+
+
+async def test_no_serious_accessibility_violation(start: StartClient, catalog_dir: Path) -> None:
+    script = axe_script()
+    library(catalog_dir)
+    client = await start()
+    async with browser_page() as page:
+        await page.goto(str(client.make_url("/")))
+        await page.evaluate(script)
+        before = await page.evaluate("axe.run({resultTypes: ['violations']}).then((r) => r.violations.map((v) => [v.id, v.impact]))")
+        await login(page, str(client.make_url("/")))
+        await page.evaluate(script)
+        after = await page.evaluate("axe.run({resultTypes: ['violations']}).then((r) => r.violations.map((v) => [v.id, v.impact, v.nodes.length]))")
+    serious = [v for v in before + after if v[1] in ("serious", "critical")]
+    assert serious == [], serious
