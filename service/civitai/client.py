@@ -203,7 +203,10 @@ class CivitaiClient:
             try:
                 async with self._session.get(url, allow_redirects=False, headers={"Accept": "image/*"}) as response:
                     if response.status in (301, 302, 303, 307, 308) and response.headers.get("Location"):
-                        url = str(response.url.join(URL(response.headers["Location"])))
+                        try:
+                            url = str(response.url.join(URL(response.headers["Location"])))
+                        except ValueError:
+                            raise UpstreamError("CivitAI's image redirected to something that is not a URL.", code="upstream_bad_body") from None
                         continue
                     if response.status == 429:
                         self.gate.limited(parse_retry_after(response.headers.get("Retry-After")))

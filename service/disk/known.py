@@ -16,6 +16,7 @@ class KnownHashes:
     by_hash: dict[str, set[str]] = field(default_factory=dict)  # sha256 -> physical paths
     version_of: dict[str, int] = field(default_factory=dict)  # sha256 -> CivitAI version id
     by_version: dict[int, set[str]] = field(default_factory=dict)  # version id -> sha256s
+    hinted: set[str] = field(default_factory=set)  # paths whose hash is another tool's word, not read from their bytes yet
 
     def set_hash(self, path: str, sha256: str) -> str | None:
         """Record a file's SHA256; returns the hash it had before, if another."""
@@ -31,6 +32,7 @@ class KnownHashes:
     def drop_path(self, path: str) -> str | None:
         """Forget a file (gone, or changed since it was hashed); returns its old hash."""
         old = self.by_path.pop(path, None)
+        self.hinted.discard(path)
         if old is not None:
             self._unlink(path, old)
         return old

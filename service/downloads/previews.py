@@ -11,10 +11,12 @@ replaced. The map is told at once, so the version shows its `preview`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import math
 import os
+import secrets
 from pathlib import Path
 
 from ..civitai.client import CivitaiClient
@@ -64,6 +66,8 @@ class PreviewSaver:
                 logger.warning("the preview of %s could not be saved: %s", os.path.basename(path), exc.detail)
             except OSError as exc:
                 logger.warning("the preview of %s could not be written: %s", os.path.basename(path), exc.strerror or exc)
+            except Exception:  # whatever one preview does, the next ones are still saved
+                logger.exception("saving the preview of %s failed", os.path.basename(path))
             self.handled += 1
 
     async def save(self, version_id: int, model_path: str) -> str | None:
@@ -106,7 +110,7 @@ def _names_in(folder: str) -> set[str] | None:
 def _write_new(target: Path, data: bytes) -> bool:
     """Write a file that must not exist yet, whole or not at all (a temp file linked into place:
     a name taken meanwhile, or a link planted there, is left alone). False when the name was taken."""
-    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    temp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
         with os.fdopen(fd, "wb") as file:
@@ -115,6 +119,11 @@ def _write_new(target: Path, data: bytes) -> bool:
             os.link(temp, target)
         except FileExistsError:
             return False
+        except OSError:  # a filesystem without hard links (exFAT, some SMB mounts): checked, then renamed
+            if os.path.lexists(target):
+                return False
+            os.rename(temp, target)
         return True
     finally:
-        os.unlink(temp)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)

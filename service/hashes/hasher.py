@@ -116,6 +116,8 @@ class Hasher:
                     self._everything, wait = True, RETRY_AFTER_FAILURE_S
                 self.progress.state = "idle"
                 await first_of(stop, self._wanted, wait)
+                if wait >= RECHECK_S and not self._wanted.is_set():
+                    self._everything = True  # the hourly look at every file: previews and sidecars no event named
                 if not stop.is_set():
                     await stopped(stop, 0.2)  # a burst of file events arrives as several batches
         finally:
@@ -170,7 +172,11 @@ class Hasher:
                 changed_paths.add(path)
                 changed_hashes.add(old)
         for key in keys:
-            sha256 = hashes.get(key.path) or self.hints.sha256_of(key)
+            sha256 = hashes.get(key.path)
+            if sha256 is None and (sha256 := self.hints.sha256_of(key)) is not None:
+                self.known.hinted.add(key.path)  # a sidecar's word: no `hash_mismatch` is read from it
+            else:
+                self.known.hinted.discard(key.path)
             before = self.known.by_path.get(key.path)
             if sha256 == before:
                 continue
@@ -180,6 +186,7 @@ class Hasher:
                 self.known.set_hash(key.path, sha256)
             changed_paths.add(key.path)
             changed_hashes.update(h for h in (before, sha256) if h is not None)
+        self.hints.take_back_identities(self.known, self.identities, changed_hashes)
         await self._take_hint_identities()
         # Only hashes whose identity is not loaded yet, or whose files moved: a pass over an
         # unchanged library of 100,000 files costs the loop almost nothing.
@@ -189,12 +196,12 @@ class Hasher:
             self._names.update(os.path.basename(key.path) for key in unsettled)
         if new_hints:  # shown before any byte is hashed: identified by the sidecars, and by CivitAI for bare hashes
             await self._identify(stop)
-            await self._publish_disk_entries(now=True)
+            await self.disk.publish(now=True)
             self._count()
         await self._hash_all(todo, stop)
         await self._identify(stop)
         if self.disk.dirty:
-            await self._publish_disk_entries(now=True)
+            await self.disk.publish(now=True)
         self._count()
         waits = [RECHECK_S]
         if unsettled:
@@ -215,15 +222,12 @@ class Hasher:
         return self.hints.take(to_read, beside)
 
     async def _take_hint_identities(self) -> None:
-        """The versions sidecars name, for hashes CivitAI has not named one for."""
-        hinted = {hint.sha256: hint.identity for _path, hint in self.hints.identities()}
-        missing = sorted(hinted.keys() - self.identities.keys())
+        """The versions sidecars name, for hashes CivitAI has not named one for (what the store
+        knows of them is loaded first)."""
+        missing = sorted({hint.sha256 for _path, hint in self.hints.identities()} - self.identities.keys())
         if missing:
             self.identities.update(await self._in_db(self.store.identities, missing))
-        for sha256, identity in hinted.items():
-            current = self.identities.get(sha256)
-            if identity is not None and (current is None or not current.known):
-                self.identities[sha256] = identity
+        self.hints.lend_identities(self.known, self.identities)
 
     async def _hash_all(self, todo: list[FileKey], stop: asyncio.Event) -> None:
         if not todo:
@@ -296,11 +300,14 @@ class Hasher:
             hint = self.hints.hashed(key, sha256)
             if hint is not None and hint.identity is not None and self.identities.get(sha256) is hint.identity:
                 confirmed.append(dataclasses.replace(hint.identity, checked_at=time.time()))
+                self.hints.lent.discard(sha256)
             old = self.known.set_hash(key.path, sha256)
+            self.known.hinted.discard(key.path)
             changed.update(h for h in (old, sha256) if h is not None)
         if confirmed:  # the bytes are what the sidecar said: its version is kept, as CivitAI's answers are
             await self._in_db(self.store.remember_identities, confirmed)
             self.identities.update((identity.sha256, identity) for identity in confirmed)
+        self.hints.take_back_identities(self.known, self.identities, changed)
         versions = {identity.version_id for identity in confirmed if identity.version_id is not None}
         if versions:
             self._refresh_disk_versions(versions)
@@ -323,7 +330,7 @@ class Hasher:
         touched = versions | {v for sha256 in changed if (v := self.known.version_of.get(sha256)) is not None}
         if touched:
             self._refresh_disk_versions(touched)
-            await self._publish_disk_entries()
+            await self.disk.publish()
 
     def _apply_versions(self, hashes: Iterable[str]) -> set[int]:
         moved: set[int] = set()
@@ -373,7 +380,7 @@ class Hasher:
             self.library.index.hashes_changed(paths, set(found), versions)
             if versions:
                 self._refresh_disk_versions(versions)
-                await self._publish_disk_entries()
+                await self.disk.publish()
 
     def on_disk(self) -> list[OnDisk]:
         """Complete files identified as CivitAI versions (by their bytes or a sidecar), in path order."""
@@ -392,9 +399,6 @@ class Hasher:
 
     def _refresh_disk_versions(self, versions: Iterable[int]) -> None:
         self.disk.refresh(versions, self.known, self.identities, self.library.presence, self.hints)
-
-    async def _publish_disk_entries(self, *, now: bool = False) -> None:
-        await self.disk.publish(now=now)
 
     def _count(self) -> None:
         self.progress.count(len(self.library.presence), self.known.by_path, self.known.by_hash, self.identities, len(self.hints))

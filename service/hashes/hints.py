@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+from ..civitai.lookup import Identity
+from ..disk.known import KnownHashes
 from ..sidecars.finder import Beside
 from ..sidecars.formats import Hint
 from .store import FileKey
@@ -26,6 +28,7 @@ class Hints:
         self._by_path: dict[str, tuple[FileKey, Hint]] = {}
         self._looked: dict[str, FileKey] = {}  # files whose sidecars were looked at, as they were then
         self.caught = 0  # hints the bytes proved wrong, this run
+        self.lent: set[str] = set()  # hashes whose identity in the hasher's table is a sidecar's word
 
     def __contains__(self, path: str) -> bool:
         return path in self._by_path
@@ -89,3 +92,24 @@ class Hints:
     def identities(self) -> list[tuple[str, Hint]]:
         """(path, hint) of every hint with a CivitAI identity."""
         return [(path, hint) for path, (_key, hint) in self._by_path.items() if hint.identity is not None]
+
+    def lend_identities(self, known: KnownHashes, identities: dict[str, Identity]) -> None:
+        """Put the versions sidecars name into `identities`, for hashes with no known version
+        that no file but the ones those sidecars describe holds: a sidecar speaks for its own file."""
+        for _path, hint in self.identities():
+            current = identities.get(hint.sha256)
+            if hint.identity is not None and (current is None or not current.known) and self._only_hinted(known, hint.sha256):
+                identities[hint.sha256] = hint.identity
+                self.lent.add(hint.sha256)
+
+    def take_back_identities(self, known: KnownHashes, identities: dict[str, Identity], hashes: Iterable[str]) -> None:
+        """Of these hashes, take back the versions sidecars lent where a file no sidecar vouches
+        for now holds them (asked about by its own bytes), or no file does."""
+        for sha256 in hashes:
+            if sha256 in self.lent and not self._only_hinted(known, sha256):
+                self.lent.discard(sha256)
+                identities.pop(sha256, None)
+
+    def _only_hinted(self, known: KnownHashes, sha256: str) -> bool:
+        paths = known.by_hash.get(sha256)
+        return bool(paths) and all(path in self._by_path for path in paths)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import orjson
 from aiohttp import web
 
 from ..errors import Conflict, NotFound
-from ..sidecars.images import NotAnImage, read_image
+from ..sidecars.images import NotAnImage, PreviewGone, read_image
 from .appkeys import HASHER, LIBRARY, THUMBNAILS
 from .params import path_id, switch
 from .pipeline import not_ready
@@ -34,6 +35,10 @@ async def model_preview(request: web.Request) -> web.Response:
         else:
             body, media_type = await request.app[THUMBNAILS].get(path), "image/webp"
     except NotAnImage as exc:
+        if isinstance(exc, PreviewGone):  # gone since it was seen: the map stops offering it until it is seen again
+            index = request.app[LIBRARY].index
+            gone = {model: None for model, name in index.previews.items() if os.path.join(os.path.dirname(model), name) == path}
+            index.hashes_changed(index.set_previews(gone), ())
         raise NotFound(f"The preview of version {version_id} cannot be shown: {exc}.", code="no_preview") from None
     return web.Response(body=body, content_type=media_type, headers=IMAGE_HEADERS)
 

@@ -293,7 +293,8 @@ class CivitaiIndex:
         if presence.is_present(entry.file, entry.folder):
             mismatch = False
             if entry.sha256 is not None and entry.catalog and self.hashes.by_path:
-                hashes = {self.hashes.by_path.get(path) for path in presence.paths_of(entry.file, entry.folder)}
+                known = self.hashes
+                hashes = {None if path in known.hinted else known.by_path.get(path) for path in presence.paths_of(entry.file, entry.folder)}
                 mismatch = None not in hashes and entry.sha256 not in hashes  # every copy hashed, none is the entry's
             if self.previews and any(path in self.previews for path in presence.paths_of(entry.file, entry.folder)):
                 preview = b',"preview":"%s%d"' % (PREVIEW_PATH, entry.version_id)

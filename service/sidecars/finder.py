@@ -95,6 +95,8 @@ def _trusted_hint(folder: str, file: ModelFile, name: str, stem: str, names: set
 def _read(path: str, file: ModelFile) -> bytes:
     """A sidecar's bytes: a regular file, not older than its model, at most MAX_SIDECAR_BYTES."""
     try:
+        if not stat_mode.S_ISREG(os.stat(path).st_mode):  # looked at before opening: a device may act when opened
+            raise Refused("not a regular file")
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise Refused(f"cannot be opened ({exc.strerror})") from None

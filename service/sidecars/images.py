@@ -23,6 +23,10 @@ class NotAnImage(ValueError):
     """The bytes are not a PNG, JPEG or WebP image this service serves; the message says why."""
 
 
+class PreviewGone(NotAnImage):
+    """The preview cannot be opened at all (gone, or not a regular file)."""
+
+
 def image_type(head: bytes) -> str | None:
     """The media type of PNG, JPEG or WebP bytes (from their first 12 bytes), else None."""
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -42,9 +46,11 @@ def extension_of(media_type: str) -> str:
 def read_image(path: str) -> tuple[bytes, str]:
     """A preview's bytes and media type (blocking); NotAnImage when it is not one we serve."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        if not stat.S_ISREG(os.lstat(path).st_mode):  # looked at before opening: a device may act when opened
+            raise PreviewGone("not a regular file (a link, a folder, a device)")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
-        raise NotAnImage(f"cannot be opened ({exc.strerror})") from None
+        raise PreviewGone(f"cannot be opened ({exc.strerror})") from None
     with os.fdopen(fd, "rb") as file:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
@@ -91,6 +97,7 @@ class Thumbnails:
         self._kept: OrderedDict[tuple[str, int, int], bytes] = OrderedDict()
         self._bytes = 0
         self._making = asyncio.Semaphore(2)
+        self._under_way: dict[tuple[str, int, int], asyncio.Future[bytes]] = {}
 
     async def get(self, path: str) -> bytes:
         """The thumbnail of the preview at `path`; NotAnImage when it cannot be made."""
@@ -100,19 +107,28 @@ class Thumbnails:
         if kept is not None:
             self._kept.move_to_end(key)
             return kept
-        async with self._making:
-            data, _media_type = await asyncio.to_thread(read_image, path)
-            made = await asyncio.to_thread(thumbnail, data)
-        self._kept[key] = made
-        self._bytes += len(made)
+        making = self._under_way.get(key)
+        if making is None:  # the first request makes it; those that come meanwhile wait for the same one
+            making = self._under_way[key] = asyncio.ensure_future(self._make(path))
+            making.add_done_callback(lambda _done: self._under_way.pop(key, None))
+        made = await asyncio.shield(making)
+        if key not in self._kept:
+            self._kept[key] = made
+            self._bytes += len(made)
         while self._bytes > self.budget and self._kept:
             _key, dropped = self._kept.popitem(last=False)
             self._bytes -= len(dropped)
         return made
 
 
+    async def _make(self, path: str) -> bytes:
+        async with self._making:
+            data, _media_type = await asyncio.to_thread(read_image, path)
+            return await asyncio.to_thread(thumbnail, data)
+
+
 def _stat(path: str) -> os.stat_result:
     try:
         return os.stat(path)
     except OSError as exc:
-        raise NotAnImage(f"cannot be read ({exc.strerror})") from None
+        raise PreviewGone(f"cannot be read ({exc.strerror})") from None

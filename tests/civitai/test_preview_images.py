@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from service.civitai.client import BadBody
-from service.civitai.preview_images import VersionImage, choose, image_host_allowed, small, version_images
+from service.civitai.preview_images import (
+    VersionImage,
+    choose,
+    image_host_allowed,
+    small,
+    version_images,
+)
 
 BASE = "https://civitai.com"
 

@@ -42,6 +42,7 @@ class FakeCivitai:
     redirect_to: str | None = None  # override the Location (e.g. a hostile scheme)
     versions: dict[int, dict[str, Any]] = field(default_factory=dict)  # model-version bodies, for adds
     images: dict[str, bytes] = field(default_factory=dict)  # name -> bytes served at /images/{name}
+    image_redirects: dict[str, str] = field(default_factory=dict)  # name -> the Location /images/{name} redirects to
 
     def civitai_app(self) -> web.Application:
         app = web.Application()
@@ -52,6 +53,8 @@ class FakeCivitai:
 
     async def _image(self, request: web.Request) -> web.Response:
         self.requests.append(("civitai", request.path_qs, dict(request.headers)))
+        if request.match_info["name"] in self.image_redirects:
+            return web.Response(status=302, headers={"Location": self.image_redirects[request.match_info["name"]]})
         data = self.images.get(request.match_info["name"])
         return web.Response(body=data, content_type="image/png") if data is not None else web.Response(status=404)
 

@@ -112,3 +112,23 @@ async def test_a_preview_already_there_is_kept(service: Any, fake: FakeCivitai, 
     await eventually(handled, what="the preview looked at")
     assert not (models_dir / "loras" / "lora_35.preview.png").exists()
     assert not any(path.startswith("/images/") for _server, path, _headers in fake.requests)
+
+
+async def test_a_redirect_that_is_no_url_costs_that_preview_only(service: Any, fake: FakeCivitai, models_dir: Path) -> None:
+    fake.image_redirects["broken.png"] = "http://[::1"
+    fake.images["fine.png"] = png()
+    version_with_images(fake, 36, {"url": image_url(fake, "broken.png"), "type": "image", "nsfwLevel": 1})
+    version_with_images(fake, 37, {"url": image_url(fake, "fine.png"), "type": "image", "nsfwLevel": 1})
+    for version_id in (36, 37):
+        fake.blobs[version_id] = blob(version_id, size=64 * 1024)
+    client = await service(lora(36, fake.blobs[36]), lora(37, fake.blobs[37]), previews=True)
+    for version_id in (36, 37):
+        await until_job(client, (await download(client, f"lora_{version_id}.safetensors"))["job"], "done")
+    saver = client.server.app[PREVIEWS]
+
+    async def both_handled() -> bool:
+        return saver.handled == 2
+
+    await eventually(both_handled, what="both previews looked at")
+    assert not (models_dir / "loras" / "lora_36.preview.png").exists()
+    assert (models_dir / "loras" / "lora_37.preview.png").exists()

@@ -109,3 +109,46 @@ async def test_the_same_bytes_in_two_places_are_listed_with_the_space_they_waste
     [group] = answer["groups"]  # the hard link is one file, not a copy
     assert group["size"] == len(LORA) and group["copies"] == 2 and group["version_id"] == 1005
     assert sorted((f["dest"], f["file"]) for f in group["files"]) == [("loras", "a.safetensors"), ("loras/sub", "a_copy.safetensors")]
+
+
+async def test_previews_added_or_removed_later_are_seen_by_the_regular_look(
+    start: StartClient, models_dir: Path, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("service.hashes.hasher.RECHECK_S", 0.5)  # the hourly look at every file, twice a second
+    write_json(catalog_dir / "loras.json", catalog(entry(1006, "late.safetensors", "loras"), category="loras"))
+    touch(models_dir / "loras" / "late.safetensors", LORA)
+    with fake_civitai():
+        client = await start(**HASHING)
+        await hashing_idle(client, 1)
+        touch(models_dir / "loras" / "late.png", png(40, 40))
+
+        async def offered(wanted: bool) -> bool:
+            return ("preview" in (await get_map(client))["by_version"]["1006"]) is wanted
+
+        await eventually(lambda: offered(True), what="the new preview offered")
+        (models_dir / "loras" / "late.png").unlink()
+        await eventually(lambda: offered(False), what="the removed preview no longer offered")
+
+
+async def test_a_preview_that_is_a_link_is_not_served(start: StartClient, models_dir: Path, catalog_dir: Path, tmp_path: Path) -> None:
+    write_json(catalog_dir / "loras.json", catalog(entry(1007, "linked.safetensors", "loras"), category="loras"))
+    touch(models_dir / "loras" / "linked.safetensors", LORA)
+    private = touch(tmp_path / "private" / "photo.png", png(20, 20))
+    (models_dir / "loras" / "linked.png").symlink_to(private)
+    with fake_civitai():
+        client = await start(**HASHING)
+        await hashing_idle(client, 1)
+        full = await client.get(f"{PREVIEW}1007?full=true", headers=AUTH)
+    assert full.status == 404, "a link may point anywhere on the machine"
+
+
+async def test_a_thumbnail_asked_for_at_once_is_made_and_counted_once(tmp_path: Path) -> None:
+    import asyncio
+
+    from service.sidecars.images import Thumbnails
+
+    picture = touch(tmp_path / "p.png", png(400, 300))
+    thumbnails = Thumbnails()
+    made = await asyncio.gather(*(thumbnails.get(str(picture)) for _ in range(8)))
+    assert len({len(m) for m in made}) == 1
+    assert thumbnails._bytes == len(made[0]), "the cache counts each thumbnail once"

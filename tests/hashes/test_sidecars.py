@@ -246,3 +246,40 @@ def test_the_readme_lists_each_format_with_the_fields_read() -> None:
     for sidecar in SIDECAR_FORMATS:
         fields = ", ".join(field if field.startswith("the ") else f"`{field}`" for field in sidecar.fields)
         assert f"| `<name>{sidecar.suffix}` | {sidecar.tool} | {fields} |" in readme, sidecar.suffix
+
+
+async def test_a_sidecar_speaks_for_its_own_file_only(start: StartClient, models_dir: Path) -> None:
+    mystery = b"bytes nobody named " * 100
+    touch(models_dir / "loras" / "mystery.safetensors", mystery)
+    liar = touch(models_dir / "loras" / "liar.safetensors", LORA)
+    write_sidecar(liar, "cm-info.json", orjson.dumps(stability_matrix(mystery, 903, 92)))  # claims the other file's bytes
+    with fake_civitai() as civitai:
+        client = await start(**HASHING)
+        await hashing_idle(client, 2)
+        body = await get_map(client)
+        hashing = (await ready_json(client))["hashing"]
+        asked = {h for batch in civitai.batch_calls for h in batch} | set(civitai.single_calls)
+    assert hashing["sidecars_caught"] == 1
+    assert "903" not in body["by_version"], "the caught lie names no other file"
+    assert sha256(mystery).upper() in asked, "the other file is asked about by its own bytes"
+
+
+async def test_a_sidecar_s_hash_never_reads_as_other_bytes_in_the_catalog(start: StartClient, models_dir: Path, catalog_dir: Path) -> None:
+    from ..helpers import catalog, entry, write_json
+
+    write_json(catalog_dir / "loras.json", catalog(entry(1001, "pic.safetensors", "loras", hash=sha256(LORA).upper()), category="loras"))
+    big = models_dir / "checkpoints" / "big.safetensors"
+    big.parent.mkdir(parents=True, exist_ok=True)
+    with open(big, "wb") as file:  # sparse: hashed first, so the sidecar's word stands meanwhile
+        file.truncate(3 * 1024**3)
+    model = touch(models_dir / "loras" / "pic.safetensors", LORA)
+    write_sidecar(model, "sha256", b"ab" * 32 + b"\n")  # stale: another hash than the catalog's
+    with fake_civitai():
+        client = await start(**HASHING)
+
+        async def hinted() -> bool:
+            return (await ready_json(client))["hashing"]["identified_by_sidecar"] == 1
+
+        await eventually(hinted, timeout=10, what="the hint taken")
+        shown = (await get_map(client))["by_version"]["1001"]
+    assert shown["status"] == "present" and "hash_mismatch" not in shown, "only bytes read can disagree with the catalog"
