@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint smoke clean
+.PHONY: run test bench lint smoke clean screenshots
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11 or newer is needed (found $$($(PYTHON) --version))"; exit 1; }
@@ -45,6 +45,11 @@ bench: $(STAMP)
 	$(PY) bench/download.py --size-gb 2 --runs 3
 	$(PY) bench/hashing.py --size-gb 4 --files 8 --small 30000 --runs 2
 	$(PY) bench/sidecars.py --files 30000
+	$(PY) bench/page.py --entries 100000 --runs 3
+
+## Write the README's pictures of the page (docs/screenshots/), from a library of 100,000 entries.
+screenshots: $(STAMP)
+	$(PY) bench/page.py --entries 100000 --runs 1 --screenshots docs/screenshots
 
 ## Lint the Dockerfile, check docker-compose.yml and the layering of the packages.
 lint: $(STAMP)

@@ -188,3 +188,18 @@ async def test_a_large_map_is_streamed_whole(start: StartClient, catalog_dir: Pa
     assert len(orjson.loads(body)["by_version"]) == 6000
     head = await client.head(MAP, headers={**AUTH, "Accept-Encoding": "identity"})
     assert head.status == 200 and int(head.headers["Content-Length"]) == len(body)
+
+
+async def test_the_map_carries_size_and_trigger_words_when_the_catalog_has_them(start: StartClient, catalog_dir: Path) -> None:
+    write_json(
+        catalog_dir / "loras.json",
+        catalog(
+            entry(9301, "inked.safetensors", "loras", size_gb=0.145, trigger_words=["ink wash", "", 7, None, "lines"]),
+            entry(9302, "plain.safetensors", "loras", size_gb=True, trigger_words="not a list"),
+            category="loras",
+        ),
+    )
+    client = await start()
+    shown = (await get_map(client))["by_version"]
+    assert shown["9301"]["size_gb"] == 0.145 and shown["9301"]["trigger_words"] == ["ink wash", "lines"]
+    assert "size_gb" not in shown["9302"] and "trigger_words" not in shown["9302"]

@@ -13,6 +13,7 @@ JOIN_IN_THREAD_PARTS = 20_000  # a map body of more parts than this (~10,000 ver
 KEEP_JOINED_BYTES = 8 * 1024 * 1024
 SEND_SLICE = 256 * 1024
 GZIP_LEVEL = 6
+FAST_GZIP_LEVEL = 1  # for bodies kept in slices (over KEEP_JOINED_BYTES): twice as fast, 10 % larger
 
 
 class MapSnapshot:
@@ -108,7 +109,8 @@ class Sliced:
 
 def gzipped(pieces: Iterable[bytes]) -> bytes:
     """A body given in pieces, gzipped a piece at a time (blocking: call it in a thread)."""
-    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)  # 31: the gzip container
+    level = FAST_GZIP_LEVEL if isinstance(pieces, Sliced) else GZIP_LEVEL  # a page waits for the first one
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)  # 31: the gzip container
     out = [compressor.compress(piece) for piece in pieces]
     out.append(compressor.flush())
     return b"".join(out)

@@ -95,11 +95,17 @@ def shown_entry(entry: dict[str, Any], catalog: str) -> MapEntry | None:
         "civitai_model_id": model_id,
         "catalog": catalog,
     }
+    size = _size(entry)
+    if size is not None:
+        view["size_gb"] = entry["size_gb"]
+    words = _trigger_words(entry)
+    if words:
+        view["trigger_words"] = words
     try:
         head = b'"%d":' % version_id + orjson.dumps(view)[:-1] + b',"status":"'
     except orjson.JSONEncodeError:  # a lone surrogate in a name: not showable, left as it is in the file
         return UNUSABLE
-    return MapEntry(version_id, model_id, file, sys.intern(canonical_folder(dest)), catalog, head, sys.intern(dest), _sha256(entry), _size(entry))
+    return MapEntry(version_id, model_id, file, sys.intern(canonical_folder(dest)), catalog, head, sys.intern(dest), _sha256(entry), size)
 
 
 def disk_entry(
@@ -120,6 +126,28 @@ def _sha256(entry: dict[str, object]) -> str | None:
     if isinstance(value, str) and len(value) == 64 and not value.strip(_HEX_DIGITS):  # a regex is 8x slower, 70k times
         return value.lower()
     return None
+
+
+MAX_TRIGGER_WORDS = 50
+MAX_TRIGGER_WORD_CHARS = 200
+
+
+def _trigger_words(entry: dict[str, object]) -> list[str] | None:
+    """The entry's trigger words as the map shows them: strings only, at most 50 of 200 characters."""
+    words = entry.get("trigger_words")
+    if not isinstance(words, list) or not words:
+        return None
+    kept = [word[:MAX_TRIGGER_WORD_CHARS] for word in words[:MAX_TRIGGER_WORDS] if isinstance(word, str) and word and _encodable(word)]
+    return kept or None
+
+
+def _encodable(text: str) -> bool:
+    """False for a string JSON cannot carry (a lone surrogate): such a word is left out, not the entry."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _size(entry: dict[str, object]) -> int | None:

@@ -132,6 +132,8 @@ SCHEMAS: dict[str, Schema] = {
                 "description": "Only with `catalog: null`: known by the file's SHA256 (`hash`), or by another tool's sidecar "
                 "until the background hasher confirms it (`sidecar`).",
             },
+            "size_gb": {"type": "number", "description": "The file's size in GB (CivitAI's sizeKB / 1,000,000), when the catalog says."},
+            "trigger_words": {"type": "array", "items": {"type": "string"}, "description": "The catalog's trigger words (at most 50), when it has any."},
             "preview": string("Only while `present`: where this service serves the preview image beside the file (a small WebP; "
                               "`?full=true` for the image itself)."),
         },

@@ -63,21 +63,40 @@ async function act(work) {
 
 // ---- the rows -------------------------------------------------------------------------------
 
-function remember(id, entry) {
-  const row = { ...entry, id: Number(id) };
-  row.hay = `${row.name} ${row.file} ${id} ${row.civitai_model_id ?? ""} ${row.base_model ?? ""} ${row.dest}`.toLowerCase();
-  row.folder = row.dest.split("/")[0];
+function remember(id, row) {  // the entry as parsed from the map, kept as it is (no copy)
+  row.id = Number(id);
+  const slash = row.dest.indexOf("/");
+  row.folder = slash < 0 ? row.dest : row.dest.slice(0, slash);
   row.sortName = (row.name || row.file).toLowerCase();
+  row.hay = null;  // what search looks in: made after the first paint, or when first needed
   state.rows.set(row.id, row);
   return row;
 }
 
+function hayOf(row) {
+  if (row.hay === null) row.hay = `${row.name} ${row.file} ${row.id} ${row.civitai_model_id ?? ""} ${row.base_model ?? ""} ${row.dest}`.toLowerCase();
+  return row.hay;
+}
+
 function takeMap(map) {
   state.rows.clear();
-  for (const [id, entry] of Object.entries(map.by_version)) remember(id, entry);
+  const entries = map.by_version;
+  for (const id in entries) remember(id, entries[id]);
   state.sorted = null;
   fillChoices();
   applyView();
+  setTimeout(prepareSearch, 0);
+}
+
+function prepareSearch() {  // in slices, so the page stays responsive meanwhile
+  const rows = [...state.rows.values()];
+  let at = 0;
+  const slice = () => {
+    const end = Math.min(rows.length, at + 20000);
+    for (; at < end; at++) hayOf(rows[at]);
+    if (at < rows.length) setTimeout(slice, 0);
+  };
+  slice();
 }
 
 async function loadMap() {
@@ -88,7 +107,8 @@ async function loadMap() {
 
 function fillChoices() {
   const folders = new Set(), bases = new Set();
-  for (const row of state.rows.values()) { folders.add(row.folder); if (row.base_model) bases.add(row.base_model); }
+  for (const row of state.rows.values()) { folders.add(row.folder); bases.add(row.base_model); }
+  bases.delete(null); bases.delete(undefined);
   for (const [id, values] of [["f-folder", folders], ["f-base", bases]]) {
     const select = $(id), current = select.value;
     const options = [new Option("all", "")];
@@ -124,10 +144,15 @@ const SORTS = {
   newest: (a, b) => b.id - a.id,
   status: (a, b) => (a.status < b.status ? -1 : a.status > b.status ? 1 : SORTS.name(a, b)),
   file: (a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : a.id - b.id),
+  size: (a, b) => (b.size_gb ?? -1) - (a.size_gb ?? -1) || a.id - b.id,
 };
 
+function sortedIds(by) {
+  return [...state.rows.values()].sort(SORTS[by]).map((row) => row.id);
+}
+
 function passes(row, filters) {
-  if (filters.q && !row.hay.includes(filters.q)) return false;
+  if (filters.q && !hayOf(row).includes(filters.q)) return false;
   if (filters.catalog && (row.catalog ?? "none") !== filters.catalog) return false;
   if (filters.folder && row.folder !== filters.folder) return false;
   if (filters.base && row.base_model !== filters.base) return false;
@@ -149,7 +174,7 @@ function applyView() {
   };
   if (state.sorted === null || state.sortedBy !== $("sort").value) {
     state.sortedBy = $("sort").value;
-    state.sorted = [...state.rows.values()].sort(SORTS[state.sortedBy]).map((row) => row.id);
+    state.sorted = sortedIds(state.sortedBy);
   }
   const shown = [];
   for (const id of state.sorted) {
@@ -158,6 +183,7 @@ function applyView() {
   }
   state.shown = shown;
   $("count").textContent = `${shown.length.toLocaleString()} of ${state.rows.size.toLocaleString()} versions`;
+  $("empty").classList.toggle("hidden", shown.length > 0 || state.rows.size === 0);
   $("spacer").style.height = `${shown.length * rowHeight()}px`;
   render(true);
 }
@@ -231,7 +257,9 @@ function rowElement(row) {
   names.append(el("div", "name", row.name), el("div", "where", `${row.dest}/${row.file}`));
   const update = row.civitai_model_id != null ? state.updates.get(row.civitai_model_id) : undefined;
   if (update) names.append(el("div", "update", `update: ${update.name ?? update.id}`));
-  const meta = el("div", "meta", `${row.base_model ?? ""}${row.base_model ? " · " : ""}${row.catalog ? `${row.catalog}.json` : "on disk only"} · ${row.id}`);
+  const facts = [row.catalog ? `${row.catalog}.json` : "on disk only", row.size_gb ? `${row.size_gb.toFixed(2)} GB` : null, `v${row.id}`];
+  const meta = el("div", "meta");
+  meta.append(el("div", "", row.base_model || "base model unknown"), el("div", "", facts.filter(Boolean).join(" · ")));
   element.append(check, thumb, names, meta, statusElement(row), actionsElement(row, update));
   return element;
 }
@@ -300,10 +328,29 @@ function actionsElement(row, update) {
   if (row.catalog && row.status !== "present") {
     actions.appendChild(actionButton("Remove", "remove", async () => removeFile(row.file), row));
   }
+  if (row.trigger_words?.length) {
+    actions.appendChild(actionButton("Copy words", "copy-words", async () => {
+      await copyText(row.trigger_words.join(", "));
+      return `copied: ${row.trigger_words.join(", ")}`;
+    }, row));
+  }
   if (update) {
     actions.appendChild(actionButton("Add newer", "add-newer", async () => added(await api("POST", `/api/admin/civitai/add/${update.id}`)), row));
   }
   return actions;
+}
+
+async function copyText(text) {
+  if (navigator.clipboard && window.isSecureContext) { await navigator.clipboard.writeText(text); return; }
+  const area = el("textarea");  // a page served over plain http on the network has no clipboard API
+  area.value = text;
+  area.setAttribute("readonly", "");
+  area.className = "visually-hidden";
+  document.body.appendChild(area);
+  area.select();
+  const copied = document.execCommand("copy");
+  area.remove();
+  if (!copied) throw new Error(`copy these by hand: ${text}`);
 }
 
 async function removeFile(file) {
@@ -349,11 +396,11 @@ function onChange(data) {
   const changes = data.changes || {}, details = data.details;
   const ids = Object.keys(changes);
   if (details === undefined && ids.length > POINT_IDS) { loadMap().catch(() => {}); return; }
-  let reorder = false;
+  let reorder = false, gone = false;
   for (const id of ids) {
     const number = Number(id), status = changes[id], row = state.rows.get(number);
     if (status === null) {
-      if (row) { state.rows.delete(number); state.selected.delete(number); reorder = true; }
+      if (row) { state.rows.delete(number); state.selected.delete(number); gone = true; }
       continue;
     }
     if (!row) { state.pendingHeads.add(number); continue; }
@@ -365,7 +412,9 @@ function onChange(data) {
     if (status === "downloading" || status === "queued" || before === "downloading" || before === "queued") refreshJobsSoon();
     redraw(number);
   }
-  if (reorder) { if (state.sortedBy === "status") state.sorted = null; applyView(); }
+  // A status that moved changes the list only when the view filters or sorts by status.
+  if (reorder && state.sortedBy === "status") state.sorted = null;
+  if (gone || (reorder && ($("f-status").value || state.sortedBy === "status"))) applyView();
   if (state.pendingHeads.size && !state.headTimer) state.headTimer = setTimeout(readHeads, 150);
 }
 
@@ -595,7 +644,7 @@ async function firstLoad() {
 }
 
 function start() {
-  if (matchMedia("(max-width: 700px)").matches) $("filters-box").open = false;  // a phone: the list first
+  if (matchMedia("(max-width: 700px)").matches) $("filters-box").open = $("tools-box").open = false;  // a phone: the list first
   $("key-form").classList.add("hidden");
   $("app").classList.remove("hidden");
   viewFromFragment();
