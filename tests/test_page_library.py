@@ -227,3 +227,82 @@ async def test_no_serious_accessibility_violation(start: StartClient, catalog_di
         after = await page.evaluate("axe.run({resultTypes: ['violations']}).then((r) => r.violations.map((v) => [v.id, v.impact, v.nodes.length]))")
     serious = [v for v in before + after if v[1] in ("serious", "critical")]
     assert serious == [], serious
+
+
+def on(fake: FakeCivitai) -> str:
+    return str(fake.civitai.make_url("")).rstrip("/")  # type: ignore[attr-defined]
+
+
+async def test_a_download_is_cancelled_and_a_stopped_part_resumed(start: StartClient, fake: FakeCivitai, catalog_dir: Path, models_dir: Path) -> None:
+    fake.blobs[821] = blob(821, size=4 * 1024 * 1024, hold_at=1024 * 1024)
+    fake.blobs[822] = blob(822, size=2 * 1024 * 1024)
+    write_json(catalog_dir / "models.json", catalog(lora(821, fake.blobs[821]), lora(822, fake.blobs[822]), category="loras"))
+    part = touch(models_dir / "loras" / "lora_822.safetensors.part", fake.blobs[822].data[: 1024 * 1024])
+    os.utime(part, (0, 0))  # left long ago: a stopped part
+    client = await start(civitai_base_url=on(fake))
+    async with browser_page() as page:
+        await login(page, str(client.make_url("/")))
+        await page.evaluate(row(821, "querySelector('[data-action=download]').click()"))
+        await page.wait_for(row(821, "querySelector('[data-action=cancel]')"), timeout=15)
+        await page.evaluate(row(821, "querySelector('[data-action=cancel]').click()"))
+        await page.wait_for(row(821, "querySelector('.status')?.dataset.status === 'missing'"), timeout=15)
+        fake.blobs[821].release.set()
+        assert await page.evaluate(row(822, "querySelector('[data-action=download]').textContent")) == "Resume"
+        await page.evaluate(row(822, "querySelector('[data-action=download]').click()"))
+        await page.wait_for(row(822, "querySelector('.status')?.dataset.status === 'present'"), timeout=20)
+    ranges = [headers.get("Range") for server, path, headers in fake.requests if server == "storage" and path.startswith("/files/822")]
+    assert ranges == [f"bytes={1024 * 1024}-"], "the stopped part was resumed, not fetched again"
+
+
+async def test_promote_copy_words_and_add_the_newer_version(start: StartClient, fake: FakeCivitai, catalog_dir: Path) -> None:
+    write_json(
+        catalog_dir / "models.json",
+        catalog(entry(831, "style.safetensors", "loras", model_id=83, trigger_words=["ink wash", "bold lines"]), category="loras"),
+    )
+    newer = lora_version_body(832, 83)
+    fake.versions[832] = newer
+    fake.models[83] = {"id": 83, "name": "Style", "modelVersions": [
+        {"id": 832, "name": "v2", "baseModel": "SDXL 1.0", "publishedAt": "2026-12-01T00:00:00Z", "availability": "Public"},
+        {"id": 831, "name": "v1", "baseModel": "SDXL 1.0", "publishedAt": "2026-01-01T00:00:00Z", "availability": "Public"},
+    ]}
+    client = await start(civitai_base_url=on(fake))
+    async with browser_page() as page:
+        origin = str(client.make_url("")).rstrip("/")
+        await page.send("Browser.grantPermissions", origin=origin, permissions=["clipboardReadWrite", "clipboardSanitizedWrite"])
+        await page.send("Emulation.setFocusEmulationEnabled", enabled=True)  # a headless tab is never focused otherwise
+        await login(page, str(client.make_url("/")))
+        await page.evaluate(row(831, "querySelector('[data-action=copy-words]').click()"))
+        await page.wait_for("document.getElementById('message').textContent !== ''")
+        assert await page.evaluate("document.getElementById('message').textContent") == "copied: ink wash, bold lines"
+        assert await page.evaluate("navigator.clipboard.readText()") == "ink wash, bold lines"
+        await page.evaluate("document.getElementById('check-updates').click()")
+        await page.wait_for(row(831, "querySelector('[data-action=add-newer]')"), timeout=15)
+        assert await page.evaluate(row(831, "querySelector('.update').textContent")) == "update: v2"
+        await page.evaluate(row(831, "querySelector('[data-action=add-newer]').click()"))
+        await page.wait_for(row(832, "querySelector('.status')?.dataset.status === 'missing'"), timeout=15)
+        await page.evaluate(row(831, "querySelector('[data-action=promote]').click()"))
+        await page.wait_for("document.getElementById('message').textContent.startsWith('promoted')", timeout=15)
+    assert "831" in (catalog_dir / "loras.json").read_text()
+
+
+def lora_version_body(version_id: int, model_id: int) -> dict[str, Any]:
+    from .helpers import lora_version
+
+    return lora_version(version_id, model_id=model_id, file=f"style_v{version_id}.safetensors")
+
+
+async def test_a_version_added_while_searching_is_found_by_the_longer_search(start: StartClient, catalog_dir: Path) -> None:
+    library(catalog_dir)
+    client = await start()
+    async with browser_page() as page:
+        await login(page, str(client.make_url("/")))
+        await page.evaluate("{ const s = document.getElementById('search'); s.value = 'ink'; s.dispatchEvent(new Event('input')) }")
+        await page.wait_for(f"JSON.stringify({shown_ids()}) === '[701,703]'")
+        write_json(catalog_dir / "loras.json", catalog(
+            entry(703, "ink_lines.safetensors", "loras", name="Ink lines", base_model="SDXL 1.0"),
+            entry(705, "ink_fresh.safetensors", "loras", name="Ink fresh", base_model="SDXL 1.0"),
+            category="loras",
+        ))
+        await page.wait_for(f"JSON.stringify({shown_ids()}) === '[701,703,705]'")
+        await page.evaluate("{ const s = document.getElementById('search'); s.value = 'ink f'; s.dispatchEvent(new Event('input')) }")
+        await page.wait_for(f"JSON.stringify({shown_ids()}) === '[705]'")

@@ -43,13 +43,19 @@ class FakeCivitai:
     versions: dict[int, dict[str, Any]] = field(default_factory=dict)  # model-version bodies, for adds
     images: dict[str, bytes] = field(default_factory=dict)  # name -> bytes served at /images/{name}
     image_redirects: dict[str, str] = field(default_factory=dict)  # name -> the Location /images/{name} redirects to
+    models: dict[int, dict[str, Any]] = field(default_factory=dict)  # model bodies, for update checks
 
     def civitai_app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/api/download/models/{version_id}", self._download)
         app.router.add_get("/api/v1/model-versions/{version_id}", self._version)
         app.router.add_get("/images/{name}", self._image)
+        app.router.add_get("/api/v1/models", self._models)
         return app
+
+    async def _models(self, request: web.Request) -> web.Response:
+        ids = [int(part) for part in request.query.get("ids", "").split(",") if part]
+        return web.json_response({"items": [self.models[model_id] for model_id in ids if model_id in self.models]})
 
     async def _image(self, request: web.Request) -> web.Response:
         self.requests.append(("civitai", request.path_qs, dict(request.headers)))

@@ -79,6 +79,7 @@ function hayOf(row) {
 }
 
 function takeMap(map) {
+  state.lastFilters = null;
   state.rows.clear();
   const entries = map.by_version;
   for (const id in entries) remember(id, entries[id]);
@@ -167,21 +168,30 @@ function passes(row, filters) {
   }
 }
 
+function narrower(filters, last) {
+  return Boolean(last) && filters.q.length > last.q.length && filters.q.startsWith(last.q) && last.q !== "" &&
+    filters.status === last.status && filters.catalog === last.catalog && filters.folder === last.folder && filters.base === last.base;
+}
+
 function applyView() {
   const filters = {
     q: $("search").value.trim().toLowerCase(), status: $("f-status").value, catalog: $("f-catalog").value,
     folder: $("f-folder").value, base: $("f-base").value,
   };
+  let within = state.sorted;
   if (state.sorted === null || state.sortedBy !== $("sort").value) {
     state.sortedBy = $("sort").value;
-    state.sorted = sortedIds(state.sortedBy);
+    within = state.sorted = sortedIds(state.sortedBy);
+  } else if (narrower(filters, state.lastFilters)) {
+    within = state.shown;  // typing on: only what matched the shorter search can match the longer one
   }
-  const shown = [];
-  for (const id of state.sorted) {
-    const row = state.rows.get(id);
+  const shown = [], rows = state.rows;
+  for (const id of within) {
+    const row = rows.get(id);
     if (row && passes(row, filters)) shown.push(id);
   }
   state.shown = shown;
+  state.lastFilters = filters;
   $("count").textContent = `${shown.length.toLocaleString()} of ${state.rows.size.toLocaleString()} versions`;
   $("empty").classList.toggle("hidden", shown.length > 0 || state.rows.size === 0);
   $("spacer").style.height = `${shown.length * rowHeight()}px`;
@@ -341,7 +351,9 @@ function actionsElement(row, update) {
 }
 
 async function copyText(text) {
-  if (navigator.clipboard && window.isSecureContext) { await navigator.clipboard.writeText(text); return; }
+  try {
+    if (navigator.clipboard && window.isSecureContext) { await navigator.clipboard.writeText(text); return; }
+  } catch (error) { /* refused (no permission, no focus): copied the old way below */ }
   const area = el("textarea");  // a page served over plain http on the network has no clipboard API
   area.value = text;
   area.setAttribute("readonly", "");
@@ -393,6 +405,7 @@ function pumpThumbs() {
 // ---- live updates ---------------------------------------------------------------------------
 
 function onChange(data) {
+  state.lastFilters = null;  // rows changed: the next search looks at them all again
   const changes = data.changes || {}, details = data.details;
   const ids = Object.keys(changes);
   if (details === undefined && ids.length > POINT_IDS) { loadMap().catch(() => {}); return; }
@@ -437,6 +450,7 @@ async function readHeads() {
       }
       redraw(id);
     }
+    state.lastFilters = null;  // rows changed: the next search looks at them all again
     if (moved) { fillChoices(); applyView(); }
   } catch (error) { /* offline: the reconnect reloads the map */ }
   if (state.pendingHeads.size) state.headTimer = setTimeout(readHeads, 150);
