@@ -40,6 +40,10 @@ class Presence:
         prefix = folder + "/"
         return any(place == folder or place.startswith(prefix) for place in places.values())
 
+    def folders_of(self, name: str) -> list[str]:
+        """The logical folders holding a complete file of that name, in order."""
+        return sorted(set((self._by_name.get(name) or {}).values()))
+
     def files(self) -> list[tuple[str, str]]:
         """Every complete file: (physical path, logical folder)."""
         return [(os.path.join(d, name), logical) for d, names in self._by_dir.items() for name, logical in names.items()]

@@ -109,7 +109,7 @@ def create_app(settings: Settings, api_key: str) -> web.Application:
     app.cleanup_ctx.extend([catalog_files_ctx, civitai_ctx, library_ctx, downloads_ctx, updates_ctx, hasher_ctx, previews_ctx])
     guarded = request_pipeline(cors, api_key, settings.max_body_bytes, lambda: library.ready)
     for route in ROUTES:
-        handler = guarded(route.handler, needs_index=route.needs_index, query=route.query)
+        handler = guarded(route.handler, needs_index=route.needs_index, query=route.query, streams_body=route.streams_body)
         if route.method == "GET":
             app.router.add_get(route.path, handler)  # HEAD too
         else:

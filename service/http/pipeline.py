@@ -70,7 +70,7 @@ def request_pipeline(cors: CorsPolicy, api_key: str, max_body_bytes: int, index_
     `needs_index` answers 503 `not_ready` until the index is built."""
     expected = api_key.encode("utf-8")
 
-    def guarded(handler: Handler, *, needs_index: bool = False, query: tuple[str, ...] | None = ()) -> Handler:
+    def guarded(handler: Handler, *, needs_index: bool = False, query: tuple[str, ...] | None = (), streams_body: bool = False) -> Handler:
         @functools.wraps(handler)
         async def pipeline(request: web.Request) -> web.StreamResponse:
             if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
@@ -93,7 +93,7 @@ def request_pipeline(cors: CorsPolicy, api_key: str, max_body_bytes: int, index_
                         raise Unauthorized("The API key is not right.", code="bad_api_key")
                 if request.query_string and query is not None:
                     _check_query(request, query)
-                if request.method in MUTATING:
+                if request.method in MUTATING and not streams_body:
                     await _check_body(request, max_body_bytes)
                 if needs_index and not index_ready():
                     raise not_ready()

@@ -30,6 +30,7 @@ from .views import (
     ready,
     remove_from_catalog,
 )
+from .workflow_views import workflow_requirements
 
 
 class Route(NamedTuple):
@@ -42,6 +43,7 @@ class Route(NamedTuple):
     handler: Handler
     needs_index: bool = False
     query: tuple[str, ...] | None = ()  # None: any (the connection check, which always answers)
+    streams_body: bool = False  # reads its own body, with its own limits (not the JSON check)
 
 
 ROUTES: tuple[Route, ...] = (
@@ -66,5 +68,6 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/admin/models/preview/{version_id}", model_preview, needs_index=True, query=("full",)),
     Route("GET", "/api/admin/models/updates", model_updates),
     Route("POST", "/api/admin/models/updates/check", check_updates, needs_index=True),
+    Route("POST", "/api/admin/workflow/requirements", workflow_requirements, needs_index=True, query=("download",), streams_body=True),
     Route("GET", "/api/openapi.json", openapi_json),
 )

@@ -137,7 +137,7 @@ async def test_files_named_by_sidecars_are_shown_before_any_is_hashed(start: Sta
     big = models_dir / "checkpoints" / "big.safetensors"
     big.parent.mkdir(parents=True, exist_ok=True)
     with open(big, "wb") as file:  # sparse: hashing it takes a while, and files with a sidecar are hashed after it
-        file.truncate(3 * 1024**3)
+        file.truncate(1024**3)
     model = touch(models_dir / "loras" / "fancy.safetensors", LORA)
     write_sidecar(model, "cm-info.json", SIDECARS["cm-info.json"](LORA, model.name))
     with fake_civitai() as civitai:
@@ -271,7 +271,7 @@ async def test_a_sidecar_s_hash_never_reads_as_other_bytes_in_the_catalog(start:
     big = models_dir / "checkpoints" / "big.safetensors"
     big.parent.mkdir(parents=True, exist_ok=True)
     with open(big, "wb") as file:  # sparse: hashed first, so the sidecar's word stands meanwhile
-        file.truncate(3 * 1024**3)
+        file.truncate(1024**3)
     model = touch(models_dir / "loras" / "pic.safetensors", LORA)
     write_sidecar(model, "sha256", b"ab" * 32 + b"\n")  # stale: another hash than the catalog's
     with fake_civitai():

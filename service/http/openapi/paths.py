@@ -322,6 +322,48 @@ PATHS: dict[str, dict[str, Schema]] = {
             parameters=[{"name": "image_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}],
         )
     },
+    "/api/admin/workflow/requirements": {
+        "post": {
+            **operation(
+                "workflowRequirements",
+                "What a ComfyUI workflow needs, what is here, and one request to fetch the rest",
+                {
+                    "200": json_response("Each model the workflow loads and where it stands.", ref("WorkflowRequirements")),
+                    "400": error(
+                        "The body holds no workflow (`no_workflow`), is cut short or damaged, or is not a JSON object "
+                        "(`invalid_workflow`); or `download` is not true or false (`bad_query`)."
+                    ),
+                    "401": UNAUTHORIZED,
+                    "413": error("The JSON is over 16 MB, the image over 512 MB, or a text chunk inflates past 16 MB (`too_large`)."),
+                    "415": error("Not JSON, PNG or WebP (`unsupported_media_type`)."),
+                    "503": NOT_READY,
+                },
+                description="The body is a workflow as ComfyUI saves it (UI format, `nodes[]` with `widgets_values`), its "
+                "API format (`{id: {class_type, inputs}}`), both as `{\"workflow\": ..., \"prompt\": ...}`, or a PNG / WebP "
+                "image ComfyUI saved (its `workflow` and `prompt` text chunks, or EXIF tags in a WebP). The image is read as "
+                "a stream: its pixels are skipped, never kept. With `download=true`, each model a catalog lists and the disk "
+                "lacks is queued, and each CivitAI version found (by the workflow's own `models` entries: URL or hash) is "
+                "added to models.json and queued.",
+                parameters=[
+                    {
+                        "name": "download",
+                        "in": "query",
+                        "required": False,
+                        "description": "true: also queue every missing file this service can fetch.",
+                        "schema": {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no", "on", "off"]},
+                    }
+                ],
+            ),
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"type": "object"}},
+                    "image/png": {"schema": {"type": "string", "format": "binary"}},
+                    "image/webp": {"schema": {"type": "string", "format": "binary"}},
+                },
+            },
+        }
+    },
     "/api/admin/library/import": {
         "post": operation(
             "importLibrary",

@@ -318,6 +318,50 @@ SCHEMAS: dict[str, Schema] = {
         },
         required=("status", "added", "skipped", "not_identified", "not_identified_files", "not_identified_count"),
     ),
+    "WorkflowRequirements": obj(
+        {
+            "container": {"type": "string", "enum": ["json", "png", "webp"]},
+            "models": {
+                "type": "array",
+                "items": obj(
+                    {
+                        "name": string("As the workflow names it (a subfolder maybe): `sdxl/model.safetensors`."),
+                        "file": string(),
+                        "folder": nullable("string", "Where ComfyUI looks for it (null: a node this service does not know)."),
+                        "nodes": {"type": "array", "items": {"type": "string"}, "description": "Ids of the nodes that load it."},
+                        "node_types": {"type": "array", "items": {"type": "string"}},
+                        "state": {
+                            "type": "string",
+                            "enum": ["present", "in_catalog", "identified", "unknown"],
+                            "description": "`present`: on disk (`where`); `in_catalog`: a catalogued version not on disk (a Download "
+                            "fetches it); `identified`: a CivitAI version (or a Hugging Face file) the workflow's own `models` entries "
+                            "name by URL or hash; `unknown`: none of these.",
+                        },
+                        "where": string("present: the logical folder and name of the file on disk."),
+                        "elsewhere": {"type": "boolean", "description": "present, but not where the workflow names it: the node must be pointed at it."},
+                        "version_id": {"type": "integer", "minimum": 1},
+                        "status": string("in_catalog: the map's status of that version."),
+                        "size": {"type": "integer", "minimum": 0, "description": "Bytes, when known."},
+                        "source": {"type": "string", "enum": ["civitai", "huggingface"]},
+                        "url": string("From the workflow's own `models` entry."),
+                    },
+                    required=("name", "file", "folder", "nodes", "node_types", "state"),
+                ),
+            },
+            "counts": obj({state: {"type": "integer", "minimum": 0} for state in ("present", "in_catalog", "identified", "unknown")}),
+            "download_bytes": {"type": "integer", "minimum": 0, "description": "What is left to download, of the files whose size is known."},
+            "download_sizes_unknown": {"type": "integer", "minimum": 0},
+            "listed": {"type": "integer", "minimum": 0},
+            "found": {"type": "integer", "minimum": 0, "description": "Models found (the first 2,000 are listed)."},
+            "civitai_error": string("Why CivitAI could not be asked about the hashes the workflow embeds."),
+            "downloads": {
+                "type": "array",
+                "description": "With download=true: what was queued (`job`), added first (`added`), or refused and why.",
+                "items": {"type": "object"},
+            },
+        },
+        required=("container", "models", "counts", "download_bytes", "download_sizes_unknown", "listed", "found"),
+    ),
     "Duplicates": obj(
         {
             "groups": {

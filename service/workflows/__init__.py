@@ -1,0 +1,1 @@
+"""Shared workflows: reading them out of JSON, PNG and WebP, the models they load, and where each stands."""

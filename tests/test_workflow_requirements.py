@@ -1,0 +1,237 @@
+"""What a workflow needs, through the real app: workflows in ComfyUI's UI and API formats, PNG and
+WebP images saved as ComfyUI saves them, hostile bodies, and one request that fetches the rest."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import struct
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from aioresponses import aioresponses
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+
+from .conftest import StartClient
+from .downloads.fake_civitai import FakeCivitai, started
+from .downloads.jobs import blob, lora, until_job
+from .helpers import AUTH, CIVITAI, catalog, entry, lora_version, touch, write_json
+from .test_openapi import assert_conforms
+
+ROUTE = "/api/admin/workflow/requirements"
+
+
+def ui_workflow(extra_nodes: list[dict[str, Any]] | None = None, models: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A workflow as ComfyUI's frontend saves it (format 0.4: nodes with widgets_values, links)."""
+    nodes = [
+        {"id": 4, "type": "CheckpointLoaderSimple", "pos": [26, 474], "size": [315, 98], "flags": {}, "order": 0, "mode": 0,
+         "outputs": [{"name": "MODEL", "type": "MODEL", "links": [1]}], "properties": {"Node name for S&R": "CheckpointLoaderSimple"},
+         "widgets_values": ["sdxl/juggernaut_xl.safetensors"]},
+        {"id": 10, "type": "LoraLoader", "pos": [400, 300], "size": [315, 126], "flags": {}, "order": 1, "mode": 0,
+         "inputs": [{"name": "model", "type": "MODEL", "link": 1}], "widgets_values": ["ink_lines.safetensors", 0.8, 1.0]},
+        {"id": 11, "type": "VAELoader", "pos": [0, 0], "size": [315, 58], "flags": {}, "order": 2, "mode": 0, "widgets_values": ["sdxl_vae.safetensors"]},
+        {"id": 6, "type": "CLIPTextEncode", "pos": [415, 186], "size": [422, 164], "flags": {}, "order": 3, "mode": 0,
+         "widgets_values": ["a cat, embedding:EasyNegative, (ink:1.2)"]},
+        {"id": 12, "type": "SomeCustomLoader", "pos": [0, 0], "size": [1, 1], "flags": {}, "order": 4, "mode": 0,
+         "widgets_values": {"model": "flux/flux1-dev-Q4_K_S.gguf", "strength": 1}},
+        *(extra_nodes or []),
+    ]
+    doc: dict[str, Any] = {"last_node_id": 12, "last_link_id": 1, "nodes": nodes, "links": [[1, 4, 0, 10, 0, "MODEL"]], "groups": [],
+                           "config": {}, "extra": {}, "version": 0.4}
+    if models is not None:
+        doc["models"] = models
+    return doc
+
+
+def api_prompt() -> dict[str, Any]:
+    """The same graph in ComfyUI's API format."""
+    return {
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sdxl/juggernaut_xl.safetensors"}},
+        "10": {"class_type": "LoraLoader", "inputs": {"model": ["4", 0], "clip": ["4", 1], "lora_name": "ink_lines.safetensors", "strength_model": 0.8, "strength_clip": 1}},
+        "11": {"class_type": "VAELoader", "inputs": {"vae_name": "sdxl_vae.safetensors"}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cat, embedding:EasyNegative", "clip": ["10", 1]}},
+        "12": {"class_type": "SomeCustomLoader", "inputs": {"model": "flux/flux1-dev-Q4_K_S.gguf"}},
+    }
+
+
+def saved_png(prompt: dict[str, Any] | None, workflow: dict[str, Any] | None, *, compressed: bool = False) -> bytes:
+    """A PNG as ComfyUI's SaveImage writes it: text chunks `prompt` and `workflow`."""
+    info = PngInfo()
+    for key, graph in (("prompt", prompt), ("workflow", workflow)):
+        if graph is not None:
+            if compressed:
+                info.add_itxt(key, json.dumps(graph), zip=True)
+            else:
+                info.add_text(key, json.dumps(graph))
+    out = io.BytesIO()
+    Image.new("RGB", (64, 64), (120, 20, 20)).save(out, "PNG", pnginfo=info)
+    return out.getvalue()
+
+
+def saved_webp(prompt: dict[str, Any], workflow: dict[str, Any]) -> bytes:
+    """A WebP as ComfyUI's SaveAnimatedWEBP writes it: EXIF 0x0110 "prompt:..." and 0x010F "workflow:..."."""
+    image = Image.new("RGB", (64, 64))
+    exif = image.getexif()
+    exif[0x0110] = "prompt:" + json.dumps(prompt)
+    exif[0x010F] = "workflow:" + json.dumps(workflow)
+    out = io.BytesIO()
+    image.save(out, "WEBP", exif=exif)
+    return out.getvalue()
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+@pytest.fixture
+def library(catalog_dir: Path, models_dir: Path) -> None:
+    touch(models_dir / "checkpoints" / "sdxl" / "juggernaut_xl.safetensors", b"checkpoint")
+    touch(models_dir / "embeddings" / "EasyNegative.safetensors", b"embedding")
+    touch(models_dir / "diffusion_models" / "flux" / "flux1-dev-Q4_K_S.gguf", b"gguf")
+    write_json(catalog_dir / "loras.json", catalog(entry(1201, "ink_lines.safetensors", "loras", size_gb=0.145), category="loras"))
+
+
+async def ask(client: TestClient, body: bytes, content_type: str, query: str = "") -> tuple[int, dict[str, Any]]:
+    """POST a body; the answer, checked against the OpenAPI document."""
+    response = await client.post(f"{ROUTE}{query}", data=io.BytesIO(body), headers={**AUTH, "Content-Type": content_type})
+    return response.status, await assert_conforms(response, "POST", ROUTE)
+
+
+def states(answer: dict[str, Any]) -> dict[str, str]:
+    return {model["name"]: model["state"] for model in answer["models"]}
+
+
+EXPECTED = {
+    "sdxl/juggernaut_xl.safetensors": "present",
+    "ink_lines.safetensors": "in_catalog",
+    "sdxl_vae.safetensors": "unknown",
+    "EasyNegative.safetensors": "present",
+    "flux/flux1-dev-Q4_K_S.gguf": "present",
+}
+
+
+@pytest.mark.parametrize("shape", ["ui", "api", "png", "png-compressed", "webp", "both-in-json"])
+async def test_each_format_tells_what_is_present_catalogued_and_unknown(start: StartClient, library: None, shape: str) -> None:
+    bodies = {
+        "ui": (json.dumps(ui_workflow()).encode(), "application/json"),
+        "api": (json.dumps(api_prompt()).encode(), "application/json"),
+        "png": (saved_png(api_prompt(), ui_workflow()), "image/png"),
+        "png-compressed": (saved_png(None, ui_workflow(), compressed=True), "image/png"),
+        "webp": (saved_webp(api_prompt(), ui_workflow()), "image/webp"),
+        "both-in-json": (json.dumps({"workflow": ui_workflow(), "prompt": api_prompt()}).encode(), "application/json"),
+    }
+    client = await start()
+    status, answer = await ask(client, *bodies[shape])
+    assert status == 200, answer
+    assert states(answer) == EXPECTED
+    by_name = {model["name"]: model for model in answer["models"]}
+    assert by_name["sdxl/juggernaut_xl.safetensors"]["where"] == "checkpoints/sdxl/juggernaut_xl.safetensors"
+    assert by_name["ink_lines.safetensors"]["version_id"] == 1201 and by_name["ink_lines.safetensors"]["status"] == "missing"
+    assert by_name["sdxl_vae.safetensors"]["folder"] == "vae"
+    assert answer["counts"] == {"present": 3, "in_catalog": 1, "identified": 0, "unknown": 1}
+    assert answer["download_bytes"] == 145_000_000
+
+
+async def test_a_file_elsewhere_in_its_folder_is_present_and_says_where(start: StartClient, models_dir: Path) -> None:
+    touch(models_dir / "loras" / "old" / "ink_lines.safetensors", b"lora")
+    touch(models_dir / "checkpoints" / "sdxl" / "juggernaut_xl.safetensors", b"checkpoint")
+    client = await start()
+    _status, answer = await ask(client, json.dumps(ui_workflow()).encode(), "application/json")
+    by_name = {m["name"]: m for m in answer["models"]}
+    assert by_name["sdxl/juggernaut_xl.safetensors"]["where"] == "checkpoints/sdxl/juggernaut_xl.safetensors"
+    assert "elsewhere" not in by_name["sdxl/juggernaut_xl.safetensors"]
+    lora_model = by_name["ink_lines.safetensors"]
+    assert lora_model["state"] == "present" and lora_model["where"] == "loras/old/ink_lines.safetensors"
+    assert lora_model["elsewhere"] is True, "ComfyUI lists it as old/ink_lines.safetensors: the node must be pointed at it"
+
+
+async def test_embedded_models_are_identified_by_hash_and_url(start: StartClient, library: None) -> None:
+    data = b"a vae on civitai"
+    sha = hashlib.sha256(data).hexdigest()
+    models = [
+        {"name": "sdxl_vae.safetensors", "url": "https://example.test/x", "directory": "vae", "hash": sha, "hash_type": "SHA256"},
+        {"name": "t5xxl_fp16.safetensors", "url": "https://huggingface.co/comfyanonymous/flux_text_encoders/resolve/main/t5xxl_fp16.safetensors", "directory": "text_encoders"},
+        {"name": "detail.safetensors", "url": "https://civitai.com/models/58390?modelVersionId=62833", "directory": "loras"},
+    ]
+    known = lora_version(777, model_id=77, file="sdxl_vae.safetensors")
+    known["files"][0]["hashes"] = {"SHA256": sha.upper()}
+    with aioresponses(passthrough=["http://127.0.0.1"]) as mocked:
+        mocked.post(f"{CIVITAI}/api/v1/model-versions/by-hash", payload=[known])
+        client = await start()
+        status, answer = await ask(client, json.dumps(ui_workflow(models=models)).encode(), "application/json")
+    assert status == 200, answer
+    by_name = {model["name"]: model for model in answer["models"]}
+    assert (by_name["sdxl_vae.safetensors"]["state"], by_name["sdxl_vae.safetensors"]["version_id"]) == ("identified", 777)
+    assert by_name["t5xxl_fp16.safetensors"]["state"] == "identified" and by_name["t5xxl_fp16.safetensors"]["source"] == "huggingface"
+    assert (by_name["detail.safetensors"]["state"], by_name["detail.safetensors"]["version_id"]) == ("identified", 62833)
+    assert by_name["t5xxl_fp16.safetensors"]["folder"] == "text_encoders"
+
+
+async def test_one_request_queues_every_missing_file_it_can_fetch(start: StartClient, aiohttp_server: Any, catalog_dir: Path, models_dir: Path) -> None:
+    fake: FakeCivitai = await started(aiohttp_server)
+    fake.blobs[1201] = blob(1201, size=64 * 1024)
+    fake.blobs[1301] = blob(1301, size=64 * 1024)
+    body = lora_version(1301, model_id=130, file="detail.safetensors")
+    body["files"][0]["hashes"] = {"SHA256": fake.blobs[1301].sha256.upper()}
+    fake.versions[1301] = body
+    write_json(catalog_dir / "loras.json", catalog(lora(1201, fake.blobs[1201]), category="loras"))
+    workflow = {"nodes": [
+        {"id": 1, "type": "LoraLoader", "widgets_values": ["lora_1201.safetensors", 1, 1]},
+        {"id": 2, "type": "LoraLoader", "widgets_values": ["detail.safetensors", 1, 1]},
+    ], "models": [{"name": "detail.safetensors", "url": "https://civitai.com/models/130?modelVersionId=1301", "directory": "loras"}]}
+    client = await start(civitai_base_url=str(fake.civitai.make_url("")).rstrip("/"))  # type: ignore[attr-defined]
+    status, answer = await ask(client, json.dumps(workflow).encode(), "application/json", "?download=true")
+    assert status == 200, answer
+    queued = {item["name"]: item for item in answer["downloads"]}
+    assert queued["lora_1201.safetensors"]["status"] == "queued"
+    assert queued["detail.safetensors"]["added"] == "added" and queued["detail.safetensors"]["status"] == "queued"
+    for item in queued.values():
+        await until_job(client, item["job"], "done")
+    assert (models_dir / "loras" / "lora_1201.safetensors").read_bytes() == fake.blobs[1201].data
+    assert '"civitai_version_id": 1301' in (catalog_dir / "models.json").read_text()
+    _status, again = await ask(client, json.dumps(workflow).encode(), "application/json")
+    assert set(states(again).values()) == {"present"}
+
+
+HOSTILE = {
+    "not json": (b"hello there", "application/json", 415, "unsupported_media_type"),
+    "a list": (b"[1, 2, 3]", "application/json", 400, "invalid_workflow"),
+    "deep": (b"[" * 100_000 + b"]" * 100_000, "application/json", 415, "unsupported_media_type"),
+    "wrong types": (json.dumps({"nodes": [5, "x", {"type": 3}, {"type": "LoraLoader", "widgets_values": [None, {"a": [1]}]}]}).encode(), "application/json", 200, None),
+    "a png without a workflow": (saved_png(None, None), "image/png", 400, "no_workflow"),
+    "a cut png": (saved_png(api_prompt(), None)[:60], "image/png", 400, "invalid_workflow"),
+    "a png whose prompt is not json": (b"\x89PNG\r\n\x1a\n" + png_chunk(b"tEXt", b"prompt\x00{nope") + png_chunk(b"IEND", b""), "image/png", 400, "invalid_workflow"),
+    "a text bomb": (b"\x89PNG\r\n\x1a\n" + png_chunk(b"zTXt", b"prompt\x00\x00" + zlib.compress(b" " * (64 * 1024 * 1024), 9)) + png_chunk(b"IEND", b""), "image/png", 413, "too_large"),
+    "a form post": (b"a=1", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
+    "a riff that is no webp": (b"RIFF\x10\x00\x00\x00WAVEfmt ", "image/webp", 415, "unsupported_media_type"),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE)
+async def test_hostile_bodies_get_a_clear_answer(start: StartClient, case: str) -> None:
+    body, content_type, expected, code = HOSTILE[case]
+    client = await start()
+    status, answer = await ask(client, body, content_type)
+    assert status == expected, answer
+    if code is not None:
+        assert answer["code"] == code, answer
+
+
+async def test_a_large_png_is_read_through_without_keeping_its_pixels(start: StartClient) -> None:
+    pixels = png_chunk(b"IDAT", b"\x00" * (24 * 1024 * 1024))
+    body = b"\x89PNG\r\n\x1a\n" + png_chunk(b"tEXt", b"prompt\x00" + json.dumps(api_prompt()).encode()) + pixels + png_chunk(b"IEND", b"")
+    client = await start()
+    status, answer = await ask(client, body, "image/png")
+    assert status == 200 and states(answer)["sdxl/juggernaut_xl.safetensors"] == "unknown"
+
+
+async def test_the_route_needs_the_key_and_takes_no_other_parameter(start: StartClient) -> None:
+    client = await start()
+    assert (await client.post(ROUTE, data=b"{}", headers={"Content-Type": "application/json"})).status == 401
+    status, answer = await ask(client, b"{}", "application/json", "?downloads=true")
+    assert status == 400 and answer["code"] == "unknown_parameter"
