@@ -29,6 +29,7 @@ SETTINGS_HELP: tuple[tuple[str, str, str], ...] = (
     ("CIVITAI_BASE_URL", "https://civitai.com", "CivitAI's origin"),
     ("CIVITAI_FALLBACK_URL", "https://civitai.red", "second origin asked after a 404; empty for none"),
     ("CIVITAI_TIMEOUT_S", "30", "total time for one CivitAI request"),
+    ("HUGGINGFACE_BASE_URL", "https://huggingface.co", "Hugging Face's origin (or a mirror), for files a workflow names there"),
     ("WATCH_DEBOUNCE_MS", "200", "longest a burst of file changes is grouped"),
     ("WATCH_FORCE_POLLING", "auto", "true, false or auto (polls on network and FUSE mounts)"),
     ("WATCH_POLL_INTERVAL_MS", "1000", "polling interval when polling"),
@@ -72,6 +73,7 @@ class Settings:
     civitai_base_url: str = "https://civitai.com"
     civitai_fallback_url: str = "https://civitai.red"  # asked after a 404; "" for none
     civitai_timeout_s: float = 30.0
+    huggingface_base_url: str = "https://huggingface.co"
     watch_debounce_ms: int = 200
     watch_force_polling: bool | None = None
     watch_poll_interval_ms: int = 1000
@@ -110,6 +112,8 @@ class Settings:
             raise ConfigError(f"PORT must be between 1 and 65535, not {self.port}.")
         if not self.civitai_base_url.startswith(("http://", "https://")):
             raise ConfigError("CIVITAI_BASE_URL must start with http:// or https://.")
+        if not self.huggingface_base_url.startswith(("http://", "https://")):
+            raise ConfigError("HUGGINGFACE_BASE_URL must start with http:// or https://.")
         if self.civitai_fallback_url and not self.civitai_fallback_url.startswith(("http://", "https://")):
             raise ConfigError("CIVITAI_FALLBACK_URL must start with http:// or https://, or be empty to ask no second origin.")
         _in_range("WATCH_DEBOUNCE_MS", self.watch_debounce_ms, 1, 60_000, "milliseconds")
@@ -151,6 +155,7 @@ class Settings:
             api_key=key,
             civitai_api_key=env.get("CIVITAI_API_KEY") or None,
             civitai_base_url=(env.get("CIVITAI_BASE_URL") or "https://civitai.com").rstrip("/"),
+            huggingface_base_url=(env.get("HUGGINGFACE_BASE_URL") or "https://huggingface.co").rstrip("/"),
             civitai_fallback_url=env.get("CIVITAI_FALLBACK_URL", "https://civitai.red").strip().rstrip("/"),
             civitai_timeout_s=_float(env, "CIVITAI_TIMEOUT_S", 30.0),
             watch_debounce_ms=_int(env, "WATCH_DEBOUNCE_MS", 200),

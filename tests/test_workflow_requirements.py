@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 from aioresponses import aioresponses
 from PIL import Image
@@ -235,3 +236,61 @@ async def test_the_route_needs_the_key_and_takes_no_other_parameter(start: Start
     assert (await client.post(ROUTE, data=b"{}", headers={"Content-Type": "application/json"})).status == 401
     status, answer = await ask(client, b"{}", "application/json", "?downloads=true")
     assert status == 400 and answer["code"] == "unknown_parameter"
+
+
+def fake_huggingface(files: dict[str, bytes], published: dict[str, str | None]) -> web.Application:
+    """Hugging Face as a workflow's files see it: HEAD on …/resolve/… publishes the SHA256 of LFS
+    files (X-Linked-Etag) and redirects to storage, which serves the bytes with Range."""
+
+    async def resolve_file(request: web.Request) -> web.StreamResponse:
+        name = request.match_info["path"]
+        if name not in files:
+            return web.Response(status=404)
+        headers = {"Location": f"/storage/{name}"}
+        if published.get(name):
+            headers["X-Linked-Etag"] = f'"{published[name]}"'
+            headers["X-Linked-Size"] = str(len(files[name]))
+        return web.Response(status=302, headers=headers)
+
+    async def storage(request: web.Request) -> web.StreamResponse:
+        data = files[request.match_info["path"]]
+        start = int(request.headers.get("Range", "bytes=0-")[6:].split("-")[0] or 0)
+        status = 206 if start else 200
+        headers = {"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"} if start else {}
+        return web.Response(body=data[start:], status=status, headers=headers, content_type="application/octet-stream")
+
+    app = web.Application()
+    app.router.add_route("*", "/{owner}/{repo}/resolve/main/{path}", resolve_file)
+    app.router.add_get("/storage/{path}", storage)
+    return app
+
+
+async def test_files_on_hugging_face_are_fetched_and_proven_by_their_published_hash(
+    start: StartClient, aiohttp_server: Any, models_dir: Path
+) -> None:
+    good, lied = b"t5 weights " * 9000, b"clip weights " * 5000
+    files = {"t5xxl_fp16.safetensors": good, "clip_l.safetensors": lied, "small.safetensors": b"tiny model"}
+    published = {"t5xxl_fp16.safetensors": hashlib.sha256(good).hexdigest(), "clip_l.safetensors": "ab" * 32, "small.safetensors": None}
+    hub = await aiohttp_server(fake_huggingface(files, published))
+    base = str(hub.make_url("")).rstrip("/")
+    models = [{"name": name, "url": f"{base}/comfyanonymous/flux_text_encoders/resolve/main/{name}", "directory": "text_encoders"} for name in files]
+    workflow = {"nodes": [{"id": 1, "type": "DualCLIPLoader", "widgets_values": ["t5xxl_fp16.safetensors", "clip_l.safetensors", "flux"]},
+                          {"id": 2, "type": "CLIPLoader", "widgets_values": ["small.safetensors", "stable_diffusion"]}], "models": models}
+    client = await start(huggingface_base_url=base)
+    status, answer = await ask(client, json.dumps(workflow).encode(), "application/json", "?download=true")
+    assert status == 200, answer
+    assert {m["name"]: (m["state"], m.get("source")) for m in answer["models"]} == {name: ("identified", "huggingface") for name in files}
+    jobs = {item["name"]: item["job"] for item in answer["downloads"]}
+    assert (await until_job(client, jobs["t5xxl_fp16.safetensors"], "done"))["version_id"] is None
+    assert (models_dir / "text_encoders" / "t5xxl_fp16.safetensors").read_bytes() == good
+    assert (await until_job(client, jobs["clip_l.safetensors"], "failed"))["error_code"] == "hash_mismatch"
+    assert (await until_job(client, jobs["small.safetensors"], "failed"))["error_code"] == "no_published_hash"
+    assert sorted(p.name for p in (models_dir / "text_encoders").iterdir()) == ["t5xxl_fp16.safetensors"]
+
+
+async def test_a_url_off_hugging_face_is_never_fetched(start: StartClient, catalog_dir: Path) -> None:
+    workflow = {"nodes": [{"id": 1, "type": "VAELoader", "widgets_values": ["ae.safetensors"]}],
+                "models": [{"name": "ae.safetensors", "url": "https://evil.example/owner/repo/resolve/main/ae.safetensors", "directory": "vae"}]}
+    client = await start()
+    status, answer = await ask(client, json.dumps(workflow).encode(), "application/json", "?download=true")
+    assert status == 200 and answer["models"][0]["state"] == "unknown" and answer["downloads"] == []

@@ -18,7 +18,7 @@ class Job:
     id: str
     file: str
     dest: str
-    version_id: int
+    version_id: int | None  # None: a file from elsewhere than CivitAI (`url`)
     target: Path
     expected_sha256: str | None
     state: str = "queued"  # queued, downloading, verifying, done, failed, cancelled
@@ -34,6 +34,7 @@ class Job:
     _pending_show: asyncio.TimerHandle | None = field(default=None, repr=False)
     speed: float = 0.0  # bytes per second, over the last second or so
     committed: bool = False  # verified and being placed: a cancel can no longer stop it
+    url: str | None = None  # a file from Hugging Face: fetched from here, with no key, and verified by its published SHA256
 
     @property
     def active(self) -> bool:

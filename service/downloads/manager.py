@@ -33,15 +33,18 @@ from .. import PROGRAM, __version__
 from ..civitai import CivitaiClient
 from ..civitai.ratelimit import RateGate
 from ..civitai.routing import file_sha256
+from ..disk.folders import canonical_folder
 from ..disk.names import check_file_name, check_relative_folder
 from ..disk.writable import MAX_FOLDERS_TOLD, identity, unwritable_folders
 from ..errors import Conflict, Invalid, NotFound, ServiceError
 from ..library.library import Library
 from ..map.entry import MapEntry
 from ..map.status import Transfer
-from .fetch import DownloadFailed, Fetched, Remote, check_space, fetch, origin
+from .fetch import DownloadFailed, Remote, check_space, fetch, origin
+from .huggingface import is_file_url, published_sha256
 from .job import Job
 from .part import PartFile, PartRefused, remove_unheld_part
+from .verify import verify
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +76,7 @@ class DownloadManager:
         civitai: CivitaiClient | None = None,
         record_hash: RecordHash | None = None,
         placed: Callable[[int, str], None] | None = None,
+        huggingface_url: str = "https://huggingface.co",
     ) -> None:
         self.library = library
         self.models_dir = models_dir
@@ -83,6 +87,7 @@ class DownloadManager:
         self.civitai = civitai  # asked for a file's SHA256 when its entry has none
         self.record_hash = record_hash
         self.placed = placed or (lambda version_id, path: None)  # told of each file placed (its preview is fetched)
+        self.huggingface_url = huggingface_url
         self.jobs: dict[str, Job] = {}
         self._slots = asyncio.Semaphore(concurrency)
         self._session: aiohttp.ClientSession | None = None
@@ -161,6 +166,28 @@ class DownloadManager:
         logger.info("download of %s cancelled", job.file)
         return {"status": "cancelled", "job": job_id}
 
+    def start_url(self, url: str, folder: str, file: str) -> dict[str, Any]:
+        """Queue a download of a file from Hugging Face into a model folder (a workflow named it);
+        its bytes are verified by the SHA256 Hugging Face publishes. Answers at once."""
+        if not self.enabled:
+            raise Conflict("Downloads are switched off here (DOWNLOADS=off); the models folder is read-only for this service.", code="downloads_off")
+        if not is_file_url(url, self.huggingface_url):
+            raise Invalid("Only files on Hugging Face (…/resolve/<revision>/<path>) are downloaded by URL.", code="unsafe_url")
+        check_file_name(file)
+        for job in self.jobs.values():
+            if job.file == file and job.active:
+                return {"status": job.state if job.state != "verifying" else "downloading", "file": file, "job": job.id}
+        if self.library.presence.is_present(file, folder):
+            return {"status": "already_present", "file": file}
+        target = (self.models_dir / check_relative_folder(folder) / file).absolute()
+        job = Job(secrets.token_hex(6), file, folder, None, target, None, url=url)
+        self.jobs[job.id] = job
+        self._forget_old()
+        self._show(job)
+        job.task = asyncio.create_task(self._run(job), name=f"download {file}")
+        logger.info("download of %s from Hugging Face queued", file)
+        return {"status": "queued", "file": file, "job": job.id}
+
     def _catalogued(self, file: str) -> MapEntry:
         index = self.library.index
         for version_id in index.versions_of_file(file):
@@ -213,7 +240,9 @@ class DownloadManager:
         assert self._session is not None
         await asyncio.to_thread(job.target.parent.mkdir, parents=True, exist_ok=True)
         hash_from_civitai = False
-        if job.expected_sha256 is None:
+        if job.url is not None:
+            job.expected_sha256, job.total = await published_sha256(self._session, job.url)
+        elif job.expected_sha256 is None:
             job.expected_sha256 = await self._civitai_sha256(job)
             hash_from_civitai = job.expected_sha256 is not None
         part = await _open_part(job)
@@ -230,7 +259,8 @@ class DownloadManager:
                 logger.warning("the verified SHA256 of %s could not be written into the catalog: %s", job.file, exc)
         # Last: a client that sees the job done sees the file present, and its hash in the catalog.
         job.state, job.bytes, job.total, job.finished_at = "done", size, size, time.time()
-        self.placed(job.version_id, str(job.target))
+        if job.version_id is not None:
+            self.placed(job.version_id, str(job.target))
 
     async def _fill(self, job: Job, part: PartFile) -> tuple[str, int]:
         """Download into the part, verify it, place it; the part goes unless it can be resumed."""
@@ -239,7 +269,10 @@ class DownloadManager:
         try:
             if job.total is not None:
                 await asyncio.to_thread(check_space, part, job.total)
-            source = Remote(f"{self.base_url}/api/download/models/{job.version_id}", self.api_key, origin(self.base_url))
+            if job.url is not None:  # Hugging Face: no key goes there
+                source = Remote(job.url, None, origin(job.url))
+            else:
+                source = Remote(f"{self.base_url}/api/download/models/{job.version_id}", self.api_key, origin(self.base_url))
             catalog_size = job.total
             fetched = await fetch(self._session, source, part, lambda done, total: self._progress(job, done, total), self.gate)
             job.state = "verifying"
@@ -316,8 +349,8 @@ class DownloadManager:
             self._progress(job, job.bytes, job.total)
 
     def _show(self, job: Job) -> None:
-        folder = self.library.index.entry(job.version_id)
-        logical = folder.folder if folder is not None else job.dest
+        folder = self.library.index.entry(job.version_id) if job.version_id is not None else None
+        logical = folder.folder if folder is not None else canonical_folder(job.dest)
         index = self.library.index
         if job.state == "queued":
             index.set_transfer(job.file, logical, Transfer("queued"))
@@ -361,27 +394,3 @@ async def _let_go(opening: asyncio.Future[PartFile], *, cancelled: bool) -> None
     if cancelled:
         await asyncio.to_thread(part.remove)
     await asyncio.to_thread(part.close)
-
-
-# One file's size in a catalog is its `size_gb` with three decimals: good to half a megabyte.
-CATALOG_SIZE_SLACK = 1_000_000
-
-
-def verify(fetched: Fetched, expected_sha256: str | None, catalog_size: int | None) -> None:
-    """Refuse a downloaded file that is not the one asked for: another SHA256 than expected; with
-    no SHA256 to check, a size far from the catalog's, or no size at all to check by."""
-    if expected_sha256 is not None:
-        if fetched.sha256 != expected_sha256:
-            raise DownloadFailed(
-                f"the downloaded file's SHA256 {fetched.sha256[:12]}… is not the expected {expected_sha256[:12]}…; nothing was kept",
-                "hash_mismatch",
-            )
-        return
-    if catalog_size is not None and abs(fetched.size - catalog_size) > CATALOG_SIZE_SLACK:
-        raise DownloadFailed(f"the downloaded file has {fetched.size} bytes, the catalog says about {catalog_size}; nothing was kept", "size_mismatch")
-    if not fetched.sized and catalog_size is None:
-        raise DownloadFailed(
-            "there is nothing to check this file by (no SHA256 from the catalog or CivitAI, no size from the catalog or "
-            "the server); it was not placed: ask again once CivitAI can be reached",
-            "unverifiable",
-        )

@@ -85,6 +85,7 @@ def create_app(settings: Settings, api_key: str) -> web.Application:
         civitai=civitai,
         record_hash=editor.record_hash,
         placed=previews.want,
+        huggingface_url=settings.huggingface_base_url,
     )
     updates = UpdateChecker(civitai, settings.catalog_dir, library.index.catalogued_models, settings.update_check_interval_h)
     updates.listeners.append(lambda answer: feed.announce("updates", answer))

@@ -5,6 +5,7 @@ and with ?download=true queues every one it can fetch."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Any
 
@@ -12,11 +13,12 @@ import orjson
 from aiohttp import web
 
 from ..civitai.lookup import BATCH, Identity, look_up
+from ..downloads.huggingface import is_file_url
 from ..errors import Invalid, ServiceError, UnsupportedMedia
 from ..workflows.containers import read_workflow
 from ..workflows.models import needs_of
 from ..workflows.requirements import Resolved, resolve, summary
-from .appkeys import CIVITAI, DOWNLOADS, EDITOR, LIBRARY
+from .appkeys import CIVITAI, DOWNLOADS, EDITOR, LIBRARY, SETTINGS
 from .params import switch
 
 logger = logging.getLogger(__name__)
@@ -36,7 +38,8 @@ async def workflow_requirements(request: web.Request) -> web.Response:
     needs = await asyncio.to_thread(needs_of, found.workflow, found.prompt)  # a graph of 10,000 nodes costs the loop nothing
     identities, civitai_error = await _ask_civitai(request, sorted({n.sha256 for n in needs if n.sha256}))
     library = request.app[LIBRARY]
-    resolved = resolve(needs, library.index, library.presence, identities)
+    hf_base = request.app[SETTINGS].huggingface_base_url
+    resolved = resolve(needs, library.index, library.presence, identities, functools.partial(is_file_url, base_url=hf_base))
     answer: dict[str, Any] = {"container": found.container, "models": [item.as_json() for item in resolved], **summary(resolved, len(needs))}
     if civitai_error is not None:
         answer["civitai_error"] = civitai_error
@@ -74,8 +77,13 @@ async def _fetch_missing(request: web.Request, resolved: list[Resolved]) -> list
                     outcomes.append({"name": name, "status": "restricted", "detail": added.get("reason")})
                     continue
                 outcomes.append({"name": name, "added": added.get("status"), **downloads.start(added["file"])})
-            elif item.state == "identified":
-                outcomes.append({"name": name, "status": "not_fetched", "detail": "Files on Hugging Face are not downloaded by this service yet; the url says where it is."})
+            elif item.state == "identified" and item.source == "huggingface" and item.need.url is not None:
+                if item.need.folder is None:
+                    outcomes.append({"name": name, "status": "refused", "code": "unknown_folder", "detail": "The workflow does not say which model folder it goes in."})
+                    continue
+                subfolder = item.need.name.rpartition("/")[0]
+                folder = f"{item.need.folder}/{subfolder}" if subfolder else item.need.folder
+                outcomes.append({"name": name, **downloads.start_url(item.need.url, folder, item.need.file)})
         except ServiceError as exc:
             outcomes.append({"name": name, "status": "refused", "code": exc.code, "detail": exc.detail})
     return outcomes

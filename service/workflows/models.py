@@ -189,7 +189,7 @@ def _embedded_models(workflow: object) -> list[dict[str, str]]:
             sha = item.get("hash") if str(item.get("hash_type", "sha256")).lower() == "sha256" else None
             found.append({
                 "name": item["name"],
-                "url": url if isinstance(url, str) and url.startswith("https://") and len(url) <= 2000 else None,
+                "url": url if isinstance(url, str) and url.startswith(("https://", "http://")) and len(url) <= 2000 else None,
                 "directory": directory if isinstance(directory, str) and 0 < len(directory) <= 200 else None,
                 "sha256": sha.lower() if isinstance(sha, str) and len(sha) == 64 and not sha.strip("0123456789abcdefABCDEF") else None,
             })

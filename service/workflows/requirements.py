@@ -8,6 +8,7 @@ Pure reads of the map and the disk on the event loop; CivitAI is asked only for 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,12 +54,13 @@ class Resolved:
         return answer
 
 
-def resolve(needs: list[Need], index: CivitaiIndex, presence: Presence, identities: dict[str, Identity]) -> list[Resolved]:
-    """Each need against the disk, the catalogs, and what CivitAI said of embedded hashes."""
-    return [_resolve(need, index, presence, identities) for need in needs[:MAX_NEEDS]]
+def resolve(needs: list[Need], index: CivitaiIndex, presence: Presence, identities: dict[str, Identity], is_hf_file: Callable[[str], bool]) -> list[Resolved]:
+    """Each need against the disk, the catalogs, what CivitAI said of embedded hashes, and the
+    Hugging Face files (`is_hf_file` tells their URLs) the workflow names."""
+    return [_resolve(need, index, presence, identities, is_hf_file) for need in needs[:MAX_NEEDS]]
 
 
-def _resolve(need: Need, index: CivitaiIndex, presence: Presence, identities: dict[str, Identity]) -> Resolved:
+def _resolve(need: Need, index: CivitaiIndex, presence: Presence, identities: dict[str, Identity], is_hf_file: Callable[[str], bool]) -> Resolved:
     file, subfolder = need.file, need.name.rpartition("/")[0]
     folders = presence.folders_of(file)
     wanted = canonical_folder(f"{need.folder}/{subfolder}" if need.folder and subfolder else need.folder or subfolder)
@@ -72,14 +74,14 @@ def _resolve(need: Need, index: CivitaiIndex, presence: Presence, identities: di
         version_id = catalogued[0]
         entry, slot = index.entry(version_id), index.status(version_id)
         return Resolved(need, "in_catalog", version_id=version_id, status=status_of(slot).value if slot else None, size=entry.size if entry else None)
-    version_id, source = _identified(need, identities)
+    version_id, source = _identified(need, identities, is_hf_file)
     if version_id is not None or source is not None:
         identity = identities.get(need.sha256) if need.sha256 else None
         return Resolved(need, "identified", version_id=version_id, source=source, size=_size_of(identity))
     return Resolved(need, "unknown")
 
 
-def _identified(need: Need, identities: dict[str, Identity]) -> tuple[int | None, str | None]:
+def _identified(need: Need, identities: dict[str, Identity], is_hf_file: Callable[[str], bool]) -> tuple[int | None, str | None]:
     if need.sha256 is not None:
         identity = identities.get(need.sha256)
         if identity is not None and identity.known:
@@ -91,7 +93,7 @@ def _identified(need: Need, identities: dict[str, Identity]) -> tuple[int | None
             reference = None
         if reference is not None and reference.version_id is not None:
             return reference.version_id, "civitai"
-        if need.url.startswith("https://huggingface.co/") and "/resolve/" in need.url:
+        if is_hf_file(need.url):
             return None, "huggingface"
     return None, None
 

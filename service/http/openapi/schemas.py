@@ -252,7 +252,7 @@ SCHEMAS: dict[str, Schema] = {
             "job": string(),
             "file": string(),
             "dest": string("The catalog's folder for the file."),
-            "version_id": {"type": "integer", "minimum": 1},
+            "version_id": {"type": ["integer", "null"], "minimum": 1, "description": "null: a file from Hugging Face a workflow named."},
             "state": {"type": "string", "enum": ["queued", "downloading", "verifying", "done", "failed", "cancelled"]},
             "bytes": {"type": "integer", "minimum": 0},
             "total": nullable("integer", "The file's size, once known."),
