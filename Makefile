@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(PY) bench/hashing.py --size-gb 4 --files 8 --small 30000 --runs 2
 	$(PY) bench/sidecars.py --files 30000
 	$(PY) bench/page.py --entries 100000 --runs 3
+	$(PY) bench/workflow.py --entries 10000 --nodes 300 --png-mb 50
 
 ## Write the README's pictures of the page (docs/screenshots/), from a library of 100,000 entries.
 screenshots: $(STAMP)

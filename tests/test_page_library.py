@@ -306,3 +306,32 @@ async def test_a_version_added_while_searching_is_found_by_the_longer_search(sta
         await page.wait_for(f"JSON.stringify({shown_ids()}) === '[701,703,705]'")
         await page.evaluate("{ const s = document.getElementById('search'); s.value = 'ink f'; s.dispatchEvent(new Event('input')) }")
         await page.wait_for(f"JSON.stringify({shown_ids()}) === '[705]'")
+
+
+async def test_a_dropped_workflow_shows_what_it_needs_and_one_click_gets_the_rest(
+    start: StartClient, fake: FakeCivitai, catalog_dir: Path, models_dir: Path, tmp_path: Path
+) -> None:
+    from .test_workflow_requirements import saved_png
+
+    fake.blobs[841] = blob(841, size=64 * 1024)
+    write_json(catalog_dir / "loras.json", catalog(lora(841, fake.blobs[841]), category="loras"))
+    touch(models_dir / "checkpoints" / "base.safetensors", b"checkpoint")
+    prompt = {"1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "base.safetensors"}},
+              "2": {"class_type": "LoraLoader", "inputs": {"lora_name": "lora_841.safetensors", "model": ["1", 0]}},
+              "3": {"class_type": "VAELoader", "inputs": {"vae_name": "nowhere.safetensors"}}}
+    image = tmp_path / "shared.png"
+    image.write_bytes(saved_png(prompt, None))
+    client = await start(civitai_base_url=on(fake))
+    async with browser_page() as page:
+        await login(page, str(client.make_url("/")))
+        await page.evaluate("document.getElementById('open-workflow').click()")
+        document = await page.send("DOM.getDocument")
+        node = await page.send("DOM.querySelector", nodeId=document["root"]["nodeId"], selector="#workflow-file")
+        await page.send("DOM.setFileInputFiles", files=[str(image)], nodeId=node["nodeId"])
+        await page.wait_for("document.getElementById('workflow-body').textContent.includes('1 on disk, 1 to fetch')", timeout=15)
+        shown = await page.evaluate("document.getElementById('workflow-body').innerText")
+        assert "lora_841.safetensors" in shown and "nowhere.safetensors" in shown and "not found" in shown
+        await page.evaluate("document.getElementById('workflow-fetch').click()")
+        await page.wait_for("document.getElementById('workflow-body').textContent.includes('queued 1 downloads')", timeout=15)
+        await page.evaluate("document.querySelector('#workflow-dialog [data-close]').click()")
+        await page.wait_for(row(841, "querySelector('.status')?.dataset.status === 'present'"), timeout=20)

@@ -646,6 +646,66 @@ async function openDuplicates() {
   } catch (error) { body.replaceChildren(el("p", "message error", error.message)); }
 }
 
+// ---- what a workflow needs -------------------------------------------------------------------
+
+const WORKFLOW_STATES = { present: "on disk", in_catalog: "in a catalog", identified: "found online", unknown: "not found" };
+let workflowBody = null;
+
+async function checkWorkflow(body, type, download = false) {
+  const box = $("workflow-body");
+  box.replaceChildren(el("p", "", download ? "Queueing the missing files…" : "Reading the workflow…"));
+  let response;
+  try {
+    response = await fetch(`/api/admin/workflow/requirements${download ? "?download=true" : ""}`, {
+      method: "POST", headers: { "X-API-Key": key(), "Content-Type": type }, body,
+    });
+  } catch (error) { goneOffline(); box.replaceChildren(el("p", "message error", "The service cannot be reached.")); return; }
+  const answer = await response.json().catch(() => ({}));
+  if (!response.ok) { box.replaceChildren(el("p", "message error", answer.detail || `HTTP ${response.status}`)); return; }
+  workflowBody = { body, type };
+  const missing = answer.counts.in_catalog + answer.counts.identified;
+  const rows = answer.models.map((model) => {
+    const where = model.state === "present" ? `${model.where}${model.elsewhere ? " (point the node at it)" : ""}`
+      : model.state === "in_catalog" ? `catalogued, ${model.status}` : model.url || "";
+    return [model.name, model.folder ?? "?", WORKFLOW_STATES[model.state], where, model.size ? megabytes(model.size) : ""];
+  });
+  const summary = `${answer.counts.present} on disk, ${missing} to fetch${answer.download_bytes ? ` (${megabytes(answer.download_bytes)})` : ""}, ${answer.counts.unknown} not found`;
+  const list = table(["model", "folder", "state", "where", "size"], rows);
+  list.querySelectorAll("tr").forEach((tr, index) => { if (index) tr.children[2].className = `state-${answer.models[index - 1].state}`; });
+  box.replaceChildren(el("p", "", summary), list);
+  if (answer.downloads) {
+    const done = answer.downloads.filter((item) => item.job).length;
+    box.prepend(el("p", "", `queued ${done} downloads${answer.downloads.length > done ? `, ${answer.downloads.length - done} refused: ${answer.downloads.filter((i) => !i.job).map((i) => `${i.name} (${i.detail || i.status})`).join("; ")}` : ""}`));
+    refreshJobsSoon();
+  }
+  $("workflow-fetch").disabled = missing === 0 || download;
+}
+
+function workflowFile(file) {
+  const type = file.type || (file.name.endsWith(".png") ? "image/png" : file.name.endsWith(".webp") ? "image/webp" : "application/json");
+  checkWorkflow(file, type);
+}
+
+function openWorkflow() {
+  $("workflow-body").replaceChildren();
+  $("workflow-fetch").disabled = true;
+  $("workflow-dialog").showModal();
+}
+
+const drop = $("workflow-drop");
+drop.addEventListener("dragover", (event) => { event.preventDefault(); drop.classList.add("over"); });
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", (event) => {
+  event.preventDefault();
+  drop.classList.remove("over");
+  const file = event.dataTransfer.files[0];
+  if (file) workflowFile(file);
+});
+$("workflow-file").addEventListener("change", () => { const file = $("workflow-file").files[0]; if (file) workflowFile(file); });
+$("workflow-check").addEventListener("click", () => checkWorkflow($("workflow-text").value, "application/json"));
+$("workflow-fetch").addEventListener("click", () => { if (workflowBody) checkWorkflow(workflowBody.body, workflowBody.type, true); });
+$("open-workflow").addEventListener("click", openWorkflow);
+
 // ---- start ----------------------------------------------------------------------------------
 
 async function firstLoad() {
