@@ -208,6 +208,7 @@ HOSTILE = {
     "a cut png": (saved_png(api_prompt(), None)[:60], "image/png", 400, "invalid_workflow"),
     "a png whose prompt is not json": (b"\x89PNG\r\n\x1a\n" + png_chunk(b"tEXt", b"prompt\x00{nope") + png_chunk(b"IEND", b""), "image/png", 400, "invalid_workflow"),
     "a text bomb": (b"\x89PNG\r\n\x1a\n" + png_chunk(b"zTXt", b"prompt\x00\x00" + zlib.compress(b" " * (64 * 1024 * 1024), 9)) + png_chunk(b"IEND", b""), "image/png", 413, "too_large"),
+    "huge": (b'{"nodes": [], "pad": "' + b"x" * (17 * 1024 * 1024) + b'"}', "application/json", 413, "too_large"),
     "a form post": (b"a=1", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
     "a riff that is no webp": (b"RIFF\x10\x00\x00\x00WAVEfmt ", "image/webp", 415, "unsupported_media_type"),
 }
