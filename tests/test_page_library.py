@@ -18,7 +18,8 @@ from .browser import Page, browser_page
 from .conftest import StartClient
 from .downloads.fake_civitai import FakeCivitai, started
 from .downloads.jobs import blob, lora
-from .helpers import API_KEY, catalog, entry, touch, write_json
+from .conftest import get_map
+from .helpers import API_KEY, catalog, entry, eventually, touch, write_json
 
 AXE = Path(__file__).resolve().parent.parent / ".venv" / "axe-core" / "axe.min.js"
 
@@ -122,10 +123,11 @@ async def test_the_page_says_when_the_service_is_gone_and_recovers_by_itself(sta
         await page.wait_for("!document.getElementById('offline').classList.contains('hidden')", timeout=15)
         await page.evaluate("document.querySelector('[data-action=remove]').click()")
         await page.wait_for("document.getElementById('message').textContent.includes('cannot be reached')")
+        write_json(catalog_dir / "loras.json", catalog(entry(706, "while_away.safetensors", "loras", name="Added while away"), category="loras"))
         again = await start(server_kwargs={"port": port})
         await page.wait_for("document.getElementById('offline').classList.contains('hidden')", timeout=20)
         await page.wait_for("document.getElementById('message').textContent === ''")
-        assert await page.evaluate(shown_ids()) == [701, 702, 703]
+        await page.wait_for(f"JSON.stringify({shown_ids()}) === '[701,702,706]'", timeout=10)  # what changed meanwhile is read again
         await again.close()
 
 
@@ -142,6 +144,8 @@ async def test_on_a_phone_nothing_scrolls_sideways_and_every_action_is_in_reach(
         assert rightmost <= 390
         sizes = await page.evaluate("[...document.querySelectorAll('.row button')].map((b) => b.getBoundingClientRect().height)")
         assert sizes and min(sizes) >= 32, "buttons big enough for a finger"
+        bottom = await page.evaluate("document.getElementById('list').getBoundingClientRect().bottom")
+        assert bottom <= 844, "the list ends inside the screen: the page itself does not scroll"
         await page.evaluate(row(702, "querySelector('[data-action=remove]').click()"))
         await page.wait_for("document.getElementById('message').textContent.startsWith('removed')")
 
@@ -198,6 +202,11 @@ async def test_a_row_shows_its_thumbnail(start: StartClient, catalog_dir: Path, 
     Image.new("RGB", (800, 600), (30, 160, 90)).save(picture, "PNG")
     touch(models_dir / "checkpoints" / "photon_v2.preview.png", picture.getvalue())
     client = await start(hashing=True, hash_settle_s=0.0, civitai_base_url="http://127.0.0.1:9")
+
+    async def offered() -> bool:
+        return "preview" in (await get_map(client))["by_version"]["702"]
+
+    await eventually(offered, what="the preview in the map before the page opens")  # drawn at login, not by an event
     async with browser_page() as page:
         await login(page, str(client.make_url("/")))
         await page.wait_for(row(702, "querySelector('img.thumb')?.src.startsWith('blob:')"), timeout=15)
@@ -277,7 +286,7 @@ async def test_promote_copy_words_and_add_the_newer_version(start: StartClient, 
         assert await page.evaluate("navigator.clipboard.readText()") == "ink wash, bold lines"
         await page.evaluate("document.getElementById('check-updates').click()")
         await page.wait_for(row(831, "querySelector('[data-action=add-newer]')"), timeout=15)
-        assert await page.evaluate(row(831, "querySelector('.update').textContent")) == "update: v2"
+        assert (await page.evaluate(row(831, "querySelector('.update').textContent"))).startswith("update: v2")
         await page.evaluate(row(831, "querySelector('[data-action=add-newer]').click()"))
         await page.wait_for(row(832, "querySelector('.status')?.dataset.status === 'missing'"), timeout=15)
         await page.evaluate(row(831, "querySelector('[data-action=promote]').click()"))
@@ -335,3 +344,48 @@ async def test_a_dropped_workflow_shows_what_it_needs_and_one_click_gets_the_res
         await page.wait_for("document.getElementById('workflow-body').textContent.includes('queued 1 downloads')", timeout=15)
         await page.evaluate("document.querySelector('#workflow-dialog [data-close]').click()")
         await page.wait_for(row(841, "querySelector('.status')?.dataset.status === 'present'"), timeout=20)
+
+
+async def test_rows_deep_in_a_long_list_stay_in_place_when_they_change(start: StartClient, catalog_dir: Path, models_dir: Path) -> None:
+    write_json(catalog_dir / "models.json", catalog(*(entry(20_000 + n, f"deep_{n:05d}.safetensors", "checkpoints", name=f"Deep {n:05d}") for n in range(20_000))))
+    client = await start()
+    async with browser_page() as page:
+        await login(page, str(client.make_url("/")))
+        await page.evaluate("{ const list = document.getElementById('list'); list.scrollTop = list.scrollHeight; }")
+        await page.wait_for(row(39_990, "querySelector('.status')"))
+        touch(models_dir / "checkpoints" / "deep_19990.safetensors", b"landed")
+        await page.wait_for(row(39_990, "querySelector('.status')?.dataset.status === 'present'"))
+        tops = await page.evaluate("[...document.querySelectorAll('[data-version-id]')].map((e) => [Number(e.dataset.index), e.offsetTop])")
+    height = tops[1][1] - tops[0][1] if tops[1][0] == tops[0][0] + 1 else None
+    assert all(top == index * 64 for index, top in tops), "each row exactly at its place (no rounding of a long offset)"
+    assert height in (None, 64)
+
+
+async def test_the_view_follows_changes_and_keeps_focus(start: StartClient, catalog_dir: Path, models_dir: Path) -> None:
+    library(catalog_dir)
+    client = await start()
+    async with browser_page() as page:
+        await login(page, str(client.make_url("/")))
+        await page.evaluate(row(703, "querySelector('input[type=checkbox]').click()"))
+        await page.evaluate("{ const f = document.getElementById('f-catalog'); f.value = 'models'; f.dispatchEvent(new Event('change')) }")
+        await page.wait_for(f"JSON.stringify({shown_ids()}) === '[701,702]'")
+        await page.evaluate(row(701, "querySelector('[data-action=remove]').focus()"))
+        touch(models_dir / "checkpoints" / "photon_v2.safetensors", b"landed")  # another row changes
+        await page.wait_for(row(702, "querySelector('.status')?.dataset.status === 'present'"))
+        assert await page.evaluate("document.activeElement.dataset.action + ':' + document.activeElement.closest('[data-version-id]').dataset.versionId") == "remove:701"
+        write_json(catalog_dir / "models.json", catalog(entry(702, "photon_v2.safetensors", "checkpoints", name="Photon")))  # 701 leaves
+        write_json(catalog_dir / "loras.json", catalog(entry(701, "inkwash_v1.safetensors", "loras", name="Inkwash XL"), category="loras"))  # moved to loras
+        await page.wait_for(f"JSON.stringify({shown_ids()}) === '[702]'")  # no longer in the catalog the view shows
+        assert await page.evaluate("document.getElementById('bulk').classList.contains('hidden')"), "the selected row left: nothing is selected"
+        await page.evaluate("location.hash = '#q=photon'")
+        await page.wait_for("document.getElementById('f-catalog').value === ''")  # a filter the fragment no longer names is cleared
+        assert await page.evaluate("document.getElementById('count').getAttribute('aria-live')") is None
+
+
+async def test_a_name_cannot_pose_as_another_file(start: StartClient, catalog_dir: Path) -> None:
+    write_json(catalog_dir / "models.json", catalog(entry(707, "evil\u202egnp.safetensors", "checkpoints", name="evil\u202egnp.safetensors")))
+    client = await start()
+    async with browser_page() as page:
+        await login(page, str(client.make_url("/")))
+        shown = await page.evaluate(row(707, "querySelector('.name').textContent"))
+    assert shown == "evil⟨U+202E⟩gnp.safetensors"

@@ -55,6 +55,7 @@ async function api(method, path, payload) {
 function say(text, isError = false) {
   $("message").textContent = text;
   $("message").className = isError ? "message error" : "message";
+  fitList();
 }
 
 async function act(work) {
@@ -84,7 +85,9 @@ function takeMap(map) {
   const entries = map.by_version;
   for (const id in entries) remember(id, entries[id]);
   state.sorted = null;
+  for (const [id] of state.thumbs) dropThumb(id);
   fillChoices();
+  updateBulk();
   applyView();
   setTimeout(prepareSearch, 0);
 }
@@ -113,7 +116,7 @@ function fillChoices() {
   for (const [id, values] of [["f-folder", folders], ["f-base", bases]]) {
     const select = $(id), current = select.value;
     const options = [new Option("all", "")];
-    for (const value of [...values].sort()) options.push(new Option(value, value));
+    for (const value of [...values].sort()) options.push(new Option(value.length > 40 ? `${value.slice(0, 39)}…` : value, value));
     select.replaceChildren(...options);
     select.value = values.has(current) ? current : "";
   }
@@ -126,8 +129,7 @@ const VIEW_FIELDS = { q: "search", status: "f-status", catalog: "f-catalog", fol
 function viewFromFragment() {
   const params = new URLSearchParams(location.hash.slice(1));
   for (const [name, id] of Object.entries(VIEW_FIELDS)) {
-    const value = params.get(name);
-    if (value === null) continue;
+    const value = params.get(name) ?? (name === "sort" ? "name" : "");
     if ($(id).tagName === "SELECT" && ![...$(id).options].some((o) => o.value === value)) $(id).appendChild(new Option(value, value));
     $(id).value = value;
   }
@@ -191,14 +193,25 @@ function applyView() {
     if (row && passes(row, filters)) shown.push(id);
   }
   state.shown = shown;
+  state.shownSet = null;  // made when first needed (readHeads)
+  state.lastShown = filters;
   state.lastFilters = filters;
   $("count").textContent = `${shown.length.toLocaleString()} of ${state.rows.size.toLocaleString()} versions`;
   $("empty").classList.toggle("hidden", shown.length > 0 || state.rows.size === 0);
   $("spacer").style.height = `${shown.length * rowHeight()}px`;
-  render(true);
+  render();
+  clearTimeout(state.announceTimer);
+  state.announceTimer = setTimeout(() => { $("announce").textContent = $("count").textContent; }, 800);
 }
 
 // ---- rendering only what is in view ---------------------------------------------------------
+
+// The list fills the window below what is above it, so the page itself never scrolls.
+function fitList() {
+  const list = $("list");
+  const height = Math.max(288, window.innerHeight - list.getBoundingClientRect().top - window.scrollY - 4);
+  list.style.height = `${height}px`;
+}
 
 let cachedRowHeight = 0;
 function rowHeight() {
@@ -207,31 +220,40 @@ function rowHeight() {
 }
 
 const rendered = new Map();  // version id -> its element
-function render(all = false) {
+// Rows in view are kept from one render to the next (their content is kept current by
+// `redraw`), so a focused button survives filtering and scrolling; each is placed by its index.
+function render() {
   const list = $("list"), height = rowHeight();
   const first = Math.max(0, Math.floor(list.scrollTop / height) - 5);
   const last = Math.min(state.shown.length, Math.ceil((list.scrollTop + list.clientHeight) / height) + 5);
   const wanted = new Map();
   for (let index = first; index < last; index++) wanted.set(state.shown[index], index);
   for (const [id, element] of rendered) {
-    if (!wanted.has(id) || all) { element.remove(); rendered.delete(id); }
+    if (!wanted.has(id)) { element.remove(); rendered.delete(id); }
   }
   for (const [id, index] of wanted) {
     let element = rendered.get(id);
     if (!element) { element = rowElement(state.rows.get(id)); rendered.set(id, element); $("spacer").appendChild(element); }
-    element.style.top = `${index * height}px`;
+    place(element, index);
   }
+  pumpThumbs();
+}
+
+function place(element, index) {
+  element.dataset.index = index;
+  element.style.top = `${index * rowHeight()}px`;
 }
 
 function redraw(id) {
   const element = rendered.get(id);
   if (!element) return;
   const fresh = rowElement(state.rows.get(id));
-  fresh.style.top = element.style.top;
+  place(fresh, Number(element.dataset.index));
   const focused = element.contains(document.activeElement) ? document.activeElement.dataset.action : null;
   element.replaceWith(fresh);
   rendered.set(id, fresh);
-  if (focused) fresh.querySelector(`[data-action="${focused}"]`)?.focus();
+  if (focused) (fresh.querySelector(`[data-action="${focused}"]`) || fresh.querySelector(".actions button") || fresh.querySelector("[data-action=select]"))?.focus();
+  pumpThumbs();
 }
 
 function el(tag, className, text) {
@@ -250,6 +272,7 @@ function rowElement(row) {
   const check = el("input");
   check.type = "checkbox";
   check.checked = state.selected.has(row.id);
+  check.dataset.action = "select";
   check.setAttribute("aria-label", `Select ${row.name}`);
   check.addEventListener("change", () => { toggleSelected(row.id, check.checked); element.classList.toggle("selected", check.checked); });
   let thumb;
@@ -264,14 +287,26 @@ function rowElement(row) {
     thumb.setAttribute("aria-hidden", "true");
   }
   const names = el("div", "names");
-  names.append(el("div", "name", row.name), el("div", "where", `${row.dest}/${row.file}`));
+  names.append(el("div", "name", visible(row.name)), el("div", "where", visible(`${row.dest}/${row.file}`)));
   const update = row.civitai_model_id != null ? state.updates.get(row.civitai_model_id) : undefined;
-  if (update) names.append(el("div", "update", `update: ${update.name ?? update.id}`));
+  if (update) {
+    const line = el("div", "update", `update: ${update.name ?? update.id} `);
+    line.appendChild(actionButton("Add newer", "add-newer", async () => added(await api("POST", `/api/admin/civitai/add/${update.id}`)), row));
+    names.append(line);
+  }
   const facts = [row.catalog ? `${row.catalog}.json` : "on disk only", row.size_gb ? `${row.size_gb.toFixed(2)} GB` : null, `v${row.id}`];
   const meta = el("div", "meta");
   meta.append(el("div", "", row.base_model || "base model unknown"), el("div", "", facts.filter(Boolean).join(" · ")));
+  if (row.trigger_words?.length) meta.appendChild(copyWordsButton(row, "copy trigger words", "copy-words"));
   element.append(check, thumb, names, meta, statusElement(row), actionsElement(row, update));
   return element;
+}
+
+// Characters that reorder text (bidi overrides and isolates) would let a name pose as another
+// ("evil\u202Egnp.safetensors" reads as "evilsrotnetefas.png"): they are shown, not obeyed.
+const BIDI = /[\u202A-\u202E\u2066-\u2069\u200E\u200F]/g;
+function visible(text) {
+  return String(text ?? "").replace(BIDI, (char) => `⟨U+${char.charCodeAt(0).toString(16).toUpperCase()}⟩`);
 }
 
 function megabytes(bytes) { return `${(bytes / 1e6).toFixed(1)} MB`; }
@@ -338,16 +373,19 @@ function actionsElement(row, update) {
   if (row.catalog && row.status !== "present") {
     actions.appendChild(actionButton("Remove", "remove", async () => removeFile(row.file), row));
   }
-  if (row.trigger_words?.length) {
-    actions.appendChild(actionButton("Copy words", "copy-words", async () => {
-      await copyText(row.trigger_words.join(", "));
-      return `copied: ${row.trigger_words.join(", ")}`;
-    }, row));
-  }
-  if (update) {
-    actions.appendChild(actionButton("Add newer", "add-newer", async () => added(await api("POST", `/api/admin/civitai/add/${update.id}`)), row));
+  if (row.trigger_words?.length) {  // on a phone, where the row's details are folded away
+    const copy = copyWordsButton(row, "Copy words", "copy-words-phone");
+    copy.classList.add("phone-only");
+    actions.appendChild(copy);
   }
   return actions;
+}
+
+function copyWordsButton(row, label, action) {
+  return actionButton(label, action, async () => {
+    await copyText(row.trigger_words.join(", "));
+    return `copied: ${row.trigger_words.join(", ")}`;
+  }, row);
 }
 
 async function copyText(text) {
@@ -376,10 +414,28 @@ function added(answer) {
 
 // ---- thumbnails: fetched with the key, a few at a time, only for rows in view --------------------
 
+const THUMBS_KEPT = 400;  // object URLs held at most; the least recently shown are let go
+
 function wantThumb(id) {
   state.thumbs.set(id, "");
-  state.thumbQueue.push(id);
-  pumpThumbs();
+  state.thumbQueue.push(id);  // fetched once its row is in the page (`render` pumps the queue)
+}
+
+function keepThumb(id, url) {
+  state.thumbs.delete(id);
+  state.thumbs.set(id, url);
+  for (const [old, oldUrl] of state.thumbs) {
+    if (state.thumbs.size <= THUMBS_KEPT) break;
+    if (rendered.has(old)) continue;
+    if (oldUrl) URL.revokeObjectURL(oldUrl);
+    state.thumbs.delete(old);
+  }
+}
+
+function dropThumb(id) {
+  const url = state.thumbs.get(id);
+  if (url) URL.revokeObjectURL(url);
+  state.thumbs.delete(id);
 }
 
 function pumpThumbs() {
@@ -393,7 +449,7 @@ function pumpThumbs() {
       .then((response) => (response.ok ? response.blob() : null))
       .then((blob) => {
         if (!blob) return;
-        state.thumbs.set(id, URL.createObjectURL(blob));
+        keepThumb(id, URL.createObjectURL(blob));
         const image = rendered.get(id)?.querySelector(".thumb");
         if (image) image.src = state.thumbs.get(id);
       })
@@ -413,13 +469,15 @@ function onChange(data) {
   for (const id of ids) {
     const number = Number(id), status = changes[id], row = state.rows.get(number);
     if (status === null) {
-      if (row) { state.rows.delete(number); state.selected.delete(number); gone = true; }
+      if (row) { state.rows.delete(number); state.selected.delete(number); dropThumb(number); gone = true; }
       continue;
     }
     if (!row) { state.pendingHeads.add(number); continue; }
     const before = row.status;
     for (const field of ["dl_bytes", "dl_total", "partial_bytes", "dl_error", "local_file", "hash_mismatch", "preview"]) delete row[field];
+    const hadPreview = row.preview;
     Object.assign(row, details?.[id] || {}, { status });
+    if (hadPreview !== row.preview) dropThumb(number);
     if (before !== status) reorder = true;
     state.pendingHeads.add(number);  // its name or file may have changed too: read again, a few at a time
     if (status === "downloading" || status === "queued" || before === "downloading" || before === "queued") refreshJobsSoon();
@@ -427,6 +485,7 @@ function onChange(data) {
   }
   // A status that moved changes the list only when the view filters or sorts by status.
   if (reorder && state.sortedBy === "status") state.sorted = null;
+  if (gone) updateBulk();
   if (gone || (reorder && ($("f-status").value || state.sortedBy === "status"))) applyView();
   if (state.pendingHeads.size && !state.headTimer) state.headTimer = setTimeout(readHeads, 150);
 }
@@ -444,8 +503,14 @@ async function readHeads() {
       if (!entry) continue;
       const old = state.rows.get(id);
       const row = remember(id, entry);
+      state.shownSet ??= new Set(state.shown);
+      if (old && state.lastShown && passes(row, state.lastShown) !== state.shownSet.has(id)) moved = true;  // in or out of the view now
       if (!old || SORTS[state.sortedBy](old, row) !== 0) {  // new, or sorts elsewhere now
-        if (state.sorted) { if (old) state.sorted.splice(state.sorted.indexOf(id), 1); insertSorted(id); }
+        if (state.sorted) {
+          const at = old ? state.sorted.indexOf(id) : -1;
+          if (at >= 0) state.sorted.splice(at, 1);
+          insertSorted(id);
+        }
         moved = true;
       }
       redraw(id);
@@ -525,9 +590,9 @@ async function streamEvents(signal) {
 
 function onEvent(name, data) {
   if (name === "snapshot") {
-    const wasOffline = !state.online;
     setOnline(true);
-    if (wasOffline) loadMap().catch(() => {});
+    if (state.streamed) loadMap().catch(() => {});  // a stream again: what changed meanwhile was never sent
+    state.streamed = true;
   } else if (name === "resync") {
     loadMap().catch(() => {});
   } else if (name === "change") {
@@ -573,8 +638,14 @@ async function showProgress() {
 
 function toggleSelected(id, on) {
   if (on) state.selected.add(id); else state.selected.delete(id);
+  updateBulk();
+}
+
+function updateBulk() {
+  for (const id of state.selected) if (!state.rows.has(id)) state.selected.delete(id);
   $("bulk").classList.toggle("hidden", state.selected.size === 0);
   $("bulk-count").textContent = `${state.selected.size} selected`;
+  fitList();
 }
 
 async function bulk(kind) {
@@ -722,6 +793,7 @@ function start() {
   $("key-form").classList.add("hidden");
   $("app").classList.remove("hidden");
   viewFromFragment();
+  fitList();
   firstLoad();
   refreshJobs();
   refreshUpdates();
@@ -735,7 +807,8 @@ $("search").addEventListener("input", () => { clearTimeout(typing); typing = set
 for (const id of ["f-status", "f-catalog", "f-folder", "f-base", "sort"]) $(id).addEventListener("change", () => { applyView(); viewToFragment(); });
 let scrolling = false;
 $("list").addEventListener("scroll", () => { if (!scrolling) { scrolling = true; requestAnimationFrame(() => { scrolling = false; render(); }); } });
-window.addEventListener("resize", () => { cachedRowHeight = 0; applyView(); });
+window.addEventListener("resize", () => { cachedRowHeight = 0; fitList(); applyView(); });
+for (const box of ["filters-box", "tools-box"]) $(box).addEventListener("toggle", fitList);
 window.addEventListener("hashchange", () => { viewFromFragment(); applyView(); });
 
 $("key-form").addEventListener("submit", async (event) => {
