@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -32,12 +30,11 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
-from harness.common import free_port  # noqa: E402
 from harness.dataset import generate  # noqa: E402
+from loopback import KEY, ServiceProcess  # noqa: E402
 
 from tests.browser import Page, browser_page  # noqa: E402
 
-KEY = "bench-page-key-0123456789"
 TARGETS = {"usable_s": 1.0, "event_to_row_ms": 50.0, "keystroke_ms": 50.0, "heap_mb": 200.0}
 MAP_TIMING = """(() => { const e = performance.getEntriesByType('resource').find((r) => r.name.endsWith('/civitai-map'));
   return e ? e.startTime : null; })()"""
@@ -69,32 +66,6 @@ KEYSTROKES = """(async (word) => {
   search.value = ''; applyView();
   return times;
 })"""
-
-
-class Service:
-    def __init__(self, catalogs: Path, models: Path, log: Path) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "CATALOG_DIR": str(catalogs), "MODELS_DIR": str(models), "PORT": str(self.port), "API_KEY": KEY,
-               "HASHING": "off", "UPDATE_CHECK_INTERVAL_H": "0", "CIVITAI_BASE_URL": "http://127.0.0.1:9", "CIVITAI_FALLBACK_URL": ""}
-        with open(log, "wb") as output:
-            self.proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=output)
-
-    async def ready(self) -> None:
-        async with aiohttp.ClientSession() as session:
-            for _ in range(1200):
-                try:
-                    async with session.get(f"{self.base}/ready") as response:
-                        if response.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise RuntimeError("the service did not become ready")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(15)
 
 
 async def login(page: Page, base: str) -> float:
@@ -143,9 +114,10 @@ async def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-page-") as work:
         dataset = generate(args.entries, Path(work))
-        service = Service(dataset.catalog_dir, dataset.models_dir, Path(work) / "service.log")
+        service = ServiceProcess(dataset.catalog_dir, dataset.models_dir, "http://127.0.0.1:9", Path(work) / "service.log", HASHING="off")
         try:
-            await service.ready()
+            async with aiohttp.ClientSession() as session:
+                await service.wait_ready(session, timeout_s=120)
             runs = []
             for number in range(args.runs):
                 runs.append(await one_run(service.base, args.screenshots if number == 0 else None))

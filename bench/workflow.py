@@ -16,7 +16,6 @@ import io
 import json
 import os
 import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,10 +27,10 @@ import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from harness.common import free_port, read_proc_status  # noqa: E402
+from harness.common import read_proc_status  # noqa: E402
 from harness.dataset import generate  # noqa: E402
+from loopback import KEY, ServiceProcess  # noqa: E402
 
-KEY = "bench-workflow-key-0123456789"
 ROUTE = "/api/admin/workflow/requirements"
 LOADERS = [("CheckpointLoaderSimple", "checkpoints"), ("LoraLoader", "loras"), ("VAELoader", "vae"), ("UNETLoader", "diffusion_models")]
 
@@ -71,21 +70,11 @@ async def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-workflow-") as work:
         dataset = generate(args.entries, Path(work))
         files = sorted(p.name for p in dataset.models_dir.rglob("*.safetensors"))[:500]
-        port = free_port()
-        env = {**os.environ, "CATALOG_DIR": str(dataset.catalog_dir), "MODELS_DIR": str(dataset.models_dir), "PORT": str(port), "API_KEY": KEY,
-               "HASHING": "off", "UPDATE_CHECK_INTERVAL_H": "0", "CIVITAI_BASE_URL": "http://127.0.0.1:9", "CIVITAI_FALLBACK_URL": ""}
-        proc = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        base = f"http://127.0.0.1:{port}"
+        service = ServiceProcess(dataset.catalog_dir, dataset.models_dir, "http://127.0.0.1:9", Path(work) / "service.log", HASHING="off")
+        proc, base = service.proc, service.base
         try:
             async with aiohttp.ClientSession() as session:
-                for _ in range(600):
-                    try:
-                        async with session.get(f"{base}/ready") as response:
-                            if response.status == 200:
-                                break
-                    except aiohttp.ClientError:
-                        pass
-                    await asyncio.sleep(0.1)
+                await service.wait_ready(session, timeout_s=120)
                 graph = json.dumps(workflow(args.nodes, files)).encode()
                 headers = {"X-API-Key": KEY, "Content-Type": "application/json"}
                 times, models = [], 0
@@ -102,8 +91,7 @@ async def main() -> None:
                     status = response.status
                 after = read_proc_status(proc.pid)
         finally:
-            proc.terminate()
-            proc.wait(15)
+            service.stop()
     worst, median = max(times), sorted(times)[len(times) // 2]
     grew_mb = (after.get("VmHWM", 0) - before.get("VmHWM", 0)) / 1024
     result = {"nodes": args.nodes, "models_listed": models, "median_ms": round(median, 1), "worst_ms": round(worst, 1),

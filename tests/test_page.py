@@ -92,3 +92,13 @@ async def test_a_stopped_download_and_a_lora_removal_read_plainly(start: StartCl
         await page.evaluate(row(602, "querySelector('[data-action=remove]').click()"))
         await page.wait_for("document.getElementById('message').textContent.startsWith('removed')")
         assert await page.evaluate("document.getElementById('message').textContent") == "removed from loras.json: unwanted.safetensors"
+
+
+async def test_the_page_serves_its_own_scripts_and_nothing_else_of_its_folder(start: StartClient) -> None:
+    client = await start()
+    for name in ("live.js", "tools.js"):
+        response = await client.get(f"/page/{name}")
+        assert response.status == 200 and response.content_type == "text/javascript"
+        assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    for name in ("index.html", "app.css", "..%2Fviews.py", "%2e%2e%2fviews.py", "nope.js"):
+        assert (await client.get(f"/page/{name}")).status == 404

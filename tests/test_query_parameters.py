@@ -13,7 +13,7 @@ from service.http.routes import ROUTES
 from .conftest import StartClient
 from .helpers import AUTH, MAP, catalog, entry, read_json, write_json
 
-FILLED = {"version_id": "1", "filename": "x.safetensors", "file": "x.safetensors", "job": "abc", "image_id": "1"}
+FILLED = {"version_id": "1", "filename": "x.safetensors", "file": "x.safetensors", "job": "abc", "image_id": "1", "name": "live.js"}
 
 
 def filled(path: str) -> str:

@@ -33,7 +33,6 @@ from ..disk.watching import first_of, stopped
 from ..errors import ServiceError
 from ..map.entry import MapEntry
 from ..map.index import CivitaiIndex
-from ..sidecars.finder import ModelFile, look_beside
 from .digest import Cancelled, FileChanged, sha256_of
 from .disk_versions import DiskVersions
 from .hints import Hints
@@ -163,7 +162,8 @@ class Hasher:
         now = time.time()
         todo = [key for key in keys if key.path not in hashes and now - key.mtime_ns / 1e9 >= self.settle_s]
         unsettled = [key for key in keys if key.path not in hashes and now - key.mtime_ns / 1e9 < self.settle_s]
-        new_hints = await self._look_beside(keys, todo, on_disk)
+        new_hints, moved = await self.hints.look_beside(keys, todo, on_disk, self.library.index)
+        self._previews_moved |= moved
         changed_paths: set[str] = set()
         changed_hashes: set[str] = set()
         for path in stale:
@@ -171,21 +171,7 @@ class Hasher:
             if old is not None:
                 changed_paths.add(path)
                 changed_hashes.add(old)
-        for key in keys:
-            sha256 = hashes.get(key.path)
-            if sha256 is None and (sha256 := self.hints.sha256_of(key)) is not None:
-                self.known.hinted.add(key.path)  # a sidecar's word: no `hash_mismatch` is read from it
-            else:
-                self.known.hinted.discard(key.path)
-            before = self.known.by_path.get(key.path)
-            if sha256 == before:
-                continue
-            if sha256 is None:
-                self.known.drop_path(key.path)  # changed since it was hashed
-            else:
-                self.known.set_hash(key.path, sha256)
-            changed_paths.add(key.path)
-            changed_hashes.update(h for h in (before, sha256) if h is not None)
+        self._take_known(keys, hashes, changed_paths, changed_hashes)
         self.hints.take_back_identities(self.known, self.identities, changed_hashes)
         await self._take_hint_identities()
         # Only hashes whose identity is not loaded yet, or whose files moved: a pass over an
@@ -210,16 +196,23 @@ class Hasher:
             waits.append(max(1.0, self._lookup_after - time.time()))
         return min(waits)
 
-    async def _look_beside(self, keys: list[FileKey], unhashed: list[FileKey], on_disk: set[str]) -> set[str]:
-        """Previews beside every file looked at; sidecars beside the unhashed ones not looked at
-        as they are now. Returns the SHA256 values of new hints."""
-        self.hints.keep_only(on_disk)
-        to_read = self.hints.not_looked_at(unhashed)
-        files = [ModelFile(key.path, key.size, key.mtime_ns) for key in keys]
-        beside = await asyncio.to_thread(look_beside, files, {key.path for key in to_read})
-        gone = {path: None for path in self.library.index.previews if path not in on_disk}
-        self._previews_moved |= self.library.index.set_previews({**gone, **{key.path: beside.previews.get(key.path) for key in keys}})
-        return self.hints.take(to_read, beside)
+    def _take_known(self, keys: list[FileKey], hashes: dict[str, str], changed_paths: set[str], changed_hashes: set[str]) -> None:
+        """Set each file's hash as the store knows it, else as its sidecar says; note what moved."""
+        for key in keys:
+            sha256 = hashes.get(key.path)
+            if sha256 is None and (sha256 := self.hints.sha256_of(key)) is not None:
+                self.known.hinted.add(key.path)  # a sidecar's word: no `hash_mismatch` is read from it
+            else:
+                self.known.hinted.discard(key.path)
+            before = self.known.by_path.get(key.path)
+            if sha256 == before:
+                continue
+            if sha256 is None:
+                self.known.drop_path(key.path)  # changed since it was hashed
+            else:
+                self.known.set_hash(key.path, sha256)
+            changed_paths.add(key.path)
+            changed_hashes.update(h for h in (before, sha256) if h is not None)
 
     async def _take_hint_identities(self) -> None:
         """The versions sidecars name, for hashes CivitAI has not named one for (what the store

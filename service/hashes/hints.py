@@ -7,12 +7,14 @@ the hint is dropped, and the log says so once per sidecar.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable
 
 from ..civitai.lookup import Identity
 from ..disk.known import KnownHashes
-from ..sidecars.finder import Beside
+from ..map.index import CivitaiIndex
+from ..sidecars.finder import Beside, ModelFile, look_beside
 from ..sidecars.formats import Hint
 from .store import FileKey
 
@@ -35,6 +37,18 @@ class Hints:
 
     def __len__(self) -> int:
         return len(self._by_path)
+
+    async def look_beside(self, keys: list[FileKey], unhashed: list[FileKey], on_disk: set[str], index: CivitaiIndex) -> tuple[set[str], set[str]]:
+        """Previews beside every file looked at (told to the index); sidecars beside the unhashed
+        ones not looked at as they are now. Returns the SHA256 values of new hints, and the
+        files whose preview came or went."""
+        self.keep_only(on_disk)
+        to_read = self.not_looked_at(unhashed)
+        files = [ModelFile(key.path, key.size, key.mtime_ns) for key in keys]
+        beside = await asyncio.to_thread(look_beside, files, {key.path for key in to_read})
+        gone = {path: None for path in index.previews if path not in on_disk}
+        moved = index.set_previews({**gone, **{key.path: beside.previews.get(key.path) for key in keys}})
+        return self.take(to_read, beside), moved
 
     def not_looked_at(self, keys: Iterable[FileKey]) -> list[FileKey]:
         """Of these unhashed files, those whose sidecars were not looked at as they are now."""

@@ -74,19 +74,7 @@ def create_app(settings: Settings, api_key: str) -> web.Application:
     editor = app[EDITOR] = CatalogEditor(settings.catalog_dir, library, civitai)
     previews = app[PREVIEWS] = PreviewSaver(civitai, library.index, enabled=settings.previews, nsfw=settings.previews_nsfw)
     app[FEED] = feed
-    app[DOWNLOADS] = DownloadManager(
-        library,
-        settings.models_dir,
-        settings.civitai_base_url,
-        settings.civitai_api_key,
-        concurrency=settings.download_concurrency,
-        enabled=settings.downloads,
-        gate=civitai.gate,
-        civitai=civitai,
-        record_hash=editor.record_hash,
-        placed=previews.want,
-        huggingface_url=settings.huggingface_base_url,
-    )
+    app[DOWNLOADS] = downloads(settings, library, civitai, editor, previews)
     updates = UpdateChecker(civitai, settings.catalog_dir, library.index.catalogued_models, settings.update_check_interval_h)
     updates.listeners.append(lambda answer: feed.announce("updates", answer))
     app[UPDATES] = updates
@@ -117,6 +105,27 @@ def create_app(settings: Settings, api_key: str) -> web.Application:
             app.router.add_route(route.method, route.path, handler)
     app.router.add_route("*", r"/{tail:[\s\S]*}", guarded(no_route, query=None))  # last: what no other route takes (line breaks too)
     return app
+
+
+WARM_GZIP_VERSIONS = 10_000
+
+
+def downloads(settings: Settings, library: Library, civitai: CivitaiClient, editor: CatalogEditor, previews: PreviewSaver) -> DownloadManager:
+    """The download queue: CivitAI's files through its rate gate, the verified hash written
+    into the catalog, a preview saved once a file is placed."""
+    return DownloadManager(
+        library,
+        settings.models_dir,
+        settings.civitai_base_url,
+        settings.civitai_api_key,
+        concurrency=settings.download_concurrency,
+        enabled=settings.downloads,
+        gate=civitai.gate,
+        civitai=civitai,
+        record_hash=editor.record_hash,
+        placed=previews.want,
+        huggingface_url=settings.huggingface_base_url,
+    )
 
 
 async def stop_civitai_calls(app: web.Application) -> None:
@@ -203,6 +212,8 @@ async def library_ctx(app: web.Application) -> AsyncIterator[None]:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(watcher.live.wait(), WATCHER_START_TIMEOUT_S)
         await library.start()
+        if len(library.index) >= WARM_GZIP_VERSIONS:  # the page's first read of a large map need not wait for its compression
+            tasks.append(asyncio.create_task(library.index.snapshot.gzip_body(), name="first gzip"))
         tasks.append(asyncio.create_task(library.rescan_forever(settings.reconcile_interval_s, stop), name="reconcile"))
         tasks.append(asyncio.create_task(watcher.watch_roots(stop), name="root watch"))
         tasks.append(asyncio.create_task(watcher.watch_for_pauses(stop), name="pause watch"))

@@ -24,6 +24,7 @@ from .views import (
     list_downloads,
     model_updates,
     page,
+    page_asset,
     page_script,
     page_style,
     promote_to_lora,
@@ -50,6 +51,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/", page),
     Route("GET", "/app.js", page_script),
     Route("GET", "/app.css", page_style),
+    Route("GET", "/page/{name}", page_asset),
     Route("GET", "/health", health),
     Route("GET", "/ready", ready),
     Route("GET", "/api/health", api_health, query=None),  # the connection check always answers

@@ -12,7 +12,7 @@ from aiohttp import web
 from .. import __version__
 from ..catalog.plans import ImportCandidate
 from ..civitai.images import image_resources
-from ..errors import Conflict, Invalid
+from ..errors import Conflict, Invalid, NotFound
 from ..hashes.survey import completed
 from .appkeys import (
     CIVITAI,
@@ -225,6 +225,18 @@ async def page(request: web.Request) -> web.StreamResponse:
 async def page_script(request: web.Request) -> web.StreamResponse:
     """The page's script."""
     return web.FileResponse(STATIC / "app.js", headers={**PAGE_HEADERS, "Content-Type": "text/javascript; charset=utf-8"})
+
+
+# The page's other scripts, by name: nothing else of the static folder is served this way.
+PAGE_SCRIPTS = frozenset({"live.js", "tools.js"})
+
+
+async def page_asset(request: web.Request) -> web.StreamResponse:
+    """One of the page's other scripts (`/page/live.js`, `/page/tools.js`)."""
+    name = request.match_info["name"]
+    if name not in PAGE_SCRIPTS:
+        raise NotFound("The page has no such file.", code="no_route")
+    return web.FileResponse(STATIC / name, headers={**PAGE_HEADERS, "Content-Type": "text/javascript; charset=utf-8"})
 
 
 async def page_style(request: web.Request) -> web.StreamResponse:

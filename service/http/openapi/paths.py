@@ -28,6 +28,7 @@ from .build import (
     ref,
     string,
 )
+from .library import LIBRARY_PATHS
 
 MAP_DESCRIPTION = """\
 Every catalogued CivitAI version with its status on disk, from both catalogs.
@@ -57,6 +58,7 @@ to be read giving its slot up when all 32 are taken.""".replace("STATUSES", " | 
 EXAMPLE_REF = "https://civitai.com/models/827184/wai-illustrious-sdxl?modelVersionId=2514310"
 
 PATHS: dict[str, dict[str, Schema]] = {
+    **LIBRARY_PATHS,
     "/": {
         "get": operation(
             "page",
@@ -82,6 +84,19 @@ PATHS: dict[str, dict[str, Schema]] = {
             {"200": {"description": "The style sheet.", "content": {"text/css": {"schema": {"type": "string"}}}}},
             security=None,
             tag="page",
+        )
+    },
+    "/page/{name}": {
+        "get": operation(
+            "pageAsset",
+            "One of the page's other scripts",
+            {
+                "200": {"description": "The script.", "content": {"text/javascript": {"schema": {"type": "string"}}}},
+                "404": error("The page has no such file (`no_route`)."),
+            },
+            security=None,
+            tag="page",
+            parameters=[{"name": "name", "in": "path", "required": True, "schema": {"type": "string", "enum": ["live.js", "tools.js"]}}],
         )
     },
     "/health": {
@@ -322,48 +337,6 @@ PATHS: dict[str, dict[str, Schema]] = {
             parameters=[{"name": "image_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}],
         )
     },
-    "/api/admin/workflow/requirements": {
-        "post": {
-            **operation(
-                "workflowRequirements",
-                "What a ComfyUI workflow needs, what is here, and one request to fetch the rest",
-                {
-                    "200": json_response("Each model the workflow loads and where it stands.", ref("WorkflowRequirements")),
-                    "400": error(
-                        "The body holds no workflow (`no_workflow`), is cut short or damaged, or is not a JSON object "
-                        "(`invalid_workflow`); or `download` is not true or false (`bad_query`)."
-                    ),
-                    "401": UNAUTHORIZED,
-                    "413": error("The JSON is over 16 MB, the image over 512 MB, or a text chunk inflates past 16 MB (`too_large`)."),
-                    "415": error("Not JSON, PNG or WebP (`unsupported_media_type`)."),
-                    "503": NOT_READY,
-                },
-                description="The body is a workflow as ComfyUI saves it (UI format, `nodes[]` with `widgets_values`), its "
-                "API format (`{id: {class_type, inputs}}`), both as `{\"workflow\": ..., \"prompt\": ...}`, or a PNG / WebP "
-                "image ComfyUI saved (its `workflow` and `prompt` text chunks, or EXIF tags in a WebP). The image is read as "
-                "a stream: its pixels are skipped, never kept. With `download=true`, each model a catalog lists and the disk "
-                "lacks is queued, and each CivitAI version found (by the workflow's own `models` entries: URL or hash) is "
-                "added to models.json and queued.",
-                parameters=[
-                    {
-                        "name": "download",
-                        "in": "query",
-                        "required": False,
-                        "description": "true: also queue every missing file this service can fetch.",
-                        "schema": {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no", "on", "off"]},
-                    }
-                ],
-            ),
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {"schema": {"type": "object"}},
-                    "image/png": {"schema": {"type": "string", "format": "binary"}},
-                    "image/webp": {"schema": {"type": "string", "format": "binary"}},
-                },
-            },
-        }
-    },
     "/api/admin/library/import": {
         "post": operation(
             "importLibrary",
@@ -387,48 +360,6 @@ PATHS: dict[str, dict[str, Schema]] = {
                     "description": "true: change nothing, answer what would be added.",
                     "schema": {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no", "on", "off"]},
                 }
-            ],
-        )
-    },
-    "/api/admin/library/duplicates": {
-        "get": operation(
-            "libraryDuplicates",
-            "Files whose bytes are kept in more than one place",
-            {
-                "200": json_response("Groups of copies with their sizes.", ref("Duplicates")),
-                "401": UNAUTHORIZED,
-                "409": error("Hashing is off (`hashing_off`, HASHING=off)."),
-                "503": NOT_READY,
-            },
-            description="From the hashes of the files on disk; a file known only by a sidecar is left out until it is hashed.",
-        )
-    },
-    "/api/admin/models/preview/{version_id}": {
-        "get": operation(
-            "modelPreview",
-            "The preview image beside a version's file",
-            {
-                "200": {
-                    "description": "A WebP thumbnail of at most 320 px (or, with full=true, the image itself: PNG, JPEG or WebP, "
-                    "its type read from its bytes).",
-                    "content": {media: {"schema": {"type": "string", "format": "binary"}} for media in ("image/webp", "image/png", "image/jpeg")},
-                },
-                "400": error("The version id is not a positive whole number (`invalid_version_id`), or `full` is not true or false (`bad_query`)."),
-                "401": UNAUTHORIZED,
-                "404": error(f"No preview of that version is on disk, or it is not an image this service serves (`no_preview`); or {ROUTE_NOT_FOUND}."),
-                "503": NOT_READY,
-            },
-            description="The names ComfyUI reads beside a model: `<name>.png|jpg|jpeg|webp`, then `<name>.preview.png|jpg|jpeg|webp`. "
-            "The map's `preview` field says where a version has one.",
-            parameters=[
-                {"name": "version_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}},
-                {
-                    "name": "full",
-                    "in": "query",
-                    "required": False,
-                    "description": "true: the image as it is, not the thumbnail.",
-                    "schema": {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no", "on", "off"]},
-                },
             ],
         )
     },

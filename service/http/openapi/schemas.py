@@ -5,6 +5,7 @@ from __future__ import annotations
 from ...map.status import Status
 from ..events import MAX_DETAILED
 from .build import Schema, const, nullable, obj, ref, string
+from .library import LIBRARY_SCHEMAS
 from .panel import IMAGE_SCHEMAS, PARTIAL_BYTES, STATUSES
 
 STATUS_MEANINGS = "; ".join(f"`{status.value}`: {status.description}" for status in Status)
@@ -246,6 +247,7 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "UpdateCheckStarted": obj({"status": const("running"), "models": {"type": "integer", "minimum": 0}}, closed=True),
     **IMAGE_SCHEMAS,
+    **LIBRARY_SCHEMAS,
     "AlreadyPresent": obj({"status": const("already_present"), "file": string()}, closed=True),
     "DownloadJob": obj(
         {
@@ -317,74 +319,6 @@ SCHEMAS: dict[str, Schema] = {
             "not_identified_count": {"type": "integer", "minimum": 0, "description": "All files no version is known for."},
         },
         required=("status", "added", "skipped", "not_identified", "not_identified_files", "not_identified_count"),
-    ),
-    "WorkflowRequirements": obj(
-        {
-            "container": {"type": "string", "enum": ["json", "png", "webp"]},
-            "models": {
-                "type": "array",
-                "items": obj(
-                    {
-                        "name": string("As the workflow names it (a subfolder maybe): `sdxl/model.safetensors`."),
-                        "file": string(),
-                        "folder": nullable("string", "Where ComfyUI looks for it (null: a node this service does not know)."),
-                        "nodes": {"type": "array", "items": {"type": "string"}, "description": "Ids of the nodes that load it."},
-                        "node_types": {"type": "array", "items": {"type": "string"}},
-                        "state": {
-                            "type": "string",
-                            "enum": ["present", "in_catalog", "identified", "unknown"],
-                            "description": "`present`: on disk (`where`); `in_catalog`: a catalogued version not on disk (a Download "
-                            "fetches it); `identified`: a CivitAI version (or a Hugging Face file) the workflow's own `models` entries "
-                            "name by URL or hash; `unknown`: none of these.",
-                        },
-                        "where": string("present: the logical folder and name of the file on disk."),
-                        "elsewhere": {"type": "boolean", "description": "present, but not where the workflow names it: the node must be pointed at it."},
-                        "version_id": {"type": "integer", "minimum": 1},
-                        "status": string("in_catalog: the map's status of that version."),
-                        "size": {"type": "integer", "minimum": 0, "description": "Bytes, when known."},
-                        "source": {"type": "string", "enum": ["civitai", "huggingface"]},
-                        "url": string("From the workflow's own `models` entry."),
-                    },
-                    required=("name", "file", "folder", "nodes", "node_types", "state"),
-                ),
-            },
-            "counts": obj({state: {"type": "integer", "minimum": 0} for state in ("present", "in_catalog", "identified", "unknown")}),
-            "download_bytes": {"type": "integer", "minimum": 0, "description": "What is left to download, of the files whose size is known."},
-            "download_sizes_unknown": {"type": "integer", "minimum": 0},
-            "listed": {"type": "integer", "minimum": 0},
-            "found": {"type": "integer", "minimum": 0, "description": "Models found (the first 2,000 are listed)."},
-            "civitai_error": string("Why CivitAI could not be asked about the hashes the workflow embeds."),
-            "downloads": {
-                "type": "array",
-                "description": "With download=true: what was queued (`job`), added first (`added`), or refused and why.",
-                "items": {"type": "object"},
-            },
-        },
-        required=("container", "models", "counts", "download_bytes", "download_sizes_unknown", "listed", "found"),
-    ),
-    "Duplicates": obj(
-        {
-            "groups": {
-                "type": "array",
-                "description": "The most space wasted first. Paths that are one file (a hard link, a symlinked folder) count once.",
-                "items": obj(
-                    {
-                        "sha256": string(),
-                        "size": {"type": "integer", "minimum": 0, "description": "Bytes of one copy."},
-                        "copies": {"type": "integer", "minimum": 2},
-                        "wasted_bytes": {"type": "integer", "minimum": 0, "description": "size × (copies − 1)."},
-                        "version_id": nullable("integer", "The CivitAI version these bytes are, when known."),
-                        "files": {
-                            "type": "array",
-                            "items": obj({"file": string(), "dest": string(), "path": string("Where it is on this machine.")}, required=("file", "dest", "path")),
-                        },
-                    },
-                    required=("sha256", "size", "copies", "wasted_bytes", "version_id", "files"),
-                ),
-            },
-            "wasted_bytes": {"type": "integer", "minimum": 0},
-        },
-        required=("groups", "wasted_bytes"),
     ),
     "DownloadCancelled": obj(
         {
