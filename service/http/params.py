@@ -40,12 +40,16 @@ def ids_in_query(query: MultiMapping[str], key: str) -> list[int]:
     return ids
 
 
+TRUE_WORDS = ("true", "1", "yes", "on")  # what a yes/no query parameter takes (OpenAPI lists them from here)
+FALSE_WORDS = ("false", "0", "no", "off")
+
+
 def switch(raw: str, name: str) -> bool:
     """A yes/no query value: 1/true/yes/on or 0/false/no/off (empty is no)."""
     value = raw.strip().lower()
-    if value in {"1", "true", "yes", "on"}:
+    if value in TRUE_WORDS:
         return True
-    if value in {"", "0", "false", "no", "off"}:
+    if value in FALSE_WORDS or value == "":
         return False
     raise Invalid(f"{name} must be true or false, not {raw!r}.", code="bad_query")
 

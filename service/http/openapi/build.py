@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..params import MAX_ID_DIGITS, MAX_POINT_IDS
+from ..params import FALSE_WORDS, MAX_ID_DIGITS, MAX_POINT_IDS, TRUE_WORDS
 
 Schema = dict[str, Any]
 
@@ -145,3 +145,9 @@ def ids_parameter(name: str, what: str) -> Schema:
         "holds only those versions (and every version of those models) and carries no ETag.",
         "schema": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": MAX_ID}, "maxItems": MAX_POINT_IDS},
     }
+
+
+def switch_parameter(name: str, description: str) -> Schema:
+    """A yes/no query parameter, with the words `params.switch` takes."""
+    words = [word for pair in zip(TRUE_WORDS, FALSE_WORDS) for word in pair]
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": {"type": "string", "enum": words}}

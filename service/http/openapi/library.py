@@ -15,6 +15,7 @@ from .build import (
     operation,
     ref,
     string,
+    switch_parameter,
 )
 
 LIBRARY_SCHEMAS: dict[str, Schema] = {
@@ -121,13 +122,7 @@ LIBRARY_PATHS: dict[str, dict[str, Schema]] = {
             "The map's `preview` field says where a version has one.",
             parameters=[
                 {"name": "version_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}},
-                {
-                    "name": "full",
-                    "in": "query",
-                    "required": False,
-                    "description": "true: the image as it is, not the thumbnail.",
-                    "schema": {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no", "on", "off"]},
-                },
+                switch_parameter("full", "true: the image as it is, not the thumbnail."),
             ],
         )
     },
@@ -153,15 +148,7 @@ LIBRARY_PATHS: dict[str, dict[str, Schema]] = {
                 "a stream: its pixels are skipped, never kept. With `download=true`, each model a catalog lists and the disk "
                 "lacks is queued, and each CivitAI version found (by the workflow's own `models` entries: URL or hash) is "
                 "added to models.json and queued.",
-                parameters=[
-                    {
-                        "name": "download",
-                        "in": "query",
-                        "required": False,
-                        "description": "true: also queue every missing file this service can fetch.",
-                        "schema": {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no", "on", "off"]},
-                    }
-                ],
+                parameters=[switch_parameter("download", "true: also queue every missing file this service can fetch.")],
             ),
             "requestBody": {
                 "required": True,

@@ -27,6 +27,7 @@ from .build import (
     operation,
     ref,
     string,
+    switch_parameter,
 )
 from .library import LIBRARY_PATHS
 
@@ -352,15 +353,7 @@ PATHS: dict[str, dict[str, Schema]] = {
             },
             description="Each file is mapped as an add maps its version (category, name, base model, hash, size), with the "
             "file's real name and folder, into models.json, in one transaction. Takes no body.",
-            parameters=[
-                {
-                    "name": "dry_run",
-                    "in": "query",
-                    "required": False,
-                    "description": "true: change nothing, answer what would be added.",
-                    "schema": {"type": "string", "enum": ["true", "false", "1", "0", "yes", "no", "on", "off"]},
-                }
-            ],
+            parameters=[switch_parameter("dry_run", "true: change nothing, answer what would be added.")],
         )
     },
     "/api/admin/models/updates": {
