@@ -250,7 +250,7 @@ def fake_huggingface(files: dict[str, bytes], published: dict[str, str | None]) 
         headers = {"Location": f"/storage/{name}"}
         if published.get(name):
             headers["X-Linked-Etag"] = f'"{published[name]}"'
-            headers["X-Linked-Size"] = str(len(files[name]))
+            headers["X-Linked-Size"] = "²" if name == "t5xxl_fp16.safetensors" else str(len(files[name]))  # a broken size is ignored
         return web.Response(status=302, headers=headers)
 
     async def storage(request: web.Request) -> web.StreamResponse:
@@ -295,3 +295,75 @@ async def test_a_url_off_hugging_face_is_never_fetched(start: StartClient, catal
     client = await start()
     status, answer = await ask(client, json.dumps(workflow).encode(), "application/json", "?download=true")
     assert status == 200 and answer["models"][0]["state"] == "unknown" and answer["downloads"] == []
+
+
+async def test_odd_shapes_inside_a_workflow_are_read_around(start: StartClient, models_dir: Path) -> None:
+    touch(models_dir / "embeddings" / "EasyNegative.pt", b"an embedding saved as .pt")
+    client = await start()
+    for doc in ({"workflow": {"nodes": 5}}, {"nodes": True, "models": "x"}, {"workflow": {"nodes": [], "models": [{"name": 5}]}}):
+        status, _answer = await ask(client, json.dumps(doc).encode(), "application/json")
+        assert status == 200
+    status, answer = await ask(client, saved_png(None, {"nodes": 7}), "image/png")
+    assert status == 200 and answer["models"] == []
+    prompt = {"6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a cat, embedding:EasyNegative"}}}
+    _status, answer = await ask(client, json.dumps(prompt).encode(), "application/json")
+    assert [(m["name"], m["state"], m.get("where")) for m in answer["models"]] == [("EasyNegative.pt", "present", "embeddings/EasyNegative.pt")]
+
+
+async def test_a_workflow_chunk_over_the_cap_is_413_not_ignored(start: StartClient) -> None:
+    body = b"\x89PNG\r\n\x1a\n" + png_chunk(b"tEXt", b"workflow\x00" + b" " * (17 * 1024 * 1024)) + png_chunk(b"IEND", b"")
+    client = await start()
+    status, answer = await ask(client, body, "image/png")
+    assert status == 413 and answer["code"] == "too_large"
+
+
+def test_embedded_entries_and_exif_values_are_bounded() -> None:
+    from service.workflows.containers import _exif_texts
+    from service.workflows.models import MAX_EMBEDDED, needs_of
+
+    many = {"nodes": [], "models": [{"name": f"m{n}.safetensors", "directory": "loras"} for n in range(MAX_EMBEDDED * 3)]}
+    assert len(needs_of(many, None)) == MAX_EMBEDDED
+    value = b"workflow:" + b"{}" * 1000 + b"\x00"
+    entries = b"".join(struct.pack("<HHII", 0x010F, 2, len(value), 8 + 2 + 1000 * 12 + 4) for _ in range(1000))
+    exif = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1000) + entries + b"\x00\x00\x00\x00" + value
+    assert len(_exif_texts(exif)) == 1, "one value, however many entries point at it"
+
+
+async def test_a_catalogued_file_is_fetched_for_the_folder_the_node_loads_from(
+    start: StartClient, aiohttp_server: Any, catalog_dir: Path, models_dir: Path
+) -> None:
+    fake: FakeCivitai = await started(aiohttp_server)
+    fake.blobs[1302] = blob(1302, size=64 * 1024)
+    write_json(catalog_dir / "loras.json", catalog(entry(1201, "x.safetensors", "loras"), category="loras"))
+    checkpoint = entry(1302, "x.safetensors", "checkpoints", hash=fake.blobs[1302].sha256.upper(), size_gb=0.0)
+    write_json(catalog_dir / "models.json", catalog(checkpoint))
+    touch(models_dir / "loras" / "x.safetensors", b"the lora is here")
+    workflow = {"nodes": [{"id": 1, "type": "CheckpointLoaderSimple", "widgets_values": ["x.safetensors"]}]}
+    client = await start(civitai_base_url=str(fake.civitai.make_url("")).rstrip("/"))  # type: ignore[attr-defined]
+    status, answer = await ask(client, json.dumps(workflow).encode(), "application/json", "?download=true")
+    assert status == 200 and answer["models"][0]["version_id"] == 1302
+    [queued] = answer["downloads"]
+    assert queued["status"] == "queued", "not the lora of the same name, which is here"
+    await until_job(client, queued["job"], "done")
+    assert (models_dir / "checkpoints" / "x.safetensors").read_bytes() == fake.blobs[1302].data
+
+
+async def test_two_hugging_face_files_of_one_name_in_two_folders_are_both_fetched(start: StartClient, aiohttp_server: Any, models_dir: Path) -> None:
+    first, second = b"style a " * 3000, b"style b " * 3000
+    files = {"a.safetensors": first, "b.safetensors": second}
+    hub_app = fake_huggingface(files, {name: hashlib.sha256(data).hexdigest() for name, data in files.items()})
+    hub = await aiohttp_server(hub_app)
+    base = str(hub.make_url("")).rstrip("/")
+    models = [
+        {"name": "styleA/model.safetensors", "url": f"{base}/o/r/resolve/main/a.safetensors", "directory": "loras"},
+        {"name": "styleB/model.safetensors", "url": f"{base}/o/r/resolve/main/b.safetensors", "directory": "loras"},
+    ]
+    client = await start(huggingface_base_url=base)
+    status, answer = await ask(client, json.dumps({"nodes": [], "models": models}).encode(), "application/json", "?download=true")
+    assert status == 200
+    jobs = {item["name"]: item["job"] for item in answer["downloads"]}
+    assert len(set(jobs.values())) == 2
+    for job in jobs.values():
+        await until_job(client, job, "done")
+    assert (models_dir / "loras" / "styleA" / "model.safetensors").read_bytes() == first
+    assert (models_dir / "loras" / "styleB" / "model.safetensors").read_bytes() == second

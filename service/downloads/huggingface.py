@@ -52,4 +52,4 @@ async def published_sha256(session: aiohttp.ClientSession, url: str) -> tuple[st
     sha256 = etag.removeprefix("W/").strip('"').lower()
     if len(sha256) != 64 or sha256.strip("0123456789abcdef"):
         raise DownloadFailed("Hugging Face publishes no SHA256 for this file (not in LFS), so its bytes could not be proven; it was not downloaded", "no_published_hash")
-    return sha256, int(size) if size.isdigit() else None
+    return sha256, int(size) if size.isascii() and size.isdigit() else None

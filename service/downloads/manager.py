@@ -116,25 +116,39 @@ class DownloadManager:
             await self._session.close()
             self._session = None
 
-    def start(self, file: str) -> dict[str, Any]:
-        """Queue a download of the catalogued file with that name; answer at once."""
-        if not self.enabled:
-            raise Conflict("Downloads are switched off here (DOWNLOADS=off); the models folder is read-only for this service.", code="downloads_off")
+    def start(self, file: str, version_id: int | None = None) -> dict[str, Any]:
+        """Queue a download of the catalogued file with that name (of that version, when given:
+        two catalogued files may share a name in different folders); answer at once."""
+        self._check_enabled()
         check_file_name(file)
-        for job in self.jobs.values():
-            if job.file == file and job.active:
-                return {"status": job.state if job.state != "verifying" else "downloading", "file": file, "job": job.id}
-        entry = self._catalogued(file)
+        entry = self._catalogued(file, version_id)
+        target = self._target(entry)
+        running = self._running(target)
+        if running is not None:
+            return running
         if self.library.presence.is_present(entry.file, entry.folder):
             return {"status": "already_present", "file": file}
-        target = self._target(entry)
         job = Job(secrets.token_hex(6), file, entry.dest, entry.version_id, target, entry.sha256, total=entry.size)
+        logger.info("download of %s (version %d) queued", file, entry.version_id)
+        return self._queue(job)
+
+    def _check_enabled(self) -> None:
+        if not self.enabled:
+            raise Conflict("Downloads are switched off here (DOWNLOADS=off); the models folder is read-only for this service.", code="downloads_off")
+
+    def _running(self, target: Path) -> dict[str, Any] | None:
+        """The answer for a job already on its way to that place, if there is one."""
+        for job in self.jobs.values():
+            if job.target == target and job.active:
+                return {"status": job.state if job.state != "verifying" else "downloading", "file": job.file, "job": job.id}
+        return None
+
+    def _queue(self, job: Job) -> dict[str, Any]:
         self.jobs[job.id] = job
         self._forget_old()
         self._show(job)
-        job.task = asyncio.create_task(self._run(job), name=f"download {file}")
-        logger.info("download of %s (version %d) queued", file, entry.version_id)
-        return {"status": "queued", "file": file, "job": job.id}
+        job.task = asyncio.create_task(self._run(job), name=f"download {job.file}")
+        return {"status": "queued", "file": job.file, "job": job.id}
 
     def listing(self) -> list[dict[str, Any]]:
         """Every job, newest first."""
@@ -169,30 +183,26 @@ class DownloadManager:
     def start_url(self, url: str, folder: str, file: str) -> dict[str, Any]:
         """Queue a download of a file from Hugging Face into a model folder (a workflow named it);
         its bytes are verified by the SHA256 Hugging Face publishes. Answers at once."""
-        if not self.enabled:
-            raise Conflict("Downloads are switched off here (DOWNLOADS=off); the models folder is read-only for this service.", code="downloads_off")
+        self._check_enabled()
         if not is_file_url(url, self.huggingface_url):
             raise Invalid("Only files on Hugging Face (…/resolve/<revision>/<path>) are downloaded by URL.", code="unsafe_url")
         check_file_name(file)
-        for job in self.jobs.values():
-            if job.file == file and job.active:
-                return {"status": job.state if job.state != "verifying" else "downloading", "file": file, "job": job.id}
-        if self.library.presence.is_present(file, folder):
-            return {"status": "already_present", "file": file}
         target = (self.models_dir / check_relative_folder(folder) / file).absolute()
-        job = Job(secrets.token_hex(6), file, folder, None, target, None, url=url)
-        self.jobs[job.id] = job
-        self._forget_old()
-        self._show(job)
-        job.task = asyncio.create_task(self._run(job), name=f"download {file}")
+        if not target.is_relative_to(self.models_dir.absolute()):
+            raise Invalid(f"{folder!r} would leave the models folder.", code="unsafe_folder")
+        running = self._running(target)
+        if running is not None:
+            return running
+        if self.library.presence.is_present(file, canonical_folder(folder)):
+            return {"status": "already_present", "file": file}
         logger.info("download of %s from Hugging Face queued", file)
-        return {"status": "queued", "file": file, "job": job.id}
+        return self._queue(Job(secrets.token_hex(6), file, folder, None, target, None, url=url))
 
-    def _catalogued(self, file: str) -> MapEntry:
+    def _catalogued(self, file: str, version_id: int | None = None) -> MapEntry:
         index = self.library.index
-        for version_id in index.versions_of_file(file):
-            entry = index.entry(version_id)
-            if entry is not None:
+        for candidate in index.versions_of_file(file):
+            entry = index.entry(candidate)
+            if entry is not None and version_id in (None, candidate):
                 return entry
         raise NotFound(f"{file!r} is in neither catalog; add it first.", code="not_in_catalog")
 

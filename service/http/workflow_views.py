@@ -69,7 +69,7 @@ async def _fetch_missing(request: web.Request, resolved: list[Resolved]) -> list
         name = item.need.name
         try:
             if item.state == "in_catalog" and item.status not in ("downloading", "queued"):
-                started = downloads.start(item.need.file)
+                started = downloads.start(item.need.file, item.version_id)
                 outcomes.append({"name": name, **started})
             elif item.state == "identified" and item.source == "civitai" and item.version_id is not None:
                 added = await editor.add(item.version_id)

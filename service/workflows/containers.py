@@ -46,7 +46,7 @@ class Body:
         self._read = read
         self.limit = limit
         self.taken = 0
-        self._buffer = b""
+        self._buffer = bytearray()  # grown in place: many small reads cost no copies
 
     async def exactly(self, count: int, what: str) -> bytes:
         """`count` bytes, or Invalid when the body ends first."""
@@ -56,7 +56,8 @@ class Body:
                 raise Invalid(f"The image ends inside its {what}.", code="invalid_workflow")
             self._take(len(chunk))
             self._buffer += chunk
-        data, self._buffer = self._buffer[:count], self._buffer[count:]
+        data = bytes(self._buffer[:count])
+        del self._buffer[:count]
         return data
 
     async def skip(self, count: int) -> None:
@@ -64,7 +65,7 @@ class Body:
         while count > 0:
             if self._buffer:
                 taken = min(count, len(self._buffer))
-                self._buffer = self._buffer[taken:]
+                del self._buffer[:taken]
                 count -= taken
                 continue
             chunk = await self._read(min(count, SKIP_BLOCK))
@@ -75,9 +76,9 @@ class Body:
 
     async def rest(self, limit: int, what: str) -> bytes:
         """Everything left, at most `limit` bytes (TooLarge beyond)."""
-        parts = [self._buffer]
+        parts = [bytes(self._buffer)]
         size = len(self._buffer)
-        self._buffer = b""
+        self._buffer = bytearray()
         while True:
             chunk = await self._read(SKIP_BLOCK)
             if not chunk:
@@ -142,6 +143,11 @@ async def _png(body: Body) -> Found:
             keyword, text = _png_text(kind, await body.exactly(length, "text chunk"))
             await body.skip(4)  # CRC
             _keep(found, keyword, text)
+        elif kind in (b"tEXt", b"zTXt", b"iTXt"):
+            keyword = (await body.exactly(80, "text chunk")).partition(b"\x00")[0]  # a keyword is at most 79 bytes
+            if keyword in KEYWORDS:
+                raise TooLarge(f"The image's {keyword.decode()} is larger than {MAX_TEXT_BYTES // (1024 * 1024)} MB.")
+            await body.skip(length - 80 + 4)
         else:
             await body.skip(length + 4)
         if kind == b"IEND":
@@ -196,7 +202,9 @@ async def _webp(body: Body, head: bytes) -> Found:
             return found
         kind, length = struct.unpack("<4sI", await body.exactly(8, "chunk header"))
         padded = length + (length & 1)
-        if kind == b"EXIF" and length <= MAX_TEXT_BYTES:
+        if kind == b"EXIF" and length > MAX_TEXT_BYTES:
+            raise TooLarge(f"The image's EXIF is larger than {MAX_TEXT_BYTES // (1024 * 1024)} MB.")
+        if kind == b"EXIF":
             for keyword, text in _exif_texts(await body.exactly(length, "EXIF chunk")):
                 _keep(found, keyword, text)
             await body.skip(padded - length)
@@ -216,7 +224,7 @@ def _exif_texts(exif: bytes) -> list[tuple[bytes, bytes]]:
     if offset + 2 > len(exif):
         return []
     (count,) = struct.unpack(order + "H", exif[offset : offset + 2])
-    texts = []
+    texts: dict[bytes, bytes] = {}  # the first value of each keyword: entries pointing at one value are not copied again
     for number in range(min(count, 1000)):
         at = offset + 2 + number * 12
         if at + 12 > len(exif):
@@ -224,7 +232,9 @@ def _exif_texts(exif: bytes) -> list[tuple[bytes, bytes]]:
         _tag, kind, length, value = struct.unpack(order + "HHII", exif[at : at + 12])
         if kind != 2 or length <= 4 or value + length > len(exif):
             continue
-        keyword, sep, text = exif[value : value + length].rstrip(b"\x00").partition(b":")
-        if sep:
-            texts.append((keyword.lower(), text))
-    return texts
+        keyword = exif[value : value + min(length, 16)].partition(b":")[0].lower()
+        if keyword in KEYWORDS and keyword not in texts:
+            texts[keyword] = exif[value + len(keyword) + 1 : value + length].rstrip(b"\x00")
+        if len(texts) == len(KEYWORDS):
+            break
+    return list(texts.items())

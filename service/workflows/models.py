@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 from ..disk.folders import canonical_folder
 from ..disk.names import MODEL_EXTENSIONS
 
-MAX_NODES = 10_000
+MAX_NODES = 10_000  # in all the graph's nodes and subgraphs together
+MAX_EMBEDDED = 5_000  # `models` entries read from one workflow
+MAX_NEEDS = 10_000  # models found in one workflow (the answer lists the first 2,000)
+EMBEDDING_EXTENSIONS = (".safetensors", ".pt", ".bin", ".pth")  # what ComfyUI tries for `embedding:name`
 MAX_DEPTH = 8  # how deep a node's values are looked into
 MAX_NAME_CHARS = 500
 _EMBEDDING = re.compile(r"embedding:([^\s,()<>:\"']{1,200})", re.IGNORECASE)
@@ -61,6 +64,7 @@ class Need:
     node_types: list[str] = field(default_factory=list)
     url: str | None = None  # from the workflow's own `models` entries
     sha256: str | None = None
+    embedding: bool = False  # named in a prompt without its extension: any of EMBEDDING_EXTENSIONS
 
     @property
     def file(self) -> str:
@@ -78,32 +82,43 @@ def is_model_name(value: object) -> bool:
 def needs_of(workflow: object, prompt: object) -> list[Need]:
     """Every model file the graphs load (the UI graph first; the API graph adds what it lacks)."""
     found: dict[tuple[str, str | None], Need] = {}
+    by_name: dict[str, Need] = {}
     for node_id, node_type, values in [*_ui_nodes(workflow), *_api_nodes(prompt)]:
         for name, folder in _models_of(node_type, values):
-            _add(found, name, folder, node_id, node_type)
+            _add(found, by_name, name, folder, node_id, node_type)
         for text in _texts(values):
             for match in _EMBEDDING.finditer(text):
                 name = match.group(1).rstrip(".")
-                _add(found, name if is_model_name(name) else f"{name}.safetensors", "embeddings", node_id, node_type, embedding=True)
-    for entry in _embedded_models(workflow):
+                if is_model_name(name):
+                    _add(found, by_name, name, "embeddings", node_id, node_type)
+                else:
+                    _add(found, by_name, f"{name}.safetensors", "embeddings", node_id, node_type, embedding=True)
+        if len(found) >= MAX_NEEDS:
+            break
+    for entry in _embedded_models(workflow)[:MAX_EMBEDDED]:
         name, folder = _clean(entry["name"]), canonical_folder(entry["directory"]) if entry.get("directory") else None
-        need = found.get((name, folder)) or next((n for (n_name, _f), n in found.items() if n_name == name), None)
+        need = found.get((name, folder)) or by_name.get(name)
         if need is None:
-            need = found[(name, folder)] = Need(name, folder)
+            if len(found) >= MAX_NEEDS:
+                continue
+            need = found[(name, folder)] = by_name[name] = Need(name, folder)
         need.url = need.url or entry.get("url")
         need.sha256 = need.sha256 or entry.get("sha256")
         need.folder = need.folder or folder
     return list(found.values())
 
 
-def _add(found: dict[tuple[str, str | None], Need], name: str, folder: str | None, node_id: str, node_type: str, *, embedding: bool = False) -> None:
+def _add(
+    found: dict[tuple[str, str | None], Need], by_name: dict[str, Need], name: str, folder: str | None, node_id: str, node_type: str, *, embedding: bool = False
+) -> None:
     name = _clean(name)
-    if not name:
+    if not name or len(found) >= MAX_NEEDS:
         return
     key = (name.lower() if embedding else name, folder)
     need = found.get(key)
     if need is None:
-        need = found[key] = Need(name, folder)
+        need = found[key] = Need(name, folder, embedding=embedding)
+        by_name.setdefault(name, need)
     if node_id not in need.nodes:
         need.nodes.append(node_id)
     if node_type not in need.node_types:
@@ -152,12 +167,11 @@ def _ui_nodes(workflow: object) -> list[tuple[str, str, list[object] | dict[str,
     if isinstance(definitions, dict) and isinstance(definitions.get("subgraphs"), list):
         groups += [graph.get("nodes") for graph in definitions["subgraphs"] if isinstance(graph, dict) and isinstance(graph.get("nodes"), list)]
     found = []
-    for group in groups:
-        for node in group[:MAX_NODES]:
-            if isinstance(node, dict) and isinstance(node.get("type"), str):
-                values = node.get("widgets_values")
-                if isinstance(values, list | dict):
-                    found.append((str(node.get("id", "?"))[:40], node["type"][:200], values))
+    for node in [node for group in groups for node in group[:MAX_NODES]][:MAX_NODES]:
+        if isinstance(node, dict) and isinstance(node.get("type"), str):
+            values = node.get("widgets_values")
+            if isinstance(values, list | dict):
+                found.append((str(node.get("id", "?"))[:40], node["type"][:200], values))
     return found
 
 
@@ -176,12 +190,15 @@ def _embedded_models(workflow: object) -> list[dict[str, str]]:
     if not isinstance(workflow, dict):
         return []
     lists = [workflow.get("models")]
-    for node in workflow.get("nodes") or []:
+    nodes = workflow.get("nodes")
+    for node in nodes[:MAX_NODES] if isinstance(nodes, list) else ():
         if isinstance(node, dict) and isinstance(node.get("properties"), dict):
             lists.append(node["properties"].get("models"))
-    found = []
+    found: list[dict[str, str]] = []
     for items in lists:
-        for item in items[:1000] if isinstance(items, list) else ():
+        if len(found) >= MAX_EMBEDDED:
+            break
+        for item in items[:MAX_EMBEDDED] if isinstance(items, list) else ():
             if not isinstance(item, dict) or not is_model_name(item.get("name")):
                 continue
             url = item.get("url")
@@ -190,7 +207,12 @@ def _embedded_models(workflow: object) -> list[dict[str, str]]:
             found.append({
                 "name": item["name"],
                 "url": url if isinstance(url, str) and url.startswith(("https://", "http://")) and len(url) <= 2000 else None,
-                "directory": directory if isinstance(directory, str) and 0 < len(directory) <= 200 else None,
+                "directory": directory if isinstance(directory, str) and 0 < len(directory) <= 200 and _relative(directory) else None,
                 "sha256": sha.lower() if isinstance(sha, str) and len(sha) == 64 and not sha.strip("0123456789abcdefABCDEF") else None,
             })
     return found
+
+
+def _relative(directory: str) -> bool:
+    """A folder named relative to the models folder: no root, drive, backslash or `..`."""
+    return not directory.startswith("/") and ":" not in directory and "\\" not in directory and ".." not in directory.split("/")

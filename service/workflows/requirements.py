@@ -8,6 +8,7 @@ Pure reads of the map and the disk on the event loop; CivitAI is asked only for 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,7 @@ from ..disk.presence import Presence
 from ..errors import Invalid
 from ..map.index import CivitaiIndex
 from ..map.status import status_of
-from .models import Need
+from .models import EMBEDDING_EXTENSIONS, Need
 
 STATES = ("present", "in_catalog", "identified", "unknown")
 MAX_NEEDS = 2_000  # models listed in one answer
@@ -61,6 +62,14 @@ def resolve(needs: list[Need], index: CivitaiIndex, presence: Presence, identiti
 
 
 def _resolve(need: Need, index: CivitaiIndex, presence: Presence, identities: dict[str, Identity], is_hf_file: Callable[[str], bool]) -> Resolved:
+    if need.embedding:  # `embedding:name`: ComfyUI takes the first of its extensions that is there
+        stem = need.name.rpartition(".")[0]
+        for extension in EMBEDDING_EXTENSIONS:
+            candidate = dataclasses.replace(need, name=stem + extension, embedding=False)
+            resolved = _resolve(candidate, index, presence, identities, is_hf_file)
+            if resolved.state != "unknown":
+                return resolved
+        return Resolved(need, "unknown")
     file, subfolder = need.file, need.name.rpartition("/")[0]
     folders = presence.folders_of(file)
     wanted = canonical_folder(f"{need.folder}/{subfolder}" if need.folder and subfolder else need.folder or subfolder)
