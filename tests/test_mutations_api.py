@@ -346,3 +346,13 @@ async def test_remove_finds_a_file_just_written_anywhere_the_map_would(
     touch(base / where / "fresh.safetensors")  # the poller will not notice for a minute
     response = await client.delete("/api/admin/models/fresh.safetensors/catalog", headers=AUTH)
     assert response.status == 409, await response.text()
+
+
+async def test_an_added_entry_says_when_it_was_added(start: StartClient, catalog_dir: Path, civitai: aioresponses) -> None:
+    civitai.get(f"{CIVITAI}/api/v1/model-versions/4242", payload=lora_version(4242))
+    client = await start()
+    response = await client.post("/api/admin/civitai/add/4242", headers=AUTH)
+    assert response.status == 200, await response.text()
+    [added] = [e for c in read_json(catalog_dir / "models.json")["categories"] for e in c["models"] if e["civitai_version_id"] == 4242]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", added["added_at"])
+    assert (await get_map(client))["by_version"]["4242"]["added_at"] == added["added_at"]

@@ -389,3 +389,21 @@ async def test_a_name_cannot_pose_as_another_file(start: StartClient, catalog_di
         await login(page, str(client.make_url("/")))
         shown = await page.evaluate(row(707, "querySelector('.name').textContent"))
     assert shown == "evil⟨U+202E⟩gnp.safetensors"
+
+
+async def test_the_list_sorts_by_date_added_and_by_size(start: StartClient, catalog_dir: Path) -> None:
+    write_json(catalog_dir / "models.json", catalog(
+        entry(711, "old.safetensors", "checkpoints", name="A old", added_at="2026-01-02T03:04:05Z", size_gb=2.0),
+        entry(712, "new.safetensors", "checkpoints", name="B new", added_at="2026-12-01T00:00:00Z", size_gb=6.5),
+        entry(713, "by_hand.safetensors", "checkpoints", name="C by hand", size_gb=0.1),
+    ))
+    client = await start()
+    in_order = "[...document.querySelectorAll('[data-version-id]')].sort((a, b) => a.offsetTop - b.offsetTop).map((e) => Number(e.dataset.versionId))"
+    async with browser_page() as page:
+        await login(page, str(client.make_url("/")))
+        assert await page.evaluate(in_order) == [711, 712, 713]  # by name
+        await page.evaluate("{ const f = document.getElementById('sort'); f.value = 'added'; f.dispatchEvent(new Event('change')) }")
+        await page.wait_for(f"JSON.stringify({in_order}) === '[712,711,713]'")
+        await page.evaluate("{ const f = document.getElementById('sort'); f.value = 'size'; f.dispatchEvent(new Event('change')) }")
+        await page.wait_for(f"JSON.stringify({in_order}) === '[712,711,713]'")
+        assert "sort=size" in await page.evaluate("location.hash")

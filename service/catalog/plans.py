@@ -3,6 +3,7 @@ add, promote, remove, import, and writing a verified hash into an entry."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -31,6 +32,11 @@ from .document import (
 from .transaction import Answer, Plan, Readings
 
 
+def added_now() -> str:
+    """When an entry is added, as the catalog keeps it (`added_at`, UTC, to the second)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
 def plan_add(readings: Readings, mapped: MappedVersion) -> Plan:
     """Add a mapped CivitAI version to models.json unless that version or file is already catalogued."""
     entry = mapped.entry
@@ -43,7 +49,7 @@ def plan_add(readings: Readings, mapped: MappedVersion) -> Plan:
             return Plan({"status": "already_exists", "file": found[1].get("file")})
         if find_file(doc, entry["file"], entry["dest"]):
             return Plan({"status": "already_exists", "file": entry["file"]})
-    add_entry(readings["models"].doc, mapped.category, category_display_name(mapped.category), dict(entry))
+    add_entry(readings["models"].doc, mapped.category, category_display_name(mapped.category), dict(entry, added_at=added_now()))
     answer = {"status": "added", "file": entry["file"], "name": entry["name"], "category": mapped.category, "dest": entry["dest"]}
     return Plan(answer, writes=("models",))
 
@@ -163,7 +169,7 @@ def plan_import(readings: Readings, candidates: tuple[ImportCandidate, ...], dry
             continue
         taken.add(version_id)
         if not dry_run:
-            add_entry(models, mapped.category, category_display_name(mapped.category), entry)
+            add_entry(models, mapped.category, category_display_name(mapped.category), dict(entry, added_at=added_now()))
         added.append({**item, "name": entry["name"], "category": mapped.category})
     answer = {"status": "dry_run" if dry_run else "imported", "added": added, "skipped": skipped}
     return Plan(answer, writes=("models",) if added and not dry_run else ())

@@ -101,6 +101,9 @@ def shown_entry(entry: dict[str, Any], catalog: str) -> MapEntry | None:
     words = _trigger_words(entry)
     if words:
         view["trigger_words"] = words
+    added_at = entry.get("added_at")
+    if isinstance(added_at, str) and len(added_at) == 20 and added_at.isascii() and added_at[4] == "-" and added_at[-1] == "Z":
+        view["added_at"] = added_at
     try:
         head = b'"%d":' % version_id + orjson.dumps(view)[:-1] + b',"status":"'
     except orjson.JSONEncodeError:  # a lone surrogate in a name: not showable, left as it is in the file

@@ -134,6 +134,7 @@ SCHEMAS: dict[str, Schema] = {
                 "until the background hasher confirms it (`sidecar`).",
             },
             "size_gb": {"type": "number", "description": "The file's size in GB (CivitAI's sizeKB / 1,000,000), when the catalog says."},
+            "added_at": string("When this service added the entry (UTC, `2026-12-07T00:30:00Z`); absent for entries added otherwise."),
             "trigger_words": {"type": "array", "items": {"type": "string"}, "description": "The catalog's trigger words (at most 50), when it has any."},
             "preview": string("Only while `present`: where this service serves the preview image beside the file (a small WebP; "
                               "`?full=true` for the image itself)."),

@@ -148,6 +148,7 @@ const SORTS = {
   status: (a, b) => (a.status < b.status ? -1 : a.status > b.status ? 1 : SORTS.name(a, b)),
   file: (a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : a.id - b.id),
   size: (a, b) => (b.size_gb ?? -1) - (a.size_gb ?? -1) || a.id - b.id,
+  added: (a, b) => ((b.added_at ?? "") < (a.added_at ?? "") ? -1 : (b.added_at ?? "") > (a.added_at ?? "") ? 1 : b.id - a.id),
 };
 
 function sortedIds(by) {
