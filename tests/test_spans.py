@@ -353,7 +353,8 @@ def stores_in(folder: Path, docs: dict[str, dict[str, Any]]) -> dict[str, Catalo
 
 
 def undated(raw: bytes) -> bytes:
-    return re.sub(rb'"date": "[^"]*"', b'"date": ""', raw)
+    """The bytes without the times a save writes (the catalog's `date`, an added entry's `added_at`)."""
+    return re.sub(rb'"(date|added_at)": "[^"]*"', rb'"\1": ""', raw)
 
 
 def lora(version: int) -> dict[str, Any]:
