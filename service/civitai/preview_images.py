@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
+from ..urls import origin_key, plain_authority, split_url
 from .client import CIVITAI_HOSTS, BadBody
 
 MAX_IMAGES_READ = 20
@@ -70,14 +70,10 @@ def small(url: str) -> str:
 def image_host_allowed(url: str, base_url: str) -> bool:
     """True for an https URL on CivitAI's hosts or their subdomains (image.civitai.com), or on
     CIVITAI_BASE_URL's origin (a local mirror or a test server); nothing else is fetched."""
-    try:
-        parts, base = urlsplit(url), urlsplit(base_url)
-        host = (parts.hostname or "").lower()
-        port, base_port = parts.port, base.port
-    except ValueError:
+    parts, base = split_url(url), split_url(base_url)
+    if parts is None or base is None or not plain_authority(parts):
         return False
-    if parts.username or parts.password or any(char in parts.netloc for char in "\\@ \t"):
-        return False
-    if (parts.scheme, host, port) == (base.scheme, (base.hostname or "").lower(), base_port):
+    scheme, host, port = origin_key(parts)
+    if (scheme, host, port) == origin_key(base):
         return True
-    return parts.scheme == "https" and port in (None, 443) and any(host == known or host.endswith("." + known) for known in CIVITAI_HOSTS)
+    return scheme == "https" and port in (None, 443) and any(host == known or host.endswith("." + known) for known in CIVITAI_HOSTS)

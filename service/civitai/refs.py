@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 from ..errors import Invalid
+from ..urls import origin_key, plain_authority, split_url
 from .client import CIVITAI_HOSTS
 
 MAX_REF_CHARS = 2_000
@@ -68,18 +69,17 @@ def _air(raw: str) -> Reference:
 
 def _url(raw: str, extra_hosts: frozenset[str]) -> Reference:
     not_a_url = _refused(f"{_shown(raw)} is not a URL, a version id or an AIR; send {WHAT_IS_TAKEN}.")
+    parts = split_url(raw)
+    if parts is None:
+        raise not_a_url
     try:
-        parts = urlsplit(raw)
-        host = (parts.hostname or "").lower()
-        parts.port  # noqa: B018 (raises on a port that is not one)
         query = parse_qsl(parts.query, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS)
     except ValueError:
         raise not_a_url from None
-    if parts.scheme.lower() not in ("http", "https") or not host:
+    scheme, host, _port = origin_key(parts)
+    if scheme not in ("http", "https") or not host:
         raise not_a_url
-    # Browsers read `\`, `@` and spaces in the authority differently from Python: such a URL
-    # may name another host than the one read here, so it is not taken at all.
-    if parts.username is not None or parts.password is not None or any(char in parts.netloc for char in "\\@ \t"):
+    if not plain_authority(parts):
         raise _refused(f"{_shown(raw)} names a user or odd characters before its host; send {WHAT_IS_TAKEN}.")
     if not _civitai_host(host, extra_hosts):
         raise _refused(f"{host!r} is not CivitAI; send {WHAT_IS_TAKEN}.")

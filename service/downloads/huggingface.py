@@ -8,10 +8,11 @@ published SHA256 is not downloaded: nothing else could prove its bytes.
 
 from __future__ import annotations
 
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import aiohttp
 
+from ..urls import origin_key, plain_authority, split_url
 from .fetch import DownloadFailed
 
 MAX_URL_CHARS = 2000
@@ -20,14 +21,10 @@ MAX_URL_CHARS = 2000
 def is_file_url(url: str, base_url: str) -> bool:
     """True for `<base>/<owner>/<repo>/resolve/<revision>/<path>` on Hugging Face's origin (or
     the configured mirror's): no user, no port other than the base's, no query tricks in the path."""
-    try:
-        parts, base = urlsplit(url), urlsplit(base_url)
-        port, base_port = parts.port, base.port
-    except ValueError:
+    parts, base = split_url(url), split_url(base_url)
+    if len(url) > MAX_URL_CHARS or parts is None or base is None or not plain_authority(parts):
         return False
-    if len(url) > MAX_URL_CHARS or parts.username or parts.password or any(char in parts.netloc for char in "\\@ \t"):
-        return False
-    if (parts.scheme, (parts.hostname or "").lower(), port) != (base.scheme, (base.hostname or "").lower(), base_port):
+    if origin_key(parts) != origin_key(base):
         return False
     steps = [unquote(step) for step in parts.path.split("/") if step]
     return len(steps) >= 5 and steps[2] == "resolve" and ".." not in steps
