@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -32,11 +31,10 @@ import aiohttp
 from .. import PROGRAM, __version__
 from ..civitai import CivitaiClient
 from ..civitai.ratelimit import RateGate
-from ..civitai.routing import file_sha256
 from ..disk.folders import canonical_folder
 from ..disk.names import check_file_name, check_relative_folder
 from ..disk.writable import MAX_FOLDERS_TOLD, identity, unwritable_folders
-from ..errors import Conflict, Invalid, NotFound, ServiceError
+from ..errors import Conflict, Invalid, NotFound
 from ..library.library import Library
 from ..map.entry import MapEntry
 from ..map.status import Transfer
@@ -44,7 +42,7 @@ from .fetch import DownloadFailed, Remote, check_space, fetch, origin
 from .huggingface import is_file_url, published_sha256
 from .job import Job
 from .part import PartFile, PartRefused, remove_unheld_part
-from .verify import verify
+from .verify import civitai_sha256, verify
 
 logger = logging.getLogger(__name__)
 
@@ -253,7 +251,7 @@ class DownloadManager:
         if job.url is not None:
             job.expected_sha256, job.total = await published_sha256(self._session, job.url)
         elif job.expected_sha256 is None:
-            job.expected_sha256 = await self._civitai_sha256(job)
+            job.expected_sha256 = await civitai_sha256(self.civitai, job.version_id, job.file)
             hash_from_civitai = job.expected_sha256 is not None
         part = await _open_part(job)
         try:
@@ -323,20 +321,6 @@ class DownloadManager:
             await self.library.paths_changed([str(path)])
         except Exception:
             logger.exception("the map could not be told about %s; the watcher will", path.name)
-
-    async def _civitai_sha256(self, job: Job) -> str | None:
-        """The SHA256 CivitAI lists for this version's file, for an entry that has none."""
-        if self.civitai is None:
-            return None
-        try:
-            version, _origin = await self.civitai.model_version(job.version_id, longest_wait_s=math.inf)
-        except ServiceError as exc:
-            logger.warning("download of %s: CivitAI's SHA256 for it could not be read (%s); it is checked by its size only", job.file, exc.detail)
-            return None
-        found = file_sha256(version, job.file)
-        if found is None:
-            logger.warning("download of %s: CivitAI lists no SHA256 for it; it is checked by its size only", job.file)
-        return found
 
     def _progress(self, job: Job, done: int, total: int | None) -> None:
         now = time.monotonic()

@@ -1,8 +1,31 @@
-"""Refusing a downloaded file that is not the one asked for."""
+"""What a download is checked against, and refusing a downloaded file that is not the one asked for."""
 
 from __future__ import annotations
 
+import logging
+import math
+
+from ..civitai import CivitaiClient
+from ..civitai.routing import file_sha256
+from ..errors import ServiceError
 from .fetch import DownloadFailed, Fetched
+
+logger = logging.getLogger(__name__)
+
+
+async def civitai_sha256(civitai: CivitaiClient | None, version_id: int | None, file: str) -> str | None:
+    """The SHA256 CivitAI lists for a version's file, for an entry that has none."""
+    if civitai is None or version_id is None:
+        return None
+    try:
+        version, _origin = await civitai.model_version(version_id, longest_wait_s=math.inf)
+    except ServiceError as exc:
+        logger.warning("download of %s: CivitAI's SHA256 for it could not be read (%s); it is checked by its size only", file, exc.detail)
+        return None
+    found = file_sha256(version, file)
+    if found is None:
+        logger.warning("download of %s: CivitAI lists no SHA256 for it; it is checked by its size only", file)
+    return found
 
 # One file's size in a catalog is its `size_gb` with three decimals: good to half a megabyte.
 CATALOG_SIZE_SLACK = 1_000_000

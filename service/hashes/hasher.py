@@ -33,17 +33,12 @@ from ..disk.watching import first_of, stopped
 from ..errors import ServiceError
 from ..map.entry import MapEntry
 from ..map.index import CivitaiIndex
+from . import survey
 from .digest import Cancelled, FileChanged, sha256_of
 from .disk_versions import DiskVersions
 from .hints import Hints
 from .progress import REPORT_S, HashProgress, OnDisk, duration, stat_all
 from .store import STORE_NAME, FileKey, HashStore
-from .survey import (
-    copies_by_hash,
-    duplicate_groups,
-    identified_files,
-    unidentified_files,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +81,6 @@ class Hasher:
         self._reader = workers.background_threads(1, "hashing")
         self._cancel = threading.Event()  # set at stop: the file being hashed is left at once
         self.hints = Hints()  # what sidecars say of files not hashed yet
-        self._previews_moved: set[str] = set()  # files whose preview came or went since the map was told
 
     def files_touched(self, names: Iterable[str] | None) -> None:
         """Presence saw these file names change (None: a full rescan ran); hash what is new."""
@@ -160,24 +154,17 @@ class Hasher:
         stale = [path for path in self.known.by_path if path not in on_disk or path in gone]
         hashes = await self._in_db(self.store.known_hashes, keys)
         now = time.time()
-        todo = [key for key in keys if key.path not in hashes and now - key.mtime_ns / 1e9 >= self.settle_s]
-        unsettled = [key for key in keys if key.path not in hashes and now - key.mtime_ns / 1e9 < self.settle_s]
-        new_hints, moved = await self.hints.look_beside(keys, todo, on_disk, self.library.index)
-        self._previews_moved |= moved
-        changed_paths: set[str] = set()
-        changed_hashes: set[str] = set()
-        for path in stale:
-            old = self.known.drop_path(path)
-            if old is not None:
-                changed_paths.add(path)
-                changed_hashes.add(old)
-        self._take_known(keys, hashes, changed_paths, changed_hashes)
+        todo, unsettled = [], []
+        for key in keys:
+            if key.path not in hashes:
+                (todo if now - key.mtime_ns / 1e9 >= self.settle_s else unsettled).append(key)
+        new_hints, changed_paths = await self.hints.look_beside(keys, todo, on_disk, self.library.index)  # paths whose preview moved
+        changed_hashes = self._take_known(stale, keys, hashes, changed_paths)
         self.hints.take_back_identities(self.known, self.identities, changed_hashes)
         await self._take_hint_identities()
         # Only hashes whose identity is not loaded yet, or whose files moved: a pass over an
         # unchanged library of 100,000 files costs the loop almost nothing.
-        await self._learn_identities(self.known.by_hash.keys() - self.identities.keys(), changed_paths | self._previews_moved, changed_hashes)
-        self._previews_moved = set()
+        await self._learn_identities(self.known.by_hash.keys() - self.identities.keys(), changed_paths, changed_hashes)
         if unsettled:
             self._names.update(os.path.basename(key.path) for key in unsettled)
         if new_hints:  # shown before any byte is hashed: identified by the sidecars, and by CivitAI for bare hashes
@@ -196,8 +183,15 @@ class Hasher:
             waits.append(max(1.0, self._lookup_after - time.time()))
         return min(waits)
 
-    def _take_known(self, keys: list[FileKey], hashes: dict[str, str], changed_paths: set[str], changed_hashes: set[str]) -> None:
-        """Set each file's hash as the store knows it, else as its sidecar says; note what moved."""
+    def _take_known(self, stale: list[str], keys: list[FileKey], hashes: dict[str, str], changed_paths: set[str]) -> set[str]:
+        """Forget the files gone; set each file's hash as the store knows it, else as its sidecar
+        says. Notes the paths that moved; returns the hashes that did."""
+        changed_hashes: set[str] = set()
+        for path in stale:
+            old = self.known.drop_path(path)
+            if old is not None:
+                changed_paths.add(path)
+                changed_hashes.add(old)
         for key in keys:
             sha256 = hashes.get(key.path)
             if sha256 is None and (sha256 := self.hints.sha256_of(key)) is not None:
@@ -213,6 +207,7 @@ class Hasher:
                 self.known.set_hash(key.path, sha256)
             changed_paths.add(key.path)
             changed_hashes.update(h for h in (before, sha256) if h is not None)
+        return changed_hashes
 
     async def _take_hint_identities(self) -> None:
         """The versions sidecars name, for hashes CivitAI has not named one for (what the store
@@ -377,18 +372,15 @@ class Hasher:
 
     def on_disk(self) -> list[OnDisk]:
         """Complete files identified as CivitAI versions (by their bytes or a sidecar), in path order."""
-        return identified_files(self.known, self.identities, self.library.presence)
+        return survey.identified_files(self.known, self.identities, self.library.presence)
 
     def not_identified(self) -> tuple[list[dict[str, str]], int]:
         """Files on disk no version is known for, by name (the first MAX_LISTED), and how many."""
-        return unidentified_files(self.known, self.identities, self.library.presence)
+        return survey.unidentified_files(self.known, self.identities, self.library.presence)
 
     async def duplicates(self) -> dict[str, Any]:
-        """Files whose bytes are kept in more than one place (files a sidecar named are left out
-        until they are hashed), the most space wasted first."""
-        groups = copies_by_hash(self.known, self.library.presence, skip={path for path in self.known.by_path if path in self.hints})
-        versions = {sha256: identity.version_id for sha256 in groups if (identity := self.identities.get(sha256)) is not None and identity.version_id}
-        return await asyncio.to_thread(duplicate_groups, groups, versions)
+        """Files whose bytes are kept in more than one place, the most space wasted first."""
+        return await survey.duplicates(self.known, self.identities, self.library.presence)
 
     def _refresh_disk_versions(self, versions: Iterable[int]) -> None:
         self.disk.refresh(versions, self.known, self.identities, self.library.presence, self.hints)

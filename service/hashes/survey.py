@@ -7,6 +7,7 @@ only `duplicate_groups` touches the disk, in a worker thread, to tell copies fro
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Mapping
@@ -75,6 +76,14 @@ def copies_by_hash(known: KnownHashes, presence: Presence, skip: set[str]) -> di
         if len(copies) > 1:
             groups[sha256] = copies
     return groups
+
+
+async def duplicates(known: KnownHashes, identities: Mapping[str, Identity], presence: Presence) -> dict[str, Any]:
+    """Files whose bytes are kept in more than one place (files known only by a sidecar's word
+    are left out until they are hashed), the most space wasted first; the disk is read in a thread."""
+    groups = copies_by_hash(known, presence, skip=known.hinted)
+    versions = {sha256: identity.version_id for sha256 in groups if (identity := identities.get(sha256)) is not None and identity.version_id}
+    return await asyncio.to_thread(duplicate_groups, groups, versions)
 
 
 def duplicate_groups(groups: dict[str, list[Copy]], versions: Mapping[str, int]) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 
 import orjson
 from aiohttp import web
@@ -26,9 +25,11 @@ async def model_preview(request: web.Request) -> web.Response:
     """The preview image beside a version's file: a small WebP thumbnail, or the image as it is (?full=true)."""
     version_id = path_id(request.match_info, "version_id", "version id", "invalid_version_id")
     full = switch(request.query.get("full", "false"), "full")
-    path = request.app[LIBRARY].index.preview_of(version_id)
-    if path is None:
+    index = request.app[LIBRARY].index
+    found = index.preview_of(version_id)
+    if found is None:
         raise NotFound(f"No preview image of version {version_id} is on disk.", code="no_preview")
+    model, path = found
     try:
         if full:
             body, media_type = await _read(path)
@@ -36,9 +37,7 @@ async def model_preview(request: web.Request) -> web.Response:
             body, media_type = await request.app[THUMBNAILS].get(path), "image/webp"
     except NotAnImage as exc:
         if isinstance(exc, PreviewGone):  # gone since it was seen: the map stops offering it until it is seen again
-            index = request.app[LIBRARY].index
-            gone = {model: None for model, name in index.previews.items() if os.path.join(os.path.dirname(model), name) == path}
-            index.hashes_changed(index.set_previews(gone), ())
+            index.hashes_changed(index.set_previews({model: None}), ())
         raise NotFound(f"The preview of version {version_id} cannot be shown: {exc}.", code="no_preview") from None
     return web.Response(body=body, content_type=media_type, headers=IMAGE_HEADERS)
 

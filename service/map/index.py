@@ -244,15 +244,15 @@ class CivitaiIndex:
                 moved.add(path)
         return moved
 
-    def preview_of(self, version_id: int) -> str | None:
-        """The path of the preview image beside a version's file on disk, if one is known."""
+    def preview_of(self, version_id: int) -> tuple[str, str] | None:
+        """(the model file's path, the path of the preview image beside it) of a version, if one is known."""
         entry = self._layout.entries.get(version_id)
         if entry is None or not self.previews:
             return None
         for path in self.presence.paths_of(entry.file, entry.folder):
             preview = self.previews.get(path)
             if preview is not None:
-                return os.path.join(os.path.dirname(path), preview)
+                return path, os.path.join(os.path.dirname(path), preview)
         return None
 
     def set_transfer(self, file: str, folder: str, transfer: Transfer | None) -> bool:

@@ -44,25 +44,35 @@ function table(headings, rows) {
   return node;
 }
 
-async function openImport() {
-  const dialog = $("import-dialog"), body = $("import-body");
-  body.replaceChildren(el("p", "", "Looking at what would be imported…"));
-  dialog.showModal();
+// A dialog that shows what one request answers: "looking…" while it runs, then `fill`'s
+// content, or the error. Returns whether the answer came.
+async function showInDialog(name, waiting, request, fill) {
+  const body = $(`${name}-body`);
+  body.replaceChildren(el("p", "", waiting));
+  $(`${name}-dialog`).showModal();
   try {
-    const answer = await api("POST", "/api/admin/library/import?dry_run=true");
-    body.replaceChildren(
+    body.replaceChildren(...fill(await request()));
+    return true;
+  } catch (error) {
+    body.replaceChildren(el("p", "message error", error.message));
+    return false;
+  }
+}
+
+async function openImport() {
+  let adds = 0;
+  const shown = await showInDialog("import", "Looking at what would be imported…", () => api("POST", "/api/admin/library/import?dry_run=true"), (answer) => {
+    adds = answer.added.length;
+    return [
       el("h3", "", `Would add ${answer.added.length}`),
       table(["file", "folder", "name"], answer.added.map((item) => [item.file, item.dest, item.name])),
       el("h3", "", `Would skip ${answer.skipped.length}`),
       table(["file", "folder", "why"], answer.skipped.map((item) => [item.file, item.dest, item.reason])),
       el("h3", "", `Not identified: ${answer.not_identified_count}`),
       table(["file", "folder", "why"], answer.not_identified_files.map((item) => [item.file, item.dest, item.why.replaceAll("_", " ")])),
-    );
-    $("import-confirm").disabled = answer.added.length === 0;
-  } catch (error) {
-    body.replaceChildren(el("p", "message error", error.message));
-    $("import-confirm").disabled = true;
-  }
+    ];
+  });
+  $("import-confirm").disabled = !shown || adds === 0;
 }
 
 async function confirmImport() {
@@ -75,14 +85,10 @@ async function confirmImport() {
 }
 
 async function openDuplicates() {
-  const dialog = $("duplicates-dialog"), body = $("duplicates-body");
-  body.replaceChildren(el("p", "", "Looking for copies…"));
-  dialog.showModal();
-  try {
-    const answer = await api("GET", "/api/admin/library/duplicates");
+  await showInDialog("duplicates", "Looking for copies…", () => api("GET", "/api/admin/library/duplicates"), (answer) => {
     const rows = answer.groups.flatMap((group) => group.files.map((file, index) => [index ? "" : megabytes(group.size), index ? "" : group.copies, file.dest, file.file]));
-    body.replaceChildren(el("p", "", `${answer.groups.length} files kept more than once, ${megabytes(answer.wasted_bytes)} in extra copies.`), table(["size", "copies", "folder", "file"], rows));
-  } catch (error) { body.replaceChildren(el("p", "message error", error.message)); }
+    return [el("p", "", `${answer.groups.length} files kept more than once, ${megabytes(answer.wasted_bytes)} in extra copies.`), table(["size", "copies", "folder", "file"], rows)];
+  });
 }
 
 // ---- what a workflow needs -------------------------------------------------------------------
