@@ -32,6 +32,7 @@ from typing import Any
 import aiohttp
 from harness.bench import Ctx, SizeRun
 from harness.bigcatalog import BigCatalogRun
+from harness.dataset import LAYOUTS
 from harness.common import (
     CLEANUP,
     HTTP_TIMEOUT_S,
@@ -68,6 +69,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rebuild-baseline", type=float, default=1.5, help="seconds of load before the first rewrite")
     p.add_argument("--rebuild-trials", type=int, default=5,
                    help="outside edits of models.json under load, at every size (default 5)")
+    p.add_argument("--edit-layouts", default=",".join(LAYOUTS),
+                   help="after the renames in this service's layout, re-format models.json into each of these and "
+                        f"rename in it (comma-separated, of {', '.join(LAYOUTS)}; default all; '' for none)")
     p.add_argument("--phase-budget-s", type=float, default=60.0,
                    help="the adds and the edits under load each stop starting new trials after this many seconds "
                         "(at least 2 run; default 60), so a 1,000,000-entry run ends")
@@ -117,6 +121,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("trial counts out of range")
     if not 1 <= args.phase_budget_s <= 3600 or args.max_load_body_mb <= 0 or not 0 <= args.big_catalog_mb <= 10_000:
         p.error("--phase-budget-s, --max-load-body-mb or --big-catalog-mb out of range")
+    if any(layout not in LAYOUTS for layout in args.edit_layouts.split(",") if layout):
+        p.error(f"--edit-layouts: each of {', '.join(LAYOUTS)}")
     if not 1 <= args.conns <= 1024 or not 1 <= args.threads <= 64:
         p.error("--conns/--threads out of range")
     if args.models_tmpdir is None:

@@ -84,6 +84,38 @@ def raw_of(doc: dict[str, Any], rng: random.Random | None = None) -> bytes:
     return serialize_catalog(doc)
 
 
+def indented_with_tabs(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, indent="\t").encode()
+
+
+# Layouts other programs write, each cut at its own entries' line breaks and indents.
+LAYOUTS = {
+    "four-spaces": lambda doc: json.dumps(doc, indent=4).encode(),
+    "tabs": indented_with_tabs,
+    "crlf": lambda doc: serialize_catalog(doc).replace(b"\n", b"\r\n"),
+    "crlf-tabs": lambda doc: indented_with_tabs(doc).replace(b"\n", b"\r\n") + b"\r\n",
+}
+
+
+def writer(layout: str | None) -> Any:
+    """Write a catalog this service's way (sometimes json's indent=2), or in another program's layout."""
+    if layout is None:
+        return raw_of
+    write = LAYOUTS[layout]
+    return lambda doc, rng=None: write(doc)
+
+
+# Every seed in this service's layout, a few in each other one.
+CASES = [pytest.param(seed, None, id=f"{seed}-native") for seed in SEEDS] + [
+    pytest.param(seed, layout, id=f"{seed}-{layout}") for layout in LAYOUTS for seed in SEEDS[:3]
+]
+
+
+@pytest.fixture(params=[None, *LAYOUTS], ids=["native", *LAYOUTS])
+def layout(request: pytest.FixtureRequest) -> Any:
+    return writer(request.param)
+
+
 def whole(raw: bytes, name: str = "models") -> tuple[dict[int, Any], int]:
     found = extract_entries(parse_catalog(raw), name)
     loaded = whole_reading(digest(raw), found)
@@ -112,10 +144,10 @@ def same_text(a: Text, b: Text) -> None:
     assert (a.ends, a.versions, a.files) == (b.ends, b.versions, b.files)
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_a_cut_shows_what_a_whole_parse_shows(seed: int) -> None:
+@pytest.mark.parametrize(("seed", "layout"), CASES)
+def test_a_cut_shows_what_a_whole_parse_shows(seed: int, layout: str | None) -> None:
     rng = random.Random(seed)
-    raw = raw_of(random_doc(rng), rng)
+    raw = writer(layout)(random_doc(rng), rng)
     loaded = cut_of(raw)
     assert (loaded.shown, loaded.unusable) == whole(raw)
     assert loaded.text is not None and loaded.text.size == len(raw)
@@ -148,15 +180,16 @@ def window(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> i
     return request.param
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_a_recut_equals_a_fresh_cut_and_names_every_moved_version(seed: int, window: int, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("seed", "layout"), CASES)
+def test_a_recut_equals_a_fresh_cut_and_names_every_moved_version(seed: int, layout: str | None, window: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    write = writer(layout)
     rng = random.Random(seed)
     doc = random_doc(rng)
-    before = cut_of(raw_of(doc))
+    before = cut_of(write(doc))
     for _ in range(8):
         for _ in range(rng.randint(1, 3)):
             edit(rng, doc)
-        raw = raw_of(doc)
+        raw = write(doc)
         read = []
         real = spans.read_piece
         monkeypatch.setattr(spans, "read_piece", lambda chunk, *a: read.append(chunk) or real(chunk, *a))
@@ -172,21 +205,22 @@ def test_a_recut_equals_a_fresh_cut_and_names_every_moved_version(seed: int, win
         before = again
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_a_recut_read_in_place_shows_what_a_whole_parse_shows(seed: int, window: int, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("seed", "layout"), CASES)
+def test_a_recut_read_in_place_shows_what_a_whole_parse_shows(seed: int, layout: str | None, window: int, tmp_path: Path) -> None:
     """An outside edit read where it lies (the digest, the windows checked, the stretch between
     read): the same cut as a fresh one, the map's entries as a whole parse gives them, and every
     version that moved named, the ones the map showed otherwise (dirty) among them."""
+    write = writer(layout)
     rng = random.Random(seed)
     doc = random_doc(rng)
     path = tmp_path / "models.json"
-    path.write_bytes(raw_of(doc))
+    path.write_bytes(write(doc))
     before = cut_of(path.read_bytes())
     partial = 0
     for _ in range(8):
         for _ in range(rng.randint(1, 3)):
             edit(rng, doc)
-        raw = raw_of(doc)
+        raw = write(doc)
         path.write_bytes(raw)
         shown = dict(before.shown)
         dirty = set(rng.sample(sorted(shown), min(2, len(shown)))) if rng.random() < 0.4 else set()
@@ -213,11 +247,11 @@ def test_a_recut_read_in_place_shows_what_a_whole_parse_shows(seed: int, window:
 
 @pytest.mark.parametrize("where", ["first", "middle", "last"])
 @pytest.mark.parametrize("change", ["renamed", "added", "removed"])
-def test_entries_changed_within_a_list_take_the_structure_over_unparsed(where: str, change: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_entries_changed_within_a_list_take_the_structure_over_unparsed(where: str, change: str, layout: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(spans, "WINDOW", 2000)
     doc = {"version": 1, "categories": [{"id": c, "name": c, "models": [entry(v, f"f{v}") for v in range(k, k + 150)]} for c, k in (("a", 1), ("b", 1000))]}
     path = tmp_path / "models.json"
-    path.write_bytes(serialize_catalog(doc))
+    path.write_bytes(layout(doc))
     before = cut_of(path.read_bytes())
     models = doc["categories"][1]["models"]
     at = {"first": 0, "middle": 75, "last": 149}[where]
@@ -227,7 +261,7 @@ def test_entries_changed_within_a_list_take_the_structure_over_unparsed(where: s
         models.insert(at, entry(5000, "new"))
     else:
         del models[at]
-    raw = serialize_catalog(doc)
+    raw = layout(doc)
     path.write_bytes(raw)
     assert before.text is not None
     parsed = []
@@ -296,10 +330,6 @@ def test_a_file_changed_while_it_is_read_is_read_again_whole(tmp_path: Path, mon
     assert (reading.loaded.shown, reading.loaded.unusable) == whole(last)
 
 
-def indented_with_tabs(doc: dict[str, Any]) -> bytes:
-    return json.dumps(doc, indent="\t").encode()
-
-
 def entry_outside_models(doc: dict[str, Any]) -> bytes:
     doc["categories"][0]["notes"] = [{"an": "object at an entry's depth"}]
     return serialize_catalog(doc)
@@ -319,8 +349,8 @@ def a_number_cut_as_an_entry(doc: dict[str, Any]) -> bytes:
     "write",
     [
         pytest.param(lambda doc: orjson.dumps(doc), id="minified"),
-        pytest.param(indented_with_tabs, id="tabs"),
-        pytest.param(lambda doc: json.dumps(doc, indent=4).encode(), id="four-spaces"),
+        pytest.param(lambda doc: json.dumps(doc).encode(), id="one-line"),
+        pytest.param(lambda doc: json.dumps(doc, indent=4).encode().replace(b'[\n                {', b'[{', 1), id="first-entry-on-the-list-line"),
         pytest.param(entry_outside_models, id="entry-outside-models"),
         pytest.param(a_string_among_entries, id="not-an-object"),
         pytest.param(a_number_cut_as_an_entry, id="broken-entry"),
@@ -479,3 +509,27 @@ def test_a_source_says_what_the_file_held_while_it_was_copied(tmp_path: Path) ->
         assert out.read_bytes() == copied and hasher.hexdigest() == digest(copied)
     finally:
         os.close(fd)
+
+
+@pytest.mark.parametrize("name", list(LAYOUTS))
+def test_a_save_to_a_catalog_in_another_layout_writes_it_whole_in_this_services(name: str, tmp_path: Path) -> None:
+    """A cut of another layout is never spliced (its runs would mix two layouts in one file):
+    the save writes the document whole, as a save of an uncut file does, and the cut it hands
+    the map is that of the file written."""
+    docs = {"models": {"version": 1, "date": "x", "categories": [{"id": "c", "name": "C", "models": [entry(v, f"f{v}") for v in range(1, 40)]}]},
+            "loras": {"version": 1, "date": "x", "categories": []}}
+    spliced, whole_ = stores_in(tmp_path / "spliced", docs), stores_in(tmp_path / "whole", docs)
+    for stores in (spliced, whole_):
+        stores["models"].path.write_bytes(LAYOUTS[name](docs["models"]))
+    texts = texts_of(spliced)
+    assert texts["models"].layout.end != b"\n        }"
+    plan = functools.partial(plan_add, mapped=MappedVersion(entry(77, "new.safetensors"), "c", None))
+    a = run_transaction(spliced, plan, Wanted(frozenset({77}), frozenset({"new.safetensors"})), texts)
+    b = run_transaction(whole_, plan)
+    assert a.error is None and a.answer == b.answer
+    raw = spliced["models"].path.read_bytes()
+    assert undated(raw) == undated(whole_["models"].path.read_bytes())
+    assert b"\n        {\n" in raw and b"\r" not in raw and b"\t" not in raw  # this service's layout
+    saved = a.written["models"]
+    assert saved.digest == digest(raw)
+    assert cut_of(raw).shown[77].file == "new.safetensors"

@@ -234,13 +234,13 @@ def atomic_write_json(path: Path, doc: Any) -> None:
 
 def rewrite_with_new_name(path: Path, old_name: str, new_name: str) -> None:
     """Editor-style save of `path` with one entry renamed, copied in chunks (the entry must be near the top)."""
-    old = re.compile(rb'"name":\s*' + re.escape(orjson.dumps(old_name)))
-    new = b'"name": ' + orjson.dumps(new_name)
+    old = re.compile(rb'("name":\s*)' + re.escape(orjson.dumps(old_name)))
+    new = orjson.dumps(new_name)
 
     def copy(out: BinaryIO) -> None:
         with open(path, "rb") as src:
             head = src.read(EDIT_HEAD_BYTES)
-            head, found = old.subn(lambda _match: new, head, count=1)
+            head, found = old.subn(lambda match: match.group(1) + new, head, count=1)
             if not found:
                 raise ValueError(f"{old_name!r} is not in the first {EDIT_HEAD_BYTES} bytes of {path.name}")
             out.write(head)
@@ -248,6 +248,34 @@ def rewrite_with_new_name(path: Path, old_name: str, new_name: str) -> None:
                 out.write(chunk)
 
     _replace_with(path, copy)
+
+
+# Layouts other programs save a catalog in, made from this service's (two-space indents, LF).
+LAYOUTS = ("four-spaces", "tabs", "crlf", "minified")
+_MAX_DEPTH = 32  # deeper than any generated catalog is indented
+
+
+def relayout(raw: bytes, layout: str) -> bytes:
+    """A catalog written with two-space indents, in another layout, the same JSON (C speed: JSON
+    text holds line breaks only between tokens, and \\x01 nowhere)."""
+    if layout == "minified":
+        return orjson.dumps(orjson.loads(raw))
+    if layout == "crlf":
+        return raw.replace(b"\n", b"\r\n")
+    unit = {"four-spaces": b"    ", "tabs": b"\t"}[layout]
+    for depth in range(_MAX_DEPTH, 0, -1):  # deepest first: a shallower indent is a prefix of a deeper one
+        raw = raw.replace(b"\n" + b"  " * depth, b"\n" + b"\x01" * depth)
+    return raw.replace(b"\x01", unit)
+
+
+def write_renamed(path: Path, raw: bytes, old_name: str, new_name: str) -> None:
+    """Editor-style save of `raw` as `path` with one entry (near the top) renamed."""
+    old = re.compile(rb'("name":\s*)' + re.escape(orjson.dumps(old_name)))
+    head, found = old.subn(lambda match: match.group(1) + orjson.dumps(new_name), raw[:EDIT_HEAD_BYTES], count=1)
+    if not found:
+        raise ValueError(f"{old_name!r} is not in the first {EDIT_HEAD_BYTES} bytes")
+    view = memoryview(raw)
+    _replace_with(path, lambda out: (out.write(head), out.write(view[EDIT_HEAD_BYTES:])))
 
 
 def _replace_with(path: Path, write: Callable[[BinaryIO], object]) -> None:

@@ -97,6 +97,25 @@ def test_renaming_an_entry_replaces_the_file_and_changes_only_that_name(tmp_path
     assert sorted(os.listdir(ds.catalog_dir)) == ["loras.json", "models.json"]
 
 
+@pytest.mark.parametrize("layout", ["four-spaces", "tabs", "crlf", "minified"])
+def test_a_catalog_in_another_layout_is_the_same_json_and_renames_in_it_keep_that_layout(layout: str, tmp_path: Path) -> None:
+    from harness.dataset import generate, relayout, rewrite_with_new_name, write_renamed
+
+    ds = generate(200, tmp_path / "lib")
+    native = ds.models_json.read_bytes()
+    raw = relayout(native, layout)
+    assert orjson.loads(raw) == orjson.loads(native) and raw != native
+    lines = raw.splitlines(keepends=True)
+    marks = {"four-spaces": b'\n    "categories"' in raw, "tabs": b'\n\t"categories"' in raw,
+             "crlf": all(line.endswith(b"\r\n") for line in lines[:-1]), "minified": len(lines) == 1}
+    assert marks[layout]
+    write_renamed(ds.models_json, raw, ds.truth[0].name, "Renamed once")
+    rewrite_with_new_name(ds.models_json, "Renamed once", "Renamed twice")
+    after = ds.models_json.read_bytes()
+    assert after == raw.replace(orjson.dumps(ds.truth[0].name), orjson.dumps("Renamed twice"), 1)  # the layout kept, byte for byte
+    assert _entries(ds.models_json)[0]["name"] == "Renamed twice"
+
+
 def test_renaming_a_name_that_is_not_there_leaves_the_file_alone(tmp_path: Path) -> None:
     from harness.dataset import generate, rewrite_with_new_name
 

@@ -20,7 +20,7 @@ from .text import (
     PIECE_SHOWN,
     PIECE_UNUSABLE,
     PIECE_VERSION,
-    PLAIN,
+    LAYOUT_PROBE,
     Loaded,
     Piece,
     Recut,
@@ -31,6 +31,7 @@ from .text import (
     checked_text,
     cut_region,
     dumped_frame,
+    layout_of,
     window_key,
 )
 
@@ -44,18 +45,21 @@ def cut(raw: bytes, name: str, digest: str, before: Text | None) -> Text:
     it whole: that also says precisely why a broken file is broken), CatalogFormatError when
     it is cut but not a catalog.
     """
+    layout = layout_of(memoryview(raw)[:LAYOUT_PROBE])
+    if before is not None and before.layout != layout:
+        before = None  # chunks of another layout: nothing to take over
     if before is not None and before.windows:
         done = _recut(_InMemory(raw), name, digest, before)
         if done is not None:
             return done[0]
     known = before.pieces if before is not None else {}
     found: dict[int, Piece] = {}  # pieces read from this text
-    region = cut_region(raw, 0, len(raw), known, found, name)
+    region = cut_region(raw, 0, len(raw), known, found, name, layout)
     keys = region.keys
     tail = raw[region.end :] if region.end else raw
     pieces = dict(zip(keys, map(known.get, keys))) if known else {}
     pieces.update(found)
-    return checked_text(Text(digest, len(raw), keys, pieces, tail, tuple(region.windows)))
+    return checked_text(Text(digest, len(raw), keys, pieces, tail, tuple(region.windows), layout))
 
 
 def recut_file(fd: int, size: int, name: str, digest: str, before: Text) -> tuple[Text, Recut] | None:
@@ -140,7 +144,7 @@ def _recut(source: _InMemory | _OnDisk, name: str, digest: str, before: Text) ->
     data, base = source.stretch(at, stop)
     found: dict[int, Piece] = {}
     known = before.pieces
-    region = cut_region(data, at - base, stop - base, known, found, name, kept, base)
+    region = cut_region(data, at - base, stop - base, known, found, name, before.layout, kept, base)
     if back < len(windows):
         if region.end != stop and not (stop == at and not region.keys):
             return None  # the changed stretch does not end where an entry does
@@ -156,9 +160,9 @@ def _recut(source: _InMemory | _OnDisk, name: str, digest: str, before: Text) ->
         del pieces[key]
     replaced = list(map(known.__getitem__, old))
     new = list(map(pieces.__getitem__, region.keys))
-    plain = tail == before.tail and _same_structure(replaced, new, kept)
+    plain = tail == before.tail and _same_structure(replaced, new, kept, before.layout.plain)
     tail_windows = tuple(Window(w.start + delta, w.end + delta, w.first + moved, w.stop + moved, w.key) for w in windows[back:])
-    text = Text(digest, size, keys, pieces, tail, (*windows[:head], *region.windows, *tail_windows))
+    text = Text(digest, size, keys, pieces, tail, (*windows[:head], *region.windows, *tail_windows), before.layout)
     text.__dict__.update(
         ends=before.ends[:kept] + region.ends + ([*map(delta.__add__, before.ends[resumed:])] if delta else before.ends[resumed:]),
         versions=before.versions[:kept] + list(map(PIECE_VERSION, new)) + before.versions[resumed:],
@@ -188,7 +192,8 @@ def _recounted(before: Text, kept: int, replaced: list[Piece], new: list[Piece])
     lists = [category for category in doc.get("categories", []) if isinstance(category.get("models"), int)]
     ends = list(itertools.accumulate(category["models"] for category in lists))  # where each list ends, in chunks
     position = kept
-    for index, (was, now) in enumerate(zip(_between_marks(replaced), _between_marks(new))):
+    plain = before.layout.plain
+    for index, (was, now) in enumerate(zip(_between_marks(replaced, plain), _between_marks(new, plain))):
         anchor = position - 1 if index == 0 else position  # a chunk of the stretch's list
         if was != now:
             if anchor < 0:
@@ -201,26 +206,26 @@ def _recounted(before: Text, kept: int, replaced: list[Piece], new: list[Piece])
         return None
 
 
-def _between_marks(pieces: list[Piece]) -> list[int]:
+def _between_marks(pieces: list[Piece], plain: bytes) -> list[int]:
     """How many chunks come before the first mark, and from each mark to the next."""
     counts = [0]
     for piece in pieces:
-        if piece.prefix != PLAIN:
+        if piece.prefix != plain:
             counts.append(0)
         counts[-1] += 1
     return counts
 
 
-def _same_structure(replaced: list[Piece], new: list[Piece], kept: int) -> bool:
+def _same_structure(replaced: list[Piece], new: list[Piece], kept: int, plain: bytes) -> bool:
     """Whether chunks in place of `replaced` (from position `kept` on) leave the structure valid
     as it was: the structure between lists the same and in the same order, and only plain
     commas between entries come or go. Each such comma then follows an entry, as in any list
     (with kept > 0 the chunk before the stretch is an entry; at the very start the file's
     opening must come first on both sides), so the text parses as the one before did."""
-    marks = [piece.prefix for piece in replaced if piece.prefix != PLAIN]
-    if marks != [piece.prefix for piece in new if piece.prefix != PLAIN]:
+    marks = [piece.prefix for piece in replaced if piece.prefix != plain]
+    if marks != [piece.prefix for piece in new if piece.prefix != plain]:
         return False
-    return kept > 0 or bool(replaced and new and replaced[0].prefix != PLAIN and new[0].prefix != PLAIN)
+    return kept > 0 or bool(replaced and new and replaced[0].prefix != plain and new[0].prefix != plain)
 
 
 def load_text(raw: bytes, name: str, digest: str, before: Text | None) -> Loaded:

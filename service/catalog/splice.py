@@ -17,8 +17,7 @@ from .codec import (
 )
 from .document import Doc, version_id_of
 from .text import (
-    END,
-    PLAIN,
+    NATIVE,
     Piece,
     StaleText,
     Text,
@@ -83,7 +82,8 @@ def _read_entry(fd: int, text: Text, position: int) -> dict[str, Any]:
     key = text.keys[position]
     piece = text.pieces[key]
     data = os.pread(fd, end - start, start)
-    if len(data) != end - start or not data.endswith(END) or hash(data[: -len(END)]) != key:
+    end_mark = text.layout.end
+    if len(data) != end - start or not data.endswith(end_mark) or hash(data[: -len(end_mark)]) != key:
         raise StaleText()
     entry = load_json(data[len(piece.prefix) :])
     if not isinstance(entry, dict):  # it was one when cut: this is not that text
@@ -119,7 +119,7 @@ def derive_text(outline: list[Any], doc: Doc, before: Text, fd: int, digest: str
     Runs keep their chunks; the first chunk of each run gets the structure written before it,
     and each entry written anew is read as a cut would read it. None when the written text
     would not cut the same way (then the next reading cuts it)."""
-    if not outline or outline[0] is None:
+    if not outline or outline[0] is None or before.layout != NATIVE:  # runs of another layout: the next reading cuts it
         return None
     derivation = _Derivation(before, fd, name)
     entry_next = False
@@ -131,9 +131,9 @@ def derive_text(outline: list[Any], doc: Doc, before: Text, fd: int, digest: str
                 if not derivation.take_run(item):
                     return None
             elif entry_next:
-                if not item.endswith(END):
+                if not item.endswith(NATIVE.end):
                     return None
-                derivation.add(b"".join(derivation.structure) + item[: -len(END)])
+                derivation.add(b"".join(derivation.structure) + item[: -len(NATIVE.end)])
                 entry_next = False
             else:
                 derivation.structure.append(item)
@@ -154,7 +154,7 @@ class _Derivation:
         self.found: dict[int, Piece] = {}  # pieces of chunks written anew
         self.written: set[int] = set()  # their keys, and those of chunks found again
         self.runs: dict[Verbatim, tuple[int, int]] = {}  # the chunks of `before` each run holds: first, stop
-        self.prefixes: dict[bytes, bytes] = {PLAIN: PLAIN}
+        self.prefixes: dict[bytes, bytes] = {NATIVE.plain: NATIVE.plain}
         self.structure: list[bytes] = []
         self.offset = 0  # where the last chunk's END ends in the written text
         self.windows: list[Window] | None = [] if before.windows else None
@@ -167,11 +167,11 @@ class _Derivation:
             piece = self.found[key] = read_piece(chunk, self.name, self.prefixes)
         self.written.add(key)
         if self.windows is not None:  # a chunk written anew is a window of its own
-            self.windows.append(Window(self.offset, self.offset + len(chunk) + len(END), len(self.keys), len(self.keys) + 1, window_key(chunk + END)))
+            self.windows.append(Window(self.offset, self.offset + len(chunk) + len(NATIVE.end), len(self.keys), len(self.keys) + 1, window_key(chunk + NATIVE.end)))
         self.keys.append(key)
         self.versions.append(piece.version)
         self.files.append(piece.file)
-        self.offset += len(chunk) + len(END)
+        self.offset += len(chunk) + len(NATIVE.end)
         self.ends.append(self.offset)
         self.structure.clear()
 
@@ -186,7 +186,7 @@ class _Derivation:
             return False
         start, end = before.entry_span(first)
         self.runs[item] = (first, last + 1)
-        self.add(b"".join(self.structure) + os.pread(self.fd, end - start - len(END), start))
+        self.add(b"".join(self.structure) + os.pread(self.fd, end - start - len(NATIVE.end), start))
         carried = slice(first + 1, last + 1)
         self.keys += before.keys[carried]
         self.versions += before.versions[carried]

@@ -42,7 +42,7 @@ from .document import Doc, empty_catalog, stamp
 from .reading import UNPARSABLE_RETRY_S, UNPARSABLE_WHILE_CHANGING_S
 from .splice import Spliced, spliced_doc
 from .swap import StaleRead
-from .text import StaleText, Text, Unsplittable
+from .text import NATIVE, StaleText, Text, Unsplittable
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +178,8 @@ class CatalogStore:
                         raw = _read_all(fd)
                         text = cut(raw, self.name, digest(raw), text)
                         del raw
+                    if text.layout != NATIVE:
+                        raise Unsplittable("written whole, in this service's layout")
                     spliced = spliced_doc(fd, text, versions, files)
                     break
                 except StaleText:

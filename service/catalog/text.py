@@ -1,18 +1,18 @@
 """A catalog read as text cut at its entries, so that a change costs what changed, not the file.
 
-Nearly every catalog is written with two-space indents (this service, orjson's and Python's
-`indent=2`): each entry of a category's "models" list then ends with a line of eight spaces
-and "}". Cut there, the text falls into chunks of one entry each, with the structure before
-it. A chunk's key is its hash. A reading keeps what each key's chunk holds (the entry as
+A catalog written with indents (this service's two spaces, four, tabs; LF or CRLF) has each
+entry of a category's "models" list end with a line break, the indent of its depth and "}",
+and no such bytes elsewhere: JSON strings hold no raw line breaks, and deeper lines are
+indented further. The layout is learnt from the first entry of the text (`layout_of`). Cut
+there, the text falls into chunks of one entry each, with the structure before it. A chunk's key is its hash. A reading keeps what each key's chunk holds (the entry as
 the map shows it, its version, its file, the structure before it), so the next reading
 parses only chunks it has not seen, and the map is told only about versions that moved.
 
 Nothing is taken on trust. The structure, with every entry replaced by a 0, is parsed as
 JSON and must hold exactly one 0 for each entry, all of them in categories' "models"
 lists; each new entry must parse as an object on its own. Both true, the whole text is
-valid JSON with those entries in those places. A text that does not cut this way
-(minified, tabs, other indents, an entry that is not an object) raises `Unsplittable`
-and is read whole, as before.
+valid JSON with those entries in those places. A text that does not cut this way (all on
+one line, an entry that is not an object) raises `Unsplittable` and is read whole.
 
 Chunk keys are Python's 64-bit keyed hash of the chunk's bytes: two different chunks of
 one run sharing a key is a 1-in-10^9 event at 100,000 entries, and cannot be forced from
@@ -25,6 +25,7 @@ import functools
 import hashlib
 import itertools
 import operator
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -41,10 +42,39 @@ from .codec import (
 )
 from .document import Doc, version_id_of
 
-END = b"\n        }"  # the last line of an entry of a models list
-OPEN = b"\n        {\n"  # its first line
-LEAD = len(OPEN) - 2  # from where OPEN is found to the entry's "{"
-PLAIN = b",\n        "  # the structure between two entries of one list, as written here
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """How a text's entries are laid out: the line break and indent before an entry's "{" and
+    "}", which bound it; the first line of an entry; the structure between two entries of a list."""
+
+    end: bytes  # the last line of an entry of a models list
+    open: bytes  # its first line
+    lead: int  # from where `open` is found to the entry's "{"
+    plain: bytes  # the structure between two entries of one list
+
+    @classmethod
+    def indented(cls, before: bytes, newline: bytes) -> Layout:
+        return cls(before + b"}", before + b"{" + newline, len(before), b"," + before)
+
+
+NATIVE = Layout.indented(b"\n        ", b"\n")  # as this service (and `indent=2`) writes a catalog
+# The first entry of a models list that starts on a line of its own: its line break and indent.
+_FIRST_ENTRY = re.compile(rb'"models"[ \t\r\n]*:[ \t\r\n]*\[[ \t]*(\r?\n[ \t]*)\{(\r?\n)')
+LAYOUT_PROBE = 1 << 20  # the first entry is looked for this far into the text
+
+
+def layout_of(head: bytes | memoryview) -> Layout:
+    """The layout of a text from its start (`LAYOUT_PROBE` bytes are enough): that of its first
+    entry that starts on a line of its own, NATIVE when it is this service's or when there is
+    none (a text of no entries cuts in any layout; one whose entries are not on lines of their
+    own does not cut, which the check of the cut finds)."""
+    found = _FIRST_ENTRY.search(head)
+    if found is None:
+        return NATIVE
+    layout = Layout.indented(found.group(1), found.group(2))
+    return NATIVE if layout == NATIVE else layout
 WINDOW = 1 << 20  # cut at most this much text per C call: the event loop gets the GIL between
 SKELETON_LIMIT = 8 << 20  # structure beyond this is not a catalog worth cutting: read whole
 
@@ -96,6 +126,7 @@ class Text:
     pieces: dict[int, Piece]  # every key of `keys`
     tail: bytes  # after the last entry
     windows: tuple[Window, ...] = ()  # in order; gaps where nothing is known of the bytes
+    layout: Layout = NATIVE
 
     @functools.cached_property
     def frame(self) -> bytes:
@@ -114,7 +145,8 @@ class Text:
     def ends(self) -> list[int]:
         """Where each chunk's END ends in the text (C-speed: no Python loop over entries)."""
         lengths = map(operator.attrgetter("length"), map(self.pieces.__getitem__, self.keys))
-        return [end + len(END) * (position + 1) for position, end in enumerate(itertools.accumulate(lengths))]
+        step = len(self.layout.end)
+        return [end + step * (position + 1) for position, end in enumerate(itertools.accumulate(lengths))]
 
     @functools.cached_property
     def versions(self) -> list[int | None]:
@@ -145,7 +177,7 @@ class Text:
     def chunk_span(self, position: int) -> tuple[int, int]:
         """Where the chunk at this position is: from the end of the entry before to the end of its own "}"."""
         end = self.ends[position]
-        return end - len(END) - self.pieces[self.keys[position]].length, end
+        return end - len(self.layout.end) - self.pieces[self.keys[position]].length, end
 
     def entry_span(self, position: int) -> tuple[int, int]:
         """Where the entry at this position is in the text: from its "{" to the end of its "}"."""
@@ -190,22 +222,24 @@ class _Region:
 
 
 def cut_region(
-    raw: bytes, start: int, stop: int, known: dict[int, Piece], found: dict[int, Piece], name: str, first: int = 0, base: int = 0
+    raw: bytes, start: int, stop: int, known: dict[int, Piece], found: dict[int, Piece], name: str,
+    layout: Layout, first: int = 0, base: int = 0,
 ) -> _Region:
     """Cut raw[start:stop] into chunks, a window at a time, reading the pieces `known` lacks into
     `found`. `raw` holds the text from position `base` on: the region's positions are the text's."""
     view = memoryview(raw)
     region = _Region([], [], [], start + base)
-    prefixes: dict[bytes, bytes] = {PLAIN: PLAIN}  # one object for each distinct structure
-    for at, end, chunks in _windows(raw, start, stop):
+    prefixes: dict[bytes, bytes] = {layout.plain: layout.plain}  # one object for each distinct structure
+    step = len(layout.end)
+    for at, end, chunks in _windows(raw, start, stop, layout.end):
         window = list(map(hash, chunks))
         if not known.keys() >= set(window):  # the usual window has nothing new (set operations run in C)
             for key, chunk in zip(window, chunks):
                 if key not in known and key not in found:
-                    found[key] = read_piece(chunk, name, prefixes)
+                    found[key] = read_piece(chunk, name, prefixes, layout)
         count = len(region.keys) + first
         region.windows.append(Window(at + base, end + base, count, count + len(window), window_key(view[at:end])))
-        region.ends += map(operator.add, itertools.accumulate(map(len, chunks)), range(at + base + len(END), end + base + len(END), len(END)))
+        region.ends += map(operator.add, itertools.accumulate(map(len, chunks)), range(at + base + step, end + base + step, step))
         region.keys += window
         region.end = end + base
     return region
@@ -262,27 +296,27 @@ def dumped_frame(frame: Doc) -> bytes:
             raise Unsplittable("the structure around the entries cannot be written back unchanged") from None
 
 
-def _windows(raw: bytes, start: int, stop: int) -> Iterator[tuple[int, int, list[bytes]]]:
+def _windows(raw: bytes, start: int, stop: int, end_mark: bytes) -> Iterator[tuple[int, int, list[bytes]]]:
     """The chunks of raw[start:stop], a window at a time (each window one C call, about a
-    millisecond of GIL): where the window starts, where its last END ends, its chunks."""
+    millisecond of GIL): where the window starts, where its last `end_mark` ends, its chunks."""
     position = start
     while position < stop:
-        end = raw.rfind(END, position, min(position + WINDOW, stop))
+        end = raw.rfind(end_mark, position, min(position + WINDOW, stop))
         if end < 0:
-            end = raw.find(END, position + WINDOW - len(END), stop)
+            end = raw.find(end_mark, position + WINDOW - len(end_mark), stop)
             if end < 0:
                 return
-        yield position, end + len(END), raw[position:end].split(END)
-        position = end + len(END)
+        yield position, end + len(end_mark), raw[position:end].split(end_mark)
+        position = end + len(end_mark)
 
 
-def read_piece(chunk: bytes, name: str, prefixes: dict[bytes, bytes]) -> Piece:
-    lead = chunk.rfind(OPEN)
+def read_piece(chunk: bytes, name: str, prefixes: dict[bytes, bytes], layout: Layout = NATIVE) -> Piece:
+    lead = chunk.rfind(layout.open)
     if lead < 0:
         raise Unsplittable("a chunk has no entry")
-    lead += LEAD
+    lead += layout.lead
     try:
-        entry = load_json(chunk[lead:] + END)
+        entry = load_json(chunk[lead:] + layout.end)
     except CatalogFormatError:
         raise Unsplittable("an entry does not parse on its own") from None
     if not isinstance(entry, dict):
