@@ -32,9 +32,12 @@ $(AXE): | $(PY)
 	@command -v npm >/dev/null && cd $(VENV)/axe-core && npm pack --silent axe-core@$(AXE_VERSION) >/dev/null && tar xzf axe-core-$(AXE_VERSION).tgz package/axe.min.js && mv package/axe.min.js . && rm -rf package axe-core-$(AXE_VERSION).tgz || echo "npm is missing: the accessibility test is skipped"
 
 ## Install, check the layering of the packages (import-linter), and run the whole test suite.
+# Four workers: the tests mostly wait (servers, processes, deadlines), so more workers than
+# cores finish sooner. Bytecode is written so that the workers share pytest's rewritten tests.
+TEST_WORKERS ?= 4
 test: $(STAMP) $(AXE)
 	$(VENV)/bin/lint-imports --no-logo --no-cache
-	$(PY) -m pytest -q
+	env -u PYTHONDONTWRITEBYTECODE $(PY) -m pytest -q -n $(TEST_WORKERS)
 
 ## Measure throughput, freshness, edits under load, adds, start time, memory, downloads, hashing and sidecars (see bench/README.md).
 bench: $(STAMP)

@@ -60,7 +60,7 @@ def touch(path: Path, data: bytes = b"") -> Path:
     return path
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], *, timeout: float = 5.0, what: str = "condition") -> None:
+async def eventually(check: Callable[[], Awaitable[bool]], *, timeout: float = 15.0, what: str = "condition") -> None:
     """Poll `check` until it is true, failing after `timeout` seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -128,7 +128,7 @@ def status_of(client: Any, version_id: int) -> Callable[[], Awaitable[str | None
     return current
 
 
-async def until(client: Any, version_id: int, status: str, what: str, timeout: float = 5.0) -> None:
+async def until(client: Any, version_id: int, status: str, what: str, timeout: float = 15.0) -> None:
     """Poll the map until a version has a status, failing after `timeout` seconds."""
     current = status_of(client, version_id)
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from service.__main__ import main
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -22,6 +24,17 @@ def run_service(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "service", *args], cwd=ROOT, env={**full_env, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+
+
+def run_main_here(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], env: dict[str, str]) -> tuple[int, str]:
+    """`main()` in this process, as `python -m service` runs it, for starts that stop before
+    serving (a process costs a second of CPU): its exit code and what it wrote to stderr."""
+    for name in ("API_KEY", "PORT", "HOST"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    code = main([])
+    return code, capsys.readouterr().err
 
 
 def free_port() -> int:
@@ -96,30 +109,36 @@ def test_the_key_survives_restarts(folders: dict[str, str]) -> None:
         ({"HOST": "fe80::1", "API_KEY": "k" * 20}, "HOST"),
     ],
 )
-def test_bad_configuration_stops_with_one_line_naming_the_variable(folders: dict[str, str], env: dict[str, str], variable: str) -> None:
-    proc = run_service({**folders, **env})
-    stdout, stderr = proc.communicate(timeout=15)
-    assert proc.returncode == 2
+def test_bad_configuration_stops_with_one_line_naming_the_variable(
+    folders: dict[str, str], env: dict[str, str], variable: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, stderr = run_main_here(monkeypatch, capsys, {**folders, **env})
+    assert code == 2
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and variable in lines[0], stderr
     assert "Traceback" not in stderr
 
 
 @pytest.mark.parametrize("name", ["models.json", "notes.txt"])
-def test_catalog_dir_pointing_at_a_file_says_so(tmp_path: Path, name: str) -> None:
+def test_catalog_dir_pointing_at_a_file_says_so(tmp_path: Path, name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / name).write_text("{}")
     (tmp_path / "models").mkdir()
-    proc = run_service({"CATALOG_DIR": str(tmp_path / name), "MODELS_DIR": str(tmp_path / "models"), "API_KEY": "k" * 20})
-    _stdout, stderr = proc.communicate(timeout=15)
-    assert proc.returncode == 2
+    code, stderr = run_main_here(monkeypatch, capsys, {"CATALOG_DIR": str(tmp_path / name), "MODELS_DIR": str(tmp_path / "models"), "API_KEY": "k" * 20})
+    assert code == 2
     assert stderr.startswith(f"comfy-catalog: CATALOG_DIR is a file, not a folder: {tmp_path / name}") and len(stderr.splitlines()) == 1
     assert (f"point at its folder, {tmp_path}" in stderr) == (name == "models.json")
 
 
-def test_an_unresolvable_host_is_one_clear_line(folders: dict[str, str]) -> None:
-    proc = run_service({**folders, "HOST": "no-such-host.invalid", "API_KEY": "k" * 20})
-    _stdout, stderr = proc.communicate(timeout=30)
+def test_a_bad_setting_stops_the_process_with_exit_code_2(folders: dict[str, str]) -> None:
+    proc = run_service({**folders, "PORT": "eighty"})
+    _stdout, stderr = proc.communicate(timeout=15)
     assert proc.returncode == 2
+    assert len(stderr.strip().splitlines()) == 1 and "PORT" in stderr and "Traceback" not in stderr
+
+
+def test_an_unresolvable_host_is_one_clear_line(folders: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    code, stderr = run_main_here(monkeypatch, capsys, {**folders, "HOST": "no-such-host.invalid", "API_KEY": "k" * 20})
+    assert code == 2
     assert "HOST no-such-host.invalid does not resolve" in stderr and "Traceback" not in stderr
 
 

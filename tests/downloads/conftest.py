@@ -20,7 +20,10 @@ async def fake(aiohttp_server: Any) -> FakeCivitai:
 
 
 @pytest.fixture
-def service(start: StartClient, fake: FakeCivitai, catalog_dir: Path) -> Starter:
+def service(fake: FakeCivitai, start: StartClient, catalog_dir: Path) -> Starter:
+    """Start the service against `fake`. The fake is set up first, so it is torn down after the
+    service: a download still streaming at the end stops with the service, instead of the fake's
+    shutdown waiting on it."""
     async def _start(*entries: dict[str, Any], **settings: Any) -> TestClient:
         write_json(catalog_dir / "models.json", catalog(*entries, category="loras"))
         base = str(fake.civitai.make_url("")).rstrip("/")  # type: ignore[attr-defined]

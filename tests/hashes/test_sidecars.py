@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,8 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
+from service.hashes import hasher as hasher_module
+from service.hashes.digest import Cancelled
 from service.sidecars.formats import MAX_SIDECAR_BYTES
 from service.sidecars.formats import SIDECARS as SIDECAR_FORMATS
 
@@ -19,6 +23,25 @@ from ..conftest import StartClient, get_map
 from ..helpers import AUTH, eventually, touch
 from .fake_civitai import fake_civitai, sha256
 from .test_hashing_api import HASHING, hashing_idle, ready_json
+
+
+@pytest.fixture
+def held_hashing(monkeypatch: pytest.MonkeyPatch) -> Iterator[set[str]]:
+    """The hashing of the files whose paths the test puts in this set waits until the test ends,
+    as a huge file's would, without reading gigabytes (a stop still cancels it)."""
+    held: set[str] = set()
+    release = threading.Event()
+    real = hasher_module.sha256_of
+
+    def held_back(key: Any, progress: list[int] | None = None, cancel: threading.Event | None = None) -> str:
+        while str(key.path) in held and not release.wait(0.01):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled(key.path)
+        return real(key, progress, cancel)
+
+    monkeypatch.setattr(hasher_module, "sha256_of", held_back)
+    yield held
+    release.set()
 
 LORA = b"a lora from another manager " * 2000
 
@@ -133,11 +156,9 @@ async def test_a_sidecar_with_only_a_hash_is_looked_up_by_that_hash(start: Start
     assert civitai.calls == 1
 
 
-async def test_files_named_by_sidecars_are_shown_before_any_is_hashed(start: StartClient, models_dir: Path) -> None:
-    big = models_dir / "checkpoints" / "big.safetensors"
-    big.parent.mkdir(parents=True, exist_ok=True)
-    with open(big, "wb") as file:  # sparse: hashing it takes a while, and files with a sidecar are hashed after it
-        file.truncate(1024**3)
+async def test_files_named_by_sidecars_are_shown_before_any_is_hashed(start: StartClient, models_dir: Path, held_hashing: set[str]) -> None:
+    big = touch(models_dir / "checkpoints" / "big.safetensors", b"a big checkpoint")
+    held_hashing.add(str(big))  # hashing it takes a while, and files with a sidecar are hashed after it
     model = touch(models_dir / "loras" / "fancy.safetensors", LORA)
     write_sidecar(model, "cm-info.json", SIDECARS["cm-info.json"](LORA, model.name))
     with fake_civitai() as civitai:
@@ -264,14 +285,12 @@ async def test_a_sidecar_speaks_for_its_own_file_only(start: StartClient, models
     assert sha256(mystery).upper() in asked, "the other file is asked about by its own bytes"
 
 
-async def test_a_sidecar_s_hash_never_reads_as_other_bytes_in_the_catalog(start: StartClient, models_dir: Path, catalog_dir: Path) -> None:
+async def test_a_sidecar_s_hash_never_reads_as_other_bytes_in_the_catalog(start: StartClient, models_dir: Path, catalog_dir: Path, held_hashing: set[str]) -> None:
     from ..helpers import catalog, entry, write_json
 
     write_json(catalog_dir / "loras.json", catalog(entry(1001, "pic.safetensors", "loras", hash=sha256(LORA).upper()), category="loras"))
-    big = models_dir / "checkpoints" / "big.safetensors"
-    big.parent.mkdir(parents=True, exist_ok=True)
-    with open(big, "wb") as file:  # sparse: hashed first, so the sidecar's word stands meanwhile
-        file.truncate(1024**3)
+    big = touch(models_dir / "checkpoints" / "big.safetensors", b"a big checkpoint")
+    held_hashing.add(str(big))  # hashed first, and long: the sidecar's word stands meanwhile
     model = touch(models_dir / "loras" / "pic.safetensors", LORA)
     write_sidecar(model, "sha256", b"ab" * 32 + b"\n")  # stale: another hash than the catalog's
     with fake_civitai():
