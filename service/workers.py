@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import gc
 import multiprocessing
 import os
 import sys
@@ -104,6 +105,17 @@ def limit_malloc_arenas() -> bool:
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
     return bool(mallopt(_M_ARENA_MAX, MALLOC_ARENAS))
+
+
+def set_long_lived_aside() -> None:
+    """Take every object alive now out of the cyclic garbage collector's walks (`gc.freeze`).
+
+    A large library is hundreds of thousands of long-lived objects (the cut catalogs, the map's
+    entries, the index); each full collection would walk them all, holding the GIL for tens of
+    milliseconds while requests wait. Called once such a structure is built, it leaves the
+    collector only what was made since. Frozen objects are still freed when their last reference
+    goes (these structures hold no cycles); only a cycle among them would never be collected."""
+    gc.freeze()
 
 
 def release_free_memory() -> bool:

@@ -94,6 +94,9 @@ LAYOUTS = {
     "tabs": indented_with_tabs,
     "crlf": lambda doc: serialize_catalog(doc).replace(b"\n", b"\r\n"),
     "crlf-tabs": lambda doc: indented_with_tabs(doc).replace(b"\n", b"\r\n") + b"\r\n",
+    "minified": lambda doc: orjson.dumps(doc),
+    "one-line": lambda doc: json.dumps(doc).encode(),  # ", " between entries
+    "first-entry-on-the-list-line": lambda doc: re.sub(rb"\[\n\s*\{", b"[{", json.dumps(doc, indent=1).encode()),
 }
 
 
@@ -107,7 +110,7 @@ def writer(layout: str | None) -> Any:
 
 # Every seed in this service's layout, a few in each other one.
 CASES = [pytest.param(seed, None, id=f"{seed}-native") for seed in SEEDS] + [
-    pytest.param(seed, layout, id=f"{seed}-{layout}") for layout in LAYOUTS for seed in SEEDS[:3]
+    pytest.param(seed, layout, id=f"{seed}-{layout}") for layout in LAYOUTS for seed in SEEDS[:2]
 ]
 
 
@@ -348,9 +351,7 @@ def a_number_cut_as_an_entry(doc: dict[str, Any]) -> bytes:
 @pytest.mark.parametrize(
     "write",
     [
-        pytest.param(lambda doc: orjson.dumps(doc), id="minified"),
-        pytest.param(lambda doc: json.dumps(doc).encode(), id="one-line"),
-        pytest.param(lambda doc: json.dumps(doc, indent=4).encode().replace(b'[\n                {', b'[{', 1), id="first-entry-on-the-list-line"),
+        pytest.param(lambda doc: re.sub(rb'(.*"models": \[)\n\s*\{', rb"\1{", json.dumps(doc, indent=4).encode(), flags=re.S), id="indented-then-inline"),
         pytest.param(entry_outside_models, id="entry-outside-models"),
         pytest.param(a_string_among_entries, id="not-an-object"),
         pytest.param(a_number_cut_as_an_entry, id="broken-entry"),
@@ -358,6 +359,7 @@ def a_number_cut_as_an_entry(doc: dict[str, Any]) -> bytes:
 )
 def test_a_text_that_does_not_cut_this_way_is_read_whole(write: Any) -> None:
     doc = {"version": 1, "date": "x", "categories": [{"id": "c", "name": "C", "models": [entry(1, "a.safetensors"), entry(2, "b.safetensors")]}]}
+    doc["categories"].append({"id": "d", "name": "D", "models": [entry(3, "c.safetensors")]})
     raw = write(doc)
     with pytest.raises((Unsplittable, CatalogFormatError)):
         cut_of(raw)

@@ -99,9 +99,9 @@ def _timed(save: Save, path: Path, old: str, new: str) -> float:
     return time.perf_counter()
 
 
-def _in_layout(raw: bytes) -> Save:
-    """A save that writes `raw` (a catalog in another layout) with the entry renamed."""
-    return lambda path, old, new: write_renamed(path, raw, old, new)
+def _in_layout(raw: bytes, name: str) -> Save:
+    """A save that writes `raw` (a catalog in another layout, its entry named `name`) with the entry renamed."""
+    return lambda path, _old, new: write_renamed(path, raw, name, new)
 
 
 async def measure_rebuild(run: "SizeRun") -> None:
@@ -127,7 +127,7 @@ async def measure_rebuild(run: "SizeRun") -> None:
         others: dict[str, Any] = {}
         for layout in layouts:
             raw = await asyncio.to_thread(relayout, native, layout)
-            reformat = await edits.trials(f"{layout}: whole file re-formatted", [_in_layout(raw)], time.perf_counter())
+            reformat = await edits.trials(f"{layout}: whole file re-formatted", [_in_layout(raw, native_name)], time.perf_counter())
             del raw
             renames = await edits.trials(f"{layout}: rename", [rewrite_with_new_name] * args.rebuild_trials, time.perf_counter())
             others[layout] = {**renames, "reformat": reformat}

@@ -45,13 +45,24 @@ _CLASSES = bytes(0x31 if 0x30 <= byte <= 0x39 else 0x32 if byte in _NUMBER_START
 _SCAN_BLOCK = 1 << 22
 
 
+_NEEDLE = b"2" + b"1" * LONG_DIGIT_RUN
+
+
 def _has_long_digit_run(raw: bytes) -> bool:
-    needle = b"2" + b"1" * LONG_DIGIT_RUN
+    needle = _NEEDLE
+    if len(raw) <= _SCAN_BLOCK:  # an entry: one translate, no view or generator (this runs for every entry cut)
+        return needle in raw.translate(_CLASSES)
     view = memoryview(raw)
     return any(
         needle in bytes(view[start : start + _SCAN_BLOCK + LONG_DIGIT_RUN]).translate(_CLASSES)
         for start in range(0, len(raw), _SCAN_BLOCK)
     )
+
+
+def plain_numbers(raw: bytes | memoryview) -> bool:
+    """True when every number in this text reads the same with orjson as with the standard
+    library (no integer beyond 64 bits can be in it), so orjson alone may parse any part of it."""
+    return not _has_long_digit_run(bytes(raw) if isinstance(raw, memoryview) else raw)
 
 
 # orjson reads 1,024 levels but writes 254; the standard library writes them all given the room.

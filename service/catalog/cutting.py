@@ -14,24 +14,22 @@ from .codec import (
     load_json,
 )
 from .splice import absent_keys
+from .layout import LAYOUT_PROBE, Unsplittable, layout_of
 from .text import (
     ENTRY_VERSION,
     PIECE_FILE,
     PIECE_SHOWN,
     PIECE_UNUSABLE,
     PIECE_VERSION,
-    LAYOUT_PROBE,
     Loaded,
     Piece,
     Recut,
     StaleText,
     Text,
-    Unsplittable,
     Window,
     checked_text,
     cut_region,
     dumped_frame,
-    layout_of,
     window_key,
 )
 

@@ -16,8 +16,8 @@ from .codec import (
     load_json,
 )
 from .document import Doc, version_id_of
+from .layout import NATIVE
 from .text import (
-    NATIVE,
     Piece,
     StaleText,
     Text,

@@ -42,7 +42,8 @@ from .document import Doc, empty_catalog, stamp
 from .reading import UNPARSABLE_RETRY_S, UNPARSABLE_WHILE_CHANGING_S
 from .splice import Spliced, spliced_doc
 from .swap import StaleRead
-from .text import NATIVE, StaleText, Text, Unsplittable
+from .layout import NATIVE
+from .text import StaleText, Text, Unsplittable
 
 logger = logging.getLogger(__name__)
 

@@ -1,18 +1,17 @@
 """A catalog read as text cut at its entries, so that a change costs what changed, not the file.
 
-A catalog written with indents (this service's two spaces, four, tabs; LF or CRLF) has each
-entry of a category's "models" list end with a line break, the indent of its depth and "}",
-and no such bytes elsewhere: JSON strings hold no raw line breaks, and deeper lines are
-indented further. The layout is learnt from the first entry of the text (`layout_of`). Cut
-there, the text falls into chunks of one entry each, with the structure before it. A chunk's key is its hash. A reading keeps what each key's chunk holds (the entry as
-the map shows it, its version, its file, the structure before it), so the next reading
-parses only chunks it has not seen, and the map is told only about versions that moved.
+The text is cut where each entry of a category's "models" list ends, in whatever layout it
+is written (`layout.py`: indented any way, or on one line): it falls into chunks of one
+entry each, with the structure before it. A chunk's key is its hash. A reading keeps what
+each key's chunk holds (the entry as the map shows it, its version, its file, the structure
+before it), so the next reading parses only chunks it has not seen, and the map is told
+only about versions that moved.
 
 Nothing is taken on trust. The structure, with every entry replaced by a 0, is parsed as
 JSON and must hold exactly one 0 for each entry, all of them in categories' "models"
 lists; each new entry must parse as an object on its own. Both true, the whole text is
-valid JSON with those entries in those places. A text that does not cut this way (all on
-one line, an entry that is not an object) raises `Unsplittable` and is read whole.
+valid JSON with those entries in those places. A text that does not cut this way (an entry
+that is not an object, entries laid out two ways) raises `Unsplittable` and is read whole.
 
 Chunk keys are Python's 64-bit keyed hash of the chunk's bytes: two different chunks of
 one run sharing a key is a 1-in-10^9 event at 100,000 entries, and cannot be forced from
@@ -25,7 +24,6 @@ import functools
 import hashlib
 import itertools
 import operator
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -38,49 +36,16 @@ from .codec import (
     CatalogUnwritable,
     check_shape,
     load_json,
+    plain_numbers,
     serialize_catalog,
 )
 from .document import Doc, version_id_of
+from .layout import NATIVE, Layout, Unsplittable, entry_lead, inline_entries
 
 
 
-@dataclass(frozen=True, slots=True)
-class Layout:
-    """How a text's entries are laid out: the line break and indent before an entry's "{" and
-    "}", which bound it; the first line of an entry; the structure between two entries of a list."""
-
-    end: bytes  # the last line of an entry of a models list
-    open: bytes  # its first line
-    lead: int  # from where `open` is found to the entry's "{"
-    plain: bytes  # the structure between two entries of one list
-
-    @classmethod
-    def indented(cls, before: bytes, newline: bytes) -> Layout:
-        return cls(before + b"}", before + b"{" + newline, len(before), b"," + before)
-
-
-NATIVE = Layout.indented(b"\n        ", b"\n")  # as this service (and `indent=2`) writes a catalog
-# The first entry of a models list that starts on a line of its own: its line break and indent.
-_FIRST_ENTRY = re.compile(rb'"models"[ \t\r\n]*:[ \t\r\n]*\[[ \t]*(\r?\n[ \t]*)\{(\r?\n)')
-LAYOUT_PROBE = 1 << 20  # the first entry is looked for this far into the text
-
-
-def layout_of(head: bytes | memoryview) -> Layout:
-    """The layout of a text from its start (`LAYOUT_PROBE` bytes are enough): that of its first
-    entry that starts on a line of its own, NATIVE when it is this service's or when there is
-    none (a text of no entries cuts in any layout; one whose entries are not on lines of their
-    own does not cut, which the check of the cut finds)."""
-    found = _FIRST_ENTRY.search(head)
-    if found is None:
-        return NATIVE
-    layout = Layout.indented(found.group(1), found.group(2))
-    return NATIVE if layout == NATIVE else layout
 WINDOW = 1 << 20  # cut at most this much text per C call: the event loop gets the GIL between
 SKELETON_LIMIT = 8 << 20  # structure beyond this is not a catalog worth cutting: read whole
-
-
-class Unsplittable(Exception):
-    """The text does not cut into entries this way; read it whole."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,12 +196,13 @@ def cut_region(
     region = _Region([], [], [], start + base)
     prefixes: dict[bytes, bytes] = {layout.plain: layout.plain}  # one object for each distinct structure
     step = len(layout.end)
-    for at, end, chunks in _windows(raw, start, stop, layout.end):
+    for at, end, chunks in _windows(raw, start, stop, layout):
         window = list(map(hash, chunks))
         if not known.keys() >= set(window):  # the usual window has nothing new (set operations run in C)
+            exact = plain_numbers(view[at:end])  # once for the window, not for each of its entries
             for key, chunk in zip(window, chunks):
                 if key not in known and key not in found:
-                    found[key] = read_piece(chunk, name, prefixes, layout)
+                    found[key] = read_piece(chunk, name, prefixes, layout, exact)
         count = len(region.keys) + first
         region.windows.append(Window(at + base, end + base, count, count + len(window), window_key(view[at:end])))
         region.ends += map(operator.add, itertools.accumulate(map(len, chunks)), range(at + base + step, end + base + step, step))
@@ -296,9 +262,14 @@ def dumped_frame(frame: Doc) -> bytes:
             raise Unsplittable("the structure around the entries cannot be written back unchanged") from None
 
 
-def _windows(raw: bytes, start: int, stop: int, end_mark: bytes) -> Iterator[tuple[int, int, list[bytes]]]:
-    """The chunks of raw[start:stop], a window at a time (each window one C call, about a
-    millisecond of GIL): where the window starts, where its last `end_mark` ends, its chunks."""
+def _windows(raw: bytes, start: int, stop: int, layout: Layout) -> Iterator[tuple[int, int, list[bytes]]]:
+    """The chunks of raw[start:stop], a window at a time (each window of an indented text one C
+    call, about a millisecond of GIL): where the window starts, where its last chunk's end mark
+    ends, its chunks."""
+    if layout.inline:
+        yield from _inline_windows(raw, start, stop)
+        return
+    end_mark = layout.end
     position = start
     while position < stop:
         end = raw.rfind(end_mark, position, min(position + WINDOW, stop))
@@ -310,14 +281,28 @@ def _windows(raw: bytes, start: int, stop: int, end_mark: bytes) -> Iterator[tup
         position = end + len(end_mark)
 
 
-def read_piece(chunk: bytes, name: str, prefixes: dict[bytes, bytes], layout: Layout = NATIVE) -> Piece:
-    lead = chunk.rfind(layout.open)
+def _inline_windows(raw: bytes, start: int, stop: int) -> Iterator[tuple[int, int, list[bytes]]]:
+    """`_windows` of a text on one line: its entries found by scanning, gathered into windows."""
+    at, chunks = start, []
+    for chunk_start, end in inline_entries(raw, start, stop):
+        chunks.append(raw[chunk_start : end - 1])  # without the entry's "}", its end mark
+        if end - at >= WINDOW:
+            yield at, end, chunks
+            at, chunks = end, []
+    if chunks:
+        yield at, at + sum(map(len, chunks)) + len(chunks), chunks
+
+
+def read_piece(chunk: bytes, name: str, prefixes: dict[bytes, bytes], layout: Layout = NATIVE, plain: bool = False) -> Piece:
+    """What a chunk holds (Unsplittable when it holds no entry). `plain`: its text is known to
+    hold no number orjson would read otherwise than the standard library (`plain_numbers`)."""
+    lead = entry_lead(chunk) if layout.inline else chunk.rfind(layout.open)
     if lead < 0:
         raise Unsplittable("a chunk has no entry")
     lead += layout.lead
     try:
-        entry = load_json(chunk[lead:] + layout.end)
-    except CatalogFormatError:
+        entry = orjson.loads(chunk[lead:] + layout.end) if plain else load_json(chunk[lead:] + layout.end)
+    except (CatalogFormatError, orjson.JSONDecodeError):
         raise Unsplittable("an entry does not parse on its own") from None
     if not isinstance(entry, dict):
         raise Unsplittable("an entry is not an object")

@@ -82,8 +82,10 @@ def moved_versions(old: dict[int, MapEntry], new: dict[int, MapEntry], among: It
 
 async def _give_memory_back(entries: int) -> None:
     """After what held `entries` entries became garbage: hand the allocator's free memory back
-    to the system (in a thread) when that is worth it."""
+    to the system (in a thread), and set what replaced it aside from the garbage collector's
+    walks, when that is worth it."""
     if entries >= TRIM_AFTER_ENTRIES:
+        workers.set_long_lived_aside()
         await asyncio.to_thread(workers.release_free_memory)
 
 

@@ -87,18 +87,19 @@ def shown_entry(entry: dict[str, Any], catalog: str) -> MapEntry | None:
     file, dest = entry.get("file"), entry.get("dest")
     if version_id is None or not isinstance(file, str) or not file or not isinstance(dest, str):
         return None
+    name, base_model = entry.get("name"), entry.get("base_model")
     view = {
         "file": file,
         "dest": dest,
-        "name": entry.get("name") if isinstance(entry.get("name"), str) else file,
-        "base_model": entry.get("base_model") if isinstance(entry.get("base_model"), str) else None,
+        "name": name if isinstance(name, str) else file,
+        "base_model": base_model if isinstance(base_model, str) else None,
         "civitai_model_id": model_id,
         "catalog": catalog,
     }
-    size = _size(entry)
+    size = _size(entry) if "size_gb" in entry else None
     if size is not None:
         view["size_gb"] = entry["size_gb"]
-    words = _trigger_words(entry)
+    words = _trigger_words(entry) if "trigger_words" in entry else None
     if words:
         view["trigger_words"] = words
     added_at = entry.get("added_at")
@@ -108,7 +109,15 @@ def shown_entry(entry: dict[str, Any], catalog: str) -> MapEntry | None:
         head = b'"%d":' % version_id + orjson.dumps(view)[:-1] + b',"status":"'
     except orjson.JSONEncodeError:  # a lone surrogate in a name: not showable, left as it is in the file
         return UNUSABLE
-    return MapEntry(version_id, model_id, file, sys.intern(canonical_folder(dest)), catalog, head, sys.intern(dest), _sha256(entry), size)
+    folders = _FOLDERS.get(dest)
+    if folders is None:
+        folders = _FOLDERS[dest] = (sys.intern(canonical_folder(dest)), sys.intern(dest)) if len(_FOLDERS) < _MAX_FOLDERS else (canonical_folder(dest), dest)
+    return MapEntry(version_id, model_id, file, folders[0], catalog, head, folders[1], _sha256(entry) if "hash" in entry else None, size)
+
+
+# Each distinct `dest` of the catalogs and its folder, interned once: a few dozen in a library.
+_FOLDERS: dict[str, tuple[str, str]] = {}
+_MAX_FOLDERS = 10_000
 
 
 def disk_entry(

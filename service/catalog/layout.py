@@ -1,0 +1,114 @@
+"""How a catalog's text lays its entries out, learnt from the text, and where its entries are.
+
+Indented (this service's two spaces, four, tabs; LF or CRLF): each entry of a category's
+"models" list starts and ends with a line break and the indent of its depth, bytes found
+nowhere else (JSON strings hold no raw line breaks, and deeper lines are indented further).
+Those texts are cut at C speed by splitting at that end mark.
+
+On one line (minified, or entries that start on the line of their "["): nothing marks an
+entry's end but its closing brace. Each entry is found from where the last one ended (a
+comma, or the next models list), and its end by scanning it with the standard library's C
+JSON scanner, which says where a value ends.
+
+Either way nothing is taken on trust: a cut is checked whole (`text.checked_text`).
+"""
+
+from __future__ import annotations
+
+import json
+import json.scanner
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+_SPACE = rb"[ \t\r\n]*"
+
+
+class Unsplittable(Exception):
+    """The text does not cut into entries this way; read it whole."""
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """How a text's entries are laid out: what ends an entry of a models list (its last line,
+    or its closing brace), the first line of an indented entry and where its "{" is in it, and
+    the structure between two entries of one list."""
+
+    end: bytes
+    open: bytes
+    lead: int  # from where `open` is found to the entry's "{"
+    plain: bytes
+    inline: bool = False  # on one line: entries are found by scanning (`inline_entries`)
+
+    @classmethod
+    def indented(cls, before: bytes, newline: bytes) -> Layout:
+        return cls(before + b"}", before + b"{" + newline, len(before), b"," + before)
+
+    @classmethod
+    def on_one_line(cls, plain: bytes) -> Layout:
+        return cls(b"}", b"", 0, plain, inline=True)
+
+
+NATIVE = Layout.indented(b"\n        ", b"\n")  # as this service (and `indent=2`) writes a catalog
+LAYOUT_PROBE = 1 << 20  # the first entry is looked for this far into the text
+# The first entry of a models list that starts on a line of its own: its line break and indent.
+_FIRST_ENTRY = re.compile(rb'"models"' + _SPACE + rb":" + _SPACE + rb"\[[ \t]*(\r?\n[ \t]*)\{(\r?\n)")
+# Where an entry starts: after a comma from the entry before, or as the first of a models list.
+_NEXT = re.compile(_SPACE + rb"," + _SPACE + rb"\{")
+_LIST = re.compile(rb'"models"' + _SPACE + rb":" + _SPACE + rb"\[" + _SPACE + rb"\{")
+_NEXT_TEXT = re.compile(_NEXT.pattern.decode("latin-1"))
+_LIST_TEXT = re.compile(_LIST.pattern.decode("latin-1"))
+
+
+def _no_constants(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+_SCAN = json.scanner.make_scanner(json.JSONDecoder(parse_constant=_no_constants))
+
+
+def layout_of(head: bytes | memoryview) -> Layout:
+    """The layout of a text from its start (`LAYOUT_PROBE` bytes are enough), from its first
+    entry: NATIVE when it is this service's, or when there is none (a text of no entries cuts
+    in any layout)."""
+    indented, inline = _FIRST_ENTRY.search(head), _LIST.search(head)
+    if indented is not None and (inline is None or indented.start() <= inline.start()):
+        layout = Layout.indented(indented.group(1), indented.group(2))
+        return NATIVE if layout == NATIVE else layout
+    if inline is None:
+        return NATIVE
+    text = bytes(head).decode("latin-1")
+    try:
+        _entry, end = _SCAN(text, inline.end() - 1)
+    except (StopIteration, ValueError, RecursionError):
+        return Layout.on_one_line(b",")  # the cut will say what is wrong
+    after = _NEXT_TEXT.match(text, end)
+    return Layout.on_one_line(text[end : after.end() - 1].encode("latin-1") if after else b",")
+
+
+def entry_lead(chunk: bytes) -> int:
+    """Where the entry starts in a chunk of a text on one line (-1: it holds none): after the
+    comma of a plain chunk, else at the first models list that starts with an entry."""
+    found = _NEXT.match(chunk) or _LIST.search(chunk)
+    return found.end() - 1 if found is not None else -1
+
+
+def inline_entries(raw: bytes, start: int, stop: int) -> Iterator[tuple[int, int]]:
+    """The entries of a text on one line in raw[start:stop], which starts where an entry ended
+    (or at the start of the text): where each one's chunk starts and where its "}" ends.
+    Stops at the last entry that ends within the stretch; Unsplittable when an entry where one
+    starts is not a JSON value."""
+    text = raw[start:stop].decode("latin-1")  # one character per byte: positions are the bytes'
+    position, scan = 0, _SCAN
+    while True:
+        found = _NEXT_TEXT.match(text, position) or _LIST_TEXT.search(text, position)
+        if found is None:
+            return
+        try:
+            _entry, end = scan(text, found.end() - 1)
+        except StopIteration:
+            return  # the stretch ends inside this entry
+        except (ValueError, RecursionError):
+            raise Unsplittable("an entry does not parse on its own") from None
+        yield start + position, start + end
+        position = end
