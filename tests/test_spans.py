@@ -535,3 +535,24 @@ def test_a_save_to_a_catalog_in_another_layout_writes_it_whole_in_this_services(
     saved = a.written["models"]
     assert saved.digest == digest(raw)
     assert cut_of(raw).shown[77].file == "new.safetensors"
+
+
+@pytest.mark.parametrize("seed", SEEDS[:4])
+def test_a_catalog_re_formatted_into_another_layout_keeps_what_the_map_shows(seed: int) -> None:
+    """No chunk of a re-formatted text is the same, but most entries are: each is known by its
+    content, shown by the very objects it was, and the cut is the one a fresh cut makes."""
+    rng = random.Random(seed)
+    doc = random_doc(rng)
+    before = cut_of(raw_of(doc))
+    for layout in LAYOUTS:
+        edit(rng, doc)
+        raw = LAYOUTS[layout](doc)
+        assert before.text is not None
+        again, fresh = cut_of(raw, before.text), cut_of(raw)
+        assert again.text is not None and fresh.text is not None and again.text.layout == fresh.text.layout != before.text.layout
+        same_text(again.text, fresh.text)
+        assert (again.shown, again.unusable) == whole(raw)
+        kept = [version for version, shown in again.shown.items() if before.shown.get(version) == shown]
+        assert kept and all(again.shown[version] is before.shown[version] for version in kept)
+        assert again.changed is None  # the map compares what it shows
+        before = again

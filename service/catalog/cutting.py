@@ -44,15 +44,20 @@ def cut(raw: bytes, name: str, digest: str, before: Text | None) -> Text:
     it is cut but not a catalog.
     """
     layout = layout_of(memoryview(raw)[:LAYOUT_PROBE])
-    if before is not None and before.layout != layout:
-        before = None  # chunks of another layout: nothing to take over
+    similar: dict[int, Piece] | None = None
+    if before is not None and before.layout != layout:  # re-formatted: no chunk is the same, most entries are
+        similar = {}
+        for piece in map(before.pieces.__getitem__, before.keys):  # in file order: the entry a version shows first
+            if piece.content:
+                similar.setdefault(piece.content, piece)
+        before = None
     if before is not None and before.windows:
         done = _recut(_InMemory(raw), name, digest, before)
         if done is not None:
             return done[0]
     known = before.pieces if before is not None else {}
     found: dict[int, Piece] = {}  # pieces read from this text
-    region = cut_region(raw, 0, len(raw), known, found, name, layout)
+    region = cut_region(raw, 0, len(raw), known, found, name, layout, similar=similar)
     keys = region.keys
     tail = raw[region.end :] if region.end else raw
     pieces = dict(zip(keys, map(known.get, keys))) if known else {}
@@ -234,6 +239,8 @@ def load_text(raw: bytes, name: str, digest: str, before: Text | None) -> Loaded
     changed places, which changes the one shown: the first).
     """
     text = cut(raw, name, digest, before)
+    if before is not None and text.layout != before.layout:
+        before = None  # every chunk is new: compare what the map shows instead (`moved_versions`)
     ordered = list(map(text.pieces.__getitem__, text.keys))
     entries = list(filter(None, map(PIECE_SHOWN, ordered)))
     entries.reverse()  # a version in several entries shows its first: the last one written wins

@@ -58,6 +58,7 @@ class Piece:
     file: str | None  # the entry's file, as plans look for it
     shown: MapEntry | None  # the entry as the map shows it
     unusable: bool = False  # left out of the map: an id that is not an id
+    content: int = 0  # the hash of the entry as orjson writes it (0: none), whatever its layout
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,10 +189,11 @@ class _Region:
 
 def cut_region(
     raw: bytes, start: int, stop: int, known: dict[int, Piece], found: dict[int, Piece], name: str,
-    layout: Layout, first: int = 0, base: int = 0,
+    layout: Layout, first: int = 0, base: int = 0, similar: dict[int, Piece] | None = None,
 ) -> _Region:
     """Cut raw[start:stop] into chunks, a window at a time, reading the pieces `known` lacks into
-    `found`. `raw` holds the text from position `base` on: the region's positions are the text's."""
+    `found` (entries `similar` holds taken from it: `read_piece`). `raw` holds the text from
+    position `base` on: the region's positions are the text's."""
     view = memoryview(raw)
     region = _Region([], [], [], start + base)
     prefixes: dict[bytes, bytes] = {layout.plain: layout.plain}  # one object for each distinct structure
@@ -202,7 +204,7 @@ def cut_region(
             exact = plain_numbers(view[at:end])  # once for the window, not for each of its entries
             for key, chunk in zip(window, chunks):
                 if key not in known and key not in found:
-                    found[key] = read_piece(chunk, name, prefixes, layout, exact)
+                    found[key] = read_piece(chunk, name, prefixes, layout, exact, similar)
         count = len(region.keys) + first
         region.windows.append(Window(at + base, end + base, count, count + len(window), window_key(view[at:end])))
         region.ends += map(operator.add, itertools.accumulate(map(len, chunks)), range(at + base + step, end + base + step, step))
@@ -293,9 +295,13 @@ def _inline_windows(raw: bytes, start: int, stop: int) -> Iterator[tuple[int, in
         yield at, at + sum(map(len, chunks)) + len(chunks), chunks
 
 
-def read_piece(chunk: bytes, name: str, prefixes: dict[bytes, bytes], layout: Layout = NATIVE, plain: bool = False) -> Piece:
+def read_piece(
+    chunk: bytes, name: str, prefixes: dict[bytes, bytes], layout: Layout = NATIVE, plain: bool = False, similar: dict[int, Piece] | None = None
+) -> Piece:
     """What a chunk holds (Unsplittable when it holds no entry). `plain`: its text is known to
-    hold no number orjson would read otherwise than the standard library (`plain_numbers`)."""
+    hold no number orjson would read otherwise than the standard library (`plain_numbers`).
+    `similar`: pieces of another cut by their `content`; an entry found there is shown as it
+    was (the same objects), not worked out again."""
     lead = entry_lead(chunk) if layout.inline else chunk.rfind(layout.open)
     if lead < 0:
         raise Unsplittable("a chunk has no entry")
@@ -308,15 +314,23 @@ def read_piece(chunk: bytes, name: str, prefixes: dict[bytes, bytes], layout: La
         raise Unsplittable("an entry is not an object")
     prefix = chunk[:lead]
     prefix = prefixes.setdefault(prefix, prefix)
+    length = _LENGTHS.setdefault(len(chunk), len(chunk))  # one int object per length, shared by every chunk of it
+    try:
+        content = hash(orjson.dumps(entry)) or 1
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits: never taken for another
+        content = 0
+    if similar and content and (same := similar.get(content)) is not None:
+        return Piece(prefix, length, same.version, same.file, same.shown, same.unusable, content)
     shown = shown_entry(entry, name)
     file = entry.get("file")
     return Piece(
         prefix,
-        _LENGTHS.setdefault(len(chunk), len(chunk)),  # one int object per length, shared by every chunk of it
+        length,
         version_id_of(entry),
         file if isinstance(file, str) else None,
         None if shown is UNUSABLE else shown,
         shown is UNUSABLE,
+        content,
     )
 
 

@@ -176,7 +176,7 @@ class Library:
             loaded = reading.loaded
             if loaded is None:
                 return False
-            if rebuild and loaded.changed is not None and state.text is not None:  # cut against the last cut: compare what moved
+            if rebuild and loaded.changed is not None and state.text is not None and len(loaded.changed) <= SPLICE_LIMIT:  # cut against the last cut: compare what moved
                 moved = moved_versions(state.shown, loaded.shown, loaded.changed | state.dirty)
             elif rebuild:
                 moved = await asyncio.to_thread(moved_versions, state.shown, loaded.shown)
