@@ -7,8 +7,8 @@ Those texts are cut at C speed by splitting at that end mark.
 
 On one line (minified, or entries that start on the line of their "["): nothing marks an
 entry's end but its closing brace. Each entry is found from where the last one ended (a
-comma, or the next models list), and its end by scanning it with the standard library's C
-JSON scanner, which says where a value ends.
+comma, or the next models list), and its end is the first of its closing braces where it
+parses (`inline_entries`).
 
 Either way nothing is taken on trust: a cut is checked whole (`text.checked_text`).
 """
@@ -20,6 +20,8 @@ import json.scanner
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+import orjson
 
 _SPACE = rb"[ \t\r\n]*"
 
@@ -57,7 +59,6 @@ _FIRST_ENTRY = re.compile(rb'"models"' + _SPACE + rb":" + _SPACE + rb"\[[ \t]*(\
 _NEXT = re.compile(_SPACE + rb"," + _SPACE + rb"\{")
 _LIST = re.compile(rb'"models"' + _SPACE + rb":" + _SPACE + rb"\[" + _SPACE + rb"\{")
 _NEXT_TEXT = re.compile(_NEXT.pattern.decode("latin-1"))
-_LIST_TEXT = re.compile(_LIST.pattern.decode("latin-1"))
 
 
 def _no_constants(name: str) -> object:
@@ -97,18 +98,42 @@ def inline_entries(raw: bytes, start: int, stop: int) -> Iterator[tuple[int, int
     """The entries of a text on one line in raw[start:stop], which starts where an entry ended
     (or at the start of the text): where each one's chunk starts and where its "}" ends.
     Stops at the last entry that ends within the stretch; Unsplittable when an entry where one
-    starts is not a JSON value."""
-    text = raw[start:stop].decode("latin-1")  # one character per byte: positions are the bytes'
-    position, scan = 0, _SCAN
+    starts is not a JSON object.
+
+    An entry ends at the first of its "}" where it parses (a shorter text that parses as an
+    object would end the same object sooner); after a few that do not (braces in strings,
+    nested objects), the C scanner says where it ends."""
+    position = start
     while True:
-        found = _NEXT_TEXT.match(text, position) or _LIST_TEXT.search(text, position)
+        found = _NEXT.match(raw, position, stop) or _LIST.search(raw, position, stop)
         if found is None:
             return
-        try:
-            _entry, end = scan(text, found.end() - 1)
-        except StopIteration:
+        first = found.end() - 1
+        end = _entry_end(raw, first, stop)
+        if end is None:
             return  # the stretch ends inside this entry
-        except (ValueError, RecursionError):
-            raise Unsplittable("an entry does not parse on its own") from None
-        yield start + position, start + end
+        yield position, end
         position = end
+
+
+_GUESSES = 8  # closing braces tried as an entry's end before it is scanned
+
+
+def _entry_end(raw: bytes, first: int, stop: int) -> int | None:
+    """Where the entry whose "{" is at `first` ends (None: not within `stop`)."""
+    end = first
+    for _ in range(_GUESSES):
+        end = raw.find(b"}", end, stop) + 1
+        if not end:
+            return None
+        try:
+            orjson.loads(raw[first:end])
+            return end
+        except orjson.JSONDecodeError:
+            continue
+    text = raw[first:stop].decode("latin-1")  # one character per byte: positions are the bytes'
+    try:
+        _entry, length = _SCAN(text, 0)
+    except (ValueError, RecursionError):
+        raise Unsplittable("an entry does not parse on its own") from None
+    return first + length
