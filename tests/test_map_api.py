@@ -176,9 +176,12 @@ async def test_a_map_too_large_to_keep_joined_is_sent_in_slices(start: StartClie
     assert again.status == 304
 
 
-async def test_a_large_map_is_streamed_whole(start: StartClient, catalog_dir: Path) -> None:
-    from service.http.views import STREAM_THRESHOLD
+async def test_a_large_map_is_streamed_whole(start: StartClient, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.http import views
 
+    monkeypatch.setattr(views, "STREAM_THRESHOLD", 512 * 1024)
+    monkeypatch.setattr(views, "STREAM_CHUNK", 100_000)  # pieces that do not divide the body
+    STREAM_THRESHOLD = views.STREAM_THRESHOLD
     entries = [entry(v, f"file_{v}.safetensors", "loras", name="n" * 200) for v in range(1, 6001)]
     write_json(catalog_dir / "models.json", catalog(*entries, category="loras"))
     client = await start()

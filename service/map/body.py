@@ -11,7 +11,7 @@ JOIN_IN_THREAD_PARTS = 20_000  # a map body of more parts than this (~10,000 ver
 # A map body larger than this is never joined into one bytes: it is sent in slices of about
 # SEND_SLICE, each joined from the parts as it goes; a change rejoins only the slices it touched.
 KEEP_JOINED_BYTES = 8 * 1024 * 1024
-SEND_SLICE = 256 * 1024
+SEND_SLICE = 1024 * 1024  # each is one write to the socket (see http/views.py, STREAM_CHUNK)
 GZIP_LEVEL = 6
 FAST_GZIP_LEVEL = 1  # for bodies kept in slices (over KEEP_JOINED_BYTES): twice as fast, 10 % larger
 
@@ -130,7 +130,7 @@ def slice_parts(parts: tuple[bytes, ...], before: Sliced | None) -> Sliced | Non
 
     Slices start where `before`'s did, so a slice whose parts are all the same objects as in
     `before` is the same bytes, taken over without a copy: a change to a few versions joins a
-    few slices of 256 KiB, and a body still being sent shares all the others with the new one.
+    few slices of a mebibyte, and a body still being sent shares all the others with the new one.
     """
     size = sum(map(len, parts))
     if size <= KEEP_JOINED_BYTES:
