@@ -15,10 +15,9 @@ import pytest
 from PIL import Image
 
 from .browser import Page, browser_page
-from .conftest import StartClient
+from .conftest import StartClient, get_map
 from .downloads.fake_civitai import FakeCivitai, started
 from .downloads.jobs import blob, lora
-from .conftest import get_map
 from .helpers import API_KEY, catalog, entry, eventually, touch, write_json
 
 AXE = Path(__file__).resolve().parent.parent / ".venv" / "axe-core" / "axe.min.js"

@@ -556,3 +556,24 @@ def test_a_catalog_re_formatted_into_another_layout_keeps_what_the_map_shows(see
         assert kept and all(again.shown[version] is before.shown[version] for version in kept)
         assert again.changed is None  # the map compares what it shows
         before = again
+
+
+@pytest.mark.parametrize(("seed", "layout"), CASES[::3])
+@pytest.mark.parametrize("block", [300, 2000])
+def test_a_file_cut_a_block_at_a_time_is_the_cut_of_its_whole_text(seed: int, layout: str | None, block: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks smaller than most entries (each then grows until an entry ends in it) and blocks
+    of several: the same cut as the text held whole, and the same map as a whole parse."""
+    from service.catalog import cutting
+
+    monkeypatch.setattr(cutting, "FILE_BLOCK", block)
+    rng = random.Random(seed)
+    doc = random_doc(rng)
+    doc["categories"][0]["models"].insert(0, {**entry(99, "long.safetensors"), "notes": "x" * 5000})  # longer than any block
+    raw = writer(layout)(doc, rng)
+    path = tmp_path / "models.json"
+    path.write_bytes(raw)
+    reading = read_catalog(path, "models", None, None)
+    assert reading.loaded is not None and reading.loaded.text is not None
+    same_text(reading.loaded.text, cut_of(raw).text)  # type: ignore[arg-type]
+    windows_hold(reading.loaded.text, raw)
+    assert (reading.loaded.shown, reading.loaded.unusable) == whole(raw)

@@ -13,8 +13,8 @@ from ..map.entry import MapEntry
 from .codec import (
     load_json,
 )
-from .splice import absent_keys
 from .layout import LAYOUT_PROBE, Unsplittable, layout_of
+from .splice import absent_keys
 from .text import (
     ENTRY_VERSION,
     PIECE_FILE,
@@ -33,6 +33,8 @@ from .text import (
     window_key,
 )
 
+FILE_BLOCK = 8 << 20  # a file is read and cut this much at a time: its text is never all in memory
+
 
 def cut(raw: bytes, name: str, digest: str, before: Text | None) -> Text:
     """Cut a catalog's text into entries, reusing what `before` knows of unchanged chunks.
@@ -43,7 +45,20 @@ def cut(raw: bytes, name: str, digest: str, before: Text | None) -> Text:
     it whole: that also says precisely why a broken file is broken), CatalogFormatError when
     it is cut but not a catalog.
     """
-    layout = layout_of(memoryview(raw)[:LAYOUT_PROBE])
+    return _cut(_InMemory(raw), name, digest, before)
+
+
+def cut_file(fd: int, size: int, name: str, digest: str, before: Text | None) -> Text:
+    """`cut` of the file open at `fd` (`size` bytes), read and cut FILE_BLOCK at a time (a
+    longer block where one entry is longer): never the whole text in memory. StaleText when
+    the file shrank while it was read."""
+    return _cut(_OnDisk(fd, size), name, digest, before)
+
+
+def _cut(source: _InMemory | _OnDisk, name: str, digest: str, before: Text | None) -> Text:
+    head, _ = source.stretch(0, min(source.size, LAYOUT_PROBE))
+    layout = layout_of(memoryview(head)[:LAYOUT_PROBE])
+    del head
     similar: dict[int, Piece] | None = None
     if before is not None and before.layout != layout:  # re-formatted: no chunk is the same, most entries are
         similar = {}
@@ -52,17 +67,33 @@ def cut(raw: bytes, name: str, digest: str, before: Text | None) -> Text:
                 similar.setdefault(piece.content, piece)
         before = None
     if before is not None and before.windows:
-        done = _recut(_InMemory(raw), name, digest, before)
+        done = _recut(source, name, digest, before)
         if done is not None:
             return done[0]
     known = before.pieces if before is not None else {}
     found: dict[int, Piece] = {}  # pieces read from this text
-    region = cut_region(raw, 0, len(raw), known, found, name, layout, similar=similar)
-    keys = region.keys
-    tail = raw[region.end :] if region.end else raw
+    keys: list[int] = []
+    windows: list[Window] = []
+    position, block = 0, source.block
+    while True:
+        stop = min(source.size, position + block)
+        data, base = source.stretch(position, stop)
+        region = cut_region(data, position - base, stop - base, known, found, name, layout, len(keys), base, similar)
+        del data
+        keys += region.keys
+        windows += region.windows
+        if stop == source.size:
+            break
+        if region.keys:
+            position, block = region.end, source.block
+        else:
+            block *= 2  # no entry ends within the block: one is longer than it
+    data, base = source.stretch(region.end, source.size)
+    tail = data[region.end - base :]  # the whole text when nothing was cut (a slice of all of a bytes is the bytes)
+    del data
     pieces = dict(zip(keys, map(known.get, keys))) if known else {}
     pieces.update(found)
-    return checked_text(Text(digest, len(raw), keys, pieces, tail, tuple(region.windows), layout))
+    return checked_text(Text(digest, source.size, keys, pieces, tail, tuple(windows), layout))
 
 
 def recut_file(fd: int, size: int, name: str, digest: str, before: Text) -> tuple[Text, Recut] | None:
@@ -78,6 +109,7 @@ class _InMemory:
 
     def __init__(self, raw: bytes) -> None:
         self.raw, self.size, self._view = raw, len(raw), memoryview(raw)
+        self.block = self.size  # all of it at once: it is in memory already
 
     def key(self, start: int, end: int) -> bytes:
         return window_key(self._view[start:end])
@@ -95,6 +127,7 @@ class _OnDisk:
 
     def __init__(self, fd: int, size: int) -> None:
         self.fd, self.size = fd, size
+        self.block = FILE_BLOCK
         self._buffer = bytearray()
 
     def _read(self, start: int, end: int) -> memoryview:
@@ -238,7 +271,11 @@ def load_text(raw: bytes, name: str, digest: str, before: Text | None) -> Loaded
     came or went, and every version shown by more than one entry (the entries may only have
     changed places, which changes the one shown: the first).
     """
-    text = cut(raw, name, digest, before)
+    return loaded_of(cut(raw, name, digest, before), before)
+
+
+def loaded_of(text: Text, before: Text | None) -> Loaded:
+    """What the map takes from a cut text (see `load_text`)."""
     if before is not None and text.layout != before.layout:
         before = None  # every chunk is new: compare what the map shows instead (`moved_versions`)
     ordered = list(map(text.pieces.__getitem__, text.keys))
@@ -254,7 +291,7 @@ def load_text(raw: bytes, name: str, digest: str, before: Text | None) -> Loaded
         changed.update(piece.shown.version_id for piece in moved if piece.shown is not None)
         if len(shown) != len(entries):  # entries that only changed places can change which one a version shows
             changed.update(version for version, count in collections.Counter(map(ENTRY_VERSION, entries)).items() if count > 1)
-    return Loaded(digest, shown, unusable, text, changed)
+    return Loaded(text.digest, shown, unusable, text, changed)
 
 
 def load_recut(text: Text, recut: Recut, before: Text, shown: dict[int, MapEntry], dirty: set[int]) -> Loaded:

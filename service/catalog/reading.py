@@ -12,7 +12,7 @@ from .. import workers
 from ..disk.files import file_stamp
 from ..map.entry import UNUSABLE, CatalogEntries, MapEntry, shown_entry
 from .codec import CatalogFormatError, digest, file_digest, parse_catalog
-from .cutting import load_recut, load_text, recut_file
+from .cutting import cut_file, load_recut, loaded_of, recut_file
 from .document import Doc, iter_entries
 from .text import Loaded, StaleText, Text, Unsplittable
 
@@ -75,6 +75,10 @@ def read_catalog(
         reading = read_changes(path, name, known_digest, before, shown, dirty or set())
         if reading is not None:
             return reading
+    if not whole:
+        reading = read_cut(path, name, known_digest, before)
+        if reading is not None:
+            return reading
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -84,12 +88,8 @@ def read_catalog(
     content_digest = digest(raw)
     if content_digest == known_digest:
         return CatalogReading(content_digest, None, None)
-    if not whole:
-        try:
-            return CatalogReading(content_digest, load_text(raw, name, content_digest, before), None)
-        except Unsplittable:
-            if len(raw) > workers.PROCESS_BYTES:
-                raise TooBigToParseHere() from None
+    if not whole and len(raw) > workers.PROCESS_BYTES:  # it did not cut
+        raise TooBigToParseHere()
     try:
         doc = parse_catalog(raw)
     except CatalogFormatError as exc:
@@ -124,6 +124,33 @@ def read_changes(path: Path, name: str, known_digest: str | None, before: Text, 
             return None
         text, recut = done
         return CatalogReading(content_digest, load_recut(text, recut, before, shown, dirty), None)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def read_cut(path: Path, name: str, known_digest: str | None, before: Text | None) -> CatalogReading | None:
+    """A catalog cut whole from its file a block at a time (`cut_file`), its digest first: the
+    text is never all in memory. None when it must be parsed whole instead: it does not cut,
+    it changed while it was read, or it cannot be opened (the whole read says why)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        stat = os.fstat(fd)
+        with open(fd, "rb", closefd=False) as handle:
+            content_digest = file_digest(handle)
+        if content_digest == known_digest:
+            return CatalogReading(content_digest, None, None)
+        try:
+            text = cut_file(fd, stat.st_size, name, content_digest, before)
+        except (Unsplittable, StaleText, CatalogFormatError):
+            return None
+        if file_stamp(os.fstat(fd)) != file_stamp(stat):
+            return None
+        return CatalogReading(content_digest, loaded_of(text, before), None)
     except OSError:
         return None
     finally:

@@ -39,10 +39,10 @@ from .codec import (
 from .copying import Source, SourceChanged
 from .cutting import cut
 from .document import Doc, empty_catalog, stamp
+from .layout import NATIVE
 from .reading import UNPARSABLE_RETRY_S, UNPARSABLE_WHILE_CHANGING_S
 from .splice import Spliced, spliced_doc
 from .swap import StaleRead
-from .layout import NATIVE
 from .text import StaleText, Text, Unsplittable
 
 logger = logging.getLogger(__name__)
