@@ -39,10 +39,12 @@ test: $(STAMP) $(AXE)
 	$(VENV)/bin/lint-imports --no-logo --no-cache
 	env -u PYTHONDONTWRITEBYTECODE $(PY) -m pytest -q -n $(TEST_WORKERS)
 
-## Measure throughput, freshness, edits under load, adds, start time, memory, downloads, hashing and sidecars (see bench/README.md).
+## Measure throughput, freshness, edits under load in every layout, adds, start time, memory, the full map against a bare handler, the test suite's time, downloads, hashing and sidecars (see bench/README.md).
 bench: $(STAMP)
 	$(PY) -m pytest -q bench/tests
 	$(PY) bench/run.py $(BENCH_ARGS)
+	$(PY) bench/run.py --sizes 10000 --threads 1 --conns 8 --skip-freshness --skip-add --skip-rebuild --out bench/results/full-map-10k
+	$(PY) bench/suite.py
 	$(PY) bench/event_cost.py
 	$(PY) bench/lost_updates.py --saves 2000 --runs 2
 	$(PY) bench/download.py --size-gb 2 --runs 3

@@ -13,6 +13,7 @@ from .targets import (
     BIG_RSS_MB,
     EDIT_P95_MS,
     EDIT_WORST_MS,
+    FULL_MAP_RATIO,
     LAYOUT_EDIT_P95_MS,
     REFORMAT_MS,
     RSS_MB,
@@ -292,6 +293,14 @@ def issue_table(results: dict[str, Any]) -> str:
     line("outside edit of `models.json` → visible in the map, p95 (under load)", visible, f"≤ {EDIT_P95_MS:g} ms")
     line("worst request while it is applied: full map / point / `/health`", worst, f"≤ {EDIT_WORST_MS:g} ms")
     line("add (fake CivitAI, fsync), p50 / p95", add, f"p95 ≤ {ADD_P95_MS:g} ms")
+
+    def full_map(r: dict[str, Any]) -> str:
+        d = r.get("map_throughput")
+        if not d or "skipped" in d or d.get("ratio") is None:
+            return "n/a"
+        return _cell(f"{_fmt(d['ratio'], '', 2)} ({d.get('load', '')})", d["ratio"] >= FULL_MAP_RATIO if r["n"] == 10_000 else None)
+
+    line("full map 200 against a bare handler of the same bytes (ratio of req/s)", full_map, f"≥ {FULL_MAP_RATIO:g} at 10k")
     for layout in dict.fromkeys(layout for r in sizes for layout in r.get("rebuild_layouts") or {}):
         def in_layout(r: dict[str, Any], layout: str = layout) -> str:
             edits = (r.get("rebuild_layouts") or {}).get(layout)

@@ -8,6 +8,7 @@ EDIT_P95_MS = 250.0  # an outside edit of models.json visible in the map, p95
 EDIT_WORST_MS = 50.0  # the worst request (full map, point answer, /health) while that edit is applied
 LAYOUT_EDIT_P95_MS = 500.0  # the same edit in a file saved in another layout (minified, 4 spaces, tabs, CRLF)
 REFORMAT_MS = 1000.0  # an outside save that re-formats the whole file into another layout, visible
+FULL_MAP_RATIO = 0.9  # the full map's 200 against a bare handler serving the same bytes, at 10k entries
 ADD_P95_MS = 150.0  # POST add against the fake CivitAI, fsync included, p95
 BIG_HEALTH_MAX_MS = 100.0  # a 500 MB catalog: /health's worst latency during an add
 BIG_RSS_MB = 1024.0  # a 500 MB catalog: peak VmRSS

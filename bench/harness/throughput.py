@@ -114,6 +114,7 @@ async def _load_pair(run: "SizeRun", label: str, headers: dict[str, str]) -> dic
         out[who] = merged
     a, b = out["service"].get("rps"), out["ceiling"].get("rps")
     out["ratio"] = _r(a / b, 3) if a and b else None
+    out["load"] = f"{loader.kind} -t{loader.threads} -c{loader.conns}"
     out["service_rss_after_mb"] = _r(run.memory.sample() / 1024, 1)
     run.log(f"{label}: service {a or 0:,.0f} req/s, ceiling {b or 0:,.0f} req/s, ratio {out['ratio']}"
             + (f"  (service non-2xx/3xx: {out['service'].get('non_2xx_3xx')})"

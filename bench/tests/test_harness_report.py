@@ -74,3 +74,18 @@ def test_the_big_catalog_table_judges_health_and_memory() -> None:
     summary = issue_table({"100000": _size(100_000, 250.0, 100.0, 10.0, 100.0), "big-500MB": res})
     assert "| `/health` worst during an add | 1,900 ms **missed** | ≤ 100 ms |" in summary
     assert "| peak RSS | 2,048 MB **missed** | ≤ 1 GB |" in summary
+
+
+def test_the_issue_table_judges_the_full_map_at_10k_and_edits_in_each_layout() -> None:
+    from harness.report import issue_table
+
+    size = _size(10_000, rss=200.0, p95=100.0, worst=10.0, add_p95=100.0)
+    size["map_throughput"] = {"ratio": 0.96, "load": "wrk -t1 -c8", "service": {}, "ceiling": {}}
+    minified = {**_rebuild(300.0, worst=10.0), "reformat": _rebuild(900.0, worst=10.0)}
+    tabs = {**_rebuild(300.0, worst=10.0), "reformat": _rebuild(1200.0, worst=10.0)}
+    size["rebuild_layouts"] = {"minified": minified, "tabs": tabs}
+    md = issue_table({"10000": size})
+    rows = {line.split(" | ")[0].strip("| "): line for line in md.splitlines() if line.startswith("| ")}
+    assert "0.96 (wrk -t1 -c8) met" in rows["full map 200 against a bare handler of the same bytes (ratio of req/s)"]
+    assert rows["saved minified: re-formatted → visible; rename p50 / p95; worst full / point / `/health`"].endswith("met | ≤ 1000; ≤ 500 (p95); ≤ 50 ms |")
+    assert "**missed**" in rows["saved tabs: re-formatted → visible; rename p50 / p95; worst full / point / `/health`"]  # the re-format took 1.2 s
