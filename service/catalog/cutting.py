@@ -48,14 +48,14 @@ def cut(raw: bytes, name: str, digest: str, before: Text | None) -> Text:
     return _cut(_InMemory(raw), name, digest, before)
 
 
-def cut_file(fd: int, size: int, name: str, digest: str, before: Text | None) -> Text:
+def cut_file(fd: int, size: int, name: str, digest: str, before: Text | None, *, recut: bool = True) -> Text:
     """`cut` of the file open at `fd` (`size` bytes), read and cut FILE_BLOCK at a time (a
     longer block where one entry is longer): never the whole text in memory. StaleText when
-    the file shrank while it was read."""
-    return _cut(_OnDisk(fd, size), name, digest, before)
+    the file shrank while it was read. `recut=False`: cut it whole (a re-cut was tried)."""
+    return _cut(_OnDisk(fd, size), name, digest, before, recut)
 
 
-def _cut(source: _InMemory | _OnDisk, name: str, digest: str, before: Text | None) -> Text:
+def _cut(source: _InMemory | _OnDisk, name: str, digest: str, before: Text | None, recut: bool = True) -> Text:
     head, _ = source.stretch(0, min(source.size, LAYOUT_PROBE))
     layout = layout_of(memoryview(head)[:LAYOUT_PROBE])
     del head
@@ -66,7 +66,7 @@ def _cut(source: _InMemory | _OnDisk, name: str, digest: str, before: Text | Non
             if piece.content:
                 similar.setdefault(piece.content, piece)
         before = None
-    if before is not None and before.windows:
+    if recut and before is not None and before.windows:
         done = _recut(source, name, digest, before)
         if done is not None:
             return done[0]

@@ -71,12 +71,8 @@ def read_catalog(
     With `shown`, how the map shows `before` (and the `dirty` versions it shows otherwise), the
     file is first re-cut in place (`read_changes`): only what changed is read into memory and
     looked at."""
-    if before is not None and shown is not None and not whole:
-        reading = read_changes(path, name, known_digest, before, shown, dirty or set())
-        if reading is not None:
-            return reading
     if not whole:
-        reading = read_cut(path, name, known_digest, before)
+        reading = read_cut(path, name, known_digest, before, shown, dirty)
         if reading is not None:
             return reading
     try:
@@ -102,9 +98,25 @@ def read_changes(path: Path, name: str, known_digest: str | None, before: Text, 
     """A catalog re-cut against its last cut where it lies: its digest in one pass a block at a
     time, then the windows of `before` checked and only the stretch between them read and cut.
     An edit then costs its own chunks and two passes of hashing, with no copy of the whole text
-    in memory. None when it must be read whole instead: too much changed, the
-    file changed while it was read, or it cannot be opened (the whole read says why)."""
-    if not before.windows:
+    in memory. None when it must be read otherwise: too much changed, the file changed while
+    it was read, or it cannot be opened."""
+    return _read_in_place(path, name, known_digest, before, shown, dirty, cut_whole=False)
+
+
+def read_cut(
+    path: Path, name: str, known_digest: str | None, before: Text | None, shown: dict[int, MapEntry] | None = None, dirty: set[int] | None = None
+) -> CatalogReading | None:
+    """`read_changes` where it can be, else the file cut whole a block at a time (`cut_file`):
+    either way its digest is taken once and the text is never all in memory. None when it must
+    be parsed whole instead: it does not cut, it changed while it was read, or it cannot be
+    opened (the whole read says why)."""
+    return _read_in_place(path, name, known_digest, before, shown, dirty or set(), cut_whole=True)
+
+
+def _read_in_place(
+    path: Path, name: str, known_digest: str | None, before: Text | None, shown: dict[int, MapEntry] | None, dirty: set[int], *, cut_whole: bool
+) -> CatalogReading | None:
+    if not cut_whole and (before is None or not before.windows):
         return None
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -116,41 +128,22 @@ def read_changes(path: Path, name: str, known_digest: str | None, before: Text, 
             content_digest = file_digest(handle)
         if content_digest == known_digest:
             return CatalogReading(content_digest, None, None)
-        try:
-            done = recut_file(fd, stat.st_size, name, content_digest, before)
-        except (Unsplittable, StaleText, CatalogFormatError):
+        loaded = None
+        if before is not None and before.windows and shown is not None:
+            try:
+                done = recut_file(fd, stat.st_size, name, content_digest, before)
+            except (Unsplittable, StaleText, CatalogFormatError):
+                done = None
+            if done is not None:
+                loaded = load_recut(done[0], done[1], before, shown, dirty)
+        if loaded is None and cut_whole:
+            try:
+                loaded = loaded_of(cut_file(fd, stat.st_size, name, content_digest, before, recut=False), before)
+            except (Unsplittable, StaleText, CatalogFormatError):
+                return None
+        if loaded is None or file_stamp(os.fstat(fd)) != file_stamp(stat):
             return None
-        if done is None or file_stamp(os.fstat(fd)) != file_stamp(stat):
-            return None
-        text, recut = done
-        return CatalogReading(content_digest, load_recut(text, recut, before, shown, dirty), None)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-
-
-def read_cut(path: Path, name: str, known_digest: str | None, before: Text | None) -> CatalogReading | None:
-    """A catalog cut whole from its file a block at a time (`cut_file`), its digest first: the
-    text is never all in memory. None when it must be parsed whole instead: it does not cut,
-    it changed while it was read, or it cannot be opened (the whole read says why)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        stat = os.fstat(fd)
-        with open(fd, "rb", closefd=False) as handle:
-            content_digest = file_digest(handle)
-        if content_digest == known_digest:
-            return CatalogReading(content_digest, None, None)
-        try:
-            text = cut_file(fd, stat.st_size, name, content_digest, before)
-        except (Unsplittable, StaleText, CatalogFormatError):
-            return None
-        if file_stamp(os.fstat(fd)) != file_stamp(stat):
-            return None
-        return CatalogReading(content_digest, loaded_of(text, before), None)
+        return CatalogReading(content_digest, loaded, None)
     except OSError:
         return None
     finally:
