@@ -169,30 +169,35 @@ def table_for(res: dict[str, Any], fresh_n: int) -> tuple[str, list[dict[str, An
             "≤ 250 ms (p95)", ce["p95_ms"] is not None and ce["p95_ms"] <= 250 and not ce["timeouts"])
     if res.get("add"):
         _add_rows(t, res["add"], issue_applies(n))
+    _edit_rows(t, res, n)
+    _stop_row(t, res)
+    return t.markdown(f"### N = {n:,}"), t.verdicts
+
+
+def _edit_rows(t: Table, res: dict[str, Any], n: int) -> None:
+    """The outside edits under load: in this service's layout, then in each other one."""
     rb = res.get("rebuild")
     if rb:
         v, dur, base, aft = rb["visible"], rb["during"], rb["baseline"], rb["after"]
         applies = issue_applies(n)
-        row(f"outside edit of models.json under load (one entry renamed) → visible p50 / p95 / max "
+        t.row(f"outside edit of models.json under load (one entry renamed) → visible p50 / p95 / max "
             f"({rb['trials']} trials)",
             f"{_fmt(v['p50_ms'], '', 1)} / {_fmt(v['p95_ms'], '', 1)} / {_fmt(v['max_ms'], ' ms', 1)}"
             + (f", {rb['timeouts']} timeouts" if rb["timeouts"] else ""),
             f"≤ {EDIT_P95_MS:g} ms (p95)" if applies else "visible", edit_visible_ok(rb) if applies else v["n"] > 0)
         errors = sum(dur[k]["errors"] for k in dur)
-        row("worst request while that edit is applied: full map / point / /health",
+        t.row("worst request while that edit is applied: full map / point / /health",
             " / ".join(_fmt(dur[k]["max_ms"], "", 1) for k in ("full", "point", "health")) + " ms"
             + (f", {errors} failed" if errors else "")
             + " (baseline max " + " / ".join(_fmt(base[k]["max_ms"], "", 1) for k in ("full", "point", "health")) + " ms)",
             f"≤ {EDIT_WORST_MS:g} ms" if applies else "—", edit_worst_ok(rb) if applies else None)
-        row("worst request in the 1 s after it showed: full map / point / /health",
+        t.row("worst request in the 1 s after it showed: full map / point / /health",
             " / ".join(_fmt(aft[k]["max_ms"], "", 1) for k in ("full", "point", "health")) + " ms")
     for layout, edits in (res.get("rebuild_layouts") or {}).items():
-        row(f"the same in a file saved {layout}: whole file re-formatted → visible; renames p50 / p95 "
+        t.row(f"the same in a file saved {layout}: whole file re-formatted → visible; renames p50 / p95 "
             f"({edits['trials']} trials); worst full map / point / /health",
             _layout_cell(edits), f"≤ {REFORMAT_MS:g} ms; ≤ {LAYOUT_EDIT_P95_MS:g} ms (p95); ≤ {EDIT_WORST_MS:g} ms"
             if issue_applies(n) else "visible", layout_edit_ok(edits) if issue_applies(n) else edits["visible"]["n"] > 0)
-    _stop_row(t, res)
-    return t.markdown(f"### N = {n:,}"), t.verdicts
 
 
 def _layout_cell(edits: dict[str, Any]) -> str:
@@ -243,6 +248,57 @@ def _cell(value: str, ok: bool | None) -> str:
     return value if ok is None else f"{value} {'met' if ok else '**missed**'}"
 
 
+def _rss_cell(r: dict[str, Any]) -> str:
+    if "rss_max_mb" not in r:
+        return "n/a"
+    return _cell(f"{_fmt(r['rss_max_mb'], ' MB', 0)} (VmHWM {_fmt(r.get('rss_hwm_mb'), '', 0)})", rss_ok(r) if issue_applies(r["n"]) else None)
+
+
+def _phases_cell(r: dict[str, Any]) -> str:
+    return phases_text(r) if r.get("rss_by_phase_mb") else "n/a"
+
+
+def _visible_cell(r: dict[str, Any]) -> str:
+    rb = r.get("rebuild")
+    if not rb:
+        return "n/a"
+    return _cell(f"{_fmt(rb['visible']['p95_ms'], ' ms', 0)} ({rb['trials']} trials)", edit_visible_ok(rb) if issue_applies(r["n"]) else None)
+
+
+def _worst_cell(r: dict[str, Any]) -> str:
+    rb = r.get("rebuild")
+    if not rb:
+        return "n/a"
+    d, b = rb["during"], rb["baseline"]
+    value = (" / ".join(_fmt(d[k]["max_ms"], "", 0) for k in ("full", "point", "health")) + " ms (idle "
+             + " / ".join(_fmt(b[k]["max_ms"], "", 0) for k in ("full", "point", "health")) + ")")
+    return _cell(value, edit_worst_ok(rb) if issue_applies(r["n"]) else None)
+
+
+def _add_cell(r: dict[str, Any]) -> str:
+    ad = r.get("add")
+    if not ad:
+        return "not measured"
+    return _cell(f"{_fmt(ad['p50_ms'], '', 0)} / {_fmt(ad['p95_ms'], ' ms', 0)}", add_p95_ok(ad) if issue_applies(r["n"]) else None)
+
+
+def _full_map_cell(r: dict[str, Any]) -> str:
+    d = r.get("map_throughput")
+    if not d or "skipped" in d or d.get("ratio") is None:
+        return "n/a"
+    return _cell(f"{_fmt(d['ratio'], '', 2)} ({d.get('load', '')})", d["ratio"] >= FULL_MAP_RATIO if r["n"] == 10_000 else None)
+
+
+def _layout_edit_cell(layout: str) -> Any:
+    def cell(r: dict[str, Any]) -> str:
+        edits = (r.get("rebuild_layouts") or {}).get(layout)
+        if not edits:
+            return "n/a"
+        return _cell(_layout_cell(edits), layout_edit_ok(edits) if issue_applies(r["n"]) else None)
+
+    return cell
+
+
 def issue_table(results: dict[str, Any]) -> str:
     """The 100k issue's rows for every size (and the big catalog), each cell with its verdict."""
     sizes = [r for r in results.values() if r.get("kind", "size") == "size"]
@@ -252,74 +308,34 @@ def issue_table(results: dict[str, Any]) -> str:
     lines = ["## The 100k issue's measures", "",
              "| measure | " + " | ".join(cols) + " | target (sizes ≤ 100,000) |",
              "|---|" + "---|" * len(cols) + "---|"]
-
-    def line(measure: str, cell: Any, target: str) -> None:
-        lines.append(f"| {measure} | " + " | ".join(cell(r) for r in sizes) + f" | {target} |")
-
-    def rss(r: dict[str, Any]) -> str:
-        if "rss_max_mb" not in r:
-            return "n/a"
-        return _cell(f"{_fmt(r['rss_max_mb'], ' MB', 0)} (VmHWM {_fmt(r.get('rss_hwm_mb'), '', 0)})",
-                     rss_ok(r) if issue_applies(r["n"]) else None)
-
-    def phases(r: dict[str, Any]) -> str:
-        return phases_text(r) if r.get("rss_by_phase_mb") else "n/a"
-
-    def visible(r: dict[str, Any]) -> str:
-        rb = r.get("rebuild")
-        if not rb:
-            return "n/a"
-        return _cell(f"{_fmt(rb['visible']['p95_ms'], ' ms', 0)} ({rb['trials']} trials)",
-                     edit_visible_ok(rb) if issue_applies(r["n"]) else None)
-
-    def worst(r: dict[str, Any]) -> str:
-        rb = r.get("rebuild")
-        if not rb:
-            return "n/a"
-        d, b = rb["during"], rb["baseline"]
-        value = (" / ".join(_fmt(d[k]["max_ms"], "", 0) for k in ("full", "point", "health")) + " ms (idle "
-                 + " / ".join(_fmt(b[k]["max_ms"], "", 0) for k in ("full", "point", "health")) + ")")
-        return _cell(value, edit_worst_ok(rb) if issue_applies(r["n"]) else None)
-
-    def add(r: dict[str, Any]) -> str:
-        ad = r.get("add")
-        if not ad:
-            return "not measured"
-        return _cell(f"{_fmt(ad['p50_ms'], '', 0)} / {_fmt(ad['p95_ms'], ' ms', 0)}",
-                     add_p95_ok(ad) if issue_applies(r["n"]) else None)
-
-    line("peak RSS, service + children (sampled)", rss, f"≤ {RSS_MB:g} MB")
-    line("RSS peak by phase", phases, "—")
-    line("outside edit of `models.json` → visible in the map, p95 (under load)", visible, f"≤ {EDIT_P95_MS:g} ms")
-    line("worst request while it is applied: full map / point / `/health`", worst, f"≤ {EDIT_WORST_MS:g} ms")
-    line("add (fake CivitAI, fsync), p50 / p95", add, f"p95 ≤ {ADD_P95_MS:g} ms")
-
-    def full_map(r: dict[str, Any]) -> str:
-        d = r.get("map_throughput")
-        if not d or "skipped" in d or d.get("ratio") is None:
-            return "n/a"
-        return _cell(f"{_fmt(d['ratio'], '', 2)} ({d.get('load', '')})", d["ratio"] >= FULL_MAP_RATIO if r["n"] == 10_000 else None)
-
-    line("full map 200 against a bare handler of the same bytes (ratio of req/s)", full_map, f"≥ {FULL_MAP_RATIO:g} at 10k")
-    for layout in dict.fromkeys(layout for r in sizes for layout in r.get("rebuild_layouts") or {}):
-        def in_layout(r: dict[str, Any], layout: str = layout) -> str:
-            edits = (r.get("rebuild_layouts") or {}).get(layout)
-            if not edits:
-                return "n/a"
-            return _cell(_layout_cell(edits), layout_edit_ok(edits) if issue_applies(r["n"]) else None)
-        line(f"saved {layout}: re-formatted → visible; rename p50 / p95; worst full / point / `/health`", in_layout,
-             f"≤ {REFORMAT_MS:g}; ≤ {LAYOUT_EDIT_P95_MS:g} (p95); ≤ {EDIT_WORST_MS:g} ms")
+    rows = [
+        ("peak RSS, service + children (sampled)", _rss_cell, f"≤ {RSS_MB:g} MB"),
+        ("RSS peak by phase", _phases_cell, "—"),
+        ("outside edit of `models.json` → visible in the map, p95 (under load)", _visible_cell, f"≤ {EDIT_P95_MS:g} ms"),
+        ("worst request while it is applied: full map / point / `/health`", _worst_cell, f"≤ {EDIT_WORST_MS:g} ms"),
+        ("add (fake CivitAI, fsync), p50 / p95", _add_cell, f"p95 ≤ {ADD_P95_MS:g} ms"),
+        ("full map 200 against a bare handler of the same bytes (ratio of req/s)", _full_map_cell, f"≥ {FULL_MAP_RATIO:g} at 10k"),
+    ]
+    rows += [
+        (f"saved {layout}: re-formatted → visible; rename p50 / p95; worst full / point / `/health`", _layout_edit_cell(layout),
+         f"≤ {REFORMAT_MS:g}; ≤ {LAYOUT_EDIT_P95_MS:g} (p95); ≤ {EDIT_WORST_MS:g} ms")
+        for layout in dict.fromkeys(layout for r in sizes for layout in r.get("rebuild_layouts") or {})
+    ]
+    lines += [f"| {measure} | " + " | ".join(cell(r) for r in sizes) + f" | {target} |" for measure, cell, target in rows]
     for r in results.values():
         if r.get("kind") == "big_catalog" and "health_during_adds" in r:
-            mb = (r.get("models_json_bytes") or 0) / 1e6
-            h = r["health_during_adds"]
-            rss_value = _cell(_fmt(r.get("rss_max_mb"), " MB", 0), r["rss_max_mb"] <= BIG_RSS_MB if "rss_max_mb" in r else None)
-            lines += ["", f"| a {mb:,.0f} MB catalog ({r['n']:,} entries) | value | target |", "|---|---|---|",
-                      f"| `/health` worst during an add | {_cell(_fmt(h['max_ms'], ' ms', 0), big_health_ok(r))} "
-                      f"| ≤ {BIG_HEALTH_MAX_MS:g} ms |",
-                      f"| peak RSS | {rss_value} | ≤ {BIG_RSS_MB / 1024:g} GB |",
-                      f"| add p50 / p95 | {_fmt(r['add']['p50_ms'], '', 0)} / {_fmt(r['add']['p95_ms'], ' ms', 0)} | — |"]
+            lines += _big_catalog_lines(r)
     return "\n".join(lines) + "\n"
+
+
+def _big_catalog_lines(r: dict[str, Any]) -> list[str]:
+    mb = (r.get("models_json_bytes") or 0) / 1e6
+    h = r["health_during_adds"]
+    rss_value = _cell(_fmt(r.get("rss_max_mb"), " MB", 0), r["rss_max_mb"] <= BIG_RSS_MB if "rss_max_mb" in r else None)
+    return ["", f"| a {mb:,.0f} MB catalog ({r['n']:,} entries) | value | target |", "|---|---|---|",
+            f"| `/health` worst during an add | {_cell(_fmt(h['max_ms'], ' ms', 0), big_health_ok(r))} | ≤ {BIG_HEALTH_MAX_MS:g} ms |",
+            f"| peak RSS | {rss_value} | ≤ {BIG_RSS_MB / 1024:g} GB |",
+            f"| add p50 / p95 | {_fmt(r['add']['p50_ms'], '', 0)} / {_fmt(r['add']['p95_ms'], ' ms', 0)} | — |"]
 
 
 def machine_md(m: dict[str, Any], args: argparse.Namespace) -> str:
