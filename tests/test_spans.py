@@ -577,3 +577,50 @@ def test_a_file_cut_a_block_at_a_time_is_the_cut_of_its_whole_text(seed: int, la
     same_text(reading.loaded.text, cut_of(raw).text)  # type: ignore[arg-type]
     windows_hold(reading.loaded.text, raw)
     assert (reading.loaded.shown, reading.loaded.unusable) == whole(raw)
+
+
+MISPLACED = {"civitai_version_id": 5, "file": "f5", "dest": "checkpoints"}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param(b'{"categories":[{"id":"c","meta":{"models":[' + orjson.dumps(MISPLACED) + b']},"models":[0]}]}', id="inline-nested-models"),
+        pytest.param(serialize_catalog({"categories": [{"id": "c", "meta": [MISPLACED], "models": [0]}]}), id="an-entry's-depth-outside-models"),
+        pytest.param(b'{"categories":[{"id":"c","meta":{"models":[' + orjson.dumps(MISPLACED) + b'e1]},"models":[0]}]}', id="not-json"),
+    ],
+)
+def test_an_entry_outside_a_models_list_is_never_taken_for_one(raw: bytes) -> None:
+    """What stands in for a cut entry can be neither written in a models list (a 0 balanced an
+    entry cut elsewhere) nor run into the bytes after it (0e1 is a number)."""
+    try:
+        expected = whole(raw)
+    except CatalogFormatError:
+        expected = None
+    try:
+        loaded = cut_of(raw)
+    except (Unsplittable, CatalogFormatError):
+        return
+    assert expected is not None and (loaded.shown, loaded.unusable) == expected
+
+
+def test_a_one_line_file_cut_short_inside_a_nested_entry_does_not_cut() -> None:
+    raw = b'{"categories":[{"id":"c","models":[{"n":{"a":{},"b":{},"c":{},"d":{},"e":{},"f":{},"g":{},"h":{}},"x":'
+    with pytest.raises((Unsplittable, CatalogFormatError)):
+        cut_of(raw)
+
+
+def test_entries_with_many_braces_are_scanned_over_their_own_length(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An entry whose end is not among its first closing braces is scanned, over a window about
+    its own size: never the rest of the text for each entry (that was quadratic)."""
+    from service.catalog import layout as layout_module
+
+    scanned: list[int] = []
+    real = layout_module._SCAN
+    monkeypatch.setattr(layout_module, "_SCAN", lambda text, at: scanned.append(len(text)) or real(text, at))
+    models = [{**entry(v, f"f{v}.safetensors"), "name": "x" + "}" * 10} for v in range(1, 2001)]
+    raw = orjson.dumps({"categories": [{"id": "c", "models": models}]})
+    loaded = cut_of(raw)
+    assert (loaded.shown, loaded.unusable) == whole(raw)
+    assert len(scanned) == 2001 and sum(scanned[1:]) < 20 * len(raw)  # the first: the layout learnt from the first entry
+

@@ -131,9 +131,13 @@ def _entry_end(raw: bytes, first: int, stop: int) -> int | None:
             return end
         except orjson.JSONDecodeError:
             continue
-    text = raw[first:stop].decode("latin-1")  # one character per byte: positions are the bytes'
-    try:
-        _entry, length = _SCAN(text, 0)
-    except (ValueError, RecursionError):
-        raise Unsplittable("an entry does not parse on its own") from None
-    return first + length
+    window = max(1024, 2 * (end - first))
+    while True:  # the scanner over a window that grows: never the rest of a long text for each entry
+        text = raw[first : min(stop, first + window)].decode("latin-1")  # one character per byte: positions are the bytes'
+        try:
+            _entry, length = _SCAN(text, 0)
+            return first + length
+        except (StopIteration, ValueError, RecursionError):
+            if first + window >= stop:
+                return None  # not an entry that ends within the stretch: the check of the cut says what is wrong
+            window *= 2

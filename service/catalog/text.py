@@ -24,6 +24,7 @@ import functools
 import hashlib
 import itertools
 import operator
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -216,7 +217,7 @@ def _skeleton(pieces: dict[int, Piece], keys: list[int], tail: bytes) -> bytes:
     if sum(map(len, parts)) + len(keys) + len(tail) > SKELETON_LIMIT:
         raise Unsplittable("the structure around the entries is too large to cut")
     parts.append(tail)
-    return b"0".join(parts)
+    return _STAND_IN.join(parts)
 
 
 def checked_text(text: Text) -> Text:
@@ -224,15 +225,23 @@ def checked_text(text: Text) -> Text:
     return text
 
 
+# What stands in for each cut entry in the structure that is checked: a string no file holds
+# (random to this process), so none can be written where an entry should be, nor run into the
+# bytes after it as a number would ("0e1"). Exactly one per entry, all in models lists, means
+# every one of them is.
+_STAND_IN_TEXT = f"cut entry {secrets.token_hex(16)}"
+_STAND_IN = b'"' + _STAND_IN_TEXT.encode() + b'"'
+
+
 def _checked_frame(pieces: dict[int, Piece], keys: list[int], tail: bytes) -> bytes:
-    """The text's `Text.frame`, once the text with each entry replaced by 0 is found to parse
-    as a catalog holding exactly one 0 for each entry, all in models lists."""
+    """The text's `Text.frame`, once the text with each entry replaced by a stand-in is found
+    to parse as a catalog holding exactly one stand-in for each entry, all in models lists."""
     doc = _parse_skeleton(_skeleton(pieces, keys, tail))
     found = 0
     for category in doc.get("categories", []):
         models = category.get("models", [])
         for item in models:
-            if type(item) is not int or item != 0:
+            if item != _STAND_IN_TEXT:
                 raise Unsplittable("a models list holds something that is not a cut entry")
         found += len(models)
     if found != len(keys):
