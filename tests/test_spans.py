@@ -588,6 +588,9 @@ MISPLACED = {"civitai_version_id": 5, "file": "f5", "dest": "checkpoints"}
         pytest.param(b'{"categories":[{"id":"c","meta":{"models":[' + orjson.dumps(MISPLACED) + b']},"models":[0]}]}', id="inline-nested-models"),
         pytest.param(serialize_catalog({"categories": [{"id": "c", "meta": [MISPLACED], "models": [0]}]}), id="an-entry's-depth-outside-models"),
         pytest.param(b'{"categories":[{"id":"c","meta":{"models":[' + orjson.dumps(MISPLACED) + b'e1]},"models":[0]}]}', id="not-json"),
+        pytest.param(serialize_catalog({"categories": [{"id": "c", "meta": [MISPLACED], "models": [1]}]}), id="a-one"),
+        pytest.param(serialize_catalog({"categories": [{"id": "c", "meta": [MISPLACED], "models": [True]}]}), id="a-true"),
+        pytest.param(serialize_catalog({"categories": [{"id": "c", "meta": [MISPLACED], "models": ["cut entry 0123456789abcdef"]}]}), id="a-string"),
     ],
 )
 def test_an_entry_outside_a_models_list_is_never_taken_for_one(raw: bytes) -> None:

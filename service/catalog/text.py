@@ -44,7 +44,7 @@ from .document import Doc, version_id_of
 from .layout import NATIVE, Layout, Unsplittable, entry_lead, inline_entries
 
 WINDOW = 1 << 20  # cut at most this much text per C call: the event loop gets the GIL between
-SKELETON_LIMIT = 8 << 20  # structure beyond this is not a catalog worth cutting: read whole
+SKELETON_LIMIT = 64 << 20  # structure beyond this is not a catalog worth cutting: read whole
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,12 +212,16 @@ def cut_region(
     return region
 
 
-def _skeleton(pieces: dict[int, Piece], keys: list[int], tail: bytes) -> bytes:
+def _skeleton(pieces: dict[int, Piece], keys: list[int], tail: bytes) -> tuple[bytes, Any]:
+    """The text with each entry replaced by a stand-in, and the value it parses to: `true` (one
+    object however many entries) where the structure holds no `true` a file could have put in
+    a models list, else a string no file holds."""
     parts = list(map(_PREFIX, map(pieces.__getitem__, keys)))  # C speed: no Python loop over entries
     if sum(map(len, parts)) + len(keys) + len(tail) > SKELETON_LIMIT:
         raise Unsplittable("the structure around the entries is too large to cut")
     parts.append(tail)
-    return _STAND_IN.join(parts)
+    stand_in = _STAND_IN if any(b"true" in part for part in set(parts)) else b"true"
+    return stand_in.join(parts), (True if stand_in == b"true" else _STAND_IN_TEXT)
 
 
 def checked_text(text: Text) -> Text:
@@ -225,23 +229,25 @@ def checked_text(text: Text) -> Text:
     return text
 
 
-# What stands in for each cut entry in the structure that is checked: a string no file holds
-# (random to this process), so none can be written where an entry should be, nor run into the
-# bytes after it as a number would ("0e1"). Exactly one per entry, all in models lists, means
-# every one of them is.
-_STAND_IN_TEXT = f"cut entry {secrets.token_hex(16)}"
+# What stands in for each cut entry in the structure that is checked: a value the structure
+# does not hold otherwise (`_stand_in`), so none can be written where an entry should be, and
+# one that cannot run into the bytes after it as a number would ("0e1"). Exactly one per entry,
+# all in models lists, means every one of them is.
+_STAND_IN_TEXT = f"cut entry {secrets.token_hex(8)}"  # random to this process
 _STAND_IN = b'"' + _STAND_IN_TEXT.encode() + b'"'
 
 
 def _checked_frame(pieces: dict[int, Piece], keys: list[int], tail: bytes) -> bytes:
     """The text's `Text.frame`, once the text with each entry replaced by a stand-in is found
     to parse as a catalog holding exactly one stand-in for each entry, all in models lists."""
-    doc = _parse_skeleton(_skeleton(pieces, keys, tail))
+    skeleton, stand_in = _skeleton(pieces, keys, tail)
+    doc = _parse_skeleton(skeleton)
+    del skeleton
     found = 0
     for category in doc.get("categories", []):
         models = category.get("models", [])
         for item in models:
-            if item != _STAND_IN_TEXT:
+            if not (item is True if stand_in is True else type(item) is str and item == stand_in):
                 raise Unsplittable("a models list holds something that is not a cut entry")
         found += len(models)
     if found != len(keys):
