@@ -627,3 +627,24 @@ def test_entries_with_many_braces_are_scanned_over_their_own_length(monkeypatch:
     assert (loaded.shown, loaded.unusable) == whole(raw)
     assert len(scanned) == 2001 and sum(scanned[1:]) < 20 * len(raw)  # the first: the layout learnt from the first entry
 
+
+
+def test_a_file_whose_structure_will_be_too_large_is_not_cut_to_the_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first block says how much structure the whole text holds: far over what is checked,
+    the rest is not cut in vain before the file is parsed whole (a million entries)."""
+    from service.catalog import cutting
+
+    monkeypatch.setattr(cutting, "FILE_BLOCK", 4000)
+    monkeypatch.setattr(cutting, "SKELETON_LIMIT", 2000)
+    monkeypatch.setattr(spans, "SKELETON_LIMIT", 2000)
+    doc = {"categories": [{"id": "c", "name": "C", "models": [entry(v, f"f{v}.safetensors") for v in range(1, 801)]}]}
+    raw = serialize_catalog(doc)
+    path = tmp_path / "models.json"
+    path.write_bytes(raw)
+    read: list[bytes] = []
+    real = spans.read_piece
+    monkeypatch.setattr(spans, "read_piece", lambda chunk, *a: read.append(chunk) or real(chunk, *a))
+    reading = read_catalog(path, "models", None, None)
+    assert reading.loaded is not None and reading.loaded.text is None  # parsed whole
+    assert reading.loaded.shown == whole(raw)[0]
+    assert 0 < len(read) < 100  # the first block's entries, not all 800

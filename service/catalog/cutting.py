@@ -21,6 +21,7 @@ from .text import (
     PIECE_SHOWN,
     PIECE_UNUSABLE,
     PIECE_VERSION,
+    SKELETON_LIMIT,
     Loaded,
     Piece,
     Recut,
@@ -85,6 +86,8 @@ def _cut(source: _InMemory | _OnDisk, name: str, digest: str, before: Text | Non
         if stop == source.size:
             break
         if region.keys:
+            if position == 0:
+                _check_structure_size(keys, known, found, region.end, source.size)
             position, block = region.end, source.block
         else:
             block *= 2  # no entry ends within the block: one is longer than it
@@ -94,6 +97,15 @@ def _cut(source: _InMemory | _OnDisk, name: str, digest: str, before: Text | Non
     pieces = dict(zip(keys, map(known.get, keys))) if known else {}
     pieces.update(found)
     return checked_text(Text(digest, source.size, keys, pieces, tail, tuple(windows), layout))
+
+
+def _check_structure_size(keys: list[int], known: dict[int, Piece], found: dict[int, Piece], cut_bytes: int, size: int) -> None:
+    """Unsplittable when the first block says the structure around all the entries will be far
+    over what is checked (`SKELETON_LIMIT`): such a text is parsed whole anyway, so it is not
+    cut to the end first."""
+    structure = sum(len((found.get(key) or known[key]).prefix) + 1 for key in keys)
+    if structure * size > 2 * SKELETON_LIMIT * cut_bytes:
+        raise Unsplittable("the structure around the entries is too large to cut")
 
 
 def recut_file(fd: int, size: int, name: str, digest: str, before: Text) -> tuple[Text, Recut] | None:
