@@ -80,12 +80,14 @@ def moved_versions(old: dict[int, MapEntry], new: dict[int, MapEntry], among: It
     return moved
 
 
-async def _give_memory_back(entries: int) -> None:
+async def _give_memory_back(entries: int, *, set_aside: bool = True) -> None:
     """After what held `entries` entries became garbage: hand the allocator's free memory back
     to the system (in a thread), and set what replaced it aside from the garbage collector's
-    walks, when that is worth it."""
+    walks (`set_aside`: not after a save, which answers a request and replaces little), when
+    that is worth it."""
     if entries >= TRIM_AFTER_ENTRIES:
-        workers.set_long_lived_aside()
+        if set_aside:
+            workers.set_long_lived_aside()
         await asyncio.to_thread(workers.release_free_memory)
 
 
@@ -298,7 +300,7 @@ class Library:
             await self._splice(moved)
         # The save's reading, its cut's copies and the old cut are garbage now, which the
         # allocator would otherwise keep.
-        await _give_memory_back(max((len(self.catalogs[name].shown) for name in written), default=0))
+        await _give_memory_back(max((len(self.catalogs[name].shown) for name in written), default=0), set_aside=False)
 
     async def set_disk_entries(self, entries: list[MapEntry]) -> bool:
         """Show these versions identified on disk (in no catalog) in the map; True if it changed."""
