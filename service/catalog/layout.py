@@ -58,7 +58,6 @@ _FIRST_ENTRY = re.compile(rb'"models"' + _SPACE + rb":" + _SPACE + rb"\[[ \t]*(\
 # Where an entry starts: after a comma from the entry before, or as the first of a models list.
 _NEXT = re.compile(_SPACE + rb"," + _SPACE + rb"\{")
 _LIST = re.compile(rb'"models"' + _SPACE + rb":" + _SPACE + rb"\[" + _SPACE + rb"\{")
-_NEXT_TEXT = re.compile(_NEXT.pattern.decode("latin-1"))
 
 
 def _no_constants(name: str) -> object:
@@ -78,13 +77,10 @@ def layout_of(head: bytes | memoryview) -> Layout:
         return NATIVE if layout == NATIVE else layout
     if inline is None:
         return NATIVE
-    text = bytes(head).decode("latin-1")
-    try:
-        _entry, end = _SCAN(text, inline.end() - 1)
-    except (StopIteration, ValueError, RecursionError):
-        return Layout.on_one_line(b",")  # the cut will say what is wrong
-    after = _NEXT_TEXT.match(text, end)
-    return Layout.on_one_line(text[end : after.end() - 1].encode("latin-1") if after else b",")
+    head = bytes(head)
+    end = _entry_end(head, inline.end() - 1, len(head))
+    after = _NEXT.match(head, end) if end is not None else None
+    return Layout.on_one_line(head[end : after.end() - 1] if end is not None and after is not None else b",")  # else: the cut says what is wrong
 
 
 def entry_lead(chunk: bytes) -> int:
@@ -97,8 +93,8 @@ def entry_lead(chunk: bytes) -> int:
 def inline_entries(raw: bytes, start: int, stop: int) -> Iterator[tuple[int, int]]:
     """The entries of a text on one line in raw[start:stop], which starts where an entry ended
     (or at the start of the text): where each one's chunk starts and where its "}" ends.
-    Stops at the last entry that ends within the stretch; Unsplittable when an entry where one
-    starts is not a JSON object.
+    Stops at the last entry that ends within the stretch (or at one that does not parse: the
+    check of the cut then refuses the text).
 
     An entry ends at the first of its "}" where it parses (a shorter text that parses as an
     object would end the same object sooner); after a few that do not (braces in strings,
