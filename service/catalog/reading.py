@@ -68,9 +68,10 @@ def read_catalog(
     `before` does not know; one that does not cut is parsed whole (TooBigToParseHere when that
     needs a worker process).
 
-    With `shown`, how the map shows `before` (and the `dirty` versions it shows otherwise), the
-    file is first re-cut in place (`read_changes`): only what changed is read into memory and
-    looked at."""
+    The file is read in place first (`read_cut`): with `shown`, how the map shows `before` (and
+    the `dirty` versions it shows otherwise), re-cut where it can be, so that only what changed
+    is read into memory and looked at; else cut a block at a time. It is read into memory whole
+    only when it does not cut."""
     if not whole:
         reading = read_cut(path, name, known_digest, before, shown, dirty)
         if reading is not None:
