@@ -648,3 +648,13 @@ def test_a_file_whose_structure_will_be_too_large_is_not_cut_to_the_end(tmp_path
     assert reading.loaded is not None and reading.loaded.text is None  # parsed whole
     assert reading.loaded.shown == whole(raw)[0]
     assert 0 < len(read) < 100  # the first block's entries, not all 800
+
+
+def test_a_reading_works_out_the_columns_the_next_re_cut_needs(tmp_path: Path) -> None:
+    """Where each chunk ends, its version and its file are worked out by the reading, in its
+    thread, not by the first edit's re-cut (a stall of the first edit after a start)."""
+    path = tmp_path / "models.json"
+    path.write_bytes(serialize_catalog({"categories": [{"id": "c", "name": "C", "models": [entry(v, f"f{v}") for v in range(1, 50)]}]}))
+    reading = read_catalog(path, "models", None, None)
+    assert reading.loaded is not None and reading.loaded.text is not None
+    assert {"ends", "versions", "files", "frame"} <= reading.loaded.text.__dict__.keys()
