@@ -32,7 +32,6 @@ from typing import Any
 import aiohttp
 from harness.bench import Ctx, SizeRun
 from harness.bigcatalog import BigCatalogRun
-from harness.dataset import LAYOUTS
 from harness.common import (
     CLEANUP,
     HTTP_TIMEOUT_S,
@@ -43,6 +42,7 @@ from harness.common import (
     log,
     machine_info,
 )
+from harness.dataset import LAYOUTS
 from harness.fake_civitai import FakeCivitai
 from harness.load import Loader
 from harness.report import write_reports

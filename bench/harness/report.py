@@ -19,9 +19,9 @@ from .targets import (
     RSS_MB,
     add_p95_ok,
     edit_visible_ok,
-    layout_edit_ok,
     edit_worst_ok,
     issue_applies,
+    layout_edit_ok,
     rss_ok,
 )
 
@@ -258,28 +258,30 @@ def _phases_cell(r: dict[str, Any]) -> str:
     return phases_text(r) if r.get("rss_by_phase_mb") else "n/a"
 
 
+def _judged(r: dict[str, Any], key: str, text: Any, ok: Any, missing: str = "n/a") -> str:
+    """The cell of one measure (`r[key]`): its text, judged where the issue's targets hold."""
+    measured = r.get(key)
+    if not measured:
+        return missing
+    return _cell(text(measured), ok(measured) if issue_applies(r["n"]) else None)
+
+
 def _visible_cell(r: dict[str, Any]) -> str:
-    rb = r.get("rebuild")
-    if not rb:
-        return "n/a"
-    return _cell(f"{_fmt(rb['visible']['p95_ms'], ' ms', 0)} ({rb['trials']} trials)", edit_visible_ok(rb) if issue_applies(r["n"]) else None)
+    return _judged(r, "rebuild", lambda rb: f"{_fmt(rb['visible']['p95_ms'], ' ms', 0)} ({rb['trials']} trials)", edit_visible_ok)
+
+
+def _worst_text(rb: dict[str, Any]) -> str:
+    d, b = rb["during"], rb["baseline"]
+    return (" / ".join(_fmt(d[k]["max_ms"], "", 0) for k in ("full", "point", "health")) + " ms (idle "
+            + " / ".join(_fmt(b[k]["max_ms"], "", 0) for k in ("full", "point", "health")) + ")")
 
 
 def _worst_cell(r: dict[str, Any]) -> str:
-    rb = r.get("rebuild")
-    if not rb:
-        return "n/a"
-    d, b = rb["during"], rb["baseline"]
-    value = (" / ".join(_fmt(d[k]["max_ms"], "", 0) for k in ("full", "point", "health")) + " ms (idle "
-             + " / ".join(_fmt(b[k]["max_ms"], "", 0) for k in ("full", "point", "health")) + ")")
-    return _cell(value, edit_worst_ok(rb) if issue_applies(r["n"]) else None)
+    return _judged(r, "rebuild", _worst_text, edit_worst_ok)
 
 
 def _add_cell(r: dict[str, Any]) -> str:
-    ad = r.get("add")
-    if not ad:
-        return "not measured"
-    return _cell(f"{_fmt(ad['p50_ms'], '', 0)} / {_fmt(ad['p95_ms'], ' ms', 0)}", add_p95_ok(ad) if issue_applies(r["n"]) else None)
+    return _judged(r, "add", lambda ad: f"{_fmt(ad['p50_ms'], '', 0)} / {_fmt(ad['p95_ms'], ' ms', 0)}", add_p95_ok, "not measured")
 
 
 def _full_map_cell(r: dict[str, Any]) -> str:
