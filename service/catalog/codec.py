@@ -86,7 +86,8 @@ def _deep_recursion() -> Iterator[None]:
             sys.setrecursionlimit(limit)
 
 
-def _no_constants(name: str) -> object:
+def no_constants(name: str) -> object:
+    """`parse_constant` for the standard library's JSON: NaN and Infinity are not JSON."""
     raise ValueError(f"{name} is not JSON")
 
 
@@ -108,7 +109,7 @@ def load_json(raw: bytes) -> Any:
         value = orjson.loads(raw)
         if _has_long_digit_run(raw):
             with _deep_recursion():
-                value = json.loads(raw, parse_constant=_no_constants)
+                value = json.loads(raw, parse_constant=no_constants)
     except (orjson.JSONDecodeError, ValueError, RecursionError) as exc:
         raise CatalogFormatError(f"not valid JSON ({exc})") from None
     return value

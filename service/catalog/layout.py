@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import orjson
 
+from .codec import no_constants
+
 _SPACE = rb"[ \t\r\n]*"
 
 
@@ -60,11 +62,7 @@ _NEXT = re.compile(_SPACE + rb"," + _SPACE + rb"\{")
 _LIST = re.compile(rb'"models"' + _SPACE + rb":" + _SPACE + rb"\[" + _SPACE + rb"\{")
 
 
-def _no_constants(name: str) -> object:
-    raise ValueError(f"{name} is not JSON")
-
-
-_SCAN = json.scanner.make_scanner(json.JSONDecoder(parse_constant=_no_constants))
+_SCAN = json.scanner.make_scanner(json.JSONDecoder(parse_constant=no_constants))
 
 
 def layout_of(head: bytes | memoryview) -> Layout:

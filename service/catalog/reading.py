@@ -32,10 +32,6 @@ UNPARSABLE_RETRY_S = (0.02, 0.05, 0.1, 0.2, 0.3, 0.35)
 # One that keeps changing while it does not parse is read again for as long as it changes, up
 # to this long: a program saving in place many times a second leaves it half-written most of the time.
 UNPARSABLE_WHILE_CHANGING_S = 10.0
-# A catalog larger than this is digested in blocks before it is read: a huge file that is our
-# own write is then never all in memory. A smaller one is read at once (`read_catalog` knows
-# its own writes by digest too), which spares an outside edit a second pass over the file.
-PRECHECK_BYTES = 64 * 1024 * 1024
 
 
 def read_catalog_rows(
@@ -174,19 +170,3 @@ def extract_entries(doc: Doc, catalog: str) -> CatalogEntries:
         elif shown is not None:
             entries.append(shown)
     return CatalogEntries(entries, unusable)
-
-
-def file_size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
-
-
-def size_and_digest(path: Path) -> tuple[int, str | None]:
-    """Size and `digest` of a file, read in blocks: a huge catalog is never all in memory here."""
-    try:
-        with open(path, "rb") as handle:
-            return os.fstat(handle.fileno()).st_size, file_digest(handle)
-    except OSError:
-        return 0, None

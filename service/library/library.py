@@ -19,14 +19,11 @@ from pathlib import Path
 from .. import workers
 from ..catalog.document import CATALOG_NAMES, catalog_path
 from ..catalog.reading import (
-    PRECHECK_BYTES,
     UNPARSABLE_RETRY_S,
     CatalogReading,
     TooBigToParseHere,
-    file_size,
     read_catalog,
     read_catalog_rows,
-    size_and_digest,
     whole_reading,
 )
 from ..catalog.text import Text
@@ -194,12 +191,7 @@ class Library:
 
     async def _read(self, state: CatalogState) -> CatalogReading:
         """Read one catalog in a thread (under the catalog lock: `state` holds still meanwhile)."""
-        in_windows = state.text is not None and bool(state.text.windows)  # read in place: digested in blocks first anyway
-        if not in_windows and await asyncio.to_thread(file_size, state.path) > PRECHECK_BYTES:  # not read whole only to learn it is our own write
-            _, content_digest = await asyncio.to_thread(size_and_digest, state.path)
-            if content_digest is not None and content_digest == state.digest:  # our own write, or a touch
-                return CatalogReading(content_digest, None, None)
-        try:
+        try:  # digested in blocks first: a huge file that is our own write is never read into memory
             return await asyncio.to_thread(
                 read_catalog, state.path, state.name, state.digest, state.text, shown=state.shown, dirty=set(state.dirty)
             )
