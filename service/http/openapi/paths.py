@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ...civitai.refs import MAX_REF_CHARS, WHAT_IS_TAKEN
 from ...map.status import Status
 from .build import (
@@ -56,50 +58,28 @@ body streams), since EventSource cannot send one. A client that stops reading is
 what was written to it has waited 10 s; a new client is never refused, the stream least likely
 to be read giving its slot up when all 32 are taken.""".replace("STATUSES", " | ".join(f'`"{status.value}"`' for status in Status))
 
+def _page_file(operation_id: str, summary: str, description: str, media_type: str, more: Schema | None = None, **extra: Any) -> dict[str, Schema]:
+    """The GET of one of the page's files: no key, tagged `page`."""
+    answers = {"200": {"description": description, "content": {media_type: {"schema": {"type": "string"}}}}, **(more or {})}
+    return {"get": operation(operation_id, summary, answers, security=None, tag="page", **extra)}
+
+
 EXAMPLE_REF = "https://civitai.com/models/827184/wai-illustrious-sdxl?modelVersionId=2514310"
 
 PATHS: dict[str, dict[str, Schema]] = {
     **LIBRARY_PATHS,
-    "/": {
-        "get": operation(
-            "page",
-            "The page for people: the catalog, live download progress, add, promote, remove, download, cancel",
-            {"200": {"description": "The page. It asks for the key and uses this API.", "content": {"text/html": {"schema": {"type": "string"}}}}},
-            security=None,
-            tag="page",
-        )
-    },
-    "/app.js": {
-        "get": operation(
-            "pageScript",
-            "The page's script",
-            {"200": {"description": "The script.", "content": {"text/javascript": {"schema": {"type": "string"}}}}},
-            security=None,
-            tag="page",
-        )
-    },
-    "/app.css": {
-        "get": operation(
-            "pageStyle",
-            "The page's style sheet",
-            {"200": {"description": "The style sheet.", "content": {"text/css": {"schema": {"type": "string"}}}}},
-            security=None,
-            tag="page",
-        )
-    },
-    "/page/{name}": {
-        "get": operation(
-            "pageAsset",
-            "One of the page's other scripts",
-            {
-                "200": {"description": "The script.", "content": {"text/javascript": {"schema": {"type": "string"}}}},
-                "404": error("The page has no such file (`no_route`)."),
-            },
-            security=None,
-            tag="page",
-            parameters=[{"name": "name", "in": "path", "required": True, "schema": {"type": "string", "enum": ["live.js", "tools.js"]}}],
-        )
-    },
+    "/": _page_file("page", "The page for people: the catalog, live download progress, add, promote, remove, download, cancel",
+                    "The page. It asks for the key and uses this API.", "text/html"),
+    "/app.js": _page_file("pageScript", "The page's script", "The script.", "text/javascript"),
+    "/app.css": _page_file("pageStyle", "The page's style sheet", "The style sheet.", "text/css"),
+    "/page/{name}": _page_file(
+        "pageAsset",
+        "One of the page's other scripts",
+        "The script.",
+        "text/javascript",
+        {"404": error("The page has no such file (`no_route`).")},
+        parameters=[{"name": "name", "in": "path", "required": True, "schema": {"type": "string", "enum": ["live.js", "tools.js"]}}],
+    ),
     "/health": {
         "get": operation(
             "health",
