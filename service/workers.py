@@ -20,7 +20,7 @@ import multiprocessing
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -112,13 +112,61 @@ def set_long_lived_aside() -> None:
 
     A large library is hundreds of thousands of long-lived objects (the cut catalogs, the map's
     entries, the index); each full collection would walk them all, holding the GIL for tens of
-    milliseconds while requests wait. Called once such a structure is built, it leaves the
+    milliseconds while requests wait. Done once such a structure is built, it leaves the
     collector only what was made since. The garbage waiting then is collected first (a walk of
     what was not set aside before: all of it once, at the start). Frozen objects are still freed
     when their last reference goes (these structures hold no cycles); only a cycle formed among
     them later would never be collected."""
     gc.collect()
     gc.freeze()
+
+
+class Pause:
+    """One hold on the collector (`collector_paused`); `set_aside`: what was built is long-lived."""
+
+    __slots__ = ("set_aside",)
+
+    def __init__(self, set_aside: bool) -> None:
+        self.set_aside = set_aside
+
+
+_pause_lock = threading.Lock()
+_pausers = 0
+_was_enabled = False
+_aside_due = False
+
+
+@contextlib.contextmanager
+def collector_paused(*, set_aside: bool = False) -> Iterator[Pause]:
+    """Hold the cyclic garbage collector off while a large structure is built (a catalog's
+    whole reading, the map laid out anew, the first build of the index).
+
+    Each new object counts toward the next collection, and full collections come as the
+    structure grows: building a million entries walked them all again and again. Nothing they
+    hold is cyclic garbage, so the collector waits until the last overlapping pause ends (the
+    threads that build share it). If any of them said the result is long-lived (`set_aside`,
+    or `Pause.set_aside` set before it ends), it is then set aside (`set_long_lived_aside`) in
+    one walk, before the collector would have walked it on its own. A collector paused by
+    someone else stays paused."""
+    global _pausers, _was_enabled, _aside_due
+    pause = Pause(set_aside)
+    with _pause_lock:
+        if _pausers == 0:
+            _was_enabled = gc.isenabled()
+            gc.disable()
+        _pausers += 1
+    try:
+        yield pause
+    finally:
+        with _pause_lock:
+            _pausers -= 1
+            _aside_due |= pause.set_aside
+            if _pausers == 0:
+                if _aside_due:
+                    _aside_due = False
+                    set_long_lived_aside()
+                if _was_enabled:
+                    gc.enable()
 
 
 def release_free_memory() -> bool:

@@ -22,3 +22,50 @@ def test_garbage_waiting_when_the_heap_is_set_aside_is_collected_first() -> None
         assert alive() is None  # a cycle frozen as it waited would never be freed
     finally:
         gc.unfreeze()
+
+
+def test_the_collector_waits_until_the_last_overlapping_pause_ends() -> None:
+    assert gc.isenabled()
+    outer = workers.collector_paused()
+    outer.__enter__()
+    with workers.collector_paused():
+        assert not gc.isenabled()
+    assert not gc.isenabled()  # the outer build is still under way
+    outer.__exit__(None, None, None)
+    assert gc.isenabled()
+
+
+def test_a_collector_paused_by_someone_else_stays_paused() -> None:
+    gc.disable()
+    try:
+        with workers.collector_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_a_build_said_to_be_long_lived_is_set_aside_once_its_garbage_is_collected() -> None:
+    class Node:
+        other: Any = None
+
+    before = gc.get_freeze_count()
+    try:
+        with workers.collector_paused() as pause:
+            kept = Node()
+            a, b = Node(), Node()
+            a.other, b.other = b, a
+            alive = weakref.ref(a)
+            del a, b
+            pause.set_aside = True
+        assert alive() is None  # the cycle made during the build was collected, not frozen
+        assert gc.get_freeze_count() > before and gc.is_tracked(kept)
+    finally:
+        gc.unfreeze()
+
+
+def test_a_build_not_said_to_be_long_lived_sets_nothing_aside() -> None:
+    before = gc.get_freeze_count()
+    with workers.collector_paused():
+        pass
+    assert gc.get_freeze_count() == before

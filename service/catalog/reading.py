@@ -38,7 +38,8 @@ def read_catalog_rows(
     path: Path, name: str, known_digest: str | None
 ) -> tuple[str, tuple[list[EntryRow], int] | None, str | None, bool]:
     """A whole catalog read and parsed (a worker process's job), as plain tuples: cheap to send back."""
-    reading = read_catalog(path, name, known_digest, None, whole=True)
+    with workers.collector_paused():  # the process ends with the reading: nothing to set aside
+        reading = read_catalog(path, name, known_digest, None, whole=True)
     rows = None
     if reading.loaded is not None:
         found = reading.loaded.shown.values()

@@ -47,9 +47,13 @@ WINDOW = 1 << 20  # cut at most this much text per C call: the event loop gets t
 SKELETON_LIMIT = 8 << 20  # structure beyond this is not a catalog worth cutting: read whole (in a worker process: faster at 1M entries than a cut here)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Piece:
-    """What one chunk of text holds: the structure before its entry, and the entry."""
+    """What one chunk of text holds: the structure before its entry, and the entry.
+
+    Never changed once made, but not a frozen dataclass: one is made for every entry of every
+    reading, and a frozen one's `__init__` (a call of `object.__setattr__` per field) costs
+    four times as much."""
 
     prefix: bytes  # the text between the previous entry's end and this entry's "{"
     length: int  # of the whole chunk (prefix and entry, without END)

@@ -77,15 +77,16 @@ def moved_versions(old: dict[int, MapEntry], new: dict[int, MapEntry], among: It
     return moved
 
 
-async def _give_memory_back(entries: int, *, set_aside: bool = True) -> None:
+async def _give_memory_back(entries: int) -> None:
     """After what held `entries` entries became garbage: hand the allocator's free memory back
-    to the system (in a thread), and set what replaced it aside from the garbage collector's
-    walks (`set_aside`: not after a save, which answers a request and replaces little), when
-    that is worth it."""
+    to the system (in a thread), when that is worth it."""
     if entries >= TRIM_AFTER_ENTRIES:
-        if set_aside:
-            workers.set_long_lived_aside()
         await asyncio.to_thread(workers.release_free_memory)
+
+
+def _long_lived(entries: int) -> bool:
+    """Whether a structure of this many entries is worth setting aside from the collector's walks."""
+    return entries >= TRIM_AFTER_ENTRIES
 
 
 class Library:
@@ -138,12 +139,18 @@ class Library:
     async def start(self) -> None:
         """First full build: both catalogs and a scan of every root."""
         started = time.perf_counter()
-        await self.folders.note_mount_points()
-        for name in CATALOG_NAMES:
-            await self.reload_catalog(name, rebuild=False)
-        async with self._catalog_lock:
-            await self._rebuild()
-        await self.reconcile()
+        with workers.collector_paused(set_aside=True):
+            await self.folders.note_mount_points()
+            for name in CATALOG_NAMES:
+                await self.reload_catalog(name, rebuild=False)
+            async with self._reconcile_lock:  # the disk first: the map is then laid out once, every status known
+                await self.folders.rescan(report=True)
+                self._tell_disk_listeners(None)
+                async with self._catalog_lock:
+                    await self._rebuild()
+            for name in CATALOG_NAMES:  # a save that landed meanwhile (the watcher saw it, and waited for the lock)
+                await self.reload_catalog(name)
+        await _give_memory_back(len(self.index))
         self.ready = True
         logger.info(
             "index ready: %d catalogued versions, %d files on disk, in %.2f s",
@@ -192,9 +199,13 @@ class Library:
     async def _read(self, state: CatalogState) -> CatalogReading:
         """Read one catalog in a thread (under the catalog lock: `state` holds still meanwhile)."""
         try:  # digested in blocks first: a huge file that is our own write is never read into memory
-            return await asyncio.to_thread(
-                read_catalog, state.path, state.name, state.digest, state.text, shown=state.shown, dirty=set(state.dirty)
-            )
+            with workers.collector_paused() as pause:
+                reading = await asyncio.to_thread(
+                    read_catalog, state.path, state.name, state.digest, state.text, shown=state.shown, dirty=set(state.dirty)
+                )
+                loaded = reading.loaded
+                pause.set_aside = loaded is not None and not loaded.partial and _long_lived(len(loaded.shown))
+                return reading
         except TooBigToParseHere:
             pass
         content_digest, rows, error, unparsable = await workers.in_worker_process(read_catalog_rows, state.path, state.name, state.digest)
@@ -292,7 +303,7 @@ class Library:
             await self._splice(moved)
         # The save's reading, its cut's copies and the old cut are garbage now, which the
         # allocator would otherwise keep.
-        await _give_memory_back(max((len(self.catalogs[name].shown) for name in written), default=0), set_aside=False)
+        await _give_memory_back(max((len(self.catalogs[name].shown) for name in written), default=0))
 
     async def set_disk_entries(self, entries: list[MapEntry]) -> bool:
         """Show these versions identified on disk (in no catalog) in the map; True if it changed."""
@@ -364,8 +375,10 @@ class Library:
 
     async def _rebuild(self) -> bool:
         catalogs = [self.catalogs["loras"].shown.values(), self.catalogs["models"].shown.values(), self.disk_entries.values()]
-        layout = await asyncio.to_thread(build_layout, catalogs, self.index.layout)
-        moved = self.index.set_layout(layout)
+        with workers.collector_paused() as pause:
+            layout = await asyncio.to_thread(build_layout, catalogs, self.index.layout)
+            moved = self.index.set_layout(layout)
+            pause.set_aside = _long_lived(len(layout.entries))
         await _give_memory_back(len(layout.entries))  # the old layout and the reading are garbage now
         return moved
 

@@ -31,9 +31,13 @@ def catalog_id(value: object) -> int | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MapEntry:
-    """One catalog entry as the map shows it, pre-serialized up to its status."""
+    """One catalog entry as the map shows it, pre-serialized up to its status.
+
+    Never changed once made, but not a frozen dataclass: one is made for every entry of every
+    reading, and a frozen one's `__init__` (a call of `object.__setattr__` per field) costs
+    four times as much."""
 
     version_id: int
     model_id: int | None
