@@ -139,24 +139,34 @@ class Library:
     async def start(self) -> None:
         """First full build: both catalogs and a scan of every root."""
         started = time.perf_counter()
+        took = {}
         with workers.collector_paused(set_aside=True):
             await self.folders.note_mount_points()
             for name in CATALOG_NAMES:
                 await self.reload_catalog(name, rebuild=False)
+            took["catalogs"] = time.perf_counter()
             async with self._reconcile_lock:  # the disk first: the map is then laid out once, every status known
                 await self.folders.rescan(report=True)
                 self._tell_disk_listeners(None)
+                took["scan"] = time.perf_counter()
                 async with self._catalog_lock:
                     await self._rebuild()
+                took["map"] = time.perf_counter()
             for name in CATALOG_NAMES:  # a save that landed meanwhile (the watcher saw it, and waited for the lock)
                 await self.reload_catalog(name)
         await _give_memory_back(len(self.index))
         self.ready = True
+        took["the rest"] = time.perf_counter()
+        phases, last = [], started
+        for phase, at in took.items():
+            phases.append(f"{phase} {at - last:.2f} s")
+            last = at
         logger.info(
-            "index ready: %d catalogued versions, %d files on disk, in %.2f s",
+            "index ready: %d catalogued versions, %d files on disk, in %.2f s (%s)",
             len(self.index),
             len(self.presence),
-            time.perf_counter() - started,
+            last - started,
+            ", ".join(phases),
         )
 
     async def reload_catalog(self, name: str, *, rebuild: bool = True) -> bool:
