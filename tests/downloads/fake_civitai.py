@@ -145,10 +145,15 @@ def headers_of(fake: FakeCivitai, server: str) -> list[dict[str, Any]]:
     return [headers for name, _path, headers in fake.requests if name == server]
 
 
+FAKE_SHUTDOWN_S = 1.0
+
+
 async def started(aiohttp_server: Any) -> FakeCivitai:
     """A FakeCivitai with both servers running on loopback ports (`fake.civitai` is CivitAI's)."""
     fake = FakeCivitai()
-    storage = await aiohttp_server(fake.storage_app())
+    # Torn down before the service it serves (fixtures end in reverse order): a transfer the
+    # service still has open is cut after a second instead of held for aiohttp's 60 s default.
+    storage = await aiohttp_server(fake.storage_app(), shutdown_timeout=FAKE_SHUTDOWN_S)
     fake.storage_url = str(storage.make_url("")).rstrip("/")
-    fake.civitai = await aiohttp_server(fake.civitai_app())  # type: ignore[attr-defined]
+    fake.civitai = await aiohttp_server(fake.civitai_app(), shutdown_timeout=FAKE_SHUTDOWN_S)  # type: ignore[attr-defined]
     return fake
