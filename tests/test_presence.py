@@ -123,3 +123,14 @@ async def test_a_folder_cut_for_depth_is_named_once(start: StartClient, models_d
         await library.reconcile()
     cut = [record.getMessage() for record in caplog.records if "folders deep" in record.getMessage()]
     assert len(cut) == 1 and f"{MAX_DEPTH} folders deep" in cut[0]
+
+
+def test_the_files_of_some_names_are_every_complete_file_of_them_and_no_other(tmp_path: Path) -> None:
+    sources = (FolderSource(str(tmp_path)),)
+    for path in ("loras/a.safetensors", "loras/sdxl/a.safetensors", "checkpoints/b.safetensors", "loras/c.safetensors.part"):
+        touch(tmp_path / path, b"x")
+    presence = Presence(sources)
+    presence.replace(scan_sources(sources))
+    named = presence.files_named({"a.safetensors", "c.safetensors", "absent.safetensors"})
+    assert sorted(named) == [(str(tmp_path / "loras" / "a.safetensors"), "loras"), (str(tmp_path / "loras" / "sdxl" / "a.safetensors"), "loras/sdxl")]
+    assert sorted(presence.files_named({"a.safetensors"})) == sorted(path for path in presence.files() if path[0].endswith("/a.safetensors"))

@@ -5,6 +5,8 @@ Owned by the event loop; filled by the hasher, read by the index for every statu
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 
@@ -17,6 +19,9 @@ class KnownHashes:
     version_of: dict[str, int] = field(default_factory=dict)  # sha256 -> CivitAI version id
     by_version: dict[int, set[str]] = field(default_factory=dict)  # version id -> sha256s
     hinted: set[str] = field(default_factory=set)  # paths whose hash is another tool's word, not read from their bytes yet
+    # file name -> its path (nearly always one), or the set of its paths: what a look at a few
+    # changed names needs, without a walk over every hashed file
+    _by_name: dict[str, str | set[str]] = field(default_factory=dict)
 
     def set_hash(self, path: str, sha256: str) -> str | None:
         """Record a file's SHA256; returns the hash it had before, if another."""
@@ -25,6 +30,8 @@ class KnownHashes:
             return None
         if old is not None:
             self._unlink(path, old)
+        else:
+            self._name(path)
         self.by_path[path] = sha256
         self.by_hash.setdefault(sha256, set()).add(path)
         return old
@@ -35,7 +42,37 @@ class KnownHashes:
         self.hinted.discard(path)
         if old is not None:
             self._unlink(path, old)
+            self._unname(path)
         return old
+
+    def paths_named(self, names: Iterable[str]) -> list[str]:
+        """The hashed files with one of these file names."""
+        found: list[str] = []
+        for name in names:
+            paths = self._by_name.get(name)
+            if paths is not None:
+                found += (paths,) if type(paths) is str else paths
+        return found
+
+    def _name(self, path: str) -> None:
+        name = os.path.basename(path)
+        paths = self._by_name.get(name)
+        if paths is None:
+            self._by_name[name] = path
+        elif type(paths) is str:
+            self._by_name[name] = {paths, path}
+        else:
+            paths.add(path)  # type: ignore[union-attr]
+
+    def _unname(self, path: str) -> None:
+        name = os.path.basename(path)
+        paths = self._by_name.get(name)
+        if paths == path:
+            del self._by_name[name]
+        elif type(paths) is set:
+            paths.discard(path)
+            if len(paths) == 1:
+                self._by_name[name] = next(iter(paths))
 
     def set_version(self, sha256: str, version_id: int | None) -> bool:
         """Record which version CivitAI named for a hash (None: none); True when that changed."""

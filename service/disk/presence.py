@@ -48,6 +48,10 @@ class Presence:
         """Every complete file: (physical path, logical folder)."""
         return [(os.path.join(d, name), logical) for d, names in self._by_dir.items() for name, logical in names.items()]
 
+    def files_named(self, names: Iterable[str]) -> list[tuple[str, str]]:
+        """The complete files with one of these file names: (physical path, logical folder)."""
+        return [(os.path.join(d, name), logical) for name in names for d, logical in (self._by_name.get(name) or {}).items()]
+
     def paths_of(self, name: str, folder: str) -> list[str]:
         """Physical paths of the complete files of that name in that logical folder or below it."""
         places = self._by_name.get(name)

@@ -147,18 +147,20 @@ class Hasher:
         everything, names = self._everything, self._names
         self._everything, self._names = False, set()
         presence = self.library.presence
-        files = presence.files()
-        wanted = files if everything else [(path, logical) for path, logical in files if os.path.basename(path) in names]
+        # A pass after file events looks at the files of the names they named, and no others:
+        # its cost is theirs, not the library's.
+        wanted = presence.files() if everything else presence.files_named(names)
         keys, gone = await asyncio.to_thread(stat_all, [path for path, _ in wanted])
-        on_disk = {path for path, _ in files}
-        stale = [path for path in self.known.by_path if path not in on_disk or path in gone]
+        on_disk = {path for path, _ in wanted}
+        looked_at = list(self.known.by_path) if everything else self.known.paths_named(names)
+        stale = [path for path in looked_at if path not in on_disk or path in gone]
         hashes = await self._in_db(self.store.known_hashes, keys)
         now = time.time()
         todo, unsettled = [], []
         for key in keys:
             if key.path not in hashes:
                 (todo if now - key.mtime_ns / 1e9 >= self.settle_s else unsettled).append(key)
-        new_hints, changed_paths = await self.hints.look_beside(keys, todo, on_disk, self.library.index)  # paths whose preview moved
+        new_hints, changed_paths = await self.hints.look_beside(keys, todo, on_disk, self.library.index, None if everything else names)
         changed_hashes = self._take_known(stale, keys, hashes, changed_paths)
         self.hints.take_back_identities(self.known, self.identities, changed_hashes)
         await self._take_hint_identities()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Iterable
 
 from ..civitai.lookup import Identity
@@ -38,15 +39,18 @@ class Hints:
     def __len__(self) -> int:
         return len(self._by_path)
 
-    async def look_beside(self, keys: list[FileKey], unhashed: list[FileKey], on_disk: set[str], index: CivitaiIndex) -> tuple[set[str], set[str]]:
+    async def look_beside(
+        self, keys: list[FileKey], unhashed: list[FileKey], on_disk: set[str], index: CivitaiIndex, names: set[str] | None = None
+    ) -> tuple[set[str], set[str]]:
         """Previews beside every file looked at (told to the index); sidecars beside the unhashed
         ones not looked at as they are now. Returns the SHA256 values of new hints, and the
-        files whose preview came or went."""
-        self.keep_only(on_disk)
+        files whose preview came or went. `names`: only files of these names were looked at
+        (`on_disk` holds those of them on disk); None: every file was."""
+        self.keep_only(on_disk, names)
         to_read = self.not_looked_at(unhashed)
         files = [ModelFile(key.path, key.size, key.mtime_ns) for key in keys]
         beside = await asyncio.to_thread(look_beside, files, {key.path for key in to_read})
-        gone = {path: None for path in index.previews if path not in on_disk}
+        gone = {path: None for path in _among(index.previews, names) if path not in on_disk}
         moved = index.set_previews({**gone, **{key.path: beside.previews.get(key.path) for key in keys}})
         return self.take(to_read, beside), moved
 
@@ -97,10 +101,11 @@ class Hints:
         )
         return None
 
-    def keep_only(self, paths: set[str]) -> None:
-        """Forget hints and lookings of files no longer on disk, or known by their hash now."""
+    def keep_only(self, paths: set[str], names: set[str] | None = None) -> None:
+        """Forget hints and lookings of files no longer on disk, or known by their hash now
+        (`names`: only of files of these names)."""
         for table in (self._by_path, self._looked):
-            for path in [path for path in table if path not in paths]:
+            for path in [path for path in _among(table, names) if path not in paths]:
                 del table[path]
 
     def identities(self) -> list[tuple[str, Hint]]:
@@ -127,3 +132,8 @@ class Hints:
     def _only_hinted(self, known: KnownHashes, sha256: str) -> bool:
         paths = known.by_hash.get(sha256)
         return bool(paths) and all(path in self._by_path for path in paths)
+
+
+def _among(paths: Iterable[str], names: set[str] | None) -> Iterable[str]:
+    """The paths of files with one of these names (None: all of them)."""
+    return paths if names is None else [path for path in paths if os.path.basename(path) in names]
