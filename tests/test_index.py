@@ -11,6 +11,7 @@ import pytest
 from service.disk.presence import Presence
 from service.disk.scan import FolderSource, PathFact
 from service.map import body as body_module
+from service.map import chunks as chunks_module
 from service.map.entry import MapEntry, disk_entry, shown_entry
 from service.map.index import CivitaiIndex
 from service.map.layout import build_layout
@@ -140,7 +141,7 @@ def test_versions_sharing_a_file_are_all_found_as_they_come_and_go() -> None:
 def large_index(monkeypatch: pytest.MonkeyPatch, count: int = 3000) -> CivitaiIndex:
     """A map over KEEP_JOINED_BYTES (lowered): sent in slices, never joined whole."""
     monkeypatch.setattr(body_module, "KEEP_JOINED_BYTES", 64 * 1024)
-    monkeypatch.setattr(body_module, "SEND_SLICE", 8 * 1024)
+    monkeypatch.setattr(chunks_module, "CHUNK_PARTS", 3 * 40)
     monkeypatch.setattr(body_module, "JOIN_IN_THREAD_PARTS", 100)
     index = CivitaiIndex(Presence((FolderSource(ROOT),)))
     index.set_layout(build_layout([[entry(v) for v in range(1, count + 1)]]))

@@ -153,7 +153,7 @@ async def test_serving_does_not_serialize_per_request(start: StartClient, monkey
 
 async def test_a_map_too_large_to_keep_joined_is_sent_in_slices(start: StartClient, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("service.map.body.KEEP_JOINED_BYTES", 256 * 1024)
-    monkeypatch.setattr("service.map.body.SEND_SLICE", 16 * 1024)
+    monkeypatch.setattr("service.map.chunks.CHUNK_PARTS", 3 * 80)
     monkeypatch.setattr("service.map.body.JOIN_IN_THREAD_PARTS", 1000)
     entries = [entry(v, f"file_{v}.safetensors", "loras") for v in range(1, 2001)]
     write_json(catalog_dir / "models.json", catalog(*entries, category="loras"))

@@ -3,32 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 JOIN_IN_THREAD_PARTS = 20_000  # a map body of more parts than this (~10,000 versions) is joined off the event loop
-# A map body larger than this is never joined into one bytes: it is sent in slices of about
-# SEND_SLICE, each joined from the parts as it goes; a change rejoins only the slices it touched.
+# A map body larger than this is never joined into one bytes: it is sent in slices, one for
+# each chunk of its parts (`chunks.ChunkedParts`, about a mebibyte), each joined as it goes; a
+# change rejoins only the slices of the chunks it touched.
 KEEP_JOINED_BYTES = 8 * 1024 * 1024
-SEND_SLICE = 1024 * 1024  # each is one write to the socket (see http/views.py, STREAM_CHUNK)
 GZIP_LEVEL = 6
 FAST_GZIP_LEVEL = 1  # for bodies kept in slices (over KEEP_JOINED_BYTES): twice as fast, 10 % larger
+
+Chunks = tuple[tuple[bytes, ...], ...]
 
 
 class MapSnapshot:
     """One published answer: its tag, and its body and gzip variant made on first demand.
 
-    Publishing keeps only the parts (a copy of their list, not of their bytes); the body is
-    joined when a client needs it, once, in a worker thread when it is large. A burst of
-    changes nobody fetched in between costs no join at all.
+    Publishing keeps only the parts, in chunks (`ChunkedParts.chunks`: a copy of the chunks
+    that changed, not of their bytes); the body is joined when a client needs it, once, in a
+    worker thread when it is large. A burst of changes nobody fetched in between costs no join.
     """
 
     __slots__ = ("etag", "_parts", "_body", "_joining", "_gzip", "_sliced", "_cache")
 
-    def __init__(self, parts: tuple[bytes, ...], etag: str, cache: SliceCache | None = None) -> None:
+    def __init__(self, chunks: Chunks, etag: str, cache: SliceCache | None = None) -> None:
         self.etag = etag
-        self._parts: tuple[bytes, ...] | None = parts
+        self._parts: Chunks | None = chunks
         self._body: bytes | None = None
         self._joining: asyncio.Future[bytes] | None = None
         self._gzip: asyncio.Future[bytes] | None = None
@@ -39,7 +42,7 @@ class MapSnapshot:
     def body(self) -> bytes:
         """The body, joined here if no one asked for it before."""
         if self._body is None:
-            self._keep(b"".join(self._parts or ()))
+            self._keep(_joined(self._parts or ()))
         assert self._body is not None
         return self._body
 
@@ -51,11 +54,11 @@ class MapSnapshot:
         """The body; a large one joined in a worker thread, concurrent callers sharing the job."""
         if self._body is not None:
             return self._body
-        if self._parts is not None and len(self._parts) < JOIN_IN_THREAD_PARTS:
+        if self._parts is not None and _count(self._parts) < JOIN_IN_THREAD_PARTS:
             return self.body
         if self._joining is None:
             parts = self._parts
-            self._joining = asyncio.ensure_future(asyncio.to_thread(b"".join, parts or ()))
+            self._joining = asyncio.ensure_future(asyncio.to_thread(_joined, parts or ()))
         body = await asyncio.shield(self._joining)
         return self._body if self._body is not None else self._keep(body)
 
@@ -69,13 +72,13 @@ class MapSnapshot:
         the unchanged slices of the body before); None when the body is small enough to be
         kept whole (`full_body`)."""
         parts = self._parts
-        if self._body is not None or parts is None or len(parts) < JOIN_IN_THREAD_PARTS:
+        if self._body is not None or parts is None or _count(parts) < JOIN_IN_THREAD_PARTS:
             return None
         if self._sliced is None:
             self._sliced = asyncio.ensure_future(self._slice(parts))
         return await asyncio.shield(self._sliced)
 
-    async def _slice(self, parts: tuple[bytes, ...]) -> Sliced | None:
+    async def _slice(self, parts: Chunks) -> Sliced | None:
         sliced = await asyncio.to_thread(slice_parts, parts, self._cache.latest)
         if sliced is not None:
             self._cache.latest = sliced
@@ -95,16 +98,22 @@ class MapSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class Sliced:
-    """A large map body kept as slices of about SEND_SLICE bytes, never as one bytes: `cuts`
-    says where in the parts each slice starts (and where the last ends)."""
+    """A large map body kept as slices, one for each chunk of its parts, never as one bytes."""
 
     size: int
-    parts: tuple[bytes, ...]
-    cuts: list[int]
+    chunks: Chunks
     slices: list[bytes]
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self.slices)
+
+
+def _joined(chunks: Chunks) -> bytes:
+    return b"".join(itertools.chain.from_iterable(chunks))
+
+
+def _count(chunks: Chunks) -> int:
+    return sum(map(len, chunks))
 
 
 def gzipped(pieces: Iterable[bytes]) -> bytes:
@@ -125,36 +134,24 @@ class SliceCache:
         self.latest: Sliced | None = None
 
 
-def slice_parts(parts: tuple[bytes, ...], before: Sliced | None) -> Sliced | None:
-    """The body in slices (blocking: call it in a thread); None when it is small enough to keep joined.
+def slice_parts(chunks: Chunks, before: Sliced | None) -> Sliced | None:
+    """The body in slices, one for each chunk (blocking: call it in a thread); None when it is
+    small enough to keep joined.
 
-    Slices start where `before`'s did, so a slice whose parts are all the same objects as in
-    `before` is the same bytes, taken over without a copy: a change to a few versions joins a
-    few slices of a mebibyte, and a body still being sent shares all the others with the new one.
+    A chunk that is the same as `before`'s in its place (the very tuple, when no part of it
+    was written since, else found equal part by part) is the same bytes: its slice is taken
+    over without a copy. A change to a few versions joins a few slices of about a mebibyte,
+    and a body still being sent shares all the others with the new one.
     """
-    size = sum(map(len, parts))
+    old_chunks, old_slices = (before.chunks, before.slices) if before is not None else ((), [])
+    slices = [
+        old_slices[number] if number < len(old_chunks) and (old_chunks[number] is chunk or old_chunks[number] == chunk) else b"".join(chunk)
+        for number, chunk in enumerate(chunks)
+    ]
+    size = sum(map(len, slices))
     if size <= KEEP_JOINED_BYTES:
         return None
-    count = len(parts)
-    if before is not None and len(before.cuts) > 1 and before.cuts[-1] <= count:
-        cuts = before.cuts[:-1]  # the last slice holds the tail (by_model), and what was appended before it
-    else:
-        cuts, before = [0], None
-    total, mark = 0, SEND_SLICE
-    for at, length in enumerate(map(len, parts[cuts[-1] :]), cuts[-1] + 1):
-        total += length
-        if total >= mark and at < count:
-            cuts.append(at)
-            mark = total + SEND_SLICE
-    cuts.append(count)
-    slices: list[bytes] = []
-    old = before or Sliced(0, (), [0], [])
-    for number, (start, stop) in enumerate(zip(cuts, cuts[1:])):
-        if number < len(old.slices) and old.cuts[number + 1] == stop and parts[start:stop] == old.parts[start:stop]:
-            slices.append(old.slices[number])  # the same objects (compared by identity first, at C speed): the same bytes
-        else:
-            slices.append(b"".join(parts[start:stop]))
-    return Sliced(size, parts, cuts, slices)
+    return Sliced(size, chunks, slices)
 
 
 def gzip_etag(etag: str) -> str:

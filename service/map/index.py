@@ -56,7 +56,7 @@ class CivitaiIndex:
         self._deferred: set[str] = set()
         self._deferred_handle: asyncio.TimerHandle | None = None
         self._slices = SliceCache()  # the latest large body's slices, which the next one takes over where unchanged
-        self.snapshot = MapSnapshot(tuple(self._layout.parts), self._etag(), self._slices)
+        self.snapshot = MapSnapshot(self._layout.parts.chunks(), self._etag(), self._slices)
         self.listeners: list[Listener] = []  # told (etag, changes) after every publish
         self.previews: dict[str, str] = {}  # physical path of a model file -> the preview image beside it
 
@@ -113,7 +113,7 @@ class CivitaiIndex:
         self._layout = layout
         self._status = status = {}
         changes: Changes = {}
-        parts, slots, entries = layout.parts, layout.slots, layout.entries
+        parts, slots, entries = layout.parts.items, layout.slots, layout.entries  # a new layout's chunks are all unpublished
         changed = layout.changed if layout.previous is old_layout else None
         layout.previous = layout.changed = None  # keep no older layout alive
         if changed is not None:
@@ -380,7 +380,7 @@ class CivitaiIndex:
         if not changes:
             return False
         self._generation += 1
-        self.snapshot = MapSnapshot(tuple(self._layout.parts), self._etag(), self._slices)
+        self.snapshot = MapSnapshot(self._layout.parts.chunks(), self._etag(), self._slices)
         for listener in self.listeners:
             listener(self.snapshot.etag, changes)
         return True

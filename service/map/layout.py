@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from .chunks import ChunkedParts
 from .entry import MapEntry, same_entry
 from .status import MISSING
 
@@ -24,7 +25,7 @@ class Layout:
     """The merged map of both catalogs, with one status slot per version."""
 
     entries: dict[int, MapEntry]
-    parts: list[bytes]
+    parts: ChunkedParts
     slots: dict[int, int]
     by_file: dict[str, Versions]
     by_model: dict[int, list[int]]
@@ -61,7 +62,7 @@ class Layout:
     def append(self, version_id: int, head: bytes) -> int:
         """Add a version's parts at the end of by_version; the index of its status."""
         parts = self.parts
-        parts[-3:-3] = [b"," if self.entries else b"", head, MISSING]
+        parts.insert(-3, [b"," if self.entries else b"", head, MISSING])
         slot = len(parts) - 4
         self.slots[version_id] = slot
         return slot
@@ -75,7 +76,7 @@ class Layout:
         self.holes += 1
         if first:
             for at in range(slot + 2, len(parts) - 3, 3):  # the next version's head
-                if parts[at]:
+                if parts.items[at]:
                     parts[at - 1] = b""
                     break
 
@@ -117,7 +118,7 @@ def build_layout(catalogs: Iterable[Iterable[MapEntry]], previous: Layout | None
     catalogued_models = None
     if disk_only:
         catalogued_models = {m: kept for m, versions in by_model.items() if (kept := [v for v in versions if entries[v].catalog])}
-    layout = Layout(entries, parts, slots, by_file, by_model, by_sha256, catalogued_models)
+    layout = Layout(entries, ChunkedParts(parts), slots, by_file, by_model, by_sha256, catalogued_models)
     if previous is not None:
         before = previous.entries
         layout.previous = previous
