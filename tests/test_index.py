@@ -178,3 +178,28 @@ async def test_a_small_map_is_kept_joined(monkeypatch: pytest.MonkeyPatch) -> No
     index.set_layout(build_layout([[entry(v) for v in range(1, 50)]]))
     assert await index.snapshot.sliced() is None
     assert orjson.loads(await index.snapshot.full_body())["by_version"]["49"]["status"] == "missing"
+
+
+def test_listeners_are_told_what_each_changed_version_showed_before() -> None:
+    presence = Presence((FolderSource(ROOT),))
+    index = CivitaiIndex(presence)
+    seen: list[dict[int, tuple[object, str | None]]] = []
+
+    def listener(_etag: str, changes: dict[int, object]) -> None:
+        before = {}
+        for version in changes:
+            status, shown = index.was(version)
+            before[version] = (status, None if shown is None else shown.file)
+        seen.append(before)
+
+    index.listeners.append(listener)
+    index.set_layout(build_layout([[entry(1), entry(2)]]))
+    assert seen[-1] == {1: (None, None), 2: (None, None)}  # the first layout: nothing was in the map
+    presence.apply([PathFact(f"{ROOT}/loras/v1.safetensors", "file", complete=True)])
+    index.files_changed({"v1.safetensors"})
+    assert seen[-1] == {1: ("missing", "v1.safetensors")}
+    index.update({2: entry(2, file="renamed.safetensors"), 3: entry(3), 1: None})
+    assert seen[-1] == {1: ("present", "v1.safetensors"), 2: ("missing", "v2.safetensors"), 3: (None, None)}
+    index.set_layout(build_layout([[entry(3)]]))
+    assert seen[-1] == {2: ("missing", "renamed.safetensors")}
+    assert index.was(3) == ("missing", index.shown(3)) and index.was(2) == (None, None)  # between publishes: as it is now

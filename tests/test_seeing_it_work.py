@@ -44,6 +44,20 @@ async def test_a_status_change_is_one_line_naming_the_version(start: StartClient
     assert (await get_map(client))["by_version"]["2514310"]["status"] == "present"
 
 
+async def test_a_version_that_leaves_the_map_is_named_in_its_last_line(start: StartClient, caplog: pytest.LogCaptureFixture, catalog_dir: Path) -> None:
+    write_json(catalog_dir / "models.json", catalog(entry(2514310, "waiIllustrious.safetensors"), entry(2514311, "kept.safetensors")))
+    client = await start()
+    caplog.set_level(logging.INFO, logger="service")
+    write_json(catalog_dir / "models.json", catalog(entry(2514311, "kept.safetensors")))  # another program takes it out
+
+    async def logged() -> bool:
+        return "version 2514310 waiIllustrious.safetensors: missing -> not in the map" in messages(caplog, "service.map.statuslog")
+
+    await eventually(logged, what="the line of the version that left")
+    assert "2514310" not in (await get_map(client))["by_version"]
+    assert not any("2514311" in line for line in messages(caplog, "service.map.statuslog"))  # unchanged: no line
+
+
 async def test_a_file_in_no_catalog_is_named_in_its_status_line(start: StartClient, caplog: pytest.LogCaptureFixture, models_dir: Path) -> None:
     with fake_civitai() as civitai:
         civitai.knows(LORA, 700, model_id=70)

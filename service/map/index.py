@@ -19,8 +19,9 @@ from ..disk.known import KnownHashes
 from ..disk.presence import Presence
 from .body import MapSnapshot, SliceCache
 from .entry import MapEntry, same_entry
-from .layout import CLOSE, MIDDLE, OPEN, Layout, build_layout, versions_in
+from .layout import Layout, build_layout, files_by_stem, point_body, versions_in
 from .parts import Parts
+from .previous import Previous
 from .status import (
     DOWNLOADING,
     MISSING,
@@ -58,6 +59,7 @@ class CivitaiIndex:
         self._slices = SliceCache()  # the latest large body's slices, which the next one takes over where unchanged
         self.snapshot = MapSnapshot(self._layout.parts.chunks(), self._etag(), self._slices)
         self.listeners: list[Listener] = []  # told (etag, changes) after every publish
+        self._previous = Previous()  # what the changed versions showed before, while listeners are told
         self.previews: dict[str, str] = {}  # physical path of a model file -> the preview image beside it
 
     def __len__(self) -> int:
@@ -77,6 +79,13 @@ class CivitaiIndex:
         """The map entry of a version, catalogued or only identified on disk."""
         return self._layout.entries.get(version_id)
 
+    def was(self, version_id: int) -> tuple[Status | None, MapEntry | None]:
+        """For a listener, while it is told of changes: the status and entry a version had
+        before them (None, None: it was not in the map)."""
+        before = self._previous.of(version_id)
+        slot, entry = before if before is not None else (self._status.get(version_id), self._layout.entries.get(version_id))
+        return (status_of(slot) if slot is not None else None), entry
+
     def catalogued_models(self) -> dict[int, list[int]]:
         """Every catalogued CivitAI model id with its catalogued version ids (read-only)."""
         layout = self._layout
@@ -93,7 +102,7 @@ class CivitaiIndex:
         names are copied on the loop and matched in a worker thread."""
         wanted = {stem.lower() for stem in stems}
         files = list(self._layout.by_file)
-        matches = await asyncio.to_thread(_files_by_stem, files, wanted)
+        matches = await asyncio.to_thread(files_by_stem, files, wanted)
         found: dict[str, int] = {}
         for stem, names in matches.items():
             versions = [v for name in names for v in versions_in(self._layout.by_file, name) if v in self._layout.entries]
@@ -110,6 +119,7 @@ class CivitaiIndex:
         """
         old_layout, old_status = self._layout, self._status
         old_entries = old_layout.entries
+        self._previous.note_layout(old_status, old_entries)
         self._layout = layout
         self._status = status = {}
         changes: Changes = {}
@@ -156,13 +166,14 @@ class CivitaiIndex:
                 layout.unlink(version_id, old)
                 layout.blank(version_id)
                 del entries[version_id]
-                status.pop(version_id, None)
+                self._previous.note(version_id, status.pop(version_id, None), old)
                 self._progress_shown.pop(version_id, None)
                 changes[version_id] = None
                 models_moved |= old.model_id is not None
                 continue
             if old is not None and same_entry(old, new):
                 continue
+            self._previous.note(version_id, status.get(version_id), old)
             if old is None:
                 slot = layout.append(version_id, new.head)
             else:
@@ -226,6 +237,7 @@ class CivitaiIndex:
         if slot != old:
             if throttle and self._too_soon(version_id, old, slot):
                 return False
+            self._previous.note(version_id, old, entry)
             self._status[version_id] = slot
             layout.parts[layout.slots[version_id]] = slot
             changes[version_id] = status_of(slot)
@@ -363,37 +375,21 @@ class CivitaiIndex:
 
     def point_answer(self, version_ids: Iterable[int] = (), model_ids: Iterable[int] = ()) -> bytes:
         """The map restricted to some versions and to every version of some models."""
-        layout = self._layout
-        wanted = {v for v in version_ids if v in layout.entries}
-        for model_id in model_ids:
-            wanted.update(layout.by_model.get(model_id, ()))
-        fragments = [layout.entries[v].head + self._status.get(v, MISSING) for v in sorted(wanted)]
-        by_model: dict[int, list[int]] = {}
-        for version_id in sorted(wanted):
-            model_id = layout.entries[version_id].model_id
-            if model_id is not None:
-                by_model.setdefault(model_id, []).append(version_id)
-        return OPEN + b",".join(fragments) + MIDDLE + orjson.dumps(by_model, option=orjson.OPT_NON_STR_KEYS) + CLOSE
+        return point_body(self._layout, self._status, version_ids, model_ids)
 
     def _publish(self, changes: Changes) -> bool:
         # No version added, removed, re-described or re-statused: the body cannot differ.
         if not changes:
+            self._previous.clear()
             return False
         self._generation += 1
         self.snapshot = MapSnapshot(self._layout.parts.chunks(), self._etag(), self._slices)
-        for listener in self.listeners:
-            listener(self.snapshot.etag, changes)
+        try:
+            for listener in self.listeners:
+                listener(self.snapshot.etag, changes)
+        finally:
+            self._previous.clear()
         return True
 
     def _etag(self) -> str:
         return f'"{self._boot}-{self._generation}"'
-
-
-def _files_by_stem(files: list[str], stems: set[str]) -> dict[str, list[str]]:
-    """The file names whose stem (the name without its last extension), lowercased, is wanted."""
-    found: dict[str, list[str]] = {}
-    for name in files:  # file names, never paths
-        stem = (name.rpartition(".")[0] or name).lower()
-        if stem in stems:
-            found.setdefault(stem, []).append(name)
-    return found

@@ -169,3 +169,27 @@ def _drop(index: dict[Any, list[int]], key: Any, version_id: int) -> None:
         versions.remove(version_id)
         if not versions:
             del index[key]
+
+
+def point_body(layout: Layout, status: dict[int, bytes], version_ids: Iterable[int], model_ids: Iterable[int]) -> bytes:
+    """The map restricted to some versions and to every version of some models, statuses from `status`."""
+    wanted = {v for v in version_ids if v in layout.entries}
+    for model_id in model_ids:
+        wanted.update(layout.by_model.get(model_id, ()))
+    fragments = [layout.entries[v].head + status.get(v, MISSING) for v in sorted(wanted)]
+    by_model: dict[int, list[int]] = {}
+    for version_id in sorted(wanted):
+        model_id = layout.entries[version_id].model_id
+        if model_id is not None:
+            by_model.setdefault(model_id, []).append(version_id)
+    return OPEN + b",".join(fragments) + MIDDLE + orjson.dumps(by_model, option=orjson.OPT_NON_STR_KEYS) + CLOSE
+
+
+def files_by_stem(files: list[str], stems: set[str]) -> dict[str, list[str]]:
+    """The file names whose stem (the name without its last extension), lowercased, is wanted."""
+    found: dict[str, list[str]] = {}
+    for name in files:  # file names, never paths
+        stem = (name.rpartition(".")[0] or name).lower()
+        if stem in stems:
+            found.setdefault(stem, []).append(name)
+    return found

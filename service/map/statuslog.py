@@ -22,34 +22,30 @@ WINDOW_S = 10.0
 
 
 class StatusLog:
-    """An index listener that logs each version's status change, rate-limited with a summary."""
+    """An index listener that logs each version's status change, rate-limited with a summary.
+
+    What a version showed before a change, and its name when it left the map, the index says
+    while it tells its listeners (`CivitaiIndex.was`): nothing is kept here per version."""
 
     def __init__(self, index: CivitaiIndex, active: Callable[[], bool]) -> None:
         self.index = index
         self.active = active  # False while the first build and scan run: those are not changes
-        self.known: dict[int, str] = {}
-        self.files: dict[int, str] = {}  # the file each known version was last shown with (a version that left keeps its name)
         self._window_start = 0.0
         self._lines = 0
         self._suppressed = 0
         self._summary: asyncio.TimerHandle | None = None
 
     def __call__(self, _etag: str, changes: Changes) -> None:
-        logging_now = self.active()
+        if not self.active():
+            return
         for version_id, status in changes.items():
-            before = self.known.get(version_id)
-            if status is not None:
-                self.known[version_id] = status
-                shown = self.index.shown(version_id)
-                if shown is not None:
-                    self.files[version_id] = shown.file if shown.catalog else f"{shown.file} (in no catalog)"
-            if logging_now and status != before and not (before == status == "downloading"):
-                self._line(version_id, before, status)
-            if status is None:
-                self.known.pop(version_id, None)
-                self.files.pop(version_id, None)
+            before, entry = self.index.was(version_id)
+            if status != before and not (before == status == "downloading"):
+                shown = self.index.shown(version_id) or entry
+                name = "" if shown is None else shown.file if shown.catalog else f"{shown.file} (in no catalog)"
+                self._line(version_id, name, before, status)
 
-    def _line(self, version_id: int, before: str | None, after: str | None) -> None:
+    def _line(self, version_id: int, name: str, before: str | None, after: str | None) -> None:
         now = time.monotonic()
         if now - self._window_start >= WINDOW_S:
             self._flush()
@@ -59,7 +55,6 @@ class StatusLog:
             self._schedule_summary()
             return
         self._lines += 1
-        name = self.files.get(version_id, "")
         logger.info("version %d %s: %s -> %s", version_id, name, before or "not in the map", after or "not in the map")
 
     def _schedule_summary(self) -> None:
