@@ -157,7 +157,6 @@ class CivitaiIndex:
         layout = self._layout
         entries, parts, status = layout.entries, layout.parts, self._status
         changes: Changes = {}
-        models_moved = False
         for version_id, new in shown.items():
             old = entries.get(version_id)
             if new is None:
@@ -169,7 +168,6 @@ class CivitaiIndex:
                 self._previous.note(version_id, status.pop(version_id, None), old)
                 self._progress_shown.pop(version_id, None)
                 changes[version_id] = None
-                models_moved |= old.model_id is not None
                 continue
             if old is not None and same_entry(old, new):
                 continue
@@ -181,15 +179,13 @@ class CivitaiIndex:
                 slot = layout.slots[version_id]
                 parts[slot - 1] = new.head
             layout.link(version_id, new)
-            models_moved |= old is None or old.model_id != new.model_id or (new.model_id is not None and old.catalog != new.catalog)
             entries[version_id] = new
             before = status.get(version_id)
             slot_bytes = self._slot(new)
             status[version_id] = parts[slot] = slot_bytes
             if old is None or old.head != new.head or before != slot_bytes:
                 changes[version_id] = status_of(slot_bytes)
-        if models_moved:
-            parts[-2] = orjson.dumps(layout.by_model, option=orjson.OPT_NON_STR_KEYS)
+        layout.write_models()
         return self._publish(changes)
 
     def files_changed(self, names: Iterable[str]) -> bool:

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from .bymodel import MODEL_BUCKETS, ByModel
 from .chunks import ChunkedParts
 from .entry import MapEntry, same_entry
 from .status import MISSING
@@ -18,6 +19,7 @@ from .status import MISSING
 OPEN = b'{"by_version":{'
 MIDDLE = b'},"by_model":'
 CLOSE = b"}"
+TAIL = MODEL_BUCKETS + 2  # the body's parts after the last version: `},"by_model":{`, the buckets, `}}`
 
 
 @dataclass(slots=True)
@@ -28,7 +30,7 @@ class Layout:
     parts: ChunkedParts
     slots: dict[int, int]
     by_file: dict[str, Versions]
-    by_model: dict[int, list[int]]
+    models: ByModel  # by_model, and the body's parts that say it
     by_sha256: dict[str, Versions] = field(default_factory=dict)  # catalogued versions by their entry's `hash`
     catalogued_models: dict[int, list[int]] | None = None  # by_model without versions only on disk (None: the same)
     # Worked out beside the layout it was built to follow (in a worker thread, not on the loop):
@@ -37,11 +39,16 @@ class Layout:
     changed: set[int] | None = None
     holes: int = 0  # parts of versions that left, blanked in place (a re-lay drops them)
 
+    @property
+    def by_model(self) -> dict[int, list[int]]:
+        """Every model's versions, ascending."""
+        return self.models.versions
+
     def unlink(self, version_id: int, entry: MapEntry) -> None:
         """Take a version out of the lookups (not out of `parts`)."""
         _unlink(self.by_file, entry.file, version_id)
         if entry.model_id is not None:
-            _drop(self.by_model, entry.model_id, version_id)
+            self.models.drop(entry.model_id, version_id)
             if self.catalogued_models is not None:
                 _drop(self.catalogued_models, entry.model_id, version_id)
         if entry.catalog and entry.sha256 is not None:
@@ -53,7 +60,7 @@ class Layout:
         if entry.model_id is not None:
             if not entry.catalog and self.catalogued_models is None:  # the first version only on disk
                 self.catalogued_models = {m: list(versions) for m, versions in self.by_model.items()}
-            bisect.insort(self.by_model.setdefault(entry.model_id, []), version_id)
+            self.models.add(entry.model_id, version_id)
             if entry.catalog and self.catalogued_models is not None:
                 bisect.insort(self.catalogued_models.setdefault(entry.model_id, []), version_id)
         if entry.catalog and entry.sha256 is not None:
@@ -62,10 +69,16 @@ class Layout:
     def append(self, version_id: int, head: bytes) -> int:
         """Add a version's parts at the end of by_version; the index of its status."""
         parts = self.parts
-        parts.insert(-3, [b"," if self.entries else b"", head, MISSING])
-        slot = len(parts) - 4
+        parts.insert(-TAIL, [b"," if self.entries else b"", head, MISSING])
+        slot = len(parts) - TAIL - 1
         self.slots[version_id] = slot
         return slot
+
+    def write_models(self) -> None:
+        """Write the buckets of by_model that changed into the body's parts."""
+        base = len(self.parts) - 1 - MODEL_BUCKETS
+        for number, part in self.models.changed_parts().items():
+            self.parts[base + number] = part
 
     def blank(self, version_id: int) -> None:
         """Blank a version's parts; if it was the first shown, the next one loses its comma."""
@@ -75,7 +88,7 @@ class Layout:
         parts[slot - 2] = parts[slot - 1] = parts[slot] = b""
         self.holes += 1
         if first:
-            for at in range(slot + 2, len(parts) - 3, 3):  # the next version's head
+            for at in range(slot + 2, len(parts) - TAIL, 3):  # the next version's head
                 if parts.items[at]:
                     parts[at - 1] = b""
                     break
@@ -114,11 +127,12 @@ def build_layout(catalogs: Iterable[Iterable[MapEntry]], previous: Layout | None
             disk_only = True
         elif entry.sha256 is not None:
             _link(by_sha256, entry.sha256, version_id)
-    parts += [MIDDLE, orjson.dumps(by_model, option=orjson.OPT_NON_STR_KEYS), CLOSE]
+    models = ByModel(by_model)
+    parts += [MIDDLE + b"{", *models.parts(), CLOSE + CLOSE]
     catalogued_models = None
     if disk_only:
         catalogued_models = {m: kept for m, versions in by_model.items() if (kept := [v for v in versions if entries[v].catalog])}
-    layout = Layout(entries, ChunkedParts(parts), slots, by_file, by_model, by_sha256, catalogued_models)
+    layout = Layout(entries, ChunkedParts(parts), slots, by_file, models, by_sha256, catalogued_models)
     if previous is not None:
         before = previous.entries
         layout.previous = previous
