@@ -140,21 +140,21 @@ class Library:
         """First full build: both catalogs and a scan of every root."""
         started = time.perf_counter()
         took = {}
-        with workers.collector_paused(set_aside=True):
-            await self.folders.note_mount_points()
-            for name in CATALOG_NAMES:
-                await self.reload_catalog(name, rebuild=False)
-            took["catalogs"] = time.perf_counter()
-            async with self._reconcile_lock:  # the disk first: the map is then laid out once, every status known
-                await self.folders.rescan(report=True)
-                self._tell_disk_listeners(None)
-                took["scan"] = time.perf_counter()
-                async with self._catalog_lock:
-                    await self._rebuild()
-                took["map"] = time.perf_counter()
-            for name in CATALOG_NAMES:  # a save that landed meanwhile (the watcher saw it, and waited for the lock)
-                await self.reload_catalog(name)
-        await _give_memory_back(len(self.index))
+        await self.folders.note_mount_points()
+        for name in CATALOG_NAMES:
+            await self.reload_catalog(name, rebuild=False)
+        took["catalogs"] = time.perf_counter()
+        async with self._reconcile_lock:  # the disk first: the map is then laid out once, every status known
+            await self.folders.rescan(report=True)
+            self._tell_disk_listeners(None)
+            took["scan"] = time.perf_counter()
+            async with self._catalog_lock:
+                # Afresh: a catalog save seen during the scan was spliced in while the disk was
+                # not known yet, and a layout built against that one would keep its statuses.
+                await self._rebuild(afresh=True)
+            took["map"] = time.perf_counter()
+        for name in CATALOG_NAMES:  # as a reconcile does: a change whose event never came
+            await self.reload_catalog(name)
         self.ready = True
         took["the rest"] = time.perf_counter()
         phases, last = [], started
@@ -221,8 +221,9 @@ class Library:
         content_digest, rows, error, unparsable = await workers.in_worker_process(read_catalog_rows, state.path, state.name, state.digest)
         loaded = None
         if rows is not None:
-            found = await asyncio.to_thread(lambda: CatalogEntries([MapEntry(*row) for row in rows[0]], rows[1]))
-            loaded = whole_reading(content_digest, found)
+            with workers.collector_paused(set_aside=_long_lived(len(rows[0]))):
+                found = await asyncio.to_thread(lambda: CatalogEntries([MapEntry(*row) for row in rows[0]], rows[1]))
+                loaded = whole_reading(content_digest, found)
         return CatalogReading(content_digest, loaded, error, unparsable)
 
     @contextlib.asynccontextmanager
@@ -383,11 +384,13 @@ class Library:
         loras, models, disk = self.catalogs["loras"].shown, self.catalogs["models"].shown, self.disk_entries
         return self.index.update({v: loras.get(v) or models.get(v) or disk.get(v) for v in versions})
 
-    async def _rebuild(self) -> bool:
+    async def _rebuild(self, *, afresh: bool = False) -> bool:
+        """Lay the map out anew in a thread; the statuses of versions whose entry did not change
+        are taken over from the map as it is, unless `afresh` (every one worked out again)."""
         catalogs = [self.catalogs["loras"].shown.values(), self.catalogs["models"].shown.values(), self.disk_entries.values()]
         with workers.collector_paused() as pause:
-            layout = await asyncio.to_thread(build_layout, catalogs, self.index.layout)
-            moved = self.index.set_layout(layout)
+            layout = await asyncio.to_thread(build_layout, catalogs, None if afresh else self.index.layout)
+            moved = self.index.set_layout(layout, afresh=afresh)
             pause.set_aside = _long_lived(len(layout.entries))
         await _give_memory_back(len(layout.entries))  # the old layout and the reading are garbage now
         return moved

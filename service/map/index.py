@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 import orjson
 
-from ..disk.known import KnownHashes
+from ..disk.known import KnownHashes, Previews
 from ..disk.presence import Presence
 from .body import MapSnapshot, SliceCache
 from .entry import MapEntry, same_entry
@@ -60,7 +60,7 @@ class CivitaiIndex:
         self.snapshot = MapSnapshot(self._layout.parts.chunks(), self._etag(), self._slices)
         self.listeners: list[Listener] = []  # told (etag, changes) after every publish
         self._previous = Previous()  # what the changed versions showed before, while listeners are told
-        self.previews: dict[str, str] = {}  # physical path of a model file -> the preview image beside it
+        self.previews = Previews()  # physical path of a model file -> the preview image beside it
 
     def __len__(self) -> int:
         return len(self._layout.entries)
@@ -110,12 +110,13 @@ class CivitaiIndex:
                 found[stem] = min(versions, key=lambda v: (not self._layout.entries[v].catalog, v))
         return found
 
-    def set_layout(self, layout: Layout) -> bool:
+    def set_layout(self, layout: Layout, *, afresh: bool = False) -> bool:
         """Swap in a new layout and fill every status; publish when the body changed.
 
         An entry the old layout had unchanged keeps its status (every event since kept it
-        current). When the layout was built against the current one (`build_layout(...,
-        previous=)`, in a worker thread), the loop works out statuses only for what changed.
+        current), unless `afresh`. When the layout was built against the current one
+        (`build_layout(..., previous=)`, in a worker thread), the loop works out statuses only
+        for what changed.
         """
         old_layout, old_status = self._layout, self._status
         old_entries = old_layout.entries
@@ -124,7 +125,7 @@ class CivitaiIndex:
         self._status = status = {}
         changes: Changes = {}
         parts, slots, entries = layout.parts.items, layout.slots, layout.entries  # a new layout's chunks are all unpublished
-        changed = layout.changed if layout.previous is old_layout else None
+        changed = layout.changed if layout.previous is old_layout and not afresh else None
         layout.previous = layout.changed = None  # keep no older layout alive
         if changed is not None:
             for version_id, slot in old_status.items():
@@ -138,7 +139,7 @@ class CivitaiIndex:
         for version_id in todo:
             entry = entries[version_id]
             old = old_entries.get(version_id)
-            slot = old_status.get(version_id) if old is not None and same_entry(old, entry) else None
+            slot = old_status.get(version_id) if old is not None and not afresh and same_entry(old, entry) else None
             if slot is None:
                 slot = self._slot(entry)
                 if old is None or old.head != entry.head or old_status.get(version_id) != slot:

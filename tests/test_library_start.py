@@ -1,0 +1,68 @@
+"""The first build of the library (`Library.start`): catalogs, then the disk, then the map laid
+out once, with what changes meanwhile taken in. Real folders and catalog files."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from service.disk.scan import FolderSource
+from service.library.library import SPLICE_LIMIT, Library
+from service.map.status import PRESENT
+
+from .helpers import catalog, entry, touch, write_json
+
+
+def library_at(tmp_path: Path, *files: str) -> tuple[Library, Path]:
+    catalogs, models = tmp_path / "catalogs", tmp_path / "models"
+    catalogs.mkdir()
+    for name in files:
+        touch(models / "checkpoints" / name, b"x")
+    write_json(catalogs / "models.json", catalog())
+    write_json(catalogs / "loras.json", catalog())
+    return Library(catalogs, (FolderSource(str(models)),)), catalogs
+
+
+async def start_with_a_save_during_the_scan(library: Library, save: Callable[[], Awaitable[Any]]) -> None:
+    """Start, and while the first scan walks the disk, have another program save a catalog
+    that the watcher takes in (the scan is held at its start until then)."""
+    walk, scanning, go_on = library.folders.rescan, asyncio.Event(), asyncio.Event()
+
+    async def held_scan(**kwargs: Any) -> tuple[set[str], bool]:
+        scanning.set()
+        await go_on.wait()
+        return await walk(**kwargs)
+
+    library.folders.rescan = held_scan  # type: ignore[method-assign]
+    started = asyncio.create_task(library.start())
+    await scanning.wait()
+    await save()
+    go_on.set()
+    await started
+
+
+async def test_a_version_saved_while_the_first_scan_runs_shows_its_file_present(tmp_path: Path) -> None:
+    library, catalogs = library_at(tmp_path, "a.safetensors", "b.safetensors")
+    write_json(catalogs / "models.json", catalog(entry(1, "a.safetensors")))
+
+    async def save() -> None:
+        write_json(catalogs / "models.json", catalog(entry(1, "a.safetensors"), entry(2, "b.safetensors")))
+        await library.catalogs_changed(["models"])
+
+    await start_with_a_save_during_the_scan(library, save)
+    assert library.index.status(1) == PRESENT and library.index.status(2) == PRESENT
+    assert b'"2":' in library.index.snapshot.body
+
+
+async def test_a_catalog_rewritten_while_the_first_scan_runs_shows_every_file_present(tmp_path: Path) -> None:
+    count = SPLICE_LIMIT + 100  # more than are spliced in: the watcher's reading lays the map out whole
+    library, catalogs = library_at(tmp_path, *(f"m{v}.safetensors" for v in range(1, count + 1)))
+
+    async def save() -> None:
+        write_json(catalogs / "models.json", catalog(*(entry(v, f"m{v}.safetensors") for v in range(1, count + 1))))
+        await library.catalogs_changed(["models"])
+
+    await start_with_a_save_during_the_scan(library, save)
+    assert [v for v in range(1, count + 1) if library.index.status(v) != PRESENT] == []
