@@ -42,3 +42,10 @@ def test_an_insert_moves_every_chunk_after_it() -> None:
     parts.insert(0, [b"x"])
     assert flat(parts.chunks()) == parts.items
 
+
+
+def test_an_insert_before_the_start_goes_first_as_in_a_list() -> None:
+    parts = ChunkedParts([b"a", b"b"])
+    parts.chunks()
+    parts.insert(-5, [b"x"])
+    assert flat(parts.chunks()) == parts.items == [b"x", b"a", b"b"]

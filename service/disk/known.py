@@ -101,3 +101,30 @@ class KnownHashes:
             paths.discard(path)
             if not paths:
                 del self.by_hash[sha256]
+
+
+class Previews(dict[str, str]):
+    """Model files with a preview image beside them: physical path -> the image's file name.
+    Also by file name, for a look at a few changed names (set and remove through `[]=` and `pop`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._by_name: dict[str, set[str]] = {}
+
+    def __setitem__(self, path: str, preview: str) -> None:
+        if path not in self:
+            self._by_name.setdefault(os.path.basename(path), set()).add(path)
+        super().__setitem__(path, preview)
+
+    def pop(self, path: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        if path in self:
+            name = os.path.basename(path)
+            paths = self._by_name[name]
+            paths.discard(path)
+            if not paths:
+                del self._by_name[name]
+        return super().pop(path, default)
+
+    def named(self, names: Iterable[str]) -> list[str]:
+        """The model files with a preview whose name is one of these."""
+        return [path for name in names for path in self._by_name.get(name, ())]

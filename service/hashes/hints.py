@@ -50,7 +50,7 @@ class Hints:
         to_read = self.not_looked_at(unhashed)
         files = [ModelFile(key.path, key.size, key.mtime_ns) for key in keys]
         beside = await asyncio.to_thread(look_beside, files, {key.path for key in to_read})
-        gone = {path: None for path in _among(index.previews, names) if path not in on_disk}
+        gone = {path: None for path in (index.previews if names is None else index.previews.named(names)) if path not in on_disk}
         moved = index.set_previews({**gone, **{key.path: beside.previews.get(key.path) for key in keys}})
         return self.take(to_read, beside), moved
 

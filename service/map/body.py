@@ -143,14 +143,14 @@ def slice_parts(chunks: Chunks, before: Sliced | None) -> Sliced | None:
     over without a copy. A change to a few versions joins a few slices of about a mebibyte,
     and a body still being sent shares all the others with the new one.
     """
+    size = sum(len(part) for chunk in chunks for part in chunk)
+    if size <= KEEP_JOINED_BYTES:
+        return None
     old_chunks, old_slices = (before.chunks, before.slices) if before is not None else ((), [])
     slices = [
         old_slices[number] if number < len(old_chunks) and (old_chunks[number] is chunk or old_chunks[number] == chunk) else b"".join(chunk)
         for number, chunk in enumerate(chunks)
     ]
-    size = sum(map(len, slices))
-    if size <= KEEP_JOINED_BYTES:
-        return None
     return Sliced(size, chunks, slices)
 
 

@@ -39,7 +39,7 @@ class ChunkedParts:
         """Insert parts before position `at` (counted from the end when negative): every chunk
         from there on holds other parts now."""
         items = self.items
-        at = at if at >= 0 else at + len(items)
+        at = max(0, at if at >= 0 else at + len(items))  # as a list's slice would place them
         items[at:at] = parts
         if self._dirty is not None:
             self._dirty.update(range(at // CHUNK_PARTS, (len(items) - 1) // CHUNK_PARTS + 1))
