@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.disk.known import KnownHashes, Previews
+from service.disk.known import ByPath, KnownHashes
 
 A, B = "a" * 64, "b" * 64
 
@@ -23,14 +23,14 @@ def test_the_hashed_files_of_some_names_follow_every_change() -> None:
     assert set(known.by_path) == {"/m/checkpoints/y.safetensors"}
 
 
-def test_previews_are_found_by_the_name_of_their_model_file() -> None:
-    previews = Previews()
+def test_a_table_by_path_finds_its_paths_by_file_name() -> None:
+    previews: ByPath[str] = ByPath()
     previews["/m/loras/x.safetensors"] = "x.png"
     previews["/m/loras/sdxl/x.safetensors"] = "x.preview.png"
     previews["/m/loras/x.safetensors"] = "x.jpg"  # another image: still one path
     previews["/m/checkpoints/y.safetensors"] = "y.png"
     assert sorted(previews.named({"x.safetensors", "z.safetensors"})) == ["/m/loras/sdxl/x.safetensors", "/m/loras/x.safetensors"]
     assert previews.pop("/m/loras/sdxl/x.safetensors") == "x.preview.png" and previews.pop("/m/nowhere.safetensors") is None
-    previews.pop("/m/loras/x.safetensors")
+    del previews["/m/loras/x.safetensors"]
     assert previews.named({"x.safetensors"}) == [] and previews.named({"y.safetensors"}) == ["/m/checkpoints/y.safetensors"]
     assert dict(previews) == {"/m/checkpoints/y.safetensors": "y.png"}

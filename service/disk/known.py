@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 
 @dataclass(slots=True)
@@ -103,28 +104,39 @@ class KnownHashes:
                 del self.by_hash[sha256]
 
 
-class Previews(dict[str, str]):
-    """Model files with a preview image beside them: physical path -> the image's file name.
-    Also by file name, for a look at a few changed names (set and remove through `[]=` and `pop`)."""
+V = TypeVar("V")
+
+
+class ByPath(dict[str, V]):
+    """A table keyed by the physical path of a model file that also finds its paths by file
+    name, for a look at a few changed names without a walk over every file (change it only
+    through `[]=`, `del` and `pop`)."""
 
     def __init__(self) -> None:
         super().__init__()
         self._by_name: dict[str, set[str]] = {}
 
-    def __setitem__(self, path: str, preview: str) -> None:
+    def __setitem__(self, path: str, value: V) -> None:
         if path not in self:
             self._by_name.setdefault(os.path.basename(path), set()).add(path)
-        super().__setitem__(path, preview)
+        super().__setitem__(path, value)
 
-    def pop(self, path: str, default: str | None = None) -> str | None:  # type: ignore[override]
+    def __delitem__(self, path: str) -> None:
+        super().__delitem__(path)
+        self._unname(path)
+
+    def pop(self, path: str, default: V | None = None) -> V | None:  # type: ignore[override]
         if path in self:
-            name = os.path.basename(path)
-            paths = self._by_name[name]
-            paths.discard(path)
-            if not paths:
-                del self._by_name[name]
+            self._unname(path)
         return super().pop(path, default)
 
     def named(self, names: Iterable[str]) -> list[str]:
-        """The model files with a preview whose name is one of these."""
+        """The paths held whose file name is one of these."""
         return [path for name in names for path in self._by_name.get(name, ())]
+
+    def _unname(self, path: str) -> None:
+        name = os.path.basename(path)
+        paths = self._by_name[name]
+        paths.discard(path)
+        if not paths:
+            del self._by_name[name]

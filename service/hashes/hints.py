@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Iterable
 
 from ..civitai.lookup import Identity
-from ..disk.known import KnownHashes
+from ..disk.known import ByPath, KnownHashes
 from ..map.index import CivitaiIndex
 from ..sidecars.finder import Beside, ModelFile, look_beside
 from ..sidecars.formats import Hint
@@ -28,8 +27,8 @@ class Hints:
     """Hints by path, each with the key of the file it was read for. Owned by the event loop."""
 
     def __init__(self) -> None:
-        self._by_path: dict[str, tuple[FileKey, Hint]] = {}
-        self._looked: dict[str, FileKey] = {}  # files whose sidecars were looked at, as they were then
+        self._by_path: ByPath[tuple[FileKey, Hint]] = ByPath()
+        self._looked: ByPath[FileKey] = ByPath()  # files whose sidecars were looked at, as they were then
         self.caught = 0  # hints the bytes proved wrong, this run
         self.lent: set[str] = set()  # hashes whose identity in the hasher's table is a sidecar's word
 
@@ -105,7 +104,7 @@ class Hints:
         """Forget hints and lookings of files no longer on disk, or known by their hash now
         (`names`: only of files of these names)."""
         for table in (self._by_path, self._looked):
-            for path in [path for path in _among(table, names) if path not in paths]:
+            for path in [path for path in (table if names is None else table.named(names)) if path not in paths]:
                 del table[path]
 
     def identities(self) -> list[tuple[str, Hint]]:
@@ -133,7 +132,3 @@ class Hints:
         paths = known.by_hash.get(sha256)
         return bool(paths) and all(path in self._by_path for path in paths)
 
-
-def _among(paths: Iterable[str], names: set[str] | None) -> Iterable[str]:
-    """The paths of files with one of these names (None: all of them)."""
-    return paths if names is None else [path for path in paths if os.path.basename(path) in names]

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 import orjson
 
-from ..disk.known import KnownHashes, Previews
+from ..disk.known import ByPath, KnownHashes
 from ..disk.presence import Presence
 from .body import MapSnapshot, SliceCache
 from .entry import MapEntry, same_entry
@@ -60,7 +60,7 @@ class CivitaiIndex:
         self.snapshot = MapSnapshot(self._layout.parts.chunks(), self._etag(), self._slices)
         self.listeners: list[Listener] = []  # told (etag, changes) after every publish
         self._previous = Previous()  # what the changed versions showed before, while listeners are told
-        self.previews = Previews()  # physical path of a model file -> the preview image beside it
+        self.previews: ByPath[str] = ByPath()  # physical path of a model file -> the preview image beside it
 
     def __len__(self) -> int:
         return len(self._layout.entries)
