@@ -51,7 +51,6 @@ class CivitaiIndex:
         self._boot = secrets.token_hex(4)
         self._generation = 0
         self._layout = build_layout([])
-        self._status: dict[int, bytes] = {}  # version id -> the bytes in its status slot
         self._transfers: dict[str, dict[str, Transfer]] = {}  # file name -> logical folder -> transfer
         self._progress_shown: dict[int, float] = {}
         self._deferred: set[str] = set()
@@ -83,7 +82,7 @@ class CivitaiIndex:
         """For a listener, while it is told of changes: the status and entry a version had
         before them (None, None: it was not in the map)."""
         before = self._previous.of(version_id)
-        slot, entry = before if before is not None else (self._status.get(version_id), self._layout.entries.get(version_id))
+        slot, entry = before if before is not None else (self._layout.status_of(version_id), self._layout.entries.get(version_id))
         return (status_of(slot) if slot is not None else None), entry
 
     def catalogued_models(self) -> dict[int, list[int]]:
@@ -118,19 +117,18 @@ class CivitaiIndex:
         (`build_layout(..., previous=)`, in a worker thread), the loop works out statuses only
         for what changed.
         """
-        old_layout, old_status = self._layout, self._status
-        old_entries = old_layout.entries
-        self._previous.note_layout(old_status, old_entries)
+        old_layout = self._layout
+        old_entries, old_slots, old_parts = old_layout.entries, old_layout.slots, old_layout.parts.items
+        self._previous.note_layout(old_layout)
         self._layout = layout
-        self._status = status = {}
         changes: Changes = {}
         parts, slots, entries = layout.parts.items, layout.slots, layout.entries  # a new layout's chunks are all unpublished
         changed = layout.changed if layout.previous is old_layout and not afresh else None
         layout.previous = layout.changed = None  # keep no older layout alive
         if changed is not None:
-            for version_id, slot in old_status.items():
+            for version_id, at in old_slots.items():
                 if version_id in entries and version_id not in changed:
-                    status[version_id] = slot
+                    slot = old_parts[at]
                     if slot is not MISSING:
                         parts[slots[version_id]] = slot
             todo: Iterable[int] = changed
@@ -139,12 +137,12 @@ class CivitaiIndex:
         for version_id in todo:
             entry = entries[version_id]
             old = old_entries.get(version_id)
-            slot = old_status.get(version_id) if old is not None and not afresh and same_entry(old, entry) else None
+            before = old_parts[old_slots[version_id]] if old is not None else None
+            slot = before if old is not None and not afresh and same_entry(old, entry) else None
             if slot is None:
                 slot = self._slot(entry)
-                if old is None or old.head != entry.head or old_status.get(version_id) != slot:
+                if old is None or old.head != entry.head or before != slot:
                     changes[version_id] = status_of(slot)
-            status[version_id] = slot
             if slot is not MISSING:
                 parts[slots[version_id]] = slot
         for version_id in old_entries.keys() - entries.keys():
@@ -156,23 +154,23 @@ class CivitaiIndex:
         version appended, one that left blanked (None). Costs the versions given, not the map;
         publish when the body changed. `holes` says when a re-lay would be worth it."""
         layout = self._layout
-        entries, parts, status = layout.entries, layout.parts, self._status
+        entries, parts = layout.entries, layout.parts
         changes: Changes = {}
         for version_id, new in shown.items():
             old = entries.get(version_id)
             if new is None:
                 if old is None:
                     continue
+                self._previous.note(version_id, layout.status_of(version_id), old)
                 layout.unlink(version_id, old)
                 layout.blank(version_id)
                 del entries[version_id]
-                self._previous.note(version_id, status.pop(version_id, None), old)
                 self._progress_shown.pop(version_id, None)
                 changes[version_id] = None
                 continue
             if old is not None and same_entry(old, new):
                 continue
-            self._previous.note(version_id, status.get(version_id), old)
+            self._previous.note(version_id, layout.status_of(version_id), old)
             if old is None:
                 slot = layout.append(version_id, new.head)
             else:
@@ -181,9 +179,9 @@ class CivitaiIndex:
                 parts[slot - 1] = new.head
             layout.link(version_id, new)
             entries[version_id] = new
-            before = status.get(version_id)
+            before = parts[slot] if old is not None else None
             slot_bytes = self._slot(new)
-            status[version_id] = parts[slot] = slot_bytes
+            parts[slot] = slot_bytes
             if old is None or old.head != new.head or before != slot_bytes:
                 changes[version_id] = status_of(slot_bytes)
         layout.write_models()
@@ -230,13 +228,13 @@ class CivitaiIndex:
         if entry is None:
             return True
         slot = self._slot(entry)
-        old = self._status.get(version_id)
+        at = layout.slots[version_id]
+        old = layout.parts[at]
         if slot != old:
             if throttle and self._too_soon(version_id, old, slot):
                 return False
             self._previous.note(version_id, old, entry)
-            self._status[version_id] = slot
-            layout.parts[layout.slots[version_id]] = slot
+            layout.parts[at] = slot
             changes[version_id] = status_of(slot)
         return True
 
@@ -285,7 +283,7 @@ class CivitaiIndex:
 
     def status(self, version_id: int) -> bytes | None:
         """The status slot of a catalogued version (PRESENT, MISSING, ...), None when not in the map."""
-        return self._status.get(version_id) if version_id in self._layout.entries else None
+        return self._layout.status_of(version_id)
 
     def slot_fields(self, version_id: int) -> dict[str, object] | None:
         """What the map says beside a version's status (`dl_bytes`, `partial_bytes`, `dl_error`,
@@ -372,7 +370,7 @@ class CivitaiIndex:
 
     def point_answer(self, version_ids: Iterable[int] = (), model_ids: Iterable[int] = ()) -> bytes:
         """The map restricted to some versions and to every version of some models."""
-        return point_body(self._layout, self._status, version_ids, model_ids)
+        return point_body(self._layout, version_ids, model_ids)
 
     def _publish(self, changes: Changes) -> bool:
         # No version added, removed, re-described or re-statused: the body cannot differ.

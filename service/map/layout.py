@@ -39,6 +39,11 @@ class Layout:
     changed: set[int] | None = None
     holes: int = 0  # parts of versions that left, blanked in place (a re-lay drops them)
 
+    def status_of(self, version_id: int) -> bytes | None:
+        """The bytes in a version's status slot, None when it is not in the layout."""
+        at = self.slots.get(version_id)
+        return None if at is None else self.parts.items[at]
+
     @property
     def by_model(self) -> dict[int, list[int]]:
         """Every model's versions, ascending."""
@@ -185,12 +190,13 @@ def _drop(index: dict[Any, list[int]], key: Any, version_id: int) -> None:
             del index[key]
 
 
-def point_body(layout: Layout, status: dict[int, bytes], version_ids: Iterable[int], model_ids: Iterable[int]) -> bytes:
-    """The map restricted to some versions and to every version of some models, statuses from `status`."""
+def point_body(layout: Layout, version_ids: Iterable[int], model_ids: Iterable[int]) -> bytes:
+    """The map restricted to some versions and to every version of some models."""
     wanted = {v for v in version_ids if v in layout.entries}
     for model_id in model_ids:
         wanted.update(layout.by_model.get(model_id, ()))
-    fragments = [layout.entries[v].head + status.get(v, MISSING) for v in sorted(wanted)]
+    items, slots = layout.parts.items, layout.slots
+    fragments = [layout.entries[v].head + items[slots[v]] for v in sorted(wanted)]
     by_model: dict[int, list[int]] = {}
     for version_id in sorted(wanted):
         model_id = layout.entries[version_id].model_id

@@ -9,6 +9,7 @@ of megabytes.
 from __future__ import annotations
 
 from .entry import MapEntry
+from .layout import Layout
 
 Shown = tuple[bytes | None, MapEntry | None]  # a status slot (None: not in the map) and the entry
 
@@ -20,16 +21,16 @@ class Previous:
 
     def __init__(self) -> None:
         self._noted: dict[int, Shown] = {}
-        self._layout: tuple[dict[int, bytes], dict[int, MapEntry]] | None = None
+        self._layout: Layout | None = None
 
     def note(self, version_id: int, slot: bytes | None, entry: MapEntry | None) -> None:
         """A version is about to change: what it showed (the first note of a publish counts)."""
         self._noted.setdefault(version_id, (slot, entry))
 
-    def note_layout(self, slots: dict[int, bytes], entries: dict[int, MapEntry]) -> None:
-        """A whole layout is being replaced: every version showed what these say."""
+    def note_layout(self, layout: Layout) -> None:
+        """A whole layout is being replaced: every version showed what it says."""
         if self._layout is None:
-            self._layout = (slots, entries)
+            self._layout = layout
 
     def of(self, version_id: int) -> Shown | None:
         """What the version showed before, None when it was not changed in this publish."""
@@ -37,8 +38,7 @@ class Previous:
         if noted is not None:
             return noted
         if self._layout is not None:
-            slots, entries = self._layout
-            return slots.get(version_id), entries.get(version_id)
+            return self._layout.status_of(version_id), self._layout.entries.get(version_id)
         return None
 
     def clear(self) -> None:
