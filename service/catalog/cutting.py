@@ -31,6 +31,7 @@ from .text import (
     checked_text,
     cut_region,
     dumped_frame,
+    ends_of,
     window_key,
 )
 
@@ -212,7 +213,7 @@ def _recut(source: _InMemory | _OnDisk, name: str, digest: str, before: Text) ->
     tail_windows = tuple(Window(w.start + delta, w.end + delta, w.first + moved, w.stop + moved, w.key) for w in windows[back:])
     text = Text(digest, size, keys, pieces, tail, (*windows[:head], *region.windows, *tail_windows), before.layout)
     text.__dict__.update(
-        ends=before.ends[:kept] + region.ends + ([*map(delta.__add__, before.ends[resumed:])] if delta else before.ends[resumed:]),
+        ends=before.ends[:kept] + region.ends + (ends_of(map(delta.__add__, before.ends[resumed:])) if delta else before.ends[resumed:]),
         versions=before.versions[:kept] + list(map(PIECE_VERSION, new)) + before.versions[resumed:],
         files=before.files[:kept] + list(map(PIECE_FILE, new)) + before.files[resumed:],
     )

@@ -23,6 +23,7 @@ from .text import (
     Text,
     Unsplittable,
     Window,
+    ends_of,
     frame_of,
     read_piece,
     window_key,
@@ -150,7 +151,7 @@ class _Derivation:
         self.keys: list[int] = []
         self.versions: list[int | None] = []
         self.files: list[str | None] = []
-        self.ends: list[int] = []
+        self.ends = ends_of()
         self.found: dict[int, Piece] = {}  # pieces of chunks written anew
         self.written: set[int] = set()  # their keys, and those of chunks found again
         self.runs: dict[Verbatim, tuple[int, int]] = {}  # the chunks of `before` each run holds: first, stop
@@ -194,7 +195,7 @@ class _Derivation:
         shift = self.offset - old_ends[first]
         if self.windows is not None and last > first:
             self.carry(first + 1, last + 1, shift, len(self.keys) - (last - first) - first - 1)
-        self.ends += map(shift.__add__, old_ends[carried]) if shift else old_ends[carried]
+        self.ends.extend(map(shift.__add__, old_ends[carried]) if shift else old_ends[carried])
         self.offset = old_ends[last] + shift
         return True
 
