@@ -4,6 +4,7 @@ CivitAI: paste the key, add a version, download it, watch the bar move and the s
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,8 @@ async def test_a_new_user_adds_and_downloads_a_version_and_watches_it_land(
         await page.evaluate(row(501, "querySelector('[data-action=download]').click()"))
         await page.wait_for(row(501, "querySelector('progress')?.value >= 50"))
         shown = await page.evaluate(row(501, "querySelector('.status').textContent"))
-        assert shown.startswith("downloading ") and shown.rstrip().endswith("%")
+        # the percentage, then the rate and the time left once the page has seen the bytes grow
+        assert re.fullmatch(r"downloading \d+ %( [\d.]+ MB/s(, ([1-9]\d* s|\d+ min|[\d.]+ h) left)?)?", shown.strip()), shown
         await page.screenshot(tmp_path / "downloading.png")
         fake.blobs[501].release.set()
         await page.wait_for(row(501, "querySelector('.status')?.dataset.status === 'present'"), timeout=20)

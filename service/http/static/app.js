@@ -340,7 +340,7 @@ function statusElement(row) {
 }
 
 function duration(seconds) {
-  if (seconds < 90) return `${Math.round(seconds)} s`;
+  if (seconds < 90) return `${Math.max(1, Math.ceil(seconds))} s`; // never "0 s left" while bytes are left
   if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
   return `${(seconds / 3600).toFixed(1)} h`;
 }
