@@ -106,8 +106,20 @@ def table_for(res: dict[str, Any], fresh_n: int) -> tuple[str, list[dict[str, An
     """The Markdown table of one catalog size and its verdicts."""
     n = res["n"]
     t = Table()
-    row = t.row
     _common_rows(t, res, 3.0 if n == 10_000 else 15.0 if n == 100_000 else None, RSS_MB if issue_applies(n) else None)
+    _map_rows(t, res)
+    _throughput_rows(t, res, n)
+    _freshness_rows(t, res)
+    if res.get("add"):
+        _add_rows(t, res["add"], issue_applies(n))
+    _edit_rows(t, res, n)
+    _stop_row(t, res)
+    return t.markdown(f"### N = {n:,}"), t.verdicts
+
+
+def _map_rows(t: Table, res: dict[str, Any]) -> None:
+    """The map against the generated truth, its sizes, the key and the 304."""
+    row = t.row
     chk = res.get("map_check")
     if chk:
         row("map matches generated truth",
@@ -121,6 +133,11 @@ def table_for(res: dict[str, Any], fresh_n: int) -> tuple[str, list[dict[str, An
             res["map_without_key_status"] == 401)
     if "if_none_match_status" in res:
         row("If-None-Match → status", str(res["if_none_match_status"]), "304", res["if_none_match_status"] == 304)
+
+
+def _throughput_rows(t: Table, res: dict[str, Any], n: int) -> None:
+    """Requests a second against the ceiling: the map's 200, 304 and gzip."""
+    row = t.row
 
     def tp(name: str, key: str, ceiling_name: str, target: float | None) -> None:
         d = res.get(key)
@@ -151,6 +168,11 @@ def table_for(res: dict[str, Any], fresh_n: int) -> tuple[str, list[dict[str, An
     if "gzip_throughput" in res:
         tp("map gzip", "gzip_throughput", "ceiling (pre-gzipped)", None)
         row("service serves gzip", "yes" if res.get("gzip_served") else "no", "—", None)
+
+
+def _freshness_rows(t: Table, res: dict[str, Any]) -> None:
+    """Files landing and leaving, and an outside catalog edit, until the map shows them."""
+    row = t.row
     fr = res.get("freshness")
     if fr:
         L, D = fr["landing"], fr["deletion"]
@@ -167,11 +189,6 @@ def table_for(res: dict[str, Any], fresh_n: int) -> tuple[str, list[dict[str, An
             f"{_fmt(ce['p50_ms'], '', 1)} / {_fmt(ce['p95_ms'], ' ms', 1)}"
             + (f", {ce['timeouts']} timeouts" if ce["timeouts"] else ""),
             "≤ 250 ms (p95)", ce["p95_ms"] is not None and ce["p95_ms"] <= 250 and not ce["timeouts"])
-    if res.get("add"):
-        _add_rows(t, res["add"], issue_applies(n))
-    _edit_rows(t, res, n)
-    _stop_row(t, res)
-    return t.markdown(f"### N = {n:,}"), t.verdicts
 
 
 def _edit_rows(t: Table, res: dict[str, Any], n: int) -> None:
