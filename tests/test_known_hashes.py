@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from service.disk.known import ByPath, KnownHashes
 
 A, B = "a" * 64, "b" * 64
@@ -30,7 +32,18 @@ def test_a_table_by_path_finds_its_paths_by_file_name() -> None:
     previews["/m/loras/x.safetensors"] = "x.jpg"  # another image: still one path
     previews["/m/checkpoints/y.safetensors"] = "y.png"
     assert sorted(previews.named({"x.safetensors", "z.safetensors"})) == ["/m/loras/sdxl/x.safetensors", "/m/loras/x.safetensors"]
-    assert previews.pop("/m/loras/sdxl/x.safetensors") == "x.preview.png" and previews.pop("/m/nowhere.safetensors") is None
+    assert previews.pop("/m/loras/sdxl/x.safetensors") == "x.preview.png" and previews.pop("/m/nowhere.safetensors", None) is None
     del previews["/m/loras/x.safetensors"]
     assert previews.named({"x.safetensors"}) == [] and previews.named({"y.safetensors"}) == ["/m/checkpoints/y.safetensors"]
     assert dict(previews) == {"/m/checkpoints/y.safetensors": "y.png"}
+
+
+def test_a_table_by_path_refuses_changes_its_name_index_would_miss() -> None:
+    table: ByPath[str] = ByPath()
+    table["/m/a.safetensors"] = "a.png"
+    for change in (lambda: table.update({"/m/b.safetensors": "b.png"}), lambda: table.setdefault("/m/b.safetensors", "b.png"), table.clear, table.popitem):
+        with pytest.raises(TypeError):
+            change()
+    with pytest.raises(KeyError):
+        table.pop("/m/absent.safetensors")
+    assert table.named({"a.safetensors"}) == ["/m/a.safetensors"] and dict(table) == {"/m/a.safetensors": "a.png"}

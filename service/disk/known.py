@@ -125,10 +125,15 @@ class ByPath(dict[str, V]):
         super().__delitem__(path)
         self._unname(path)
 
-    def pop(self, path: str, default: V | None = None) -> V | None:  # type: ignore[override]
+    def pop(self, path: str, *default: V | None) -> V | None:  # type: ignore[override]
         if path in self:
             self._unname(path)
-        return super().pop(path, default)
+        return super().pop(path, *default)
+
+    def _unindexed(self, *_args: object, **_kwargs: object) -> None:
+        raise TypeError("a ByPath table changes through [], del and pop only: its index by file name would miss it")
+
+    update = setdefault = clear = popitem = __ior__ = _unindexed  # type: ignore[assignment]
 
     def named(self, names: Iterable[str]) -> list[str]:
         """The paths held whose file name is one of these."""

@@ -143,14 +143,15 @@ def slice_parts(chunks: Chunks, before: Sliced | None) -> Sliced | None:
     over without a copy. A change to a few versions joins a few slices of about a mebibyte,
     and a body still being sent shares all the others with the new one.
     """
-    size = sum(len(part) for chunk in chunks for part in chunk)
-    if size <= KEEP_JOINED_BYTES:
-        return None
     old_chunks, old_slices = (before.chunks, before.slices) if before is not None else ((), [])
-    slices = [
-        old_slices[number] if number < len(old_chunks) and (old_chunks[number] is chunk or old_chunks[number] == chunk) else b"".join(chunk)
+    kept: list[bytes | None] = [
+        old_slices[number] if number < len(old_chunks) and (old_chunks[number] is chunk or old_chunks[number] == chunk) else None
         for number, chunk in enumerate(chunks)
     ]
+    size = sum(len(chunk_slice) if chunk_slice is not None else sum(map(len, chunk)) for chunk_slice, chunk in zip(kept, chunks))
+    if size <= KEEP_JOINED_BYTES:
+        return None
+    slices = [chunk_slice if chunk_slice is not None else b"".join(chunk) for chunk_slice, chunk in zip(kept, chunks)]
     return Sliced(size, chunks, slices)
 
 

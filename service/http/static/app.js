@@ -325,7 +325,7 @@ function statusElement(row) {
     status.appendChild(bar);
     const job = state.jobs.get(row.file);
     if (job && job.speed) {
-      const left = total ? Math.max(0, total - row.dl_bytes) / job.speed : null;
+      const left = total && total > row.dl_bytes ? (total - row.dl_bytes) / job.speed : null; // none once all bytes are in (the check)
       status.appendChild(el("span", "detail", `${megabytes(job.speed)}/s${left === null ? "" : `, ${duration(left)} left`}`));
     }
     return status;
