@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from ..errors import NotFound, Unavailable, UpstreamError
+from ..map.entry import MAX_ID
 from .client import CivitaiClient
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def identities_from_versions(versions: Iterable[Any], asked: Iterable[str], now:
 def identity_of(version: dict[str, Any], file: dict[str, Any], sha256: str, now: float) -> Identity | None:
     """One file of a CivitAI version as the identity of its SHA256; None when the body is not a version."""
     version_id, model_id = version.get("id"), version.get("modelId")
-    if type(version_id) is not int or version_id <= 0 or (model_id is not None and (type(model_id) is not int or model_id <= 0)):
+    if not _an_id(version_id) or (model_id is not None and not _an_id(model_id)):  # what SQLite and the map can hold
         return None
     model = version.get("model") if isinstance(version.get("model"), dict) else {}
     trimmed = {key: version[key] for key in _KEPT_FIELDS if key in version}
@@ -91,6 +92,10 @@ def identity_of(version: dict[str, Any], file: dict[str, Any], sha256: str, now:
         now,
         None,
     )
+
+
+def _an_id(value: object) -> bool:
+    return type(value) is int and 0 < value <= MAX_ID
 
 
 def _text(value: object) -> str | None:

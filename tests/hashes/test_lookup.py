@@ -43,3 +43,13 @@ def test_bodies_that_are_not_versions_are_ignored() -> None:
     broken["id"] = "7"
     found = identities_from_versions([broken, None, {"files": "x"}], [SHA], now=1.0)
     assert not found[SHA].known
+
+
+def test_ids_beyond_what_sqlite_and_the_map_hold_are_not_versions() -> None:
+    for key, value in (("id", 2**63), ("modelId", 2**64 - 1), ("id", True)):
+        broken = version_with(SHA)
+        broken[key] = value
+        assert not identities_from_versions([broken], [SHA], now=1.0)[SHA].known, (key, value)
+    largest = version_with(SHA)
+    largest["id"] = largest["modelId"] = 2**63 - 1
+    assert identities_from_versions([largest], [SHA], now=1.0)[SHA].version_id == 2**63 - 1
