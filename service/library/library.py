@@ -137,7 +137,8 @@ class Library:
         return all(state.error is None for state in self.catalogs.values())
 
     async def start(self) -> None:
-        """First full build: both catalogs and a scan of every root."""
+        """First full build: both catalogs, then a scan of every root, then the map laid out
+        once with every status known, then the catalogs looked at again."""
         started = time.perf_counter()
         took = {}
         await self.folders.note_mount_points()
