@@ -7,9 +7,9 @@ each key's chunk holds (the entry as the map shows it, its version, its file, th
 before it), so the next reading parses only chunks it has not seen, and the map is told
 only about versions that moved.
 
-Nothing is taken on trust. The structure, with every entry replaced by a 0, is parsed as
-JSON and must hold exactly one 0 for each entry, all of them in categories' "models"
-lists; each new entry must parse as an object on its own. Both true, the whole text is
+Nothing is taken on trust. The structure, with every entry replaced by a stand-in that it
+holds nowhere else (`_skeleton`), is parsed as JSON and must hold exactly one stand-in for
+each entry, all of them in categories' "models" lists; each new entry must parse as an object on its own. Both true, the whole text is
 valid JSON with those entries in those places. A text that does not cut this way (an entry
 that is not an object, entries laid out two ways) raises `Unsplittable` and is read whole.
 

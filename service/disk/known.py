@@ -10,44 +10,40 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+V = TypeVar("V")
 
-@dataclass(slots=True)
-class KnownHashes:
-    """SHA256 of hashed files, and which of those hashes CivitAI named a version for."""
 
-    by_path: dict[str, str] = field(default_factory=dict)  # physical path -> sha256
-    by_hash: dict[str, set[str]] = field(default_factory=dict)  # sha256 -> physical paths
-    version_of: dict[str, int] = field(default_factory=dict)  # sha256 -> CivitAI version id
-    by_version: dict[int, set[str]] = field(default_factory=dict)  # version id -> sha256s
-    hinted: set[str] = field(default_factory=set)  # paths whose hash is another tool's word, not read from their bytes yet
-    # file name -> its path (nearly always one), or the set of its paths: what a look at a few
-    # changed names needs, without a walk over every hashed file
-    _by_name: dict[str, str | set[str]] = field(default_factory=dict)
+class ByPath(dict[str, V]):
+    """A table keyed by the physical path of a model file that also finds its paths by file
+    name, for a look at a few changed names without a walk over every file (change it only
+    through `[]=`, `del` and `pop`)."""
 
-    def set_hash(self, path: str, sha256: str) -> str | None:
-        """Record a file's SHA256; returns the hash it had before, if another."""
-        old = self.by_path.get(path)
-        if old == sha256:
-            return None
-        if old is not None:
-            self._unlink(path, old)
-        else:
+    def __init__(self) -> None:
+        super().__init__()
+        # file name -> its one path (nearly always), or the set of its paths
+        self._by_name: dict[str, str | set[str]] = {}
+
+    def __setitem__(self, path: str, value: V) -> None:
+        if path not in self:
             self._name(path)
-        self.by_path[path] = sha256
-        self.by_hash.setdefault(sha256, set()).add(path)
-        return old
+        super().__setitem__(path, value)
 
-    def drop_path(self, path: str) -> str | None:
-        """Forget a file (gone, or changed since it was hashed); returns its old hash."""
-        old = self.by_path.pop(path, None)
-        self.hinted.discard(path)
-        if old is not None:
-            self._unlink(path, old)
+    def __delitem__(self, path: str) -> None:
+        super().__delitem__(path)
+        self._unname(path)
+
+    def pop(self, path: str, *default: V | None) -> V | None:  # type: ignore[override]
+        if path in self:
             self._unname(path)
-        return old
+        return super().pop(path, *default)
 
-    def paths_named(self, names: Iterable[str]) -> list[str]:
-        """The hashed files with one of these file names."""
+    def _unindexed(self, *_args: object, **_kwargs: object) -> None:
+        raise TypeError("a ByPath table changes through [], del and pop only: its index by file name would miss it")
+
+    update = setdefault = clear = popitem = __ior__ = _unindexed  # type: ignore[assignment]
+
+    def named(self, names: Iterable[str]) -> list[str]:
+        """The paths held whose file name is one of these."""
         found: list[str] = []
         for name in names:
             paths = self._by_name.get(name)
@@ -74,6 +70,36 @@ class KnownHashes:
             paths.discard(path)
             if len(paths) == 1:
                 self._by_name[name] = next(iter(paths))
+
+
+@dataclass(slots=True)
+class KnownHashes:
+    """SHA256 of hashed files, and which of those hashes CivitAI named a version for."""
+
+    by_path: ByPath[str] = field(default_factory=ByPath)  # physical path -> sha256 (and by file name)
+    by_hash: dict[str, set[str]] = field(default_factory=dict)  # sha256 -> physical paths
+    version_of: dict[str, int] = field(default_factory=dict)  # sha256 -> CivitAI version id
+    by_version: dict[int, set[str]] = field(default_factory=dict)  # version id -> sha256s
+    hinted: set[str] = field(default_factory=set)  # paths whose hash is another tool's word, not read from their bytes yet
+
+    def set_hash(self, path: str, sha256: str) -> str | None:
+        """Record a file's SHA256; returns the hash it had before, if another."""
+        old = self.by_path.get(path)
+        if old == sha256:
+            return None
+        if old is not None:
+            self._unlink(path, old)
+        self.by_path[path] = sha256
+        self.by_hash.setdefault(sha256, set()).add(path)
+        return old
+
+    def drop_path(self, path: str) -> str | None:
+        """Forget a file (gone, or changed since it was hashed); returns its old hash."""
+        old = self.by_path.pop(path, None)
+        self.hinted.discard(path)
+        if old is not None:
+            self._unlink(path, old)
+        return old
 
     def set_version(self, sha256: str, version_id: int | None) -> bool:
         """Record which version CivitAI named for a hash (None: none); True when that changed."""
@@ -102,46 +128,3 @@ class KnownHashes:
             paths.discard(path)
             if not paths:
                 del self.by_hash[sha256]
-
-
-V = TypeVar("V")
-
-
-class ByPath(dict[str, V]):
-    """A table keyed by the physical path of a model file that also finds its paths by file
-    name, for a look at a few changed names without a walk over every file (change it only
-    through `[]=`, `del` and `pop`)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._by_name: dict[str, set[str]] = {}
-
-    def __setitem__(self, path: str, value: V) -> None:
-        if path not in self:
-            self._by_name.setdefault(os.path.basename(path), set()).add(path)
-        super().__setitem__(path, value)
-
-    def __delitem__(self, path: str) -> None:
-        super().__delitem__(path)
-        self._unname(path)
-
-    def pop(self, path: str, *default: V | None) -> V | None:  # type: ignore[override]
-        if path in self:
-            self._unname(path)
-        return super().pop(path, *default)
-
-    def _unindexed(self, *_args: object, **_kwargs: object) -> None:
-        raise TypeError("a ByPath table changes through [], del and pop only: its index by file name would miss it")
-
-    update = setdefault = clear = popitem = __ior__ = _unindexed  # type: ignore[assignment]
-
-    def named(self, names: Iterable[str]) -> list[str]:
-        """The paths held whose file name is one of these."""
-        return [path for name in names for path in self._by_name.get(name, ())]
-
-    def _unname(self, path: str) -> None:
-        name = os.path.basename(path)
-        paths = self._by_name[name]
-        paths.discard(path)
-        if not paths:
-            del self._by_name[name]

@@ -152,7 +152,7 @@ class Hasher:
         wanted = presence.files() if everything else presence.files_named(names)
         keys, gone = await asyncio.to_thread(stat_all, [path for path, _ in wanted])
         on_disk = {path for path, _ in wanted}
-        looked_at = list(self.known.by_path) if everything else self.known.paths_named(names)
+        looked_at = list(self.known.by_path) if everything else self.known.by_path.named(names)
         stale = [path for path in looked_at if path not in on_disk or path in gone]
         hashes = await self._in_db(self.store.known_hashes, keys)
         now = time.time()

@@ -131,4 +131,3 @@ class Hints:
     def _only_hinted(self, known: KnownHashes, sha256: str) -> bool:
         paths = known.by_hash.get(sha256)
         return bool(paths) and all(path in self._by_path for path in paths)
-
