@@ -173,6 +173,20 @@ async def test_a_large_map_gzipped_slice_by_slice_is_the_map(monkeypatch: pytest
     assert gzip.decompress(await index.snapshot.gzip_body()) == b"".join(sliced)
 
 
+async def test_a_huge_map_keeps_no_slices_and_joins_each_as_it_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    index = large_index(monkeypatch)
+    monkeypatch.setattr(body_module, "KEEP_SLICES_BYTES", 128 * 1024)
+    sliced = await index.snapshot.sliced()
+    assert sliced is not None and sliced.slices is None
+    body = b"".join(sliced)
+    assert len(body) == sliced.size and orjson.loads(body) == orjson.loads(index.snapshot.body)
+    assert gzip.decompress(await index.snapshot.gzip_body()) == body
+    assert index.update({1500: entry(1500, name="Renamed")})
+    again = await index.snapshot.sliced()
+    assert again is not None and again.slices is None
+    assert orjson.loads(b"".join(again))["by_version"]["1500"]["name"] == "Renamed"
+
+
 async def test_a_small_map_is_kept_joined(monkeypatch: pytest.MonkeyPatch) -> None:
     index = CivitaiIndex(Presence((FolderSource(ROOT),)))
     index.set_layout(build_layout([[entry(v) for v in range(1, 50)]]))

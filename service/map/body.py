@@ -13,6 +13,9 @@ JOIN_IN_THREAD_PARTS = 20_000  # a map body of more parts than this (~10,000 ver
 # each chunk of its parts (`chunks.ChunkedParts`, about a mebibyte), each joined as it goes; a
 # change rejoins only the slices of the chunks it touched.
 KEEP_JOINED_BYTES = 8 * 1024 * 1024
+# A body larger than this keeps no slices either: each is joined as it is sent or compressed,
+# and let go. A million versions' body is about 250 MB, which would double what the heads cost.
+KEEP_SLICES_BYTES = 64 * 1024 * 1024
 GZIP_LEVEL = 6
 FAST_GZIP_LEVEL = 1  # for bodies kept in slices (over KEEP_JOINED_BYTES): twice as fast, 10 % larger
 
@@ -81,7 +84,7 @@ class MapSnapshot:
     async def _slice(self, parts: Chunks) -> Sliced | None:
         sliced = await asyncio.to_thread(slice_parts, parts, self._cache.latest)
         if sliced is not None:
-            self._cache.latest = sliced
+            self._cache.latest = sliced if sliced.slices is not None else None
         return sliced
 
     async def gzip_body(self) -> bytes:
@@ -98,13 +101,16 @@ class MapSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class Sliced:
-    """A large map body kept as slices, one for each chunk of its parts, never as one bytes."""
+    """A large map body as slices, one for each chunk of its parts, never as one bytes: kept
+    (`slices`), or for a huge body (None) joined one at a time as they are read."""
 
     size: int
     chunks: Chunks
-    slices: list[bytes]
+    slices: list[bytes] | None
 
     def __iter__(self) -> Iterator[bytes]:
+        if self.slices is None:
+            return map(b"".join, self.chunks)
         return iter(self.slices)
 
 
@@ -136,14 +142,15 @@ class SliceCache:
 
 def slice_parts(chunks: Chunks, before: Sliced | None) -> Sliced | None:
     """The body in slices, one for each chunk (blocking: call it in a thread); None when it is
-    small enough to keep joined.
+    small enough to keep joined. Over KEEP_SLICES_BYTES the slices are not kept: each is
+    joined when it is read.
 
     A chunk that is the same as `before`'s in its place (the very tuple, when no part of it
     was written since, else found equal part by part) is the same bytes: its slice is taken
     over without a copy. A change to a few versions joins a few slices of about a mebibyte,
     and a body still being sent shares all the others with the new one.
     """
-    old_chunks, old_slices = (before.chunks, before.slices) if before is not None else ((), [])
+    old_chunks, old_slices = (before.chunks, before.slices) if before is not None and before.slices is not None else ((), [])
     kept: list[bytes | None] = [
         old_slices[number] if number < len(old_chunks) and (old_chunks[number] is chunk or old_chunks[number] == chunk) else None
         for number, chunk in enumerate(chunks)
@@ -151,6 +158,8 @@ def slice_parts(chunks: Chunks, before: Sliced | None) -> Sliced | None:
     size = sum(len(chunk_slice) if chunk_slice is not None else sum(map(len, chunk)) for chunk_slice, chunk in zip(kept, chunks))
     if size <= KEEP_JOINED_BYTES:
         return None
+    if size > KEEP_SLICES_BYTES:
+        return Sliced(size, chunks, None)
     slices = [chunk_slice if chunk_slice is not None else b"".join(chunk) for chunk_slice, chunk in zip(kept, chunks)]
     return Sliced(size, chunks, slices)
 
