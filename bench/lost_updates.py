@@ -35,10 +35,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from service.catalog.codec import digest  # noqa: E402
+from service.catalog.cutting import cut  # noqa: E402
 from service.catalog.document import catalog_path  # noqa: E402
 from service.catalog.plans import plan_add  # noqa: E402
 from service.catalog.store import CatalogStore  # noqa: E402
-from service.catalog.cutting import cut  # noqa: E402
 from service.catalog.text import Text, Unsplittable  # noqa: E402
 from service.catalog.transaction import Wanted, run_transaction  # noqa: E402
 from service.civitai.routing import MappedVersion  # noqa: E402
@@ -114,24 +114,31 @@ def one_run(mode: str, saves: int, path: str = "whole", pause_s: float = 0.0) ->
         other.wait()
         ours.join()
         elapsed = time.perf_counter() - started
-        doc = json.loads((catalogs / "models.json").read_text())
-        markers = set(doc.get("outside", []))
-        kept = {e.get("civitai_version_id") for c in doc["categories"] for e in c.get("models", [])}
-        aside: set[int] = set()  # in the conflict copies a save made onto ours leaves beside the catalog
-        for copy in catalogs.glob("models.json.conflict-*"):
-            aside |= set(json.loads(copy.read_text()).get("outside", []))
         return {
             "mode": mode,
             "our_path": path,
-            "outside_saves": saves,
-            "outside_saves_lost": saves - len(markers & set(range(saves))),
-            "of_those_in_conflict_copies": len((aside - markers) & set(range(saves))),
-            "our_saves": len(added),
-            "our_saves_spliced": len(spliced),
-            "our_failures": len(failures),
-            "our_entries_overwritten_by_them": len(set(added) - kept),
+            **_tally(catalogs, saves, added, spliced, failures),
             "seconds": round(elapsed, 1),
         }
+
+
+def _tally(catalogs: Path, saves: int, added: list[int], spliced: list[int], failures: list[str]) -> dict[str, int]:
+    """What the catalog holds after a run: the other program's saves kept or lost, and ours."""
+    doc = json.loads((catalogs / "models.json").read_text())
+    markers = set(doc.get("outside", []))
+    kept = {e.get("civitai_version_id") for c in doc["categories"] for e in c.get("models", [])}
+    aside: set[int] = set()  # in the conflict copies a save made onto ours leaves beside the catalog
+    for copy in catalogs.glob("models.json.conflict-*"):
+        aside |= set(json.loads(copy.read_text()).get("outside", []))
+    return {
+        "outside_saves": saves,
+        "outside_saves_lost": saves - len(markers & set(range(saves))),
+        "of_those_in_conflict_copies": len((aside - markers) & set(range(saves))),
+        "our_saves": len(added),
+        "our_saves_spliced": len(spliced),
+        "our_failures": len(failures),
+        "our_entries_overwritten_by_them": len(set(added) - kept),
+    }
 
 
 def main() -> None:

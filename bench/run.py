@@ -50,6 +50,13 @@ from harness.report import write_reports
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The options, checked and completed with their defaults."""
+    p = _parser()
+    args = p.parse_args(argv)
+    _complete(p, args)
+    return args
+
+
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Benchmark the catalog service (see bench/README.md).")
     p.add_argument("--sizes", default=None, help="comma-separated catalog sizes (default 1000,10000,100000)")
     p.add_argument("--duration", type=float, default=None, help="seconds per load run (default 5; --quick: 2)")
@@ -96,7 +103,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "else --tmpdir); creating 50k files on a slow virtual disk takes far longer than on tmpfs")
     p.add_argument("--keep-tmp", action="store_true", help="keep generated folders (for debugging)")
     p.add_argument("--out", default=str(RESULTS_DIR), help="results folder (default bench/results)")
-    args = p.parse_args(argv)
+    return p
+
+
+def _complete(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Check the options (p.error exits on a bad one) and fill in the defaults that depend on others."""
     if args.sizes is None:
         args.sizes = "1000,10000" if args.quick else "1000,10000,100000"
     try:
@@ -135,7 +146,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if not sep or not k:
             p.error(f"--service-env wants KEY=VALUE, not {item!r}")
         args.extra_env[k] = v
-    return args
 
 
 async def amain(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from .tables import Table, fmt
 from .targets import (
     ADD_P95_MS,
     BIG_HEALTH_MAX_MS,
@@ -26,60 +27,26 @@ from .targets import (
 )
 
 
-def _pf(ok: bool | None) -> str:
-    return "—" if ok is None else ("PASS" if ok else "**FAIL**")
-
-
-def _fmt(x: Any, unit: str = "", nd: int = 2) -> str:
-    if x is None:
-        return "n/a"
-    if isinstance(x, float):
-        return f"{x:,.{nd}f}{unit}"
-    if isinstance(x, int):
-        return f"{x:,}{unit}"
-    return f"{x}{unit}"
-
-
-class Table:
-    """Rows of metric / value / target / result, and the same as verdicts for latest.json."""
-
-    def __init__(self) -> None:
-        self.rows: list[tuple[str, str, str, bool | None]] = []
-        self.verdicts: list[dict[str, Any]] = []
-
-    def row(self, metric: str, value: str, target: str = "—", ok: bool | None = None) -> None:
-        """One row; ok None for a row without a target."""
-        self.rows.append((metric, value, target, ok))
-        self.verdicts.append({"metric": metric, "value": value, "target": target, "pass": ok})
-
-    def markdown(self, title: str) -> str:
-        """The table under a title."""
-        out = [title, "", "| metric | value | target | result |", "|---|---|---|---|"]
-        for metric, value, target, ok in self.rows:
-            out.append(f"| {metric} | {value.replace('|', '/')} | {target} | {_pf(ok)} |")
-        return "\n".join(out) + "\n"
-
-
 def _common_rows(t: Table, res: dict[str, Any], ready_target_s: float | None, rss_target_mb: float | None) -> None:
     """Generation, error, start, memory: the rows every run has."""
-    t.row("catalog generation", _fmt(res.get("generate_s"), " s"))
+    t.row("catalog generation", fmt(res.get("generate_s"), " s"))
     if "error" in res:
         lines = [ln.strip() for ln in res["error"].splitlines() if ln.strip()]
         msg = lines[0][:160] + (f" … {lines[-1][:200]}" if len(lines) > 1 else "")
         t.row("ERROR", msg, "no error", False)
     ready = res.get("ready_s")
     if ready is not None or "error" in res:
-        t.row("cold start to /ready", _fmt(ready, " s", 3), f"≤ {ready_target_s:g} s" if ready_target_s else "—",
+        t.row("cold start to /ready", fmt(ready, " s", 3), f"≤ {ready_target_s:g} s" if ready_target_s else "—",
               (ready is not None and ready <= ready_target_s) if ready_target_s else None)
     if "rss_max_mb" in res:
-        t.row("RSS max (VmRSS of the service and its children, sampled every 100 ms)", _fmt(res["rss_max_mb"], " MB", 1),
+        t.row("RSS max (VmRSS of the service and its children, sampled every 100 ms)", fmt(res["rss_max_mb"], " MB", 1),
               f"≤ {rss_target_mb:g} MB" if rss_target_mb else "—",
               res["rss_max_mb"] <= rss_target_mb if rss_target_mb else None)
         if res.get("ceiling_rss_max_mb"):
-            t.row("ceiling server RSS max under the same load", _fmt(res["ceiling_rss_max_mb"], " MB", 1))
+            t.row("ceiling server RSS max under the same load", fmt(res["ceiling_rss_max_mb"], " MB", 1))
         t.row("RSS after ready / after load / VmHWM (service process)",
-              f"{_fmt(res.get('rss_after_ready_mb'), '', 1)} / {_fmt(res.get('rss_after_load_mb'), '', 1)} / "
-              f"{_fmt(res.get('rss_hwm_mb'), ' MB', 1)}")
+              f"{fmt(res.get('rss_after_ready_mb'), '', 1)} / {fmt(res.get('rss_after_load_mb'), '', 1)} / "
+              f"{fmt(res.get('rss_hwm_mb'), ' MB', 1)}")
     if res.get("rss_by_phase_mb"):
         t.row("RSS peak by phase", phases_text(res))
 
@@ -87,7 +54,7 @@ def _common_rows(t: Table, res: dict[str, Any], ready_target_s: float | None, rs
 def phases_text(res: dict[str, Any]) -> str:
     """'start 45 / load 46 / rebuild 80 MB (peak: rebuild)'."""
     phases = res.get("rss_by_phase_mb") or {}
-    return (" / ".join(f"{p} {_fmt(v, '', 0)}" for p, v in phases.items()) + " MB"
+    return (" / ".join(f"{p} {fmt(v, '', 0)}" for p, v in phases.items()) + " MB"
             + (f" (peak: {res['rss_peak_phase']})" if res.get("rss_peak_phase") else ""))
 
 
@@ -95,10 +62,10 @@ def _add_rows(t: Table, ad: dict[str, Any], p95_target: bool) -> None:
     ok_n = ad["n"]
     cut = f", stopped after {ad['requests']} of {ad['asked']} by --phase-budget-s" if ad["requests"] < ad.get("asked", 0) else ""
     t.row(f"POST add latency p50 / p95 ({ok_n}/{ad['requests']} ok{cut})",
-          f"{_fmt(ad['p50_ms'], '', 1)} / {_fmt(ad['p95_ms'], ' ms', 1)} (max {_fmt(ad['max_ms'], ' ms', 1)})",
+          f"{fmt(ad['p50_ms'], '', 1)} / {fmt(ad['p95_ms'], ' ms', 1)} (max {fmt(ad['max_ms'], ' ms', 1)})",
           f"{ad['requests']} added", ok_n == ad["requests"])
     if p95_target:
-        t.row("POST add latency p95 (fake CivitAI, fsync)", _fmt(ad["p95_ms"], " ms", 1), f"≤ {ADD_P95_MS:g} ms",
+        t.row("POST add latency p95 (fake CivitAI, fsync)", fmt(ad["p95_ms"], " ms", 1), f"≤ {ADD_P95_MS:g} ms",
               add_p95_ok(ad))
 
 
@@ -126,8 +93,8 @@ def _map_rows(t: Table, res: dict[str, Any]) -> None:
             f"{chk.get('by_version_count')} versions, {chk.get('present_count')} present, "
             f"{chk.get('mismatches', 'n/a')} mismatches", f"{chk.get('expected_versions')} / "
             f"{chk.get('expected_present')} / 0", chk.get("ok"))
-        row("map body (identity / gzip)", f"{_fmt(res.get('map_bytes'))} B / "
-            f"{_fmt(res.get('gzip_bytes'))} B" + ("" if res.get("gzip_served") else " (service does not gzip)"))
+        row("map body (identity / gzip)", f"{fmt(res.get('map_bytes'))} B / "
+            f"{fmt(res.get('gzip_bytes'))} B" + ("" if res.get("gzip_served") else " (service does not gzip)"))
     if "map_without_key_status" in res:
         row("map without X-API-Key → status", str(res["map_without_key_status"]), "401",
             res["map_without_key_status"] == 401)
@@ -155,13 +122,13 @@ def _throughput_rows(t: Table, res: dict[str, Any], n: int) -> None:
             return f" [{min(runs):,.0f}–{max(runs):,.0f}]" if len(runs) > 1 else ""
 
         row(f"{name} req/s: service / {ceiling_name}",
-            f"{_fmt(sv.get('rps'), '', 0)}{spread(sv)} / {_fmt(cv.get('rps'), '', 0)}{spread(cv)}{extra}")
+            f"{fmt(sv.get('rps'), '', 0)}{spread(sv)} / {fmt(cv.get('rps'), '', 0)}{spread(cv)}{extra}")
         ratio = d.get("ratio")
         ok = None if target is None else (ratio is not None and ratio >= target and not bad)
-        row(f"{name} ratio", _fmt(ratio, "", 3), f"≥ {target:g}" if target else "—", ok)
+        row(f"{name} ratio", fmt(ratio, "", 3), f"≥ {target:g}" if target else "—", ok)
         if sv.get("latency_p99_ms") is not None:
             row(f"{name} latency p50 / p99 (service)",
-                f"{_fmt(sv.get('latency_p50_ms'), '', 2)} / {_fmt(sv.get('latency_p99_ms'), ' ms', 2)}")
+                f"{fmt(sv.get('latency_p50_ms'), '', 2)} / {fmt(sv.get('latency_p99_ms'), ' ms', 2)}")
 
     tp("map 200", "map_throughput", "ceiling", 0.8 if n == 10_000 else None)
     tp("map 304", "not_modified_throughput", "bare 304", 0.8)
@@ -176,17 +143,17 @@ def _freshness_rows(t: Table, res: dict[str, Any]) -> None:
     fr = res.get("freshness")
     if fr:
         L, D = fr["landing"], fr["deletion"]
-        row(f"file landing → present p50 / max ({L['n']} trials)", f"{_fmt(L['p50_ms'], '', 1)} / "
-            f"{_fmt(L['max_ms'], ' ms', 1)}" + (f", {fr['timeouts']['land']} timeouts" if fr['timeouts']['land'] else ""))
-        row("file landing → present p95", _fmt(L["p95_ms"], " ms", 1), "≤ 250 ms",
+        row(f"file landing → present p50 / max ({L['n']} trials)", f"{fmt(L['p50_ms'], '', 1)} / "
+            f"{fmt(L['max_ms'], ' ms', 1)}" + (f", {fr['timeouts']['land']} timeouts" if fr['timeouts']['land'] else ""))
+        row("file landing → present p95", fmt(L["p95_ms"], " ms", 1), "≤ 250 ms",
             L["p95_ms"] is not None and L["p95_ms"] <= 250 and not fr["timeouts"]["land"])
-        row("file deleted → missing p50 / p95 / max", f"{_fmt(D['p50_ms'], '', 1)} / {_fmt(D['p95_ms'], '', 1)} / "
-            f"{_fmt(D['max_ms'], ' ms', 1)}" + (f", {fr['timeouts']['delete']} timeouts" if fr['timeouts']['delete'] else ""),
+        row("file deleted → missing p50 / p95 / max", f"{fmt(D['p50_ms'], '', 1)} / {fmt(D['p95_ms'], '', 1)} / "
+            f"{fmt(D['max_ms'], ' ms', 1)}" + (f", {fr['timeouts']['delete']} timeouts" if fr['timeouts']['delete'] else ""),
             "≤ 250 ms (p95)", D["p95_ms"] is not None and D["p95_ms"] <= 250 and not fr["timeouts"]["delete"])
     ce = res.get("catalog_edit")
     if ce:
         row(f"external catalog edit (idle, one entry added) → visible p50 / p95 ({ce['n']} trials)",
-            f"{_fmt(ce['p50_ms'], '', 1)} / {_fmt(ce['p95_ms'], ' ms', 1)}"
+            f"{fmt(ce['p50_ms'], '', 1)} / {fmt(ce['p95_ms'], ' ms', 1)}"
             + (f", {ce['timeouts']} timeouts" if ce["timeouts"] else ""),
             "≤ 250 ms (p95)", ce["p95_ms"] is not None and ce["p95_ms"] <= 250 and not ce["timeouts"])
 
@@ -199,17 +166,17 @@ def _edit_rows(t: Table, res: dict[str, Any], n: int) -> None:
         applies = issue_applies(n)
         t.row(f"outside edit of models.json under load (one entry renamed) → visible p50 / p95 / max "
             f"({rb['trials']} trials)",
-            f"{_fmt(v['p50_ms'], '', 1)} / {_fmt(v['p95_ms'], '', 1)} / {_fmt(v['max_ms'], ' ms', 1)}"
+            f"{fmt(v['p50_ms'], '', 1)} / {fmt(v['p95_ms'], '', 1)} / {fmt(v['max_ms'], ' ms', 1)}"
             + (f", {rb['timeouts']} timeouts" if rb["timeouts"] else ""),
             f"≤ {EDIT_P95_MS:g} ms (p95)" if applies else "visible", edit_visible_ok(rb) if applies else v["n"] > 0)
         errors = sum(dur[k]["errors"] for k in dur)
         t.row("worst request while that edit is applied: full map / point / /health",
-            " / ".join(_fmt(dur[k]["max_ms"], "", 1) for k in ("full", "point", "health")) + " ms"
+            " / ".join(fmt(dur[k]["max_ms"], "", 1) for k in ("full", "point", "health")) + " ms"
             + (f", {errors} failed" if errors else "")
-            + " (baseline max " + " / ".join(_fmt(base[k]["max_ms"], "", 1) for k in ("full", "point", "health")) + " ms)",
+            + " (baseline max " + " / ".join(fmt(base[k]["max_ms"], "", 1) for k in ("full", "point", "health")) + " ms)",
             f"≤ {EDIT_WORST_MS:g} ms" if applies else "—", edit_worst_ok(rb) if applies else None)
         t.row("worst request in the 1 s after it showed: full map / point / /health",
-            " / ".join(_fmt(aft[k]["max_ms"], "", 1) for k in ("full", "point", "health")) + " ms")
+            " / ".join(fmt(aft[k]["max_ms"], "", 1) for k in ("full", "point", "health")) + " ms")
     for layout, edits in (res.get("rebuild_layouts") or {}).items():
         t.row(f"the same in a file saved {layout}: whole file re-formatted → visible; renames p50 / p95 "
             f"({edits['trials']} trials); worst full map / point / /health",
@@ -219,22 +186,22 @@ def _edit_rows(t: Table, res: dict[str, Any], n: int) -> None:
 
 def _layout_cell(edits: dict[str, Any]) -> str:
     v, dur = edits["visible"], edits["during"]
-    return (f"{_fmt(edits['reformat']['visible']['max_ms'], ' ms', 0)}; {_fmt(v['p50_ms'], '', 0)} / {_fmt(v['p95_ms'], ' ms', 0)}; "
-            + " / ".join(_fmt(dur[k]["max_ms"], "", 0) for k in ("full", "point", "health")) + " ms"
+    return (f"{fmt(edits['reformat']['visible']['max_ms'], ' ms', 0)}; {fmt(v['p50_ms'], '', 0)} / {fmt(v['p95_ms'], ' ms', 0)}; "
+            + " / ".join(fmt(dur[k]["max_ms"], "", 0) for k in ("full", "point", "health")) + " ms"
             + (f", {edits['timeouts']} timeouts" if edits["timeouts"] else ""))
 
 
 def _stop_row(t: Table, res: dict[str, Any]) -> None:
     st = res.get("service_stop")
     if st:
-        t.row("service stop on SIGTERM", f"{_fmt(st.get('stop_s'), ' s', 3)}, exit code {st.get('exit_code')}"
+        t.row("service stop on SIGTERM", f"{fmt(st.get('stop_s'), ' s', 3)}, exit code {st.get('exit_code')}"
               + (f" ({st['stop_note']})" if st.get("stop_note") else ""))
 
 
 def big_table_for(res: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     """The Markdown table of the big-catalog run and its verdicts."""
     t = Table()
-    t.row("models.json size", _fmt(res.get("models_json_bytes"), " B"))
+    t.row("models.json size", fmt(res.get("models_json_bytes"), " B"))
     _common_rows(t, res, None, BIG_RSS_MB)
     chk = res.get("map_check")
     if chk:
@@ -245,8 +212,8 @@ def big_table_for(res: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     h, idle = res.get("health_during_adds"), res.get("health_idle")
     if h:
         t.row(f"/health worst during the adds ({h['n']} requests, every 10 ms)",
-              _fmt(h["max_ms"], " ms", 1) + (f", {h['errors']} failed" if h["errors"] else "")
-              + f" (p50 {_fmt(h['p50_ms'], ' ms', 1)}; idle max {_fmt((idle or {}).get('max_ms'), ' ms', 1)})",
+              fmt(h["max_ms"], " ms", 1) + (f", {h['errors']} failed" if h["errors"] else "")
+              + f" (p50 {fmt(h['p50_ms'], ' ms', 1)}; idle max {fmt((idle or {}).get('max_ms'), ' ms', 1)})",
               f"≤ {BIG_HEALTH_MAX_MS:g} ms", big_health_ok(res))
     _stop_row(t, res)
     mb = (res.get("models_json_bytes") or 0) / 1e6
@@ -268,7 +235,7 @@ def _cell(value: str, ok: bool | None) -> str:
 def _rss_cell(r: dict[str, Any]) -> str:
     if "rss_max_mb" not in r:
         return "n/a"
-    return _cell(f"{_fmt(r['rss_max_mb'], ' MB', 0)} (VmHWM {_fmt(r.get('rss_hwm_mb'), '', 0)})", rss_ok(r) if issue_applies(r["n"]) else None)
+    return _cell(f"{fmt(r['rss_max_mb'], ' MB', 0)} (VmHWM {fmt(r.get('rss_hwm_mb'), '', 0)})", rss_ok(r) if issue_applies(r["n"]) else None)
 
 
 def _phases_cell(r: dict[str, Any]) -> str:
@@ -284,13 +251,13 @@ def _judged(r: dict[str, Any], key: str, text: Any, ok: Any, missing: str = "n/a
 
 
 def _visible_cell(r: dict[str, Any]) -> str:
-    return _judged(r, "rebuild", lambda rb: f"{_fmt(rb['visible']['p95_ms'], ' ms', 0)} ({rb['trials']} trials)", edit_visible_ok)
+    return _judged(r, "rebuild", lambda rb: f"{fmt(rb['visible']['p95_ms'], ' ms', 0)} ({rb['trials']} trials)", edit_visible_ok)
 
 
 def _worst_text(rb: dict[str, Any]) -> str:
     d, b = rb["during"], rb["baseline"]
-    return (" / ".join(_fmt(d[k]["max_ms"], "", 0) for k in ("full", "point", "health")) + " ms (idle "
-            + " / ".join(_fmt(b[k]["max_ms"], "", 0) for k in ("full", "point", "health")) + ")")
+    return (" / ".join(fmt(d[k]["max_ms"], "", 0) for k in ("full", "point", "health")) + " ms (idle "
+            + " / ".join(fmt(b[k]["max_ms"], "", 0) for k in ("full", "point", "health")) + ")")
 
 
 def _worst_cell(r: dict[str, Any]) -> str:
@@ -298,14 +265,14 @@ def _worst_cell(r: dict[str, Any]) -> str:
 
 
 def _add_cell(r: dict[str, Any]) -> str:
-    return _judged(r, "add", lambda ad: f"{_fmt(ad['p50_ms'], '', 0)} / {_fmt(ad['p95_ms'], ' ms', 0)}", add_p95_ok, "not measured")
+    return _judged(r, "add", lambda ad: f"{fmt(ad['p50_ms'], '', 0)} / {fmt(ad['p95_ms'], ' ms', 0)}", add_p95_ok, "not measured")
 
 
 def _full_map_cell(r: dict[str, Any]) -> str:
     d = r.get("map_throughput")
     if not d or "skipped" in d or d.get("ratio") is None:
         return "n/a"
-    return _cell(f"{_fmt(d['ratio'], '', 2)} ({d.get('load', '')})", d["ratio"] >= FULL_MAP_RATIO if r["n"] == 10_000 else None)
+    return _cell(f"{fmt(d['ratio'], '', 2)} ({d.get('load', '')})", d["ratio"] >= FULL_MAP_RATIO if r["n"] == 10_000 else None)
 
 
 def _layout_edit_cell(layout: str) -> Any:
@@ -350,11 +317,11 @@ def issue_table(results: dict[str, Any]) -> str:
 def _big_catalog_lines(r: dict[str, Any]) -> list[str]:
     mb = (r.get("models_json_bytes") or 0) / 1e6
     h = r["health_during_adds"]
-    rss_value = _cell(_fmt(r.get("rss_max_mb"), " MB", 0), r["rss_max_mb"] <= BIG_RSS_MB if "rss_max_mb" in r else None)
+    rss_value = _cell(fmt(r.get("rss_max_mb"), " MB", 0), r["rss_max_mb"] <= BIG_RSS_MB if "rss_max_mb" in r else None)
     return ["", f"| a {mb:,.0f} MB catalog ({r['n']:,} entries) | value | target |", "|---|---|---|",
-            f"| `/health` worst during an add | {_cell(_fmt(h['max_ms'], ' ms', 0), big_health_ok(r))} | ≤ {BIG_HEALTH_MAX_MS:g} ms |",
+            f"| `/health` worst during an add | {_cell(fmt(h['max_ms'], ' ms', 0), big_health_ok(r))} | ≤ {BIG_HEALTH_MAX_MS:g} ms |",
             f"| peak RSS | {rss_value} | ≤ {BIG_RSS_MB / 1024:g} GB |",
-            f"| add p50 / p95 | {_fmt(r['add']['p50_ms'], '', 0)} / {_fmt(r['add']['p95_ms'], ' ms', 0)} | — |"]
+            f"| add p50 / p95 | {fmt(r['add']['p50_ms'], '', 0)} / {fmt(r['add']['p95_ms'], ' ms', 0)} | — |"]
 
 
 def machine_md(m: dict[str, Any], args: argparse.Namespace) -> str:
