@@ -107,33 +107,38 @@ def limit_malloc_arenas() -> bool:
     return bool(mallopt(_M_ARENA_MAX, MALLOC_ARENAS))
 
 
-def set_long_lived_aside() -> None:
+def set_long_lived_aside(collect: bool = True) -> None:
     """Take every object alive now out of the cyclic garbage collector's walks (`gc.freeze`).
 
     A large library is hundreds of thousands of long-lived objects (the cut catalogs, the map's
     entries, the index); each full collection would walk them all, holding the GIL for tens of
     milliseconds while requests wait. Done once such a structure is built, it leaves the
     collector only what was made since. The garbage waiting then is collected first (a walk of
-    what was not set aside before: all of it once, at the start). Frozen objects are still freed
-    when their last reference goes (these structures hold no cycles); only a cycle formed among
-    them later would never be collected."""
-    gc.collect()
+    what was not set aside before: all of it once, at the start), unless `collect` is False:
+    then whatever cyclic garbage there is stays, set aside with the rest. Frozen objects are
+    still freed when their last reference goes (these structures hold no cycles); only a cycle
+    formed among them later would never be collected."""
+    if collect:
+        gc.collect()
     gc.freeze()
 
 
 class Pause:
-    """One hold on the collector (`collector_paused`); `set_aside`: what was built is long-lived."""
+    """One hold on the collector (`collector_paused`); `set_aside`: what was built is long-lived;
+    `collect`: collect the garbage first when it is set aside (False: there is none worth a walk)."""
 
-    __slots__ = ("set_aside",)
+    __slots__ = ("set_aside", "collect")
 
     def __init__(self, set_aside: bool) -> None:
         self.set_aside = set_aside
+        self.collect = True
 
 
 _pause_lock = threading.Lock()
 _pausers = 0
 _was_enabled = False
 _aside_due = False
+_walk_due = False  # a pauser that set its structure aside wants the garbage collected first
 
 
 @contextlib.contextmanager
@@ -146,9 +151,10 @@ def collector_paused(*, set_aside: bool = False) -> Iterator[Pause]:
     hold is cyclic garbage, so the collector waits until the last overlapping pause ends (the
     threads that build share it). If any of them said the result is long-lived (`set_aside`,
     or `Pause.set_aside` set before it ends), it is then set aside (`set_long_lived_aside`) in
-    one walk, before the collector would have walked it on its own. A collector paused by
-    someone else stays paused."""
-    global _pausers, _was_enabled, _aside_due
+    one walk, before the collector would have walked it on its own; with no walk when none of
+    them wants the garbage collected first (`Pause.collect`). A collector paused by someone
+    else stays paused."""
+    global _pausers, _was_enabled, _aside_due, _walk_due
     pause = Pause(set_aside)
     with _pause_lock:
         if _pausers == 0:
@@ -161,10 +167,11 @@ def collector_paused(*, set_aside: bool = False) -> Iterator[Pause]:
         with _pause_lock:
             _pausers -= 1
             _aside_due |= pause.set_aside
+            _walk_due |= pause.set_aside and pause.collect
             if _pausers == 0:
                 if _aside_due:
-                    _aside_due = False
-                    set_long_lived_aside()
+                    set_long_lived_aside(collect=_walk_due)
+                    _aside_due = _walk_due = False
                 if _was_enabled:
                     gc.enable()
 

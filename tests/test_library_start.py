@@ -66,3 +66,21 @@ async def test_a_catalog_rewritten_while_the_first_scan_runs_shows_every_file_pr
 
     await start_with_a_save_during_the_scan(library, save)
     assert [v for v in range(1, count + 1) if library.index.status(v) != PRESENT] == []
+
+
+async def test_the_start_sets_its_build_aside_without_a_walk_and_later_builds_get_one(tmp_path: Path, monkeypatch: Any) -> None:
+    from service import workers
+    from service.library import library as library_module
+
+    monkeypatch.setattr(library_module, "TRIM_AFTER_ENTRIES", 2)
+    walks: list[bool] = []
+    monkeypatch.setattr(workers, "set_long_lived_aside", lambda collect=True: walks.append(collect))
+    library, catalogs = library_at(tmp_path, "a.safetensors")
+    write_json(catalogs / "models.json", catalog(*(entry(v, f"v{v}.safetensors") for v in range(1, 6))))
+    await library.start()
+    assert walks and not any(walks)  # the start's own build: nothing worth a walk
+    walks.clear()
+    write_json(catalogs / "models.json", catalog(*(entry(v, f"w{v}.safetensors") for v in range(1, 8))))
+    await library.reload_catalog("models")
+    await library._rebuild()
+    assert walks and all(walks)

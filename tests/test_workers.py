@@ -64,6 +64,45 @@ def test_a_build_said_to_be_long_lived_is_set_aside_once_its_garbage_is_collecte
         gc.unfreeze()
 
 
+def test_a_build_whose_garbage_is_not_worth_a_walk_is_set_aside_without_one() -> None:
+    class Node:
+        other: Any = None
+
+    before = gc.get_freeze_count()
+    try:
+        with workers.collector_paused(set_aside=True) as pause:
+            a, b = Node(), Node()
+            a.other, b.other = b, a
+            alive = weakref.ref(a)
+            del a, b
+            pause.collect = False
+        assert gc.get_freeze_count() > before
+        gc.collect()
+        assert alive() is not None  # set aside with the build, not walked
+    finally:
+        gc.unfreeze()
+        gc.collect()
+    assert alive() is None
+
+
+def test_one_pause_that_wants_the_garbage_collected_gets_its_walk() -> None:
+    class Node:
+        other: Any = None
+
+    try:
+        outer = workers.collector_paused(set_aside=True)
+        outer.__enter__().collect = False
+        with workers.collector_paused(set_aside=True):  # wants its walk
+            a, b = Node(), Node()
+            a.other, b.other = b, a
+            alive = weakref.ref(a)
+            del a, b
+        outer.__exit__(None, None, None)
+        assert alive() is None
+    finally:
+        gc.unfreeze()
+
+
 def test_a_build_not_said_to_be_long_lived_sets_nothing_aside() -> None:
     before = gc.get_freeze_count()
     with workers.collector_paused():

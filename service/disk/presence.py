@@ -37,6 +37,9 @@ class Presence:
         places = self._by_name.get(name)
         if not places:
             return False
+        if len(places) == 1:  # nearly every name: no generator for it
+            (place,) = places.values()
+            return place == folder or place.startswith(folder + "/")
         prefix = folder + "/"
         return any(place == folder or place.startswith(prefix) for place in places.values())
 

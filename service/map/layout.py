@@ -125,12 +125,13 @@ def build_layout(catalogs: Iterable[Iterable[MapEntry]], previous: Layout | None
         parts.append(entry.head)
         slots[version_id] = len(parts)
         parts.append(MISSING)
-        _link(by_file, entry.file, version_id)
+        if by_file.setdefault(entry.file, version_id) != version_id:  # the first of its file is linked in C
+            _link(by_file, entry.file, version_id)
         if entry.model_id is not None:
             by_model.setdefault(entry.model_id, []).append(version_id)
         if not entry.catalog:
             disk_only = True
-        elif entry.sha256 is not None:
+        elif entry.sha256 is not None and by_sha256.setdefault(entry.sha256, version_id) != version_id:
             _link(by_sha256, entry.sha256, version_id)
     models = ByModel(by_model)
     parts += [MIDDLE + b"{", *models.parts(), CLOSE + CLOSE]
