@@ -217,3 +217,22 @@ def test_listeners_are_told_what_each_changed_version_showed_before() -> None:
     index.set_layout(build_layout([[entry(3)]]))
     assert seen[-1] == {2: ("missing", "renamed.safetensors")}
     assert index.was(3) == ("missing", index.shown(3)) and index.was(2) == (None, None)  # between publishes: as it is now
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ("ABCDEF0123456789" * 4, "abcdef0123456789" * 4),
+        ("abcdef0123456789" * 4, "abcdef0123456789" * 4),
+        ("ABCDEF0123456789" * 4 + "0", None),  # 65 digits
+        ("ABCDEF0123456789" * 3 + "ABCDEF012345678g", None),
+        ("ABCDEF0123456789" * 3 + "ABCDEF0123456 78", None),  # white space fromhex would pass over
+        (" " + "ABCDEF0123456789" * 3 + "ABCDEF012345678", None),
+        ("ABCDEF0123456789" * 3 + "ABCDEF012345678\u0661", None),  # a digit, but not an ASCII one
+        ("ABCDEF0123456789" * 3 + "ABCDEF012345678\u00e9", None),
+        (12345, None),
+    ],
+)
+def test_an_entrys_hash_is_kept_only_when_it_is_a_sha256(given: object, kept: str | None) -> None:
+    found = shown_entry({"civitai_version_id": 1, "file": "a.safetensors", "dest": "loras", "hash": given}, "loras")
+    assert found is not None and found.sha256 == kept

@@ -134,3 +134,24 @@ def test_the_files_of_some_names_are_every_complete_file_of_them_and_no_other(tm
     named = presence.files_named({"a.safetensors", "c.safetensors", "absent.safetensors"})
     assert sorted(named) == [(str(tmp_path / "loras" / "a.safetensors"), "loras"), (str(tmp_path / "loras" / "sdxl" / "a.safetensors"), "loras/sdxl")]
     assert sorted(presence.files_named({"a.safetensors"})) == sorted(path for path in presence.files() if path[0].endswith("/a.safetensors"))
+
+
+def test_a_full_scan_into_an_empty_table_names_every_file_and_a_second_only_what_moved(tmp_path: Path) -> None:
+    sources = (FolderSource(str(tmp_path)),)
+    for path in ("loras/a.safetensors", "loras/sdxl/a.safetensors", "checkpoints/b.safetensors", "loras/c.safetensors.part"):
+        touch(tmp_path / path, b"x")
+    presence = Presence(sources)
+    assert presence.replace(scan_sources(sources)) == {"a.safetensors", "b.safetensors", "c.safetensors"}
+    assert sorted(presence.files()) == sorted(
+        [
+            (str(tmp_path / "loras" / "a.safetensors"), "loras"),
+            (str(tmp_path / "loras" / "sdxl" / "a.safetensors"), "loras/sdxl"),
+            (str(tmp_path / "checkpoints" / "b.safetensors"), "checkpoints"),
+        ]
+    )
+    assert presence.is_present("a.safetensors", "loras") and presence.is_present("a.safetensors", "loras/sdxl")
+    assert presence.is_present("b.safetensors", "checkpoints") and not presence.is_present("b.safetensors", "loras")
+    (tmp_path / "checkpoints" / "b.safetensors").unlink()
+    touch(tmp_path / "checkpoints" / "d.safetensors", b"x")
+    assert presence.replace(scan_sources(sources)) == {"b.safetensors", "d.safetensors"}
+    assert len(presence) == 3

@@ -292,8 +292,7 @@ def loaded_of(text: Text, before: Text | None) -> Loaded:
     if before is not None and text.layout != before.layout:
         before = None  # every chunk is new: compare what the map shows instead (`moved_versions`)
     ordered = list(map(text.pieces.__getitem__, text.keys))
-    for column in ("ends", "versions", "files"):  # worked out in the reading's thread, not by the next edit's re-cut
-        getattr(text, column)
+    text.work_out_columns(ordered)  # in the reading's thread, not by the next edit's re-cut
     entries = list(filter(None, map(PIECE_SHOWN, ordered)))
     entries.reverse()  # a version in several entries shows its first: the last one written wins
     shown = dict(zip(map(ENTRY_VERSION, entries), entries))

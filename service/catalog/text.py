@@ -123,9 +123,17 @@ class Text:
     @functools.cached_property
     def ends(self) -> Ends:
         """Where each chunk's END ends in the text (C-speed: no Python loop over entries)."""
-        lengths = map(operator.attrgetter("length"), map(self.pieces.__getitem__, self.keys))
+        return self._ends_of(map(self.pieces.__getitem__, self.keys))
+
+    def _ends_of(self, ordered: Iterable[Piece]) -> Ends:
         step = len(self.layout.end)
-        return ends_of(map(operator.add, itertools.accumulate(lengths), itertools.count(step, step)))
+        return ends_of(map(operator.add, itertools.accumulate(map(PIECE_LENGTH, ordered)), itertools.count(step, step)))
+
+    def work_out_columns(self, ordered: list[Piece]) -> None:
+        """`ends`, `versions` and `files` from the pieces in file order, looked up once for all three."""
+        self.__dict__.setdefault("ends", self._ends_of(ordered))
+        self.__dict__.setdefault("versions", list(map(PIECE_VERSION, ordered)))
+        self.__dict__.setdefault("files", list(map(PIECE_FILE, ordered)))
 
     @functools.cached_property
     def versions(self) -> list[int | None]:
@@ -374,6 +382,7 @@ _LENGTHS: dict[int, int] = {}
 PIECE_SHOWN = operator.attrgetter("shown")
 PIECE_VERSION = operator.attrgetter("version")
 PIECE_FILE = operator.attrgetter("file")
+PIECE_LENGTH = operator.attrgetter("length")
 ENTRY_VERSION = operator.attrgetter("version_id")
 PIECE_UNUSABLE = operator.attrgetter("unusable")
 _PREFIX = operator.attrgetter("prefix")

@@ -49,7 +49,7 @@ class Presence:
 
     def files(self) -> list[tuple[str, str]]:
         """Every complete file: (physical path, logical folder)."""
-        return [(os.path.join(d, name), logical) for d, names in self._by_dir.items() for name, logical in names.items()]
+        return [(folder + name, logical) for d, names in self._by_dir.items() for folder in (_with_sep(d),) for name, logical in names.items()]
 
     def files_named(self, names: Iterable[str]) -> list[tuple[str, str]]:
         """The complete files with one of these file names: (physical path, logical folder)."""
@@ -104,8 +104,11 @@ class Presence:
         self._by_name = {}
         self._by_dir = {}
         self._partials = {}
-        self._add_scan(scan)
-        changed = {name for name in before.keys() | self._by_name.keys() if before.get(name) != self._by_name.get(name)}
+        self._add_scan(scan, said=False)
+        if before:
+            changed = {name for name in before.keys() | self._by_name.keys() if before.get(name) != self._by_name.get(name)}
+        else:  # the first scan: every name it found
+            changed = set(self._by_name)
         return changed | {name for name in partials_before.keys() | self._partials.keys() if partials_before.get(name) != self._partials.get(name)}
 
     def apply(self, facts: Iterable[PathFact]) -> set[str]:
@@ -131,11 +134,21 @@ class Presence:
                 changed |= self._remove_subtree(fact.path)
         return changed
 
-    def _add_scan(self, scan: Scan) -> set[str]:
+    def _add_scan(self, scan: Scan, said: bool = True) -> set[str]:
+        """Take in what a scan found; the names whose places changed (nothing when not `said`:
+        the caller works that out, and a set per file of a full scan is not made for it)."""
         changed: set[str] = set()
         for directory, names in scan.dirs.items():
-            for name, logical in names.items():
-                changed |= self._set(directory, name, logical)
+            if said:
+                for name, logical in names.items():
+                    changed |= self._set(directory, name, logical)
+            else:
+                by_name, places = self._by_name, self._by_dir.setdefault(directory, {})
+                for name, logical in names.items():
+                    if logical is not None:
+                        by_name.setdefault(name, {})[directory] = places[name] = logical
+                if not places:
+                    del self._by_dir[directory]
         for directory, partials in scan.partials.items():
             for name, place in partials.items():
                 self._partials.setdefault(name, {})[directory] = place
@@ -206,3 +219,8 @@ class Presence:
     def _resolve(self, directory: str) -> str | None:
         source = source_for(self.sources, directory)
         return None if source is None else logical_dir(source, directory)
+
+
+def _with_sep(directory: str) -> str:
+    """The directory as the start of a path in it (`os.path.join(directory, name)` is this and the name)."""
+    return directory + os.sep if directory and not directory.endswith(os.sep) else directory
