@@ -8,7 +8,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from service import workers
 from service.disk.scan import FolderSource
+from service.library import library as library_module
 from service.library.library import SPLICE_LIMIT, Library
 from service.map.status import PRESENT
 
@@ -68,10 +72,7 @@ async def test_a_catalog_rewritten_while_the_first_scan_runs_shows_every_file_pr
     assert [v for v in range(1, count + 1) if library.index.status(v) != PRESENT] == []
 
 
-async def test_the_start_sets_its_build_aside_without_a_walk_and_later_builds_get_one(tmp_path: Path, monkeypatch: Any) -> None:
-    from service import workers
-    from service.library import library as library_module
-
+async def test_the_start_sets_its_build_aside_without_a_walk_and_later_builds_get_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(library_module, "TRIM_AFTER_ENTRIES", 2)
     walks: list[bool] = []
     monkeypatch.setattr(workers, "set_long_lived_aside", lambda collect=True: walks.append(collect))
@@ -83,4 +84,23 @@ async def test_the_start_sets_its_build_aside_without_a_walk_and_later_builds_ge
     write_json(catalogs / "models.json", catalog(*(entry(v, f"w{v}.safetensors") for v in range(1, 8))))
     await library.reload_catalog("models")
     await library._rebuild()
+    assert walks and all(walks)
+
+
+async def test_a_start_that_fails_leaves_later_builds_their_walk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(library_module, "TRIM_AFTER_ENTRIES", 2)
+    walks: list[bool] = []
+    monkeypatch.setattr(workers, "set_long_lived_aside", lambda collect=True: walks.append(collect))
+    library, catalogs = library_at(tmp_path)
+    write_json(catalogs / "models.json", catalog(*(entry(v, f"v{v}.safetensors") for v in range(1, 6))))
+
+    async def broken_scan(**_kwargs: Any) -> None:
+        raise OSError("the disk went away")
+
+    library.folders.rescan = broken_scan  # type: ignore[method-assign]
+    with pytest.raises(OSError):
+        await library.start()
+    walks.clear()
+    write_json(catalogs / "models.json", catalog(*(entry(v, f"w{v}.safetensors") for v in range(1, 8))))
+    await library.reload_catalog("models")
     assert walks and all(walks)

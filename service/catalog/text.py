@@ -131,9 +131,13 @@ class Text:
 
     def work_out_columns(self, ordered: list[Piece]) -> None:
         """`ends`, `versions` and `files` from the pieces in file order, looked up once for all three."""
-        self.__dict__.setdefault("ends", self._ends_of(ordered))
-        self.__dict__.setdefault("versions", list(map(PIECE_VERSION, ordered)))
-        self.__dict__.setdefault("files", list(map(PIECE_FILE, ordered)))
+        known = self.__dict__
+        if "ends" not in known:
+            known["ends"] = self._ends_of(ordered)
+        if "versions" not in known:
+            known["versions"] = list(map(PIECE_VERSION, ordered))
+        if "files" not in known:
+            known["files"] = list(map(PIECE_FILE, ordered))
 
     @functools.cached_property
     def versions(self) -> list[int | None]:

@@ -97,6 +97,7 @@ class Library:
         self.folders = ModelFolders(sources)
         self.index = CivitaiIndex(self.folders.presence)
         self.ready = False
+        self._starting = False  # `start` under way (see `collect_first`)
         self._catalog_lock = asyncio.Lock()
         self._saves = 0  # this service's saves under way, not yet taken into the map
         self._saves_settled = asyncio.Event()
@@ -134,10 +135,11 @@ class Library:
     @property
     def collect_first(self) -> bool:
         """Whether the garbage is collected before a structure just built is set aside from the
-        collector (`workers.collector_paused`). Not until the service is ready: what exists then
-        is the start's own build, which holds no cycles (a walk of a million entries found a
-        dozen garbage objects, in about a second)."""
-        return self.ready
+        collector (`workers.collector_paused`). Not while `start` runs: what exists then is the
+        start's own build, which holds no cycles, and the little the server made meanwhile (a
+        walk of a million entries found a dozen garbage objects, in about a second). Those few
+        stay set aside for good."""
+        return not self._starting
 
     @property
     def healthy_catalogs(self) -> bool:
@@ -147,6 +149,13 @@ class Library:
     async def start(self) -> None:
         """First full build: both catalogs, then a scan of every root, then the map laid out
         once with every status known, then the catalogs looked at again."""
+        self._starting = True
+        try:
+            await self._start()
+        finally:
+            self._starting = False
+
+    async def _start(self) -> None:
         started = time.perf_counter()
         took = {}
         await self.folders.note_mount_points()
