@@ -9,14 +9,13 @@ import collections
 import itertools
 import os
 
-from ..map.entry import MapEntry
+from ..map.entry import ENTRY_VERSION, MapEntry
 from .codec import (
     load_json,
 )
 from .layout import LAYOUT_PROBE, Unsplittable, layout_of
 from .splice import absent_keys
 from .text import (
-    ENTRY_VERSION,
     PIECE_FILE,
     PIECE_SHOWN,
     PIECE_UNUSABLE,

@@ -7,6 +7,7 @@ serializing anything again.
 
 from __future__ import annotations
 
+import operator
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,15 @@ class MapEntry:
     sha256: str | None = None  # the entry's `hash`, when it is a SHA256
     size: int | None = None  # bytes, from `size_gb` (CivitAI's sizeKB / 1,000,000)
     identified_by: str = ""  # of a file no catalog lists: "hash" (its bytes) or "sidecar" (another tool's word, until hashed)
+
+
+# MapEntry fields read for many entries at once (`map(ENTRY_FILE, entries)`: a C loop).
+ENTRY_VERSION = operator.attrgetter("version_id")
+ENTRY_HEAD = operator.attrgetter("head")
+ENTRY_FILE = operator.attrgetter("file")
+ENTRY_MODEL = operator.attrgetter("model_id")
+ENTRY_CATALOG = operator.attrgetter("catalog")
+ENTRY_SHA256 = operator.attrgetter("sha256")
 
 
 @dataclass(slots=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import bisect
 import itertools
-import operator
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,18 +14,21 @@ import orjson
 
 from .bymodel import MODEL_BUCKETS, ByModel
 from .chunks import ChunkedParts
-from .entry import MapEntry, same_entry
+from .entry import (
+    ENTRY_CATALOG,
+    ENTRY_FILE,
+    ENTRY_HEAD,
+    ENTRY_MODEL,
+    ENTRY_SHA256,
+    ENTRY_VERSION,
+    MapEntry,
+    same_entry,
+)
 from .status import MISSING
 
 OPEN = b'{"by_version":{'
 MIDDLE = b'},"by_model":'
 CLOSE = b"}"
-_HEAD = operator.attrgetter("head")
-_FILE = operator.attrgetter("file")
-_MODEL = operator.attrgetter("model_id")
-_CATALOG = operator.attrgetter("catalog")
-_SHA256 = operator.attrgetter("sha256")
-_VERSION = operator.attrgetter("version_id")
 TAIL = MODEL_BUCKETS + 2  # the body's parts after the last version: `},"by_model":{`, the buckets, `}}`
 
 
@@ -126,18 +128,18 @@ def build_layout(catalogs: Iterable[Iterable[MapEntry]], previous: Layout | None
     order = sorted(entries)
     ordered = list(map(entries.__getitem__, order))
     parts: list[bytes] = [OPEN]
-    parts += itertools.chain.from_iterable(zip(itertools.repeat(b","), map(_HEAD, ordered), itertools.repeat(MISSING)))
+    parts += itertools.chain.from_iterable(zip(itertools.repeat(b","), map(ENTRY_HEAD, ordered), itertools.repeat(MISSING)))
     if ordered:
         parts[1] = b""  # no comma before the first
     slots = dict(zip(order, range(3, 3 * len(order) + 1, 3)))
-    by_file = _lookup(map(_FILE, ordered), order)
+    by_file = _lookup(map(ENTRY_FILE, ordered), order)
     by_model: dict[int, list[int]] = {}
-    for model_id, version_id in zip(map(_MODEL, ordered), order):
+    for model_id, version_id in zip(map(ENTRY_MODEL, ordered), order):
         if model_id is not None:
             by_model.setdefault(model_id, []).append(version_id)
-    disk_only = not all(map(_CATALOG, ordered))
+    disk_only = not all(map(ENTRY_CATALOG, ordered))
     hashed = [entry for entry in ordered if entry.sha256 is not None and entry.catalog]
-    by_sha256 = _lookup(map(_SHA256, hashed), list(map(_VERSION, hashed)))
+    by_sha256 = _lookup(map(ENTRY_SHA256, hashed), list(map(ENTRY_VERSION, hashed)))
     models = ByModel(by_model)
     parts += [MIDDLE + b"{", *models.parts(), CLOSE + CLOSE]
     catalogued_models = None
