@@ -38,7 +38,7 @@ from service.catalog.store import CatalogStore, StaleRead
 from service.catalog.text import Text, Unsplittable
 from service.catalog.transaction import Wanted, run_transaction
 from service.civitai.routing import MappedVersion
-from service.library.library import moved_versions
+from service.library.catalogs import moved_versions
 
 from .helpers import entry
 

@@ -13,7 +13,6 @@ import logging
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import workers
@@ -31,9 +30,10 @@ from ..catalog.transaction import SavedCatalog
 from ..disk.presence import Presence
 from ..disk.scan import FolderSource
 from ..disk.watching import first_of, stopped
-from ..map.entry import CatalogEntries, MapEntry, same_entry
+from ..map.entry import CatalogEntries, MapEntry
 from ..map.index import CivitaiIndex
 from ..map.layout import build_layout
+from .catalogs import CatalogState, moved_versions
 from .folders import ModelFolders
 
 logger = logging.getLogger(__name__)
@@ -42,39 +42,12 @@ SAVES_SETTLE_S = 2.0  # how long a catalog's watch event waits for this service'
 REQUESTED_RESCAN_DELAY_S = 0.2
 
 
-@dataclass(slots=True)
-class CatalogState:
-    """The last good reading of one catalog file, and what is wrong with it now, if anything."""
-
-    name: str
-    path: Path
-    digest: str | None = None
-    shown: dict[int, MapEntry] = field(default_factory=dict)  # the first entry of each version, as the map shows it
-    text: Text | None = None  # the cut of the file `shown` was read from (None: read whole)
-    dirty: set[int] = field(default_factory=set)  # versions this service changed since `text` was cut
-    error: str | None = None
-    unusable_ids: int = 0  # entries left out of the map because an id is not an id
-
-
 # After reading or re-laying a map this large, memory the allocator kept from the reading is
 # given back to the system.
 TRIM_AFTER_ENTRIES = 20_000
 # More versions than this changed at once: lay the map out anew in a thread instead of
 # splicing them in on the event loop (each splice costs microseconds there).
 SPLICE_LIMIT = 2_000
-
-
-def moved_versions(old: dict[int, MapEntry], new: dict[int, MapEntry], among: Iterable[int] | None = None) -> set[int]:
-    """The versions shown differently (or only on one side), among some or all of them."""
-    candidates = (old.keys() | new.keys()) if among is None else among
-    moved = set()
-    for version in candidates:
-        a, b = old.get(version), new.get(version)
-        if a is b:
-            continue
-        if a is None or b is None or not same_entry(a, b):
-            moved.add(version)
-    return moved
 
 
 async def _give_memory_back(entries: int) -> None:
