@@ -14,7 +14,7 @@ import pytest
 
 from service.disk.names import is_model_file
 from service.disk.presence import Presence
-from service.disk.scan import MAX_DEPTH, FolderSource, probe, scan_sources
+from service.disk.scan import MAX_DEPTH, FolderSource, PathFact, probe, scan_sources
 from service.http.appkeys import LIBRARY
 
 from .conftest import StartClient
@@ -155,3 +155,24 @@ def test_a_full_scan_into_an_empty_table_names_every_file_and_a_second_only_what
     touch(tmp_path / "checkpoints" / "d.safetensors", b"x")
     assert presence.replace(scan_sources(sources)) == {"b.safetensors", "d.safetensors"}
     assert len(presence) == 3
+
+
+def test_a_name_in_two_places_then_one_is_found_where_it_still_is(tmp_path: Path) -> None:
+    sources = (FolderSource(str(tmp_path)),)
+    for path in ("loras/a.safetensors", "loras/sdxl/a.safetensors"):
+        touch(tmp_path / path, b"x")
+    presence = Presence(sources)
+    presence.replace(scan_sources(sources))
+    assert presence.folders_of("a.safetensors") == ["loras", "loras/sdxl"]
+    (tmp_path / "loras" / "a.safetensors").unlink()
+    assert presence.apply([PathFact(str(tmp_path / "loras" / "a.safetensors"), "gone")]) == {"a.safetensors"}
+    assert presence.folders_of("a.safetensors") == ["loras/sdxl"]
+    assert presence.paths_of("a.safetensors", "loras") == [str(tmp_path / "loras" / "sdxl" / "a.safetensors")]
+    assert not presence.is_present("a.safetensors", "checkpoints") and presence.is_present("a.safetensors", "loras/sdxl")
+    touch(tmp_path / "checkpoints" / "a.safetensors", b"x")
+    assert presence.apply([PathFact(str(tmp_path / "checkpoints" / "a.safetensors"), "file", complete=True)]) == {"a.safetensors"}
+    assert presence.folders_of("a.safetensors") == ["checkpoints", "loras/sdxl"]
+    (tmp_path / "loras" / "sdxl" / "a.safetensors").unlink()
+    presence.apply([PathFact(str(tmp_path / "loras" / "sdxl" / "a.safetensors"), "gone")])
+    assert presence.files_named({"a.safetensors"}) == [(str(tmp_path / "checkpoints" / "a.safetensors"), "checkpoints")]
+    assert presence.replace(scan_sources(sources)) == set()  # the tables as a full scan leaves them

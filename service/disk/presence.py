@@ -23,7 +23,9 @@ class Presence:
 
     def __init__(self, sources: tuple[FolderSource, ...]) -> None:
         self.sources = sources
-        self._by_name: dict[str, dict[str, str]] = {}
+        # Where each name is: (physical dir, logical dir) for a name in one place (nearly all of
+        # them: a tuple costs a third of a dict), {physical dir: logical dir} for one in several.
+        self._by_name: dict[str, Places] = {}
         self._by_dir: dict[str, dict[str, str]] = {}
         # Partial downloads: final name -> physical dir -> (logical dir, bytes so far, modified at).
         self._partials: dict[str, dict[str, tuple[str, int, float]]] = {}
@@ -35,17 +37,17 @@ class Presence:
     def is_present(self, name: str, folder: str) -> bool:
         """True when a complete file of that name sits in that logical folder or below it."""
         places = self._by_name.get(name)
-        if not places:
+        if places is None:
             return False
-        if len(places) == 1:  # nearly every name: no generator for it
-            (place,) = places.values()
+        if type(places) is tuple:  # nearly every name: no generator for it
+            place = places[1]
             return place == folder or place.startswith(folder + "/")
         prefix = folder + "/"
-        return any(place == folder or place.startswith(prefix) for place in places.values())
+        return any(place == folder or place.startswith(prefix) for place in places.values())  # type: ignore[union-attr]
 
     def folders_of(self, name: str) -> list[str]:
         """The logical folders holding a complete file of that name, in order."""
-        return sorted(set((self._by_name.get(name) or {}).values()))
+        return sorted({logical for _, logical in _items(self._by_name.get(name))})
 
     def files(self) -> list[tuple[str, str]]:
         """Every complete file: (physical path, logical folder)."""
@@ -53,15 +55,12 @@ class Presence:
 
     def files_named(self, names: Iterable[str]) -> list[tuple[str, str]]:
         """The complete files with one of these file names: (physical path, logical folder)."""
-        return [(os.path.join(d, name), logical) for name in names for d, logical in (self._by_name.get(name) or {}).items()]
+        return [(os.path.join(d, name), logical) for name in names for d, logical in _items(self._by_name.get(name))]
 
     def paths_of(self, name: str, folder: str) -> list[str]:
         """Physical paths of the complete files of that name in that logical folder or below it."""
-        places = self._by_name.get(name)
-        if not places:
-            return []
         prefix = folder + "/"
-        return [os.path.join(d, name) for d, place in places.items() if place == folder or place.startswith(prefix)]
+        return [os.path.join(d, name) for d, place in _items(self._by_name.get(name)) if place == folder or place.startswith(prefix)]
 
     def logical_of(self, path: str) -> str | None:
         """The logical folder of a complete file known at that physical path, None when there is none."""
@@ -143,12 +142,8 @@ class Presence:
                 for name, logical in names.items():
                     changed |= self._set(directory, name, logical)
             else:
-                by_name, places = self._by_name, self._by_dir.setdefault(directory, {})
                 for name, logical in names.items():
-                    if logical is not None:
-                        by_name.setdefault(name, {})[directory] = places[name] = logical
-                if not places:
-                    del self._by_dir[directory]
+                    self._place(directory, name, logical)
         for directory, partials in scan.partials.items():
             for name, place in partials.items():
                 self._partials.setdefault(name, {})[directory] = place
@@ -178,22 +173,40 @@ class Presence:
         return changed
 
     def _set(self, directory: str, name: str, logical: str | None) -> set[str]:
+        return {name} if self._place(directory, name, logical) else set()
+
+    def _place(self, directory: str, name: str, logical: str | None) -> bool:
+        """Note a complete file; True when that is news."""
         if logical is None:
-            return set()
-        places = self._by_name.setdefault(name, {})
-        if places.get(directory) == logical:
-            return set()
-        places[directory] = logical
+            return False
+        places = self._by_name.get(name)
+        if places is None:
+            self._by_name[name] = (directory, logical)
+        elif type(places) is tuple:
+            if places == (directory, logical):
+                return False
+            self._by_name[name] = (directory, logical) if places[0] == directory else {places[0]: places[1], directory: logical}
+        elif places.get(directory) == logical:  # type: ignore[union-attr]
+            return False
+        else:
+            places[directory] = logical  # type: ignore[index]
         self._by_dir.setdefault(directory, {})[name] = logical
-        return {name}
+        return True
 
     def _unset(self, directory: str, name: str) -> set[str]:
         places = self._by_name.get(name)
-        if not places or directory not in places:
+        if places is None:
             return set()
-        del places[directory]
-        if not places:
+        if type(places) is tuple:
+            if places[0] != directory:
+                return set()
             del self._by_name[name]
+        elif directory not in places:
+            return set()
+        else:
+            del places[directory]  # type: ignore[attr-defined]
+            if len(places) == 1:
+                (self._by_name[name],) = places.items()  # type: ignore[union-attr]
         names = self._by_dir.get(directory)
         if names is not None:
             names.pop(name, None)
@@ -224,3 +237,13 @@ class Presence:
 def _with_sep(directory: str) -> str:
     """The directory as the start of a path in it (`os.path.join(directory, name)` is this and the name)."""
     return directory + os.sep if directory and not directory.endswith(os.sep) else directory
+
+
+Places = tuple[str, str] | dict[str, str]
+
+
+def _items(places: Places | None) -> Iterable[tuple[str, str]]:
+    """A name's places as (physical dir, logical dir) pairs."""
+    if places is None:
+        return ()
+    return (places,) if type(places) is tuple else places.items()  # type: ignore[union-attr, return-value]
