@@ -24,7 +24,7 @@ class Presence:
     def __init__(self, sources: tuple[FolderSource, ...]) -> None:
         self.sources = sources
         # Where each name is: (physical dir, logical dir) for a name in one place (nearly all of
-        # them: a tuple costs a third of a dict), {physical dir: logical dir} for one in several.
+        # them: a pair is much smaller than a dict), {physical dir: logical dir} for one in several.
         self._by_name: dict[str, Places] = {}
         self._by_dir: dict[str, dict[str, str]] = {}
         # Partial downloads: final name -> physical dir -> (logical dir, bytes so far, modified at).

@@ -109,9 +109,9 @@ class Library:
     def collect_first(self) -> bool:
         """Whether the garbage is collected before a structure just built is set aside from the
         collector (`workers.collector_paused`). Not while `start` runs: what exists then is the
-        start's own build, which holds no cycles, and the little the server made meanwhile (a
-        walk of a million entries found a dozen garbage objects, in about a second). Those few
-        stay set aside for good."""
+        start's own build, which holds no cycles, and the little the server made meanwhile; a
+        walk of a large library would cost seconds to find those few (bench/README, "a million
+        entries"), which stay set aside for good."""
         return not self._starting
 
     @property

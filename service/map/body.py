@@ -14,7 +14,7 @@ JOIN_IN_THREAD_PARTS = 20_000  # a map body of more parts than this (~10,000 ver
 # change rejoins only the slices of the chunks it touched.
 KEEP_JOINED_BYTES = 8 * 1024 * 1024
 # A body larger than this keeps no slices either: each is joined as it is sent or compressed,
-# and let go. A million versions' body is about 250 MB, which would double what the heads cost.
+# and let go: kept, they would hold every head of a huge map a second time.
 KEEP_SLICES_BYTES = 64 * 1024 * 1024
 GZIP_LEVEL = 6
 FAST_GZIP_LEVEL = 1  # for bodies kept in slices (over KEEP_JOINED_BYTES): twice as fast, 10 % larger

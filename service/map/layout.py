@@ -123,8 +123,8 @@ def build_layout(catalogs: Iterable[Iterable[MapEntry]], previous: Layout | None
     for catalog in catalogs:
         for entry in catalog:
             entries.setdefault(entry.version_id, entry)
-    # Column at a time, each a C loop: at a million versions a loop over versions in Python
-    # costs about a microsecond for each thing it does.
+    # Column at a time, each a C loop: a loop over versions in Python pays the interpreter for
+    # each thing it does, for every version.
     order = sorted(entries)
     ordered = list(map(entries.__getitem__, order))
     parts: list[bytes] = [OPEN]
