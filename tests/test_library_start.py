@@ -12,6 +12,7 @@ import pytest
 
 from service import workers
 from service.disk.scan import FolderSource
+from service.library import catalogs as catalogs_module
 from service.library import library as library_module
 from service.library.library import SPLICE_LIMIT, Library
 from service.map.status import PRESENT
@@ -73,7 +74,7 @@ async def test_a_catalog_rewritten_while_the_first_scan_runs_shows_every_file_pr
 
 
 async def test_the_start_sets_its_build_aside_without_a_walk_and_later_builds_get_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(library_module, "TRIM_AFTER_ENTRIES", 2)
+    monkeypatch.setattr(catalogs_module, "TRIM_AFTER_ENTRIES", 2)
     walks: list[bool] = []
     monkeypatch.setattr(workers, "set_long_lived_aside", lambda collect=True: walks.append(collect))
     library, catalogs = library_at(tmp_path, "a.safetensors")
@@ -88,7 +89,7 @@ async def test_the_start_sets_its_build_aside_without_a_walk_and_later_builds_ge
 
 
 async def test_a_start_that_fails_leaves_later_builds_their_walk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(library_module, "TRIM_AFTER_ENTRIES", 2)
+    monkeypatch.setattr(catalogs_module, "TRIM_AFTER_ENTRIES", 2)
     walks: list[bool] = []
     monkeypatch.setattr(workers, "set_long_lived_aside", lambda collect=True: walks.append(collect))
     library, catalogs = library_at(tmp_path)
@@ -104,3 +105,33 @@ async def test_a_start_that_fails_leaves_later_builds_their_walk(tmp_path: Path,
     write_json(catalogs / "models.json", catalog(*(entry(v, f"w{v}.safetensors") for v in range(1, 8))))
     await library.reload_catalog("models")
     assert walks and all(walks)
+
+
+async def test_the_smaller_of_two_large_catalogs_is_cut_in_a_worker_beside_the_larger(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(library_module, "BESIDE_BYTES", 1000)
+    jobs: list[str] = []
+    real = workers.in_worker_process
+
+    async def recorded(function: Callable[..., Any], *args: object) -> Any:
+        jobs.append(function.__name__)
+        return await real(function, *args)
+
+    monkeypatch.setattr(workers, "in_worker_process", recorded)
+    names = [f"v{v}.safetensors" for v in range(1, 60)]
+    library, catalogs = library_at(tmp_path, *names[::2])
+    write_json(catalogs / "models.json", catalog(*(entry(v, f"v{v}.safetensors") for v in range(1, 40))))
+    write_json(catalogs / "loras.json", catalog(*(entry(v, f"v{v}.safetensors", "loras") for v in range(30, 60))))
+    await library.start()
+    assert jobs == ["cut_rows"]
+    taken = library.catalogs["loras"].text
+    assert taken is not None and not any(piece.content for piece in taken.pieces.values())  # the worker's pieces: no content hash of this process
+    (tmp_path / "plain").mkdir()
+    plain, _ = library_at(tmp_path / "plain", *names[::2])
+    for name in ("models.json", "loras.json"):
+        (tmp_path / "plain" / "catalogs" / name).write_bytes((catalogs / name).read_bytes())
+    monkeypatch.setattr(library_module, "BESIDE_BYTES", 1 << 40)
+    await plain.start()
+    assert jobs == ["cut_rows"]
+    assert library.catalogs["loras"].text is not None and library.catalogs["loras"].text.keys == plain.catalogs["loras"].text.keys  # type: ignore[union-attr]
+    for version in range(1, 60):
+        assert library.index.status(version) == plain.index.status(version) and library.index.shown(version) == plain.index.shown(version)

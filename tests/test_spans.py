@@ -10,6 +10,7 @@ import hashlib
 import itertools
 import json
 import os
+import pickle
 import random
 import re
 from pathlib import Path
@@ -29,6 +30,8 @@ from service.catalog.copying import COPY_BLOCK, Source
 from service.catalog.cutting import load_text, recut_file
 from service.catalog.plans import plan_add, plan_promote, plan_remove
 from service.catalog.reading import (
+    CutRows,
+    cut_rows,
     extract_entries,
     read_catalog,
     read_changes,
@@ -289,6 +292,58 @@ def test_an_unchanged_file_is_known_by_its_digest(tmp_path: Path) -> None:
     assert before.text is not None
     reading = read_changes(path, "models", before.digest, before.text, before.shown, set())
     assert reading is not None and reading.loaded is None and reading.digest == before.digest
+
+
+def same_reading(a: Any, b: Any) -> None:
+    """Two readings of one text hold the same cut: chunks, pieces (but their content hashes), windows and entries."""
+    assert a.digest == b.digest and a.loaded.unusable == b.loaded.unusable and a.loaded.shown == b.loaded.shown
+    ta, tb = a.loaded.text, b.loaded.text
+    assert ta.keys == tb.keys and ta.windows == tb.windows and ta.tail == tb.tail and ta.frame == tb.frame
+    assert list(ta.ends) == list(tb.ends) and ta.versions == tb.versions and ta.files == tb.files
+    for key in ta.keys:
+        pa, pb = ta.pieces[key], tb.pieces[key]
+        assert (pa.prefix, pa.length, pa.version, pa.file, pa.shown, pa.unusable) == (pb.prefix, pb.length, pb.version, pb.file, pb.shown, pb.unusable)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_catalog_cut_by_a_worker_is_read_here_as_if_cut_here(seed: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("service.catalog.cutting.FILE_BLOCK", 2048)  # many blocks, and entries longer than one
+    doc = random_doc(random.Random(seed))
+    path = tmp_path / "loras.json"
+    path.write_bytes(serialize_catalog(doc))
+    cut = pickle.loads(pickle.dumps(cut_rows(path, "loras")))  # as a worker process sends it back
+    assert cut is not None
+
+    here = read_catalog(path, "loras", None, None)
+
+    def parse(*_args: Any, **_kwargs: Any) -> Any:
+        raise AssertionError("an entry was parsed here")
+
+    monkeypatch.setattr("service.catalog.text.read_piece", parse)
+    same_reading(read_catalog(path, "loras", None, None, cut=cut), here)
+
+
+def test_a_worker_cut_of_another_text_is_not_used(tmp_path: Path) -> None:
+    rng = random.Random(11)
+    doc = random_doc(rng)
+    path = tmp_path / "loras.json"
+    path.write_bytes(serialize_catalog(doc))
+    cut = cut_rows(path, "loras")
+    assert cut is not None
+    edit(rng, doc)
+    path.write_bytes(serialize_catalog(doc))  # saved again after the worker cut it
+    same_reading(read_catalog(path, "loras", None, None, cut=cut), read_catalog(path, "loras", None, None))
+
+
+def test_rows_that_do_not_fit_the_text_are_refused_and_the_text_cut_here(tmp_path: Path) -> None:
+    path = tmp_path / "loras.json"
+    path.write_bytes(serialize_catalog(random_doc(random.Random(12), entries=80)))
+    cut = cut_rows(path, "loras")
+    assert cut is not None and len(cut.rows) > 2
+    shifted = [(row[0], row[1] + 1, *row[2:]) if at == 1 else row for at, row in enumerate(cut.rows)]
+    for rows in (shifted, cut.rows[:-1], [*cut.rows, cut.rows[-1]]):
+        wrong = CutRows(cut.digest, cut.prefixes, rows)
+        same_reading(read_catalog(path, "loras", None, None, cut=wrong), read_catalog(path, "loras", None, None))
 
 
 def test_a_structure_broken_between_entries_is_never_taken_over(window: int, tmp_path: Path) -> None:

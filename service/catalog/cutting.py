@@ -49,14 +49,15 @@ def cut(raw: bytes, name: str, digest: str, before: Text | None) -> Text:
     return _cut(_InMemory(raw), name, digest, before)
 
 
-def cut_file(fd: int, size: int, name: str, digest: str, before: Text | None, *, recut: bool = True) -> Text:
+def cut_file(fd: int, size: int, name: str, digest: str, before: Text | None, *, recut: bool = True, given: list[Piece] | None = None) -> Text:
     """`cut` of the file open at `fd` (`size` bytes), read and cut FILE_BLOCK at a time (a
     longer block where one entry is longer): never the whole text in memory. StaleText when
-    the file shrank while it was read. `recut=False`: cut it whole (a re-cut was tried)."""
-    return _cut(_OnDisk(fd, size), name, digest, before, recut)
+    the file shrank while it was read. `recut=False`: cut it whole (a re-cut was tried).
+    `given`: the pieces a worker process read from this text, in order (`text.cut_region`)."""
+    return _cut(_OnDisk(fd, size), name, digest, before, recut, given)
 
 
-def _cut(source: _InMemory | _OnDisk, name: str, digest: str, before: Text | None, recut: bool = True) -> Text:
+def _cut(source: _InMemory | _OnDisk, name: str, digest: str, before: Text | None, recut: bool = True, given: list[Piece] | None = None) -> Text:
     head, _ = source.stretch(0, min(source.size, LAYOUT_PROBE))
     layout = layout_of(memoryview(head)[:LAYOUT_PROBE])
     del head
@@ -79,7 +80,7 @@ def _cut(source: _InMemory | _OnDisk, name: str, digest: str, before: Text | Non
     while True:
         stop = min(source.size, position + block)
         data, base = source.stretch(position, stop)
-        region = cut_region(data, position - base, stop - base, known, found, name, layout, len(keys), base, similar)
+        region = cut_region(data, position - base, stop - base, known, found, name, layout, len(keys), base, similar, given)
         del data
         keys += region.keys
         windows += region.windows
@@ -94,6 +95,8 @@ def _cut(source: _InMemory | _OnDisk, name: str, digest: str, before: Text | Non
     data, base = source.stretch(region.end, source.size)
     tail = data[region.end - base :]  # the whole text when nothing was cut (a slice of all of a bytes is the bytes)
     del data
+    if given is not None and len(keys) != len(given):
+        raise Unsplittable("the text has fewer chunks than the worker cut")
     pieces = dict(zip(keys, map(known.get, keys))) if known else {}
     pieces.update(found)
     return checked_text(Text(digest, source.size, keys, pieces, tail, tuple(windows), layout))

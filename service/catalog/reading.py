@@ -4,17 +4,34 @@ huge). Blocking: runs in worker threads."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import workers
 from ..disk.files import file_stamp
-from ..map.entry import UNUSABLE, CatalogEntries, MapEntry, shown_entry
+from ..map.entry import (
+    UNUSABLE,
+    CatalogEntries,
+    EntryRow,
+    MapEntry,
+    entry_row,
+    shown_entry,
+)
 from .codec import CatalogFormatError, digest, file_digest, parse_catalog
 from .cutting import cut_file, load_recut, loaded_of, recut_file
 from .document import Doc, iter_entries
-from .text import Loaded, StaleText, Text, Unsplittable
+from .text import (
+    Loaded,
+    PieceRow,
+    StaleText,
+    Text,
+    Unsplittable,
+    piece_row,
+    pieces_of_rows,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +42,6 @@ class CatalogReading:
     unparsable: bool = False  # worth reading again: a program may be writing it in place
 
 
-EntryRow = tuple[int, int | None, str, str, str, bytes, str, str | None, int | None]
 # A catalog that does not parse may be half-written by a program that saves in place: read
 # it again, backing off, for about this long before calling it unparsable.
 UNPARSABLE_RETRY_S = (0.02, 0.05, 0.1, 0.2, 0.3, 0.35)
@@ -42,9 +58,32 @@ def read_catalog_rows(
         reading = read_catalog(path, name, known_digest, None, whole=True)
     rows = None
     if reading.loaded is not None:
-        found = reading.loaded.shown.values()
-        rows = ([(e.version_id, e.model_id, e.file, e.folder, e.catalog, e.head, e.dest, e.sha256, e.size) for e in found], reading.loaded.unusable)
+        rows = (list(map(entry_row, reading.loaded.shown.values())), reading.loaded.unusable)
     return reading.digest, rows, reading.error, reading.unparsable
+
+
+@dataclass(frozen=True, slots=True)
+class CutRows:
+    """A catalog cut in a worker process (`cut_rows`): the digest of the text it cut, and the
+    piece of each chunk in file order, as plain rows (cheap to send back). Chunk keys are each
+    process's own hashes, so none are sent: a cut here finds the same chunks again and takes
+    each one's piece by its place (`text.cut_region`), parsing none of them."""
+
+    digest: str
+    prefixes: list[bytes]
+    rows: list[PieceRow]
+
+
+def cut_rows(path: Path, name: str) -> CutRows | None:
+    """A worker process's job: cut a catalog and send its pieces back (None when it does not cut)."""
+    gc.disable()  # the process ends with the reading: nothing in it is worth collecting
+    reading = read_catalog(path, name, None, None)
+    text = reading.loaded.text if reading.loaded is not None else None
+    if text is None:
+        return None
+    prefixes: dict[bytes, int] = {}
+    rows = [piece_row(piece, prefixes) for piece in map(text.pieces.__getitem__, text.keys)]
+    return CutRows(reading.digest, list(prefixes), rows)
 
 
 class TooBigToParseHere(Exception):
@@ -60,6 +99,7 @@ def read_catalog(
     whole: bool = False,
     shown: dict[int, MapEntry] | None = None,
     dirty: set[int] | None = None,
+    cut: CutRows | None = None,
 ) -> CatalogReading:
     """Read a catalog file when its content is new to us: cut into entries, parsing only those
     `before` does not know; one that does not cut is parsed whole (TooBigToParseHere when that
@@ -68,9 +108,10 @@ def read_catalog(
     The file is read in place first (`read_cut`): with `shown`, how the map shows `before` (and
     the `dirty` versions it shows otherwise), re-cut where it can be, so that only what changed
     is read into memory and looked at; else cut a block at a time. It is read into memory whole
-    only when it does not cut."""
+    only when it does not cut. `cut`: the pieces a worker process cut this file into (used
+    only when they are of the very text read here)."""
     if not whole:
-        reading = read_cut(path, name, known_digest, before, shown, dirty)
+        reading = read_cut(path, name, known_digest, before, shown, dirty, cut)
         if reading is not None:
             return reading
     try:
@@ -102,17 +143,31 @@ def read_changes(path: Path, name: str, known_digest: str | None, before: Text, 
 
 
 def read_cut(
-    path: Path, name: str, known_digest: str | None, before: Text | None, shown: dict[int, MapEntry] | None = None, dirty: set[int] | None = None
+    path: Path,
+    name: str,
+    known_digest: str | None,
+    before: Text | None,
+    shown: dict[int, MapEntry] | None = None,
+    dirty: set[int] | None = None,
+    cut: CutRows | None = None,
 ) -> CatalogReading | None:
     """`read_changes` where it can be, else the file cut whole a block at a time (`cut_file`):
     either way its digest is taken once and the text is never all in memory. None when it must
     be parsed whole instead: it does not cut, it changed while it was read, or it cannot be
     opened (the whole read says why)."""
-    return _read_in_place(path, name, known_digest, before, shown, dirty or set(), cut_whole=True)
+    return _read_in_place(path, name, known_digest, before, shown, dirty or set(), cut_whole=True, cut=cut)
 
 
 def _read_in_place(
-    path: Path, name: str, known_digest: str | None, before: Text | None, shown: dict[int, MapEntry] | None, dirty: set[int], *, cut_whole: bool
+    path: Path,
+    name: str,
+    known_digest: str | None,
+    before: Text | None,
+    shown: dict[int, MapEntry] | None,
+    dirty: set[int],
+    *,
+    cut_whole: bool,
+    cut: CutRows | None = None,
 ) -> CatalogReading | None:
     if not cut_whole and (before is None or not before.windows):
         return None
@@ -134,6 +189,10 @@ def _read_in_place(
                 done = None
             if done is not None:
                 loaded = load_recut(done[0], done[1], before, shown, dirty)
+        if loaded is None and cut is not None and cut.digest == content_digest and before is None:  # the worker's pieces are of this text
+            with contextlib.suppress(Unsplittable, StaleText, CatalogFormatError):
+                given = pieces_of_rows(cut.prefixes, cut.rows)
+                loaded = loaded_of(cut_file(fd, stat.st_size, name, content_digest, None, recut=False, given=given), None)
         if loaded is None and cut_whole:
             try:
                 loaded = loaded_of(cut_file(fd, stat.st_size, name, content_digest, before, recut=False), before)

@@ -32,7 +32,14 @@ from typing import Any
 
 import orjson
 
-from ..map.entry import UNUSABLE, MapEntry, shown_entry
+from ..map.entry import (
+    UNUSABLE,
+    EntryRow,
+    MapEntry,
+    entry_of_row,
+    entry_row,
+    shown_entry,
+)
 from .codec import (
     CatalogFormatError,
     CatalogUnwritable,
@@ -214,28 +221,63 @@ class _Region:
 
 def cut_region(
     raw: bytes, start: int, stop: int, known: dict[int, Piece], found: dict[int, Piece], name: str,
-    layout: Layout, first: int = 0, base: int = 0, similar: dict[int, Piece] | None = None,
+    layout: Layout, first: int = 0, base: int = 0, similar: dict[int, Piece] | None = None, given: list[Piece] | None = None,
 ) -> _Region:
     """Cut raw[start:stop] into chunks, a window at a time, reading the pieces `known` lacks into
-    `found` (entries `similar` holds taken from it: `read_piece`). `raw` holds the text from
-    position `base` on: the region's positions are the text's."""
+    `found` (entries `similar` holds taken from it: `read_piece`), or taking them from `given`,
+    the pieces of the whole text in order as a worker process read them. `raw` holds the text
+    from position `base` on: the region's positions are the text's."""
     view = memoryview(raw)
     region = _Region([], ends_of(), [], start + base)
     prefixes: dict[bytes, bytes] = {layout.plain: layout.plain}  # one object for each distinct structure
     step = len(layout.end)
     for at, end, chunks in _windows(raw, start, stop, layout):
         window = list(map(hash, chunks))
-        if not known.keys() >= set(window):  # the usual window has nothing new (set operations run in C)
+        count = len(region.keys) + first
+        if given is not None:
+            _take_given(window, chunks, found, given, count)
+        elif not known.keys() >= set(window):  # the usual window has nothing new (set operations run in C)
             exact = plain_numbers(view[at:end])  # once for the window, not for each of its entries
             for key, chunk in zip(window, chunks):
                 if key not in known and key not in found:
                     found[key] = read_piece(chunk, name, prefixes, layout, exact, similar)
-        count = len(region.keys) + first
         region.windows.append(Window(at + base, end + base, count, count + len(window), window_key(view[at:end])))
         region.ends.extend(map(operator.add, itertools.accumulate(map(len, chunks)), range(at + base + step, end + base + step, step)))
         region.keys += window
         region.end = end + base
     return region
+
+
+def _take_given(window: list[int], chunks: list[bytes], found: dict[int, Piece], given: list[Piece], first: int) -> None:
+    """The pieces of a window's chunks, by their place in the text; Unsplittable when a chunk
+    is not the one the worker cut there (another length: the text is not the one it read)."""
+    if first + len(chunks) > len(given):
+        raise Unsplittable("the text has more chunks than the worker cut")
+    for at, (key, chunk) in enumerate(zip(window, chunks), first):
+        piece = given[at]
+        if piece.length != len(chunk):
+            raise Unsplittable("a chunk is not the one the worker cut")
+        found.setdefault(key, piece)
+
+
+# A piece as a plain tuple: the index of its prefix in a list sent beside, its length, version,
+# file, whether it is unusable, and its shown entry's row.
+PieceRow = tuple[int, int, int | None, str | None, bool, EntryRow | None]
+
+
+def piece_row(piece: Piece, prefixes: dict[bytes, int]) -> PieceRow:
+    """A piece as a row, its prefix numbered in `prefixes` (each distinct one once)."""
+    shown = piece.shown
+    return (prefixes.setdefault(piece.prefix, len(prefixes)), piece.length, piece.version, piece.file, piece.unusable, None if shown is None else entry_row(shown))
+
+
+def pieces_of_rows(prefixes: list[bytes], rows: list[PieceRow]) -> list[Piece]:
+    """Pieces sent by a worker process as rows (`piece_row`), in order. Their content hashes are
+    that process's own and are not sent: 0 (none) here."""
+    return [
+        Piece(prefixes[prefix], _LENGTHS.setdefault(length, length), version, file, None if shown is None else entry_of_row(shown), unusable)
+        for prefix, length, version, file, unusable, shown in rows
+    ]
 
 
 def _skeleton(pieces: dict[int, Piece], keys: list[int], tail: bytes) -> tuple[bytes, Any]:

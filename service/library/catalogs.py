@@ -1,14 +1,24 @@
-"""What the library knows of each catalog file: its last good reading and what is wrong with
-it now, and which versions moved between two readings."""
+"""What the library knows of each catalog file (its last good reading, what is wrong with it
+now), reading it again, and which versions moved between two readings."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import workers
+from ..catalog.reading import (
+    CatalogReading,
+    CutRows,
+    TooBigToParseHere,
+    read_catalog,
+    read_catalog_rows,
+    whole_reading,
+)
 from ..catalog.text import Text
-from ..map.entry import MapEntry, same_entry
+from ..map.entry import CatalogEntries, MapEntry, entry_of_row, same_entry
 
 
 @dataclass(slots=True)
@@ -36,3 +46,45 @@ def moved_versions(old: dict[int, MapEntry], new: dict[int, MapEntry], among: It
         if a is None or b is None or not same_entry(a, b):
             moved.add(version)
     return moved
+
+
+# After reading or re-laying a map this large, memory the allocator kept from the reading is
+# given back to the system.
+TRIM_AFTER_ENTRIES = 20_000
+
+
+async def give_memory_back(entries: int) -> None:
+    """After what held `entries` entries became garbage: hand the allocator's free memory back
+    to the system (in a thread), when that is worth it."""
+    if entries >= TRIM_AFTER_ENTRIES:
+        await asyncio.to_thread(workers.release_free_memory)
+
+
+def long_lived(entries: int) -> bool:
+    """Whether a structure of this many entries is worth setting aside from the collector's walks."""
+    return entries >= TRIM_AFTER_ENTRIES
+
+
+async def read_state(state: CatalogState, cut: CutRows | None, *, collect: bool) -> CatalogReading:
+    """Read one catalog in a thread, or parse it in a worker process when it does not cut and is
+    too big to parse here; what is read is set aside from the collector when long-lived, its
+    garbage collected first if `collect` (`Library.collect_first`). `state` must hold still."""
+    try:  # digested in blocks first: a huge file that is our own write is never read into memory
+        with workers.collector_paused() as pause:
+            reading = await asyncio.to_thread(
+                read_catalog, state.path, state.name, state.digest, state.text, shown=state.shown, dirty=set(state.dirty), cut=cut
+            )
+            loaded = reading.loaded
+            pause.set_aside = loaded is not None and not loaded.partial and long_lived(len(loaded.shown))
+            pause.collect = collect
+            return reading
+    except TooBigToParseHere:
+        pass
+    content_digest, rows, error, unparsable = await workers.in_worker_process(read_catalog_rows, state.path, state.name, state.digest)
+    loaded = None
+    if rows is not None:
+        with workers.collector_paused(set_aside=long_lived(len(rows[0]))) as pause:
+            pause.collect = collect
+            found = await asyncio.to_thread(lambda: CatalogEntries(list(map(entry_of_row, rows[0])), rows[1]))
+            loaded = whole_reading(content_digest, found)
+    return CatalogReading(content_digest, loaded, error, unparsable)

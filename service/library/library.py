@@ -20,9 +20,8 @@ from ..catalog.document import CATALOG_NAMES, catalog_path
 from ..catalog.reading import (
     UNPARSABLE_RETRY_S,
     CatalogReading,
-    TooBigToParseHere,
-    read_catalog,
-    read_catalog_rows,
+    CutRows,
+    cut_rows,
     whole_reading,
 )
 from ..catalog.text import Text
@@ -30,10 +29,16 @@ from ..catalog.transaction import SavedCatalog
 from ..disk.presence import Presence
 from ..disk.scan import FolderSource
 from ..disk.watching import first_of, stopped
-from ..map.entry import CatalogEntries, MapEntry
+from ..map.entry import MapEntry
 from ..map.index import CivitaiIndex
 from ..map.layout import build_layout
-from .catalogs import CatalogState, moved_versions
+from .catalogs import (
+    CatalogState,
+    give_memory_back,
+    long_lived,
+    moved_versions,
+    read_state,
+)
 from .folders import ModelFolders
 
 logger = logging.getLogger(__name__)
@@ -42,24 +47,19 @@ SAVES_SETTLE_S = 2.0  # how long a catalog's watch event waits for this service'
 REQUESTED_RESCAN_DELAY_S = 0.2
 
 
-# After reading or re-laying a map this large, memory the allocator kept from the reading is
-# given back to the system.
-TRIM_AFTER_ENTRIES = 20_000
 # More versions than this changed at once: lay the map out anew in a thread instead of
 # splicing them in on the event loop (each splice costs microseconds there).
 SPLICE_LIMIT = 2_000
+# Both catalogs at least this large: the start cuts the smaller in a worker process beside the
+# larger (a process's start and the pieces' way back cost less than the parse it saves).
+BESIDE_BYTES = 64 * 1024 * 1024
 
 
-async def _give_memory_back(entries: int) -> None:
-    """After what held `entries` entries became garbage: hand the allocator's free memory back
-    to the system (in a thread), when that is worth it."""
-    if entries >= TRIM_AFTER_ENTRIES:
-        await asyncio.to_thread(workers.release_free_memory)
-
-
-def _long_lived(entries: int) -> bool:
-    """Whether a structure of this many entries is worth setting aside from the collector's walks."""
-    return entries >= TRIM_AFTER_ENTRIES
+def _size_of(path: Path) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
 
 
 class Library:
@@ -132,8 +132,7 @@ class Library:
         started = time.perf_counter()
         took = {}
         await self.folders.note_mount_points()
-        for name in CATALOG_NAMES:
-            await self.reload_catalog(name, rebuild=False)
+        await self._read_catalogs()
         took["catalogs"] = time.perf_counter()
         async with self._reconcile_lock:  # the disk first: the map is then laid out once, every status known
             await self.folders.rescan(report=True)
@@ -160,11 +159,30 @@ class Library:
             ", ".join(phases),
         )
 
-    async def reload_catalog(self, name: str, *, rebuild: bool = True) -> bool:
-        """Re-read one catalog; keep the last good entries when it does not parse. True if the map changed."""
+    async def _read_catalogs(self) -> None:
+        """Both catalogs, for the start: when both are large (BESIDE_BYTES), the smaller is cut
+        in a worker process, on the other core, while the larger is read here; its pieces then
+        cost this process a rebuild instead of a parse. Read here alone if that fails."""
+        sizes = {name: _size_of(state.path) for name, state in self.catalogs.items()}
+        larger, smaller = sorted(CATALOG_NAMES, key=sizes.__getitem__, reverse=True)
+        beside = None
+        if sizes[smaller] >= BESIDE_BYTES:
+            beside = asyncio.ensure_future(workers.in_worker_process(cut_rows, self.catalogs[smaller].path, smaller))
+        await self.reload_catalog(larger, rebuild=False)
+        cut = None
+        if beside is not None:
+            try:
+                cut = await beside
+            except Exception as exc:  # a worker that could not start or died: read here
+                logger.warning("%s.json could not be cut in a worker process (%s); reading it here", smaller, exc)
+        await self.reload_catalog(smaller, rebuild=False, cut=cut)
+
+    async def reload_catalog(self, name: str, *, rebuild: bool = True, cut: CutRows | None = None) -> bool:
+        """Re-read one catalog; keep the last good entries when it does not parse. True if the map
+        changed. `cut`: the pieces a worker process cut it into (`reading.cut_rows`)."""
         state = self.catalogs[name]
         async with self._catalog_lock:
-            reading = await self._read(state)
+            reading = await self._read(state, cut)
             for delay in UNPARSABLE_RETRY_S:
                 if not reading.unparsable:
                     break
@@ -194,30 +212,12 @@ class Library:
             self._warn_unusable(state, loaded.unusable)
             logger.info("%s.json loaded: %d versions%s", name, len(state.shown), f", {len(moved)} changed" if rebuild else "")
             if not loaded.partial:  # the reading's garbage is gone
-                await _give_memory_back(len(state.shown))
+                await give_memory_back(len(state.shown))
             return await self._splice(moved) if rebuild else False
 
-    async def _read(self, state: CatalogState) -> CatalogReading:
-        """Read one catalog in a thread (under the catalog lock: `state` holds still meanwhile)."""
-        try:  # digested in blocks first: a huge file that is our own write is never read into memory
-            with workers.collector_paused() as pause:
-                reading = await asyncio.to_thread(
-                    read_catalog, state.path, state.name, state.digest, state.text, shown=state.shown, dirty=set(state.dirty)
-                )
-                loaded = reading.loaded
-                pause.set_aside = loaded is not None and not loaded.partial and _long_lived(len(loaded.shown))
-                pause.collect = self.collect_first
-                return reading
-        except TooBigToParseHere:
-            pass
-        content_digest, rows, error, unparsable = await workers.in_worker_process(read_catalog_rows, state.path, state.name, state.digest)
-        loaded = None
-        if rows is not None:
-            with workers.collector_paused(set_aside=_long_lived(len(rows[0]))) as pause:
-                pause.collect = self.collect_first
-                found = await asyncio.to_thread(lambda: CatalogEntries([MapEntry(*row) for row in rows[0]], rows[1]))
-                loaded = whole_reading(content_digest, found)
-        return CatalogReading(content_digest, loaded, error, unparsable)
+    async def _read(self, state: CatalogState, cut: CutRows | None = None) -> CatalogReading:
+        """Read one catalog (under the catalog lock: `state` holds still meanwhile)."""
+        return await read_state(state, cut, collect=self.collect_first)
 
     @contextlib.asynccontextmanager
     async def saving(self) -> AsyncIterator[None]:
@@ -307,7 +307,7 @@ class Library:
             await self._splice(moved)
         # The save's reading, its cut's copies and the old cut are garbage now, which the
         # allocator would otherwise keep.
-        await _give_memory_back(max((len(self.catalogs[name].shown) for name in written), default=0))
+        await give_memory_back(max((len(self.catalogs[name].shown) for name in written), default=0))
 
     async def set_disk_entries(self, entries: list[MapEntry]) -> bool:
         """Show these versions identified on disk (in no catalog) in the map; True if it changed."""
@@ -384,8 +384,8 @@ class Library:
         with workers.collector_paused() as pause:
             layout = await asyncio.to_thread(build_layout, catalogs, None if afresh else self.index.layout)
             moved = self.index.set_layout(layout, afresh=afresh)
-            pause.set_aside = _long_lived(len(layout.entries))
+            pause.set_aside = long_lived(len(layout.entries))
             pause.collect = self.collect_first
-        await _give_memory_back(len(layout.entries))  # the old layout and the reading are garbage now
+        await give_memory_back(len(layout.entries))  # the old layout and the reading are garbage now
         return moved
 

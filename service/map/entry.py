@@ -71,12 +71,11 @@ class CatalogEntries:
     def __reduce__(self) -> tuple[object, ...]:
         # Sent back from a worker process as plain tuples: pickling 100,000 dataclass objects
         # one by one costs several times more, on both sides.
-        rows = [(e.version_id, e.model_id, e.file, e.folder, e.catalog, e.head, e.dest, e.sha256, e.size) for e in self.entries]
-        return (_entries_from_rows, (rows, self.unusable_ids))
+        return (_entries_from_rows, (list(map(entry_row, self.entries)), self.unusable_ids))
 
 
-def _entries_from_rows(rows: list[tuple[Any, ...]], unusable_ids: int) -> CatalogEntries:
-    return CatalogEntries([MapEntry(*row) for row in rows], unusable_ids)
+def _entries_from_rows(rows: list[EntryRow], unusable_ids: int) -> CatalogEntries:
+    return CatalogEntries(list(map(entry_of_row, rows)), unusable_ids)
 
 
 class _Unusable:
@@ -123,15 +122,37 @@ def shown_entry(entry: dict[str, Any], catalog: str) -> MapEntry | None:
         head = b'"%d":' % version_id + orjson.dumps(view)[:-1] + b',"status":"'
     except orjson.JSONEncodeError:  # a lone surrogate in a name: not showable, left as it is in the file
         return UNUSABLE
-    folders = _FOLDERS.get(dest)
-    if folders is None:
-        folders = _FOLDERS[dest] = (sys.intern(canonical_folder(dest)), sys.intern(dest)) if len(_FOLDERS) < _MAX_FOLDERS else (canonical_folder(dest), dest)
-    return MapEntry(version_id, model_id, file, folders[0], catalog, head, folders[1], _sha256(entry) if "hash" in entry else None, size)
+    folder, dest = _folders_of(dest)
+    return MapEntry(version_id, model_id, file, folder, catalog, head, dest, _sha256(entry) if "hash" in entry else None, size)
 
 
 # Each distinct `dest` of the catalogs and its folder, interned once: a few dozen in a library.
 _FOLDERS: dict[str, tuple[str, str]] = {}
 _MAX_FOLDERS = 10_000
+
+
+def _folders_of(dest: str) -> tuple[str, str]:
+    """The canonical folder of a `dest`, and the `dest`, as the objects every entry of it shares."""
+    folders = _FOLDERS.get(dest)
+    if folders is None:
+        folders = _FOLDERS[dest] = (sys.intern(canonical_folder(dest)), sys.intern(dest)) if len(_FOLDERS) < _MAX_FOLDERS else (canonical_folder(dest), dest)
+    return folders
+
+
+# A catalog entry as the map shows it, as a plain tuple: what a worker process sends back.
+EntryRow = tuple[int, int | None, str, str, str, bytes, str, str | None, int | None]
+
+
+def entry_row(entry: MapEntry) -> EntryRow:
+    """A catalog entry as a plain tuple (`entry_of_row` makes it again)."""
+    return (entry.version_id, entry.model_id, entry.file, entry.folder, entry.catalog, entry.head, entry.dest, entry.sha256, entry.size)
+
+
+def entry_of_row(row: EntryRow) -> MapEntry:
+    """A catalog entry sent as a row, sharing its folder names with this process's entries."""
+    version_id, model_id, file, _folder, catalog, head, dest, sha256, size = row
+    folder, dest = _folders_of(dest)
+    return MapEntry(version_id, model_id, file, folder, sys.intern(catalog), head, dest, sha256, size)
 
 
 def disk_entry(
