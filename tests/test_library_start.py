@@ -135,3 +135,22 @@ async def test_the_smaller_of_two_large_catalogs_is_cut_in_a_worker_beside_the_l
     assert library.catalogs["loras"].text is not None and library.catalogs["loras"].text.keys == plain.catalogs["loras"].text.keys  # type: ignore[union-attr]
     for version in range(1, 60):
         assert library.index.status(version) == plain.index.status(version) and library.index.shown(version) == plain.index.shown(version)
+
+
+@pytest.mark.parametrize("worker", ["dies", "hangs"])
+async def test_a_worker_that_dies_or_hangs_leaves_the_catalog_read_here(worker: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(library_module, "BESIDE_BYTES", 1000)
+    monkeypatch.setattr(catalogs_module, "BESIDE_WAIT_S", 0.2)
+
+    async def broken(_function: Callable[..., Any], *_args: object) -> Any:
+        if worker == "hangs":
+            await asyncio.sleep(60)
+        raise BrokenPipeError("the worker process died")
+
+    monkeypatch.setattr(workers, "in_worker_process", broken)
+    library, catalogs = library_at(tmp_path, "v5.safetensors")
+    write_json(catalogs / "models.json", catalog(*(entry(v, f"v{v}.safetensors") for v in range(1, 40))))
+    write_json(catalogs / "loras.json", catalog(*(entry(v, f"v{v}.safetensors", "loras") for v in range(30, 60))))
+    await library.start()
+    assert "loras.json could not be cut in a worker process" in caplog.text
+    assert library.index.status(5) == PRESENT and library.index.shown(59) is not None and library.index.shown(59).catalog == "loras"  # type: ignore[union-attr]

@@ -4,6 +4,8 @@ now), reading it again, and which versions moved between two readings."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,8 @@ from ..catalog.reading import (
 )
 from ..catalog.text import Text
 from ..map.entry import CatalogEntries, MapEntry, entry_of_row, same_entry
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -88,3 +92,24 @@ async def read_state(state: CatalogState, cut: CutRows | None, *, collect: bool)
             found = await asyncio.to_thread(lambda: CatalogEntries(list(map(entry_of_row, rows[0])), rows[1]))
             loaded = whole_reading(content_digest, found)
     return CatalogReading(content_digest, loaded, error, unparsable)
+
+
+BESIDE_WAIT_S = 120.0  # a worker not done by then (its cut takes seconds) is given up on
+
+
+async def worker_cut(beside: asyncio.Future[CutRows | None], name: str) -> CutRows | None:
+    """What the worker cutting a catalog beside the start sent back; None when it could not
+    start, died or hung (the catalog is then read here)."""
+    try:
+        return await asyncio.wait_for(beside, BESIDE_WAIT_S)
+    except Exception as exc:
+        logger.warning("%s.json could not be cut in a worker process (%s); reading it here", name, str(exc) or type(exc).__name__)
+        return None
+
+
+def size_of(path: Path) -> int:
+    """A file's size; 0 when it cannot be read."""
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0

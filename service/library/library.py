@@ -38,6 +38,8 @@ from .catalogs import (
     long_lived,
     moved_versions,
     read_state,
+    size_of,
+    worker_cut,
 )
 from .folders import ModelFolders
 
@@ -53,13 +55,6 @@ SPLICE_LIMIT = 2_000
 # Both catalogs at least this large: the start cuts the smaller in a worker process beside the
 # larger (a process's start and the pieces' way back cost less than the parse it saves).
 BESIDE_BYTES = 64 * 1024 * 1024
-
-
-def _size_of(path: Path) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return 0
 
 
 class Library:
@@ -163,18 +158,19 @@ class Library:
         """Both catalogs, for the start: when both are large (BESIDE_BYTES), the smaller is cut
         in a worker process, on the other core, while the larger is read here; its pieces then
         cost this process a rebuild instead of a parse. Read here alone if that fails."""
-        sizes = {name: _size_of(state.path) for name, state in self.catalogs.items()}
+        sizes = {name: size_of(state.path) for name, state in self.catalogs.items()}
         larger, smaller = sorted(CATALOG_NAMES, key=sizes.__getitem__, reverse=True)
         beside = None
         if sizes[smaller] >= BESIDE_BYTES:
             beside = asyncio.ensure_future(workers.in_worker_process(cut_rows, self.catalogs[smaller].path, smaller))
-        await self.reload_catalog(larger, rebuild=False)
         cut = None
-        if beside is not None:
-            try:
-                cut = await beside
-            except Exception as exc:  # a worker that could not start or died: read here
-                logger.warning("%s.json could not be cut in a worker process (%s); reading it here", smaller, exc)
+        try:
+            await self.reload_catalog(larger, rebuild=False)
+            if beside is not None:
+                cut = await worker_cut(beside, smaller)
+        finally:
+            if beside is not None and not beside.done():
+                beside.cancel()  # the start was stopped, or the reading failed: the worker is not waited for
         await self.reload_catalog(smaller, rebuild=False, cut=cut)
 
     async def reload_catalog(self, name: str, *, rebuild: bool = True, cut: CutRows | None = None) -> bool:
