@@ -43,13 +43,30 @@ def needs_process(paths: Iterable[Path]) -> bool:
     return False
 
 
-async def in_worker_process(function: Callable[..., T], *args: object) -> T:
-    """Run a picklable function in a fresh worker process and return its result."""
+async def in_worker_process(function: Callable[..., T], *args: object, killed_if_cancelled: bool = False) -> T:
+    """Run a picklable function in a fresh worker process and return its result. Cancelled, the
+    caller waits for the worker to finish, unless `killed_if_cancelled` (for work that changes
+    nothing: its process is terminated and not waited for)."""
     pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
     try:
         return await asyncio.get_running_loop().run_in_executor(pool, function, *args)
+    except asyncio.CancelledError:
+        if killed_if_cancelled:
+            _terminate(pool)
+        raise
     finally:
         await asyncio.to_thread(pool.shutdown)  # the worker exits, and its memory with it
+
+
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool's worker processes where they stand."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14
+    if terminate is not None:
+        terminate()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(OSError, ValueError):
+            process.terminate()
 
 
 # A background thread's nice value. Not SCHED_IDLE: a thread of that class, preempted while it

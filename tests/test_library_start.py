@@ -112,9 +112,9 @@ async def test_the_smaller_of_two_large_catalogs_is_cut_in_a_worker_beside_the_l
     jobs: list[str] = []
     real = workers.in_worker_process
 
-    async def recorded(function: Callable[..., Any], *args: object) -> Any:
+    async def recorded(function: Callable[..., Any], *args: object, **kwargs: Any) -> Any:
         jobs.append(function.__name__)
-        return await real(function, *args)
+        return await real(function, *args, **kwargs)
 
     monkeypatch.setattr(workers, "in_worker_process", recorded)
     names = [f"v{v}.safetensors" for v in range(1, 60)]
@@ -142,7 +142,7 @@ async def test_a_worker_that_dies_or_hangs_leaves_the_catalog_read_here(worker: 
     monkeypatch.setattr(library_module, "BESIDE_BYTES", 1000)
     monkeypatch.setattr(catalogs_module, "BESIDE_WAIT_S", 0.2)
 
-    async def broken(_function: Callable[..., Any], *_args: object) -> Any:
+    async def broken(_function: Callable[..., Any], *_args: object, **_kwargs: Any) -> Any:
         if worker == "hangs":
             await asyncio.sleep(60)
         raise BrokenPipeError("the worker process died")
@@ -154,3 +154,28 @@ async def test_a_worker_that_dies_or_hangs_leaves_the_catalog_read_here(worker: 
     await library.start()
     assert "loras.json could not be cut in a worker process" in caplog.text
     assert library.index.status(5) == PRESENT and library.index.shown(59) is not None and library.index.shown(59).catalog == "loras"  # type: ignore[union-attr]
+
+
+async def test_a_start_stopped_while_a_worker_cuts_beside_it_stops_the_worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(library_module, "BESIDE_BYTES", 1000)
+    started, stopped = asyncio.Event(), asyncio.Event()
+
+    async def slow(_function: Callable[..., Any], *_args: object, killed_if_cancelled: bool = False) -> Any:
+        assert killed_if_cancelled  # a cut changes nothing: its process may be stopped where it stands
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            stopped.set()
+            raise
+
+    monkeypatch.setattr(workers, "in_worker_process", slow)
+    library, catalogs = library_at(tmp_path)
+    write_json(catalogs / "models.json", catalog(*(entry(v, f"v{v}.safetensors") for v in range(1, 40))))
+    write_json(catalogs / "loras.json", catalog(*(entry(v, f"v{v}.safetensors", "loras") for v in range(30, 60))))
+    starting = asyncio.create_task(library.start())
+    await started.wait()
+    starting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await starting
+    assert stopped.is_set()

@@ -335,6 +335,16 @@ def test_a_worker_cut_of_another_text_is_not_used(tmp_path: Path) -> None:
     same_reading(read_catalog(path, "loras", None, None, cut=cut), read_catalog(path, "loras", None, None))
 
 
+def test_a_worker_sends_nothing_for_a_catalog_that_does_not_cut_and_leaves_the_collector_as_it_was(tmp_path: Path) -> None:
+    import gc
+
+    path = tmp_path / "loras.json"
+    path.write_bytes(b'{"version": 1, "categories": [{"id": "c", "name": "C", "models": [1, 2, 3]}]}')
+    assert gc.isenabled()
+    assert cut_rows(path, "loras") is None and cut_rows(tmp_path / "absent.json", "loras") is None
+    assert gc.isenabled()
+
+
 def test_rows_that_do_not_fit_the_text_are_refused_and_the_text_cut_here(tmp_path: Path) -> None:
     path = tmp_path / "loras.json"
     path.write_bytes(serialize_catalog(random_doc(random.Random(12), entries=80)))

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import multiprocessing
+import time
 import weakref
 from typing import Any
+
+import pytest
 
 from service import workers
 
@@ -108,3 +113,11 @@ def test_a_build_not_said_to_be_long_lived_sets_nothing_aside() -> None:
     with workers.collector_paused():
         pass
     assert gc.get_freeze_count() == before
+
+
+async def test_a_worker_cancelled_that_changes_nothing_is_stopped_not_waited_for() -> None:
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(workers.in_worker_process(time.sleep, 60, killed_if_cancelled=True), 0.5)
+    assert time.monotonic() - started < 30  # the worker's minute of sleep was cut short
+    assert multiprocessing.active_children() == []

@@ -5,7 +5,6 @@ huge). Blocking: runs in worker threads."""
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,10 +74,11 @@ class CutRows:
 
 
 def cut_rows(path: Path, name: str) -> CutRows | None:
-    """A worker process's job: cut a catalog and send its pieces back (None when it does not cut)."""
-    gc.disable()  # the process ends with the reading: nothing in it is worth collecting
-    reading = read_catalog(path, name, None, None)
-    text = reading.loaded.text if reading.loaded is not None else None
+    """A worker process's job: cut a catalog and send its pieces back (None when it does not cut
+    or cannot be read: it is then read as any other)."""
+    with workers.collector_paused():  # the process ends with the reading: nothing in it is worth collecting
+        reading = read_cut(path, name, None, None)
+    text = reading.loaded.text if reading is not None and reading.loaded is not None else None
     if text is None:
         return None
     prefixes: dict[bytes, int] = {}

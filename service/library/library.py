@@ -162,7 +162,7 @@ class Library:
         larger, smaller = sorted(CATALOG_NAMES, key=sizes.__getitem__, reverse=True)
         beside = None
         if sizes[smaller] >= BESIDE_BYTES:
-            beside = asyncio.ensure_future(workers.in_worker_process(cut_rows, self.catalogs[smaller].path, smaller))
+            beside = asyncio.ensure_future(workers.in_worker_process(cut_rows, self.catalogs[smaller].path, smaller, killed_if_cancelled=True))
         cut = None
         try:
             await self.reload_catalog(larger, rebuild=False)
@@ -170,7 +170,9 @@ class Library:
                 cut = await worker_cut(beside, smaller)
         finally:
             if beside is not None and not beside.done():
-                beside.cancel()  # the start was stopped, or the reading failed: the worker is not waited for
+                beside.cancel()  # the start was stopped, or the reading failed: the worker is stopped too
+            elif beside is not None and not beside.cancelled():
+                beside.exception()  # looked at: a worker that failed after the start did is not reported twice
         await self.reload_catalog(smaller, rebuild=False, cut=cut)
 
     async def reload_catalog(self, name: str, *, rebuild: bool = True, cut: CutRows | None = None) -> bool:
