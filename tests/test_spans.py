@@ -30,13 +30,13 @@ from service.catalog.copying import COPY_BLOCK, Source
 from service.catalog.cutting import load_text, recut_file
 from service.catalog.plans import plan_add, plan_promote, plan_remove
 from service.catalog.reading import (
-    CutRows,
     cut_rows,
     extract_entries,
     read_catalog,
     read_changes,
     whole_reading,
 )
+from service.catalog.rows import CutRows
 from service.catalog.store import CatalogStore, StaleRead
 from service.catalog.text import Text, Unsplittable
 from service.catalog.transaction import Wanted, run_transaction

@@ -22,15 +22,8 @@ from ..map.entry import (
 from .codec import CatalogFormatError, digest, file_digest, parse_catalog
 from .cutting import cut_file, load_recut, loaded_of, recut_file
 from .document import Doc, iter_entries
-from .text import (
-    Loaded,
-    PieceRow,
-    StaleText,
-    Text,
-    Unsplittable,
-    piece_row,
-    pieces_of_rows,
-)
+from .rows import CutRows, piece_row, pieces_of_rows
+from .text import Loaded, StaleText, Text, Unsplittable
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,18 +52,6 @@ def read_catalog_rows(
     if reading.loaded is not None:
         rows = (list(map(entry_row, reading.loaded.shown.values())), reading.loaded.unusable)
     return reading.digest, rows, reading.error, reading.unparsable
-
-
-@dataclass(frozen=True, slots=True)
-class CutRows:
-    """A catalog cut in a worker process (`cut_rows`): the digest of the text it cut, and the
-    piece of each chunk in file order, as plain rows (cheap to send back). Chunk keys are each
-    process's own hashes, so none are sent: a cut here finds the same chunks again and takes
-    each one's piece by its place (`text.cut_region`), parsing none of them."""
-
-    digest: str
-    prefixes: list[bytes]
-    rows: list[PieceRow]
 
 
 def cut_rows(path: Path, name: str) -> CutRows | None:

@@ -34,10 +34,7 @@ import orjson
 
 from ..map.entry import (
     UNUSABLE,
-    EntryRow,
     MapEntry,
-    entry_of_row,
-    entry_row,
     shown_entry,
 )
 from .codec import (
@@ -260,26 +257,6 @@ def _take_given(window: list[int], chunks: list[bytes], found: dict[int, Piece],
         found.setdefault(key, piece)
 
 
-# A piece as a plain tuple: the index of its prefix in a list sent beside, its length, version,
-# file, whether it is unusable, and its shown entry's row.
-PieceRow = tuple[int, int, int | None, str | None, bool, EntryRow | None]
-
-
-def piece_row(piece: Piece, prefixes: dict[bytes, int]) -> PieceRow:
-    """A piece as a row, its prefix numbered in `prefixes` (each distinct one once)."""
-    shown = piece.shown
-    return (prefixes.setdefault(piece.prefix, len(prefixes)), piece.length, piece.version, piece.file, piece.unusable, None if shown is None else entry_row(shown))
-
-
-def pieces_of_rows(prefixes: list[bytes], rows: list[PieceRow]) -> list[Piece]:
-    """Pieces sent by a worker process as rows (`piece_row`), in order. Their content hashes are
-    that process's own and are not sent: 0 (none) here."""
-    return [
-        Piece(prefixes[prefix], _LENGTHS.setdefault(length, length), version, file, None if shown is None else entry_of_row(shown), unusable)
-        for prefix, length, version, file, unusable, shown in rows
-    ]
-
-
 def _skeleton(pieces: dict[int, Piece], keys: list[int], tail: bytes) -> tuple[bytes, Any]:
     """The text with each entry replaced by a stand-in, and the value it parses to: `true` (one
     object however many entries) where the structure holds no `true` a file could have put in
@@ -395,7 +372,7 @@ def read_piece(
         raise Unsplittable("an entry is not an object")
     prefix = chunk[:lead]
     prefix = prefixes.setdefault(prefix, prefix)
-    length = _LENGTHS.setdefault(len(chunk), len(chunk))  # one int object per length, shared by every chunk of it
+    length = shared_length(len(chunk))
     try:
         content = hash(orjson.dumps(entry)) or 1
     except orjson.JSONEncodeError:  # an integer beyond 64 bits: never taken for another
@@ -425,6 +402,12 @@ def _parse_skeleton(skeleton: bytes) -> Doc:
 
 
 _LENGTHS: dict[int, int] = {}
+
+
+def shared_length(length: int) -> int:
+    """The one int object of this value that every piece of this length holds."""
+    return _LENGTHS.setdefault(length, length)
+
 PIECE_SHOWN = operator.attrgetter("shown")
 PIECE_VERSION = operator.attrgetter("version")
 PIECE_FILE = operator.attrgetter("file")

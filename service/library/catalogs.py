@@ -13,12 +13,12 @@ from pathlib import Path
 from .. import workers
 from ..catalog.reading import (
     CatalogReading,
-    CutRows,
     TooBigToParseHere,
     read_catalog,
     read_catalog_rows,
     whole_reading,
 )
+from ..catalog.rows import CutRows
 from ..catalog.text import Text
 from ..map.entry import CatalogEntries, MapEntry, entry_of_row, same_entry
 

@@ -20,10 +20,10 @@ from ..catalog.document import CATALOG_NAMES, catalog_path
 from ..catalog.reading import (
     UNPARSABLE_RETRY_S,
     CatalogReading,
-    CutRows,
     cut_rows,
     whole_reading,
 )
+from ..catalog.rows import CutRows
 from ..catalog.text import Text
 from ..catalog.transaction import SavedCatalog
 from ..disk.presence import Presence
