@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 import pytest
 
+from service.catalog import frame as frame_module
 from service.catalog import text as spans
 from service.catalog.codec import (
     CatalogFormatError,
@@ -272,13 +273,13 @@ def test_entries_changed_within_a_list_take_the_structure_over_unparsed(where: s
     path.write_bytes(raw)
     assert before.text is not None
     parsed = []
-    real = spans._parse_skeleton
-    monkeypatch.setattr(spans, "_parse_skeleton", lambda skeleton: parsed.append(skeleton) or real(skeleton))
+    real = frame_module._parse_skeleton
+    monkeypatch.setattr(frame_module, "_parse_skeleton", lambda skeleton: parsed.append(skeleton) or real(skeleton))
     reading = read_changes(path, "models", before.digest, before.text, before.shown, set())
     assert reading is not None and reading.loaded is not None and reading.loaded.text is not None
     text = reading.loaded.text
     assert not parsed and "frame" in text.__dict__  # the plain commas between entries prove it: the counts are moved
-    monkeypatch.setattr(spans, "_parse_skeleton", real)
+    monkeypatch.setattr(frame_module, "_parse_skeleton", real)
     fresh = cut_of(raw)
     assert fresh.text is not None
     same_text(text, fresh.text)  # the frame, counts moved, is the one a fresh cut parses
@@ -702,7 +703,7 @@ def test_a_file_whose_structure_will_be_too_large_is_not_cut_to_the_end(tmp_path
 
     monkeypatch.setattr(cutting, "FILE_BLOCK", 4000)
     monkeypatch.setattr(cutting, "SKELETON_LIMIT", 2000)
-    monkeypatch.setattr(spans, "SKELETON_LIMIT", 2000)
+    monkeypatch.setattr(frame_module, "SKELETON_LIMIT", 2000)
     doc = {"categories": [{"id": "c", "name": "C", "models": [entry(v, f"f{v}.safetensors") for v in range(1, 801)]}]}
     raw = serialize_catalog(doc)
     path = tmp_path / "models.json"

@@ -13,6 +13,7 @@ from ..map.entry import ENTRY_VERSION, MapEntry
 from .codec import (
     load_json,
 )
+from .frame import SKELETON_LIMIT, dumped_frame
 from .layout import LAYOUT_PROBE, Unsplittable, layout_of
 from .splice import absent_keys
 from .text import (
@@ -20,7 +21,6 @@ from .text import (
     PIECE_SHOWN,
     PIECE_UNUSABLE,
     PIECE_VERSION,
-    SKELETON_LIMIT,
     Loaded,
     Piece,
     Recut,
@@ -29,7 +29,6 @@ from .text import (
     Window,
     checked_text,
     cut_region,
-    dumped_frame,
     ends_of,
     window_key,
 )

@@ -16,6 +16,7 @@ from .codec import (
     load_json,
 )
 from .document import Doc, version_id_of
+from .frame import frame_of
 from .layout import NATIVE
 from .text import (
     Piece,
@@ -24,7 +25,6 @@ from .text import (
     Unsplittable,
     Window,
     ends_of,
-    frame_of,
     read_piece,
     window_key,
 )

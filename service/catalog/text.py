@@ -7,11 +7,10 @@ each key's chunk holds (the entry as the map shows it, its version, its file, th
 before it), so the next reading parses only chunks it has not seen, and the map is told
 only about versions that moved.
 
-Nothing is taken on trust. The structure, with every entry replaced by a stand-in that it
-holds nowhere else (`_skeleton`), is parsed as JSON and must hold exactly one stand-in for
-each entry, all of them in categories' "models" lists; each new entry must parse as an object on its own. Both true, the whole text is
-valid JSON with those entries in those places. A text that does not cut this way (an entry
-that is not an object, entries laid out two ways) raises `Unsplittable` and is read whole.
+Nothing is taken on trust: each new entry must parse as an object on its own, and the
+structure around the entries is checked as a whole (`frame.py`). A text that does not cut
+this way (an entry that is not an object, entries laid out two ways) raises `Unsplittable`
+and is read whole.
 
 Chunk keys are Python's 64-bit keyed hash of the chunk's bytes: two different chunks of
 one run sharing a key is a 1-in-10^9 event at 100,000 entries, and cannot be forced from
@@ -24,7 +23,6 @@ import functools
 import hashlib
 import itertools
 import operator
-import secrets
 from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -39,17 +37,14 @@ from ..map.entry import (
 )
 from .codec import (
     CatalogFormatError,
-    CatalogUnwritable,
-    check_shape,
     load_json,
     plain_numbers,
-    serialize_catalog,
 )
-from .document import Doc, version_id_of
+from .document import version_id_of
+from .frame import checked_frame
 from .layout import NATIVE, Layout, Unsplittable, entry_lead, inline_entries
 
 WINDOW = 1 << 20  # cut at most this much text per C call: the event loop gets the GIL between
-SKELETON_LIMIT = 8 << 20  # structure beyond this is not a catalog worth cutting: read whole (in a worker process: faster at 1M entries than a cut here)
 
 
 @dataclass(slots=True)
@@ -117,7 +112,7 @@ class Text:
         how many entries it holds. A cut, a re-cut and the save that wrote the text know it at
         once; when the text it was re-cut from did not, it is worked out on first use
         (Unsplittable when it is too large)."""
-        return _checked_frame(self.pieces, self.keys, self.tail)
+        return checked_frame(self.pieces, self.keys, self.tail)
 
     @functools.cached_property
     def unusable(self) -> int:
@@ -257,69 +252,9 @@ def _take_given(window: list[int], chunks: list[bytes], found: dict[int, Piece],
         found.setdefault(key, piece)
 
 
-def _skeleton(pieces: dict[int, Piece], keys: list[int], tail: bytes) -> tuple[bytes, Any]:
-    """The text with each entry replaced by a stand-in, and the value it parses to: `true` (one
-    object however many entries) where the structure holds no `true` a file could have put in
-    a models list, else a string no file holds."""
-    parts = list(map(_PREFIX, map(pieces.__getitem__, keys)))  # C speed: no Python loop over entries
-    if sum(map(len, parts)) + len(keys) + len(tail) > SKELETON_LIMIT:
-        raise Unsplittable("the structure around the entries is too large to cut")
-    parts.append(tail)
-    stand_in = _STAND_IN if any(b"true" in part for part in set(parts)) else b"true"
-    return stand_in.join(parts), (True if stand_in == b"true" else _STAND_IN_TEXT)
-
-
 def checked_text(text: Text) -> Text:
-    text.__dict__["frame"] = _checked_frame(text.pieces, text.keys, text.tail)
+    text.__dict__["frame"] = checked_frame(text.pieces, text.keys, text.tail)
     return text
-
-
-# What stands in for each cut entry in the structure that is checked: a value the structure
-# does not hold otherwise (`_stand_in`), so none can be written where an entry should be, and
-# one that cannot run into the bytes after it as a number would ("0e1"). Exactly one per entry,
-# all in models lists, means every one of them is.
-_STAND_IN_TEXT = f"cut entry {secrets.token_hex(8)}"  # random to this process
-_STAND_IN = b'"' + _STAND_IN_TEXT.encode() + b'"'
-
-
-def _checked_frame(pieces: dict[int, Piece], keys: list[int], tail: bytes) -> bytes:
-    """The text's `Text.frame`, once the text with each entry replaced by a stand-in is found
-    to parse as a catalog holding exactly one stand-in for each entry, all in models lists."""
-    skeleton, stand_in = _skeleton(pieces, keys, tail)
-    doc = _parse_skeleton(skeleton)
-    del skeleton
-    found = 0
-    for category in doc.get("categories", []):
-        models = category.get("models", [])
-        for item in models:
-            if not (item is True if stand_in is True else type(item) is str and item == stand_in):
-                raise Unsplittable("a models list holds something that is not a cut entry")
-        found += len(models)
-    if found != len(keys):
-        raise Unsplittable("an entry was cut somewhere other than a models list")
-    return frame_of(doc, len)
-
-
-def frame_of(doc: Doc, count: Any) -> bytes:
-    """The document as JSON with each models list replaced by `count(list)` (read it back with
-    `load_json`). Unsplittable when it cannot be written back unchanged."""
-    framed = dict(doc)
-    if isinstance(categories := doc.get("categories"), list):
-        framed["categories"] = [
-            {**category, "models": count(models)} if isinstance(models := category.get("models"), list) else category
-            for category in categories
-        ]
-    return dumped_frame(framed)
-
-
-def dumped_frame(frame: Doc) -> bytes:
-    try:
-        return orjson.dumps(frame)
-    except orjson.JSONEncodeError:  # an integer beyond 64 bits, or deep nesting, around the entries
-        try:
-            return serialize_catalog(frame)
-        except CatalogUnwritable:
-            raise Unsplittable("the structure around the entries cannot be written back unchanged") from None
 
 
 def _windows(raw: bytes, start: int, stop: int, layout: Layout) -> Iterator[tuple[int, int, list[bytes]]]:
@@ -392,15 +327,6 @@ def read_piece(
     )
 
 
-def _parse_skeleton(skeleton: bytes) -> Doc:
-    try:
-        doc = load_json(skeleton)
-        check_shape(doc)
-    except CatalogFormatError as exc:
-        raise Unsplittable(str(exc)) from None
-    return doc
-
-
 _LENGTHS: dict[int, int] = {}
 
 
@@ -413,4 +339,3 @@ PIECE_VERSION = operator.attrgetter("version")
 PIECE_FILE = operator.attrgetter("file")
 PIECE_LENGTH = operator.attrgetter("length")
 PIECE_UNUSABLE = operator.attrgetter("unusable")
-_PREFIX = operator.attrgetter("prefix")
