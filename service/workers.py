@@ -146,9 +146,9 @@ class Pause:
 
     __slots__ = ("set_aside", "collect")
 
-    def __init__(self, set_aside: bool) -> None:
+    def __init__(self, set_aside: bool, collect: bool) -> None:
         self.set_aside = set_aside
-        self.collect = True
+        self.collect = collect
 
 
 _pause_lock = threading.Lock()
@@ -159,7 +159,7 @@ _walk_due = False  # a pauser that set its structure aside wants the garbage col
 
 
 @contextlib.contextmanager
-def collector_paused(*, set_aside: bool = False) -> Iterator[Pause]:
+def collector_paused(*, set_aside: bool = False, collect: bool = True) -> Iterator[Pause]:
     """Hold the cyclic garbage collector off while a large structure is built (a catalog's
     whole reading, the map laid out anew, the first build of the index).
 
@@ -169,10 +169,10 @@ def collector_paused(*, set_aside: bool = False) -> Iterator[Pause]:
     threads that build share it). If any of them said the result is long-lived (`set_aside`,
     or `Pause.set_aside` set before it ends), it is then set aside (`set_long_lived_aside`) in
     one walk, before the collector would have walked it on its own; with no walk when none of
-    them wants the garbage collected first (`Pause.collect`). A collector paused by someone
+    them wants the garbage collected first (`collect`, or `Pause.collect`). A collector paused by someone
     else stays paused."""
     global _pausers, _was_enabled, _aside_due, _walk_due
-    pause = Pause(set_aside)
+    pause = Pause(set_aside, collect)
     with _pause_lock:
         if _pausers == 0:
             _was_enabled = gc.isenabled()

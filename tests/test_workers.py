@@ -14,14 +14,19 @@ import pytest
 from service import workers
 
 
-def test_garbage_waiting_when_the_heap_is_set_aside_is_collected_first() -> None:
-    class Node:
-        other: Any = None
+class Node:
+    other: Any = None
 
+
+def garbage_cycle() -> weakref.ref[Node]:
+    """Two objects that only refer to each other: garbage only the cyclic collector frees."""
     a, b = Node(), Node()
     a.other, b.other = b, a
-    alive = weakref.ref(a)
-    del a, b
+    return weakref.ref(a)
+
+
+def test_garbage_waiting_when_the_heap_is_set_aside_is_collected_first() -> None:
+    alive = garbage_cycle()
     try:
         workers.set_long_lived_aside()
         assert alive() is None  # a cycle frozen as it waited would never be freed
@@ -51,17 +56,11 @@ def test_a_collector_paused_by_someone_else_stays_paused() -> None:
 
 
 def test_a_build_said_to_be_long_lived_is_set_aside_once_its_garbage_is_collected() -> None:
-    class Node:
-        other: Any = None
-
     before = gc.get_freeze_count()
     try:
         with workers.collector_paused() as pause:
-            kept = Node()
-            a, b = Node(), Node()
-            a.other, b.other = b, a
-            alive = weakref.ref(a)
-            del a, b
+            kept = Node()  # alive: set aside, not collected
+            alive = garbage_cycle()
             pause.set_aside = True
         assert alive() is None  # the cycle made during the build was collected, not frozen
         assert gc.get_freeze_count() > before and gc.is_tracked(kept)
@@ -70,16 +69,10 @@ def test_a_build_said_to_be_long_lived_is_set_aside_once_its_garbage_is_collecte
 
 
 def test_a_build_whose_garbage_is_not_worth_a_walk_is_set_aside_without_one() -> None:
-    class Node:
-        other: Any = None
-
     before = gc.get_freeze_count()
     try:
         with workers.collector_paused(set_aside=True) as pause:
-            a, b = Node(), Node()
-            a.other, b.other = b, a
-            alive = weakref.ref(a)
-            del a, b
+            alive = garbage_cycle()
             pause.collect = False
         assert gc.get_freeze_count() > before
         gc.collect()
@@ -91,17 +84,11 @@ def test_a_build_whose_garbage_is_not_worth_a_walk_is_set_aside_without_one() ->
 
 
 def test_one_pause_that_wants_the_garbage_collected_gets_its_walk() -> None:
-    class Node:
-        other: Any = None
-
     try:
         outer = workers.collector_paused(set_aside=True)
         outer.__enter__().collect = False
         with workers.collector_paused(set_aside=True):  # wants its walk
-            a, b = Node(), Node()
-            a.other, b.other = b, a
-            alive = weakref.ref(a)
-            del a, b
+            alive = garbage_cycle()
         outer.__exit__(None, None, None)
         assert alive() is None
     finally:

@@ -74,21 +74,19 @@ async def read_state(state: CatalogState, cut: CutRows | None, *, collect: bool)
     too big to parse here; what is read is set aside from the collector when long-lived, its
     garbage collected first if `collect` (`Library.collect_first`). `state` must hold still."""
     try:  # digested in blocks first: a huge file that is our own write is never read into memory
-        with workers.collector_paused() as pause:
+        with workers.collector_paused(collect=collect) as pause:
             reading = await asyncio.to_thread(
                 read_catalog, state.path, state.name, state.digest, state.text, shown=state.shown, dirty=set(state.dirty), cut=cut
             )
             loaded = reading.loaded
             pause.set_aside = loaded is not None and not loaded.partial and long_lived(len(loaded.shown))
-            pause.collect = collect
             return reading
     except TooBigToParseHere:
         pass
     content_digest, rows, error, unparsable = await workers.in_worker_process(read_catalog_rows, state.path, state.name, state.digest)
     loaded = None
     if rows is not None:
-        with workers.collector_paused(set_aside=long_lived(len(rows[0]))) as pause:
-            pause.collect = collect
+        with workers.collector_paused(set_aside=long_lived(len(rows[0])), collect=collect):
             found = await asyncio.to_thread(lambda: CatalogEntries(list(map(entry_of_row, rows[0])), rows[1]))
             loaded = whole_reading(content_digest, found)
     return CatalogReading(content_digest, loaded, error, unparsable)

@@ -379,11 +379,10 @@ class Library:
         """Lay the map out anew in a thread; the statuses of versions whose entry did not change
         are taken over from the map as it is, unless `afresh` (every one worked out again)."""
         catalogs = [self.catalogs["loras"].shown.values(), self.catalogs["models"].shown.values(), self.disk_entries.values()]
-        with workers.collector_paused() as pause:
+        with workers.collector_paused(collect=self.collect_first) as pause:
             layout = await asyncio.to_thread(build_layout, catalogs, None if afresh else self.index.layout)
             moved = self.index.set_layout(layout, afresh=afresh)
             pause.set_aside = long_lived(len(layout.entries))
-            pause.collect = self.collect_first
         await give_memory_back(len(layout.entries))  # the old layout and the reading are garbage now
         return moved
 

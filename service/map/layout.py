@@ -215,10 +215,10 @@ def point_body(layout: Layout, version_ids: Iterable[int], model_ids: Iterable[i
     wanted = {v for v in version_ids if v in layout.entries}
     for model_id in model_ids:
         wanted.update(layout.by_model.get(model_id, ()))
-    items, slots = layout.parts.items, layout.slots
-    fragments = [layout.entries[v].head + items[slots[v]] for v in sorted(wanted)]
+    items, slots, ordered = layout.parts.items, layout.slots, sorted(wanted)
+    fragments = [layout.entries[v].head + items[slots[v]] for v in ordered]
     by_model: dict[int, list[int]] = {}
-    for version_id in sorted(wanted):
+    for version_id in ordered:
         model_id = layout.entries[version_id].model_id
         if model_id is not None:
             by_model.setdefault(model_id, []).append(version_id)
