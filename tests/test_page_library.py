@@ -390,6 +390,22 @@ async def test_a_name_cannot_pose_as_another_file(start: StartClient, catalog_di
     assert shown == "evil⟨U+202E⟩gnp.safetensors"
 
 
+async def test_names_and_files_sort_with_their_numbers_as_numbers(start: StartClient, catalog_dir: Path) -> None:
+    write_json(catalog_dir / "models.json", catalog(
+        entry(721, "style_v10.safetensors", "loras", name="Style v10"),
+        entry(722, "style_v2.safetensors", "loras", name="style v2"),
+        entry(723, "style_v1.5.safetensors", "loras", name="Style v1.5"),
+        entry(724, "style_v1.safetensors", "loras", name="Style v1"),
+    ))
+    client = await start()
+    in_order = "[...document.querySelectorAll('[data-version-id]')].sort((a, b) => a.offsetTop - b.offsetTop).map((e) => Number(e.dataset.versionId))"
+    async with browser_page() as page:
+        await login(page, str(client.make_url("/")))
+        assert await page.evaluate(in_order) == [724, 723, 722, 721]  # v1, v1.5, v2, v10; case aside
+        await page.evaluate("{ const f = document.getElementById('sort'); f.value = 'file'; f.dispatchEvent(new Event('change')) }")
+        await page.wait_for(f"JSON.stringify({in_order}) === '[724,723,722,721]'")
+
+
 async def test_the_list_sorts_by_date_added_and_by_size(start: StartClient, catalog_dir: Path) -> None:
     write_json(catalog_dir / "models.json", catalog(
         entry(711, "old.safetensors", "checkpoints", name="A old", added_at="2026-01-02T03:04:05Z", size_gb=2.0),

@@ -68,10 +68,25 @@ function remember(id, row) {  // the entry as parsed from the map, kept as it is
   row.id = Number(id);
   const slash = row.dest.indexOf("/");
   row.folder = slash < 0 ? row.dest : row.dest.slice(0, slash);
-  row.sortName = (row.name || row.file).toLowerCase();
+  row.sortName = sortKey(row.name || row.file);
+  row.sortFile = null;  // made when first sorted by file
   row.hay = null;  // what search looks in: made after the first paint, or when first needed
   state.rows.set(row.id, row);
   return row;
+}
+
+const PAD = "000000000000";
+
+function sortKey(text) {  // lowercased, each run of digits padded so that "v2" comes before "v10"
+  return text.toLowerCase().replace(/\d+/g, (digits) => (digits.length < PAD.length ? PAD.slice(digits.length) + digits : digits));
+}
+
+function fileKey(row) {  // the name before its extension first: "a_v1.safetensors" before "a_v1.5.safetensors"
+  if (row.sortFile === null) {
+    const dot = row.file.lastIndexOf(".");
+    row.sortFile = dot > 0 ? `${sortKey(row.file.slice(0, dot))}\u0000${row.file.slice(dot + 1).toLowerCase()}` : sortKey(row.file);
+  }
+  return row.sortFile;
 }
 
 function hayOf(row) {
@@ -146,7 +161,7 @@ const SORTS = {
   name: (a, b) => (a.sortName < b.sortName ? -1 : a.sortName > b.sortName ? 1 : a.id - b.id),
   newest: (a, b) => b.id - a.id,
   status: (a, b) => (a.status < b.status ? -1 : a.status > b.status ? 1 : SORTS.name(a, b)),
-  file: (a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : a.id - b.id),
+  file: (a, b) => (fileKey(a) < fileKey(b) ? -1 : fileKey(a) > fileKey(b) ? 1 : a.id - b.id),
   size: (a, b) => (b.size_gb ?? -1) - (a.size_gb ?? -1) || a.id - b.id,
   added: (a, b) => ((b.added_at ?? "") < (a.added_at ?? "") ? -1 : (b.added_at ?? "") > (a.added_at ?? "") ? 1 : b.id - a.id),
 };
