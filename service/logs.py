@@ -36,6 +36,11 @@ def _visible(char: str) -> str:
     return _NAMED.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
 
 
+def counted(count: int, noun: str) -> str:
+    """A count and its noun as a log line says them: "1 version", "3 versions"."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def escape(text: str, *, keep_newlines: bool = False) -> str:
     """Control characters as visible escapes (\\n, \\x1b, \\u2028)."""
     pattern = _UNSAFE_BUT_NEWLINE if keep_newlines else _UNSAFE

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from service.logs import REDACTED, JsonLines, SafeRecords, escape
+from service.logs import REDACTED, JsonLines, SafeRecords, counted, escape
 
 from .test_main import free_port, run_service, wait_http
 
@@ -164,3 +164,7 @@ def test_a_real_service_keeps_a_long_or_odd_key_out_of_aiohttp_errors(folders: d
         _stdout, stderr = proc.communicate(timeout=15)
     assert stderr.count("malformed request was refused") == 2
     assert key[:16] not in stderr and repr(key.encode())[2:18] not in stderr and LONG_KEY[:16] not in stderr
+
+
+def test_a_count_says_its_noun_in_the_singular_only_for_one() -> None:
+    assert [counted(n, "version") for n in (0, 1, 2, 1000)] == ["0 versions", "1 version", "2 versions", "1000 versions"]

@@ -290,7 +290,7 @@ async def test_own_writes_do_not_trigger_a_reload(start: StartClient, civitai: a
 
     await eventually(marker_seen)  # batches arrive in order: our own writes' events have been handled by now
     reloads = [r.getMessage() for r in caplog.records if "loaded" in r.getMessage()]
-    assert reloads == ["loras.json loaded: 1 versions, 1 changed"]
+    assert reloads == ["loras.json loaded: 1 version, 1 changed"]
 
 
 @pytest.mark.parametrize(

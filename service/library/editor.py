@@ -38,6 +38,7 @@ from ..civitai import CivitaiClient
 from ..civitai.refs import read_reference
 from ..civitai.routing import version_to_entry
 from ..errors import Invalid, UpstreamError
+from ..logs import counted
 from .library import Library
 
 logger = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ class CatalogEditor:
         wanted = Wanted(frozenset(versions), frozenset(candidate.file for candidate in candidates))
         answer = await self._transact(functools.partial(plan_import, candidates=tuple(candidates), dry_run=dry_run), wanted)
         if not dry_run and answer["added"]:
-            logger.info("imported %d files into models.json (%d skipped)", len(answer["added"]), len(answer["skipped"]))
+            logger.info("imported %s into models.json (%d skipped)", counted(len(answer["added"]), "file"), len(answer["skipped"]))
         return answer
 
     async def _transact(self, plan: Callable[[Readings], Plan], wanted: Wanted) -> Answer:

@@ -29,6 +29,7 @@ from ..catalog.transaction import SavedCatalog
 from ..disk.presence import Presence
 from ..disk.scan import FolderSource
 from ..disk.watching import first_of, stopped
+from ..logs import counted
 from ..map.entry import MapEntry
 from ..map.index import CivitaiIndex
 from ..map.layout import build_layout
@@ -147,9 +148,9 @@ class Library:
             phases.append(f"{phase} {at - last:.2f} s")
             last = at
         logger.info(
-            "index ready: %d catalogued versions, %d files on disk, in %.2f s (%s)",
-            len(self.index),
-            len(self.presence),
+            "index ready: %s catalogued, %s on disk, in %.2f s (%s)",
+            counted(len(self.index), "version"),
+            counted(len(self.presence), "file"),
             last - started,
             ", ".join(phases),
         )
@@ -208,7 +209,7 @@ class Library:
             state.digest, state.text, state.dirty = loaded.digest, loaded.text, set()
             state.shown = loaded.shown
             self._warn_unusable(state, loaded.unusable)
-            logger.info("%s.json loaded: %d versions%s", name, len(state.shown), f", {len(moved)} changed" if rebuild else "")
+            logger.info("%s.json loaded: %s%s", name, counted(len(state.shown), "version"), f", {len(moved)} changed" if rebuild else "")
             if not loaded.partial:  # the reading's garbage is gone
                 await give_memory_back(len(state.shown))
             return await self._splice(moved) if rebuild else False
