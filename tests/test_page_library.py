@@ -276,7 +276,7 @@ async def test_promote_copy_words_and_add_the_newer_version(start: StartClient, 
     client = await start(civitai_base_url=on(fake))
     async with browser_page() as page:
         origin = str(client.make_url("")).rstrip("/")
-        await page.send("Browser.grantPermissions", origin=origin, permissions=["clipboardReadWrite", "clipboardSanitizedWrite"])
+        await page.send("Browser.grantPermissions", origin=origin, permissions=["clipboardReadWrite", "clipboardSanitizedWrite"], browserContextId=page.context)
         await page.send("Emulation.setFocusEmulationEnabled", enabled=True)  # a headless tab is never focused otherwise
         await login(page, str(client.make_url("/")))
         await page.evaluate(row(831, "querySelector('[data-action=copy-words]').click()"))
