@@ -228,6 +228,21 @@ async def test_remove(start: StartClient, catalog_dir: Path, models_dir: Path) -
     assert {e["file"] for e in models_entries(catalog_dir)} == {"here.safetensors", "deep.safetensors"}
 
 
+async def test_remove_never_looks_outside_the_models_folder(start: StartClient, catalog_dir: Path, models_dir: Path) -> None:
+    # A hand-written dest that climbs out: the map can never call its file present, so it is not
+    # "on disk" for a remove either, and nothing above the models folder is walked to find out.
+    write_json(catalog_dir / "models.json", catalog(entry(74, "above.safetensors", ".."), entry(75, "sibling.safetensors", "../outside/a")))
+    touch(models_dir.parent / "outside" / "a" / "b" / "above.safetensors")
+    touch(models_dir.parent / "outside" / "a" / "sibling.safetensors")
+    client = await start()
+    by_version = (await get_map(client))["by_version"]
+    assert by_version["74"]["status"] == by_version["75"]["status"] == "missing"
+    for file in ("above.safetensors", "sibling.safetensors"):
+        removed = await client.delete(f"/api/admin/models/{file}/catalog", headers=AUTH)
+        assert removed.status == 200 and (await removed.json())["status"] == "removed"
+    assert models_entries(catalog_dir) == []
+
+
 async def test_remove_finds_the_file_in_whichever_catalog_holds_it(start: StartClient, catalog_dir: Path, models_dir: Path) -> None:
     write_json(catalog_dir / "models.json", catalog(entry(81, "ckpt.safetensors"), entry(83, "both.safetensors", "loras")))
     write_json(catalog_dir / "loras.json", catalog(entry(82, "style.safetensors", "loras"), entry(83, "both.safetensors", "loras"), category="sdxl_loras"))

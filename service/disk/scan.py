@@ -141,7 +141,10 @@ def scan_subtree(sources: Iterable[FolderSource], top: str) -> Scan:
 
 
 def folder_paths(sources: Iterable[FolderSource], folder: str) -> list[str]:
-    """Every physical folder that holds a logical folder (canonical), across roots and aliases."""
+    """Every physical folder that holds a logical folder (canonical), across roots and aliases.
+    None for a folder that would climb out of its root ("..", "a/../.."): no scan finds a file there."""
+    if ".." in folder.split("/"):
+        return []
     first, _, rest = folder.partition("/")
     names = [first, *(alias for alias, canonical in FOLDER_ALIASES.items() if canonical == first)]
     paths: list[str] = []
