@@ -380,6 +380,13 @@ def test_optional_keys_are_omitted_when_empty() -> None:
     ]
 
 
+@pytest.mark.parametrize("value", ["../../x", "", "ABCDEF", "G" * 64, "A" * 63 + " ", "A" * 65])
+def test_a_sha256_that_is_not_one_is_left_out(value: str) -> None:
+    body = minimal()
+    body["files"][0]["hashes"]["SHA256"] = value
+    assert "hash" not in entry_of(body)
+
+
 @pytest.mark.parametrize(
     ("size_kb", "expected"),
     [(6775430, 6.775), (6775430.35, 6.775), (1000000, 1.0), (1048576, 1.049), (223100.46875, 0.223), (0, 0.0), (400, 0.0)],
@@ -675,6 +682,8 @@ def _setting(value: Any, *path: str | int) -> Callable[[dict[str, Any]], None]:
         (_setting(True, "files", 0, "sizeKB"), "'sizeKB'"),
         (_setting(-1, "files", 0, "sizeKB"), "'sizeKB'"),
         (_setting(float("nan"), "files", 0, "sizeKB"), "'sizeKB'"),
+        (_setting(1e308, "files", 0, "sizeKB"), "'sizeKB'"),
+        (_setting(10**12, "files", 0, "sizeKB"), "'sizeKB'"),
         (_setting("fp16", "files", 0, "metadata"), "'metadata'"),
         (_setting(16, "files", 0, "metadata", "fp"), "'fp'"),
         (_setting(["SHA"], "files", 0, "hashes"), "'hashes'"),

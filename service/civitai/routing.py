@@ -224,11 +224,14 @@ def _trigger_words(body: dict[str, Any]) -> list[str]:
     return [word.strip() for word in words if word.strip()]
 
 
+MAX_SIZE_KB = 10**12  # a petabyte: no model file is larger, and the map shows sizes below it
+
+
 def _size_gb(file: dict[str, Any]) -> float:
     size_kb = file.get("sizeKB")
     is_number = isinstance(size_kb, int | float) and not isinstance(size_kb, bool)
-    if not is_number or not math.isfinite(size_kb) or size_kb < 0:
-        raise _bad_body("the model file's 'sizeKB' is missing or not a non-negative number")
+    if not is_number or not math.isfinite(size_kb) or not 0 <= size_kb < MAX_SIZE_KB:
+        raise _bad_body("the model file's 'sizeKB' is missing or not a size (a number of KB from 0 to a petabyte)")
     return round(size_kb / _KB_PER_GB, 3)
 
 
@@ -289,7 +292,14 @@ def _file_fp(file: dict[str, Any]) -> str | None:
 
 
 def _file_hash(file: dict[str, Any]) -> str | None:
-    return _optional_str(_optional_dict(file, "hashes", "the model file's "), "SHA256", "the model file's hashes ")
+    """The file's SHA256 as CivitAI writes it; None when it lists none, or a value that is not one
+    (an entry's `hash` is a SHA256 or absent: downloads and duplicates compare it)."""
+    value = _optional_str(_optional_dict(file, "hashes", "the model file's "), "SHA256", "the model file's hashes ")
+    return value if value is not None and _is_sha256(value) else None
+
+
+def _is_sha256(value: str) -> bool:
+    return len(value) == 64 and all(char in "0123456789abcdefABCDEF" for char in value)
 
 
 def _build_entry(body: dict[str, Any], file: dict[str, Any], dest: str) -> dict[str, Any]:
@@ -358,6 +368,6 @@ def file_sha256(version: object, file_name: str) -> str | None:
         return None
     hashes = chosen.get("hashes")
     value = hashes.get("SHA256") if isinstance(hashes, dict) else None
-    if isinstance(value, str) and len(value) == 64 and all(char in "0123456789abcdefABCDEF" for char in value):
+    if isinstance(value, str) and _is_sha256(value):
         return value.lower()
     return None
