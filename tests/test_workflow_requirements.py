@@ -18,6 +18,8 @@ from aioresponses import aioresponses
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from service.workflows.containers import json_kind
+
 from .conftest import StartClient
 from .downloads.fake_civitai import FakeCivitai, started
 from .downloads.jobs import blob, lora, until_job
@@ -200,9 +202,15 @@ async def test_one_request_queues_every_missing_file_it_can_fetch(start: StartCl
 
 
 HOSTILE = {
-    "not json": (b"hello there", "application/json", 415, "unsupported_media_type"),
+    "not json, said to be": (b"hello there", "application/json", 400, "invalid_workflow"),
+    "not json, said to be nothing": (b"hello there", "application/octet-stream", 415, "unsupported_media_type"),
+    "json cut short": (b'{"nodes": [', "application/json", 400, "invalid_workflow"),
+    "json cut short, said to be nothing": (b'{"nodes": [{"type": "Lo', "", 400, "invalid_workflow"),
+    "a number too large for json": (b"1e999999", "application/json", 400, "invalid_workflow"),
+    "a lone surrogate": (b'"\\ud800"', "application/json", 400, "invalid_workflow"),
     "a list": (b"[1, 2, 3]", "application/json", 400, "invalid_workflow"),
-    "deep": (b"[" * 100_000 + b"]" * 100_000, "application/json", 415, "unsupported_media_type"),
+    "null": (b"null", "application/json", 400, "invalid_workflow"),
+    "deep": (b"[" * 100_000 + b"]" * 100_000, "application/json", 400, "invalid_workflow"),
     "wrong types": (json.dumps({"nodes": [5, "x", {"type": 3}, {"type": "LoraLoader", "widgets_values": [None, {"a": [1]}]}]}).encode(), "application/json", 200, None),
     "a png without a workflow": (saved_png(None, None), "image/png", 400, "no_workflow"),
     "a cut png": (saved_png(api_prompt(), None)[:60], "image/png", 400, "invalid_workflow"),
@@ -212,6 +220,11 @@ HOSTILE = {
     "a form post": (b"a=1", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
     "a riff that is no webp": (b"RIFF\x10\x00\x00\x00WAVEfmt ", "image/webp", 415, "unsupported_media_type"),
 }
+
+
+def test_a_workflow_that_is_no_object_is_named_as_json_names_it() -> None:
+    assert [json_kind(value) for value in (None, True, 1.5, 2, "x", [], {})] == [
+        "null", "true or false", "a number", "a number", "a string", "an array", "an object"]
 
 
 @pytest.mark.parametrize("case", HOSTILE)

@@ -32,7 +32,7 @@ async def workflow_requirements(request: web.Request) -> web.Response:
     download = switch(request.query.get("download", "false"), "download")
     if request.content_type not in TAKEN_TYPES:
         raise UnsupportedMedia("Send the workflow as JSON, or the PNG or WebP image ComfyUI saved it in.")
-    found = await read_workflow(request.content.read)
+    found = await read_workflow(request.content.read, declared_json=request.content_type == "application/json")
     if found.workflow is None and found.prompt is None:
         raise Invalid(f"That {found.container.upper()} holds no ComfyUI workflow.", code="no_workflow")
     needs = await asyncio.to_thread(needs_of, found.workflow, found.prompt)  # a graph of 10,000 nodes costs the loop nothing

@@ -105,27 +105,30 @@ class Body:
             raise TooLarge(f"The body is larger than {self.limit // (1024 * 1024)} MB.")
 
 
-async def read_workflow(read: Read) -> Found:
-    """The graphs in a body: JSON, or a PNG or WebP with them inside (told apart by the first bytes)."""
+async def read_workflow(read: Read, declared_json: bool = False) -> Found:
+    """The graphs in a body: JSON, or a PNG or WebP with them inside (told apart by the first bytes).
+    `declared_json`: the request says its body is JSON, so one that does not parse is damaged JSON."""
     body = Body(read, MAX_IMAGE_BYTES)
     if not await body.has(8):
-        return _json_workflow(await body.rest(MAX_JSON_BYTES, "workflow"))
+        return _json_workflow(await body.rest(MAX_JSON_BYTES, "workflow"), declared_json)
     head = await body.exactly(8, "first bytes")
     if head.startswith(PNG_SIGNATURE):
         return await _png(body)
     if head[:4] == b"RIFF":
         return await _webp(body, head)
     raw = head + await body.rest(MAX_JSON_BYTES - len(head), "workflow")
-    return _json_workflow(raw)
+    return _json_workflow(raw, declared_json)
 
 
-def _json_workflow(raw: bytes) -> Found:
+def _json_workflow(raw: bytes, declared_json: bool) -> Found:
     try:
         doc = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError as exc:
+        if declared_json or raw.lstrip()[:1] in (b"{", b"["):  # JSON, cut short or damaged
+            raise Invalid(f"The workflow is not valid JSON ({exc}); it may be cut short or damaged.", code="invalid_workflow") from None
         raise UnsupportedMedia("Send a ComfyUI workflow as JSON, or a PNG or WebP image ComfyUI saved with one inside.") from None
     if not isinstance(doc, dict):
-        raise Invalid(f"A workflow is a JSON object, not a {type(doc).__name__}.", code="invalid_workflow")
+        raise Invalid(f"A workflow is a JSON object, not {json_kind(doc)}.", code="invalid_workflow")
     if isinstance(doc.get("nodes"), list):
         return Found(workflow=doc)
     if isinstance(doc.get("workflow"), dict) or isinstance(doc.get("prompt"), dict):  # {"workflow": ..., "prompt": ...}
@@ -176,6 +179,15 @@ def _inflate(data: bytes) -> bytes:
     if len(out) > MAX_TEXT_BYTES:
         raise TooLarge(f"A text chunk of the image inflates to more than {MAX_TEXT_BYTES // (1024 * 1024)} MB.")
     return out
+
+
+def json_kind(value: object) -> str:
+    """What a parsed JSON value is, as JSON names it: "an array", "a string", "null"."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true or false"
+    return {dict: "an object", list: "an array", str: "a string"}.get(type(value), "a number")
 
 
 def _keep(found: Found, keyword: bytes, text: bytes) -> None:
