@@ -128,6 +128,17 @@ async def test_point_answers_by_version_and_model(start: StartClient) -> None:
     assert (await get_map(client, versions="424242")) == {"by_version": {}, "by_model": {}}
 
 
+async def test_every_id_the_map_shows_can_be_asked_for(start: StartClient, catalog_dir: Path) -> None:
+    big_version, big_model = 2**63 - 1, 9876543210987
+    write_json(catalog_dir / "models.json", catalog(entry(big_version, "big.safetensors", model_id=big_model)))
+    client = await start()
+    assert str(big_version) in (await get_map(client))["by_version"]
+    assert set((await get_map(client, versions=f"{big_version},,1"))["by_version"]) == {str(big_version)}
+    assert (await get_map(client, models=str(big_model)))["by_model"] == {str(big_model): [big_version]}
+    too_big = await client.get(f"{MAP}?versions={2**63}", headers=AUTH)
+    assert too_big.status == 400 and (await too_big.json())["code"] == "invalid_ids"
+
+
 @pytest.mark.parametrize("query", ["versions=abc", "versions=1,-2", "models=1.5", "versions=" + ",".join(["1"] * 501)])
 async def test_malformed_point_queries_are_400(start: StartClient, query: str) -> None:
     client = await start()

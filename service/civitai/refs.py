@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 from ..errors import Invalid
+from ..map.entry import id_of_digits
 from ..urls import origin_key, plain_authority, split_url
 from .client import CIVITAI_HOSTS
 
 MAX_REF_CHARS = 2_000
-MAX_ID_DIGITS = 12
 MAX_QUERY_FIELDS = 200  # tracking links carry many; more than this is refused, never an error
 # urn:air:{ecosystem}:{type}:{source}:{id}[@{version}][:{layer}][.{format}]
-_AIR = re.compile(r"urn:air:[a-z0-9_.-]{1,40}:[a-z0-9_.-]{1,40}:([a-z0-9_.-]{1,40}):(\d{1,12})(?:@(\d{1,12}))?(?::[^.\s]{1,40})?(?:\.[a-z0-9]{1,20})?", re.IGNORECASE)
+_AIR = re.compile(r"urn:air:[a-z0-9_.-]{1,40}:[a-z0-9_.-]{1,40}:([a-z0-9_.-]{1,40}):(\d{1,19})(?:@(\d{1,19}))?(?::[^.\s]{1,40})?(?:\.[a-z0-9]{1,20})?", re.IGNORECASE)
 WHAT_IS_TAKEN = (
     "a version id (2514310), a civitai.com or civitai.red URL (…/models/827184?modelVersionId=2514310, "
     "…/model-versions/2514310), or an AIR (urn:air:sdxl:lora:civitai:827184@2514310)"
@@ -101,9 +101,10 @@ def _civitai_host(host: str, extra_hosts: frozenset[str]) -> bool:
 
 
 def _id(raw: str) -> int:
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > MAX_ID_DIGITS or int(raw) == 0:
+    number = id_of_digits(raw)
+    if number is None:
         raise _refused(f"{_shown(raw)} is not a CivitAI id (a positive whole number).")
-    return int(raw)
+    return number
 
 
 def _shown(raw: str) -> str:

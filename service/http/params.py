@@ -9,17 +9,19 @@ from collections.abc import Mapping
 from multidict import MultiMapping
 
 from ..errors import Invalid
+from ..map.entry import id_of_digits
 
-MAX_ID_DIGITS = 12  # CivitAI's ids have fewer; more is not an id of its
 MAX_POINT_IDS = 500
 
 
 def parse_id(raw: str, what: str, code: str) -> int:
-    """A positive whole number as CivitAI's URLs write it (ASCII digits, at most 12); Invalid otherwise."""
-    if not raw.isascii() or not raw.isdigit() or len(raw) > MAX_ID_DIGITS or int(raw) == 0:
+    """An id as CivitAI's URLs write it (`id_of_digits`: ASCII digits, 1 to 2**63 - 1, as the map
+    takes from catalogs); Invalid otherwise."""
+    number = id_of_digits(raw)
+    if number is None:
         shown = raw[:20]
         raise Invalid(f"The {what} must be a positive whole number, as in CivitAI's URLs; {shown!r} is not one.", code=code)
-    return int(raw)
+    return number
 
 
 def path_id(match_info: Mapping[str, str], key: str, what: str, code: str) -> int:

@@ -16,19 +16,28 @@ import orjson
 
 from ..disk.folders import canonical_folder
 
-MAX_ID = 2**63 - 1
+MAX_ID = 2**63 - 1  # every id, wherever it is written: a catalog, a path, a query, a URL, an AIR
+MAX_ID_DIGITS = len(str(MAX_ID))
+
+
+def id_of_digits(raw: str) -> int | None:
+    """An id written as ASCII digits, as paths, queries, URLs and catalogs write it; None for
+    anything else ("0", "²", "12a", more than MAX_ID)."""
+    if not raw.isascii() or not raw.isdigit() or len(raw) > MAX_ID_DIGITS:
+        return None
+    number = int(raw)
+    return number if 0 < number <= MAX_ID else None
 
 
 def catalog_id(value: object) -> int | None:
     """A CivitAI id as catalogs write it: a positive JSON integer below 2**63, or a string of ASCII
-    digits; nothing else (a boolean, a float, "²", -4, 2**70) is an id."""
+    digits (`id_of_digits`); nothing else (a boolean, a float, "²", -4, 2**70) is an id."""
     if type(value) is int:  # the common case first: this runs for every entry of every reading
         return value if 0 < value <= MAX_ID else None
     if isinstance(value, int) and not isinstance(value, bool):
         return int(value) if 0 < value <= MAX_ID else None
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 18:
-        number = int(value)
-        return number if number > 0 else None
+    if isinstance(value, str):
+        return id_of_digits(value)
     return None
 
 

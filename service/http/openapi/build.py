@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..params import FALSE_WORDS, MAX_ID_DIGITS, MAX_POINT_IDS, TRUE_WORDS
+from ...map.entry import MAX_ID
+from ..params import FALSE_WORDS, MAX_POINT_IDS, TRUE_WORDS
 
 Schema = dict[str, Any]
 
 JSON = "application/json"
 SSE = "text/event-stream"
-MAX_ID = 10**MAX_ID_DIGITS - 1  # what `params.parse_id` takes
 SECURED: list[dict[str, list[str]]] = [{"apiKey": []}, {"bearer": []}]
 KEY_IN_URL = "the API key was put in the URL (`key_in_url`): it is only taken from a header"
 UNKNOWN_PARAMETER = "a query parameter the route does not take (`unknown_parameter`), named in `detail`"
