@@ -139,7 +139,11 @@ def test_nan_is_not_a_catalog_even_through_the_fallback_parser() -> None:
 
 @pytest.mark.parametrize(
     ("version", "after"),
-    [(41, 42), ("41", "42"), (41.0, 42), (0, 1), (None, 1), ("x", 1), (True, 1), (-5, 1), ("٣", 1), (2.5, 1)],
+    [
+        (41, 42), ("41", "42"), (41.0, 42), (0, 1), (None, 1), ("x", 1), (True, 1), (-5, 1), ("٣", 1),
+        (2.5, 3), (0.5, 1), ("007", "008"), ("199", "200"), ("9" * 25, "1" + "0" * 25), ("1" * 5000, "1" * 4999 + "2"),
+        (float("inf"), 1),
+    ],
 )
 def test_stamp_increments_the_version_whatever_way_it_is_written(version: object, after: object) -> None:
     doc: dict[str, object] = {"version": version}

@@ -6,6 +6,7 @@ kept: orjson keeps dict insertion order both ways, and edits touch only what the
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,13 +98,14 @@ def remove_entries(doc: Doc, doomed: list[Entry]) -> int:
 
 
 def stamp(doc: Doc) -> None:
-    """Bump `version` and set `date`, as every save must. A version written as a string of
-    digits stays a string; one written as a whole float becomes an integer."""
+    """Bump `version` and set `date`, as every save must. A version only moves forward: one
+    written as a string of digits stays a string of digits (of any length), a number becomes
+    the next whole number above it; anything else (no order to keep) becomes 1."""
     version = doc.get("version")
-    if isinstance(version, str) and _is_ascii_number(version):
-        doc["version"] = str(int(version) + 1)
-    elif isinstance(version, float) and version.is_integer() and version >= 0:
-        doc["version"] = int(version) + 1
+    if isinstance(version, str) and version.isascii() and version.isdigit():
+        doc["version"] = _next_digits(version)
+    elif isinstance(version, float) and math.isfinite(version) and version >= 0:
+        doc["version"] = math.floor(version) + 1
     elif isinstance(version, int) and not isinstance(version, bool) and version >= 0:
         doc["version"] = version + 1
     else:
@@ -111,8 +113,13 @@ def stamp(doc: Doc) -> None:
     doc["date"] = _now()
 
 
-def _is_ascii_number(text: str) -> bool:
-    return text.isascii() and text.isdigit() and len(text) <= 18
+def _next_digits(digits: str) -> str:
+    """A string of ASCII digits plus one, as written ("007" -> "008", "99" -> "100"), whatever its length."""
+    nines = len(digits) - len(digits.rstrip("9"))
+    head = digits[: len(digits) - nines]
+    if not head:
+        return "1" + "0" * nines
+    return head[:-1] + str(int(head[-1]) + 1) + "0" * nines
 
 
 def _now() -> str:
