@@ -13,6 +13,8 @@ import pytest
 from aioresponses import aioresponses
 from yarl import URL
 
+from service.catalog import transaction
+
 from .conftest import StartClient, get_map
 from .helpers import (
     AUTH,
@@ -179,6 +181,32 @@ async def test_promote_moves_the_entry_and_picks_the_category(start: StartClient
     assert (await get_map(client))["by_version"]["41"]["catalog"] == "loras"
     again = await client.post("/api/admin/civitai/promote-to-lora/41", headers=AUTH)
     assert await again.json() == {"status": "already_exists", "file": "wan.safetensors"}
+
+
+async def test_a_promote_never_drops_the_entry_when_loras_json_is_saved_over_between_its_two_saves(
+    start: StartClient, catalog_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A program that takes no lock saves loras.json from a reading made before the promote's
+    # save of it, after that save and before the promote writes models.json without the entry.
+    write_json(catalog_dir / "models.json", catalog(entry(43, "moved.safetensors", "loras"), category="loras"))
+    write_json(catalog_dir / "loras.json", catalog(entry(44, "other.safetensors", "loras"), category="sdxl_loras"))
+    stale_loras = (catalog_dir / "loras.json").read_bytes()
+    real_saved, clobbered = transaction._saved, []
+
+    def saved_then_an_outside_save(reading: Any, written: Any, name: str) -> Any:
+        done = real_saved(reading, written, name)  # the promote's save of loras.json, taken into the map
+        if name == "loras" and not clobbered:
+            clobbered.append(True)
+            (catalog_dir / "loras.json").write_bytes(stale_loras)  # in place, as some editors save
+        return done
+
+    monkeypatch.setattr(transaction, "_saved", saved_then_an_outside_save)
+    client = await start()
+    response = await client.post("/api/admin/civitai/promote-to-lora/43", headers=AUTH)
+    assert (await response.json())["status"] == "promoted" and clobbered
+    in_loras = {e["civitai_version_id"] for c in read_json(catalog_dir / "loras.json")["categories"] for e in c["models"]}
+    assert in_loras == {43, 44}
+    assert models_entries(catalog_dir) == []
 
 
 @pytest.mark.parametrize(
