@@ -396,14 +396,16 @@ async def test_names_and_files_sort_with_their_numbers_as_numbers(start: StartCl
         entry(722, "style_v2.safetensors", "loras", name="style v2"),
         entry(723, "style_v1.5.safetensors", "loras", name="Style v1.5"),
         entry(724, "style_v1.safetensors", "loras", name="Style v1"),
+        entry(725, "style_v20240101000000.safetensors", "loras", name="Style v20240101000000"),
+        entry(726, "style_v999999999999.safetensors", "loras", name="Style v999999999999"),
     ))
     client = await start()
     in_order = "[...document.querySelectorAll('[data-version-id]')].sort((a, b) => a.offsetTop - b.offsetTop).map((e) => Number(e.dataset.versionId))"
     async with browser_page() as page:
         await login(page, str(client.make_url("/")))
-        assert await page.evaluate(in_order) == [724, 723, 722, 721]  # v1, v1.5, v2, v10; case aside
+        assert await page.evaluate(in_order) == [724, 723, 722, 721, 726, 725]  # v1, v1.5, v2, v10, then the long numbers; case aside
         await page.evaluate("{ const f = document.getElementById('sort'); f.value = 'file'; f.dispatchEvent(new Event('change')) }")
-        await page.wait_for(f"JSON.stringify({in_order}) === '[724,723,722,721]'")
+        await page.wait_for(f"JSON.stringify({in_order}) === '[724,723,722,721,726,725]'")
 
 
 async def test_the_list_sorts_by_date_added_and_by_size(start: StartClient, catalog_dir: Path) -> None:

@@ -75,10 +75,11 @@ function remember(id, row) {  // the entry as parsed from the map, kept as it is
   return row;
 }
 
-const PAD = "000000000000";
-
-function sortKey(text) {  // lowercased, each run of digits padded so that "v2" comes before "v10"
-  return text.toLowerCase().replace(/\d+/g, (digits) => (digits.length < PAD.length ? PAD.slice(digits.length) + digits : digits));
+function sortKey(text) {  // lowercased, each number led by its length, so that "v2" comes before "v10"
+  return text.toLowerCase().replace(/\d+/g, (digits) => {
+    const number = digits.replace(/^0+(?=\d)/, "");  // "007" is 7
+    return String.fromCharCode(0x30 + number.length) + number;
+  });
 }
 
 function fileKey(row) {  // the name before its extension first: "a_v1.safetensors" before "a_v1.5.safetensors"
