@@ -39,9 +39,11 @@ from service.catalog.reading import extract_entries
         ("²", None),  # str.isdigit() is true, int() fails
         ("①", None),
         ("٣", None),  # Arabic-Indic three: int() reads it, but it is not how ids are written
-        ("1" * 19, 1111111111111111111),
-        (str(2**63 - 1), 2**63 - 1),
-        (str(2**63), None),
+        ("1" * 16, 1111111111111111),
+        (str(2**53 - 1), 2**53 - 1),  # the largest JavaScript reads exactly (the page, the extension)
+        (2**53 - 1, 2**53 - 1),
+        (str(2**53), None),
+        (2**53, None),
         ("9" * 20, None),
         (2**63, None),
         (123456789012345678901234567890, None),

@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from service.map.body import MapSnapshot
+from service.map.entry import MAX_ID
 from service.map.index import CivitaiIndex
 
 from .conftest import StartClient, get_map
@@ -129,13 +130,13 @@ async def test_point_answers_by_version_and_model(start: StartClient) -> None:
 
 
 async def test_every_id_the_map_shows_can_be_asked_for(start: StartClient, catalog_dir: Path) -> None:
-    big_version, big_model = 2**63 - 1, 9876543210987
+    big_version, big_model = MAX_ID, 9876543210987
     write_json(catalog_dir / "models.json", catalog(entry(big_version, "big.safetensors", model_id=big_model)))
     client = await start()
     assert str(big_version) in (await get_map(client))["by_version"]
     assert set((await get_map(client, versions=f"{big_version},,1"))["by_version"]) == {str(big_version)}
     assert (await get_map(client, models=str(big_model)))["by_model"] == {str(big_model): [big_version]}
-    too_big = await client.get(f"{MAP}?versions={2**63}", headers=AUTH)
+    too_big = await client.get(f"{MAP}?versions={MAX_ID + 1}", headers=AUTH)
     assert too_big.status == 400 and (await too_big.json())["code"] == "invalid_ids"
 
 

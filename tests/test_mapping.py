@@ -18,6 +18,7 @@ from service.civitai.routing import (
     version_to_entry,
 )
 from service.errors import Invalid, Unprocessable, UpstreamError
+from service.map.entry import MAX_ID
 
 FIXTURES = Path(__file__).parent / "fixtures" / "civitai"
 
@@ -662,6 +663,9 @@ def _setting(value: Any, *path: str | int) -> Callable[[dict[str, Any]], None]:
         (_without("modelId"), "'modelId'"),
         (_setting(False, "modelId"), "'modelId'"),
         (_setting(None, "modelId"), "'modelId'"),
+        (_setting(2**64 - 1, "modelId"), "'modelId'"),  # orjson reads it as an int; the map could never show it
+        (_setting(MAX_ID + 1, "id"), "'id'"),
+        (_setting(MAX_ID + 1, "files", 0, "id"), "'id'"),
         (_setting(7, "usageControl"), "'usageControl'"),
         (_without("model"), "'model'"),
         (_setting("Checkpoint", "model"), "'model'"),

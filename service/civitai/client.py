@@ -20,6 +20,7 @@ from yarl import URL
 
 from .. import PROGRAM, __version__, workers
 from ..errors import NotFound, Unavailable, UpstreamError, UpstreamTimeout
+from ..map.entry import json_id
 from .ratelimit import RateGate, parse_retry_after
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,7 @@ def newest_version_id(body: object) -> int:
         raise BadBody("a model without a list of versions")
     for version in versions:
         version_id = version.get("id") if isinstance(version, dict) else None
-        if type(version_id) is int and 0 < version_id < 2**63:
+        if json_id(version_id) is not None:
             return version_id
     raise BadBody("a model with no version")
 

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..map.entry import json_id
 from .client import BadBody
 
 MAX_RESOURCES = 50
@@ -18,7 +19,6 @@ MAX_PROMPT_LORAS = 100
 PROMPT_SCAN_CHARS = 64 * 1024  # a prompt is scanned this far for `<lora:...>` tags and `embedding:` names
 MAX_NAME_CHARS = 200  # longest name, type or base model echoed back
 MAX_PROMPT_CHARS = 20_000  # longest prompt echoed back in `meta`
-MAX_ID = 2**63 - 1
 _HEX = frozenset("0123456789abcdefABCDEF")
 _TAG = re.compile(r"<(?:lora|lyco):", re.IGNORECASE)
 MAX_PROMPT_TAGS = 4 * MAX_PROMPT_LORAS  # tags looked at, named or not
@@ -233,8 +233,8 @@ def text(value: object) -> str | None:
 
 
 def exact_id(value: object) -> int | None:
-    """A CivitAI id: a JSON integer in 1..2**63-1 (not a boolean, not a string)."""
-    return value if type(value) is int and 0 < value <= MAX_ID else None
+    """A CivitAI id, or a width or height: a JSON integer in 1..MAX_ID (not a boolean, not a string)."""
+    return json_id(value)
 
 
 def file_hash(value: object) -> str | None:

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from ..errors import NotFound, Unavailable, UpstreamError
-from ..map.entry import MAX_ID
+from ..map.entry import json_id
 from .client import CivitaiClient
 
 logger = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ def identity_of(version: dict[str, Any], file: dict[str, Any], sha256: str, now:
 
 
 def _an_id(value: object) -> bool:
-    return type(value) is int and 0 < value <= MAX_ID
+    return json_id(value) is not None
 
 
 def _text(value: object) -> str | None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..disk.names import MODEL_EXTENSIONS, check_file_name, is_model_file
 from ..errors import ServiceError, Unprocessable, UpstreamError
+from ..map.entry import MAX_ID, json_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,15 +168,11 @@ def category_display_name(category_id: str) -> str:
 # ---- reading the body ------------------------------------------------------------------------------
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _int_field(body: dict[str, Any], key: str, where: str) -> int:
-    """An id: a positive integer (CivitAI's ids start at 1; 0 or less would be written as a bogus id)."""
-    value = body.get(key)
-    if not _is_int(value) or value <= 0:
-        raise _bad_body(f"{where}'{key}' is missing or not a positive integer")
+    """An id (`json_id`): one the map could not show would be written as a bogus id."""
+    value = json_id(body.get(key))
+    if value is None:
+        raise _bad_body(f"{where}'{key}' is missing or not an id (a whole number from 1 to {MAX_ID})")
     return value
 
 

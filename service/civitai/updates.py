@@ -23,6 +23,7 @@ import orjson
 
 from ..disk.files import write_atomically
 from ..errors import ServiceError
+from ..map.entry import json_id
 from .client import CivitaiClient
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def newer_versions(model: dict[str, Any], catalogued: Iterable[int]) -> list[dic
     newest = max(catalogued, default=0)
     found = []
     for version in model.get("modelVersions") or []:
-        if not isinstance(version, dict) or not isinstance(version.get("id"), int) or version["id"] <= newest:
+        if not isinstance(version, dict) or json_id(version.get("id")) is None or version["id"] <= newest:
             continue
         availability = version.get("availability")
         early_ends = version.get("earlyAccessEndsAt") or (version.get("earlyAccessConfig") or {}).get("timeframe")

@@ -15,7 +15,7 @@ MAX_POINT_IDS = 500
 
 
 def parse_id(raw: str, what: str, code: str) -> int:
-    """An id as CivitAI's URLs write it (`id_of_digits`: ASCII digits, 1 to 2**63 - 1, as the map
+    """An id as CivitAI's URLs write it (`id_of_digits`: ASCII digits, 1 to MAX_ID, as the map
     takes from catalogs); Invalid otherwise."""
     number = id_of_digits(raw)
     if number is None:

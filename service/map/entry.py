@@ -16,8 +16,16 @@ import orjson
 
 from ..disk.folders import canonical_folder
 
-MAX_ID = 2**63 - 1  # every id, wherever it is written: a catalog, a path, a query, a URL, an AIR
+# Every id, wherever it is written (a catalog, a path, a query, a URL, an AIR, CivitAI's answers,
+# another tool's sidecar): at most the largest integer JavaScript reads exactly, since the page and
+# the extension read the map's ids as JSON numbers. CivitAI's ids have eight digits.
+MAX_ID = 2**53 - 1
 MAX_ID_DIGITS = len(str(MAX_ID))
+
+
+def json_id(value: object) -> int | None:
+    """An id as JSON from outside writes it: an integer (not a boolean, not a string) in 1..MAX_ID."""
+    return value if type(value) is int and 0 < value <= MAX_ID else None
 
 
 def id_of_digits(raw: str) -> int | None:
@@ -30,8 +38,8 @@ def id_of_digits(raw: str) -> int | None:
 
 
 def catalog_id(value: object) -> int | None:
-    """A CivitAI id as catalogs write it: a positive JSON integer below 2**63, or a string of ASCII
-    digits (`id_of_digits`); nothing else (a boolean, a float, "²", -4, 2**70) is an id."""
+    """A CivitAI id as catalogs write it: a JSON integer in 1..MAX_ID, or a string of ASCII digits
+    (`id_of_digits`); nothing else (a boolean, a float, "²", -4, 2**70) is an id."""
     if type(value) is int:  # the common case first: this runs for every entry of every reading
         return value if 0 < value <= MAX_ID else None
     if isinstance(value, int) and not isinstance(value, bool):

@@ -6,7 +6,7 @@ table of formats is checked against `SIDECARS` by a test.
 
 Every sidecar is hostile until proven otherwise: it is size-capped before it is read, parsed
 with orjson (which refuses bytes that are not UTF-8 and nesting deeper than it allows), and
-only exact types are taken (an id is a positive int below 2**63, never `true` or "12").
+only exact types are taken (an id is a positive int up to `map.entry.MAX_ID`, never `true` or "12").
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import Any
 import orjson
 
 from ..civitai.lookup import Identity, identity_of
+from ..map.entry import json_id
 
 MAX_SIDECAR_BYTES = 2 * 1024 * 1024  # larger sidecars are not read (a warning says so)
-MAX_ID = 2**63 - 1
 SIZE_KB_SLACK = 1024  # CivitAI's sizeKB is a float of KiB: a size within this many bytes agrees
 
 
@@ -58,7 +58,7 @@ def sha256_of(value: object) -> str | None:
 
 
 def _id(value: object) -> int | None:
-    return value if type(value) is int and 0 < value <= MAX_ID else None
+    return json_id(value)
 
 
 def _text(value: object) -> str | None:

@@ -35,7 +35,7 @@ REFUSED = {
     "zero": "0",
     "a negative id": "-5",
     "too many digits": "1" * 20,
-    "beyond the largest id": str(2**63),
+    "beyond the largest id": str(2**53),
     "another host": "https://evil.example/models/827184?modelVersionId=2514310",
     "a host that ends like civitai": "https://notcivitai.com/models/1",
     "a lookalike subdomain": "https://civitai.com.evil.example/models/1",

@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient
 from aioresponses import CallbackResult, aioresponses
 
 from service.civitai.updates import newer_versions
+from service.map.entry import MAX_ID
 
 from ..conftest import StartClient
 from ..helpers import AUTH, CIVITAI, catalog, entry, eventually, next_event, write_json
@@ -129,3 +130,8 @@ def test_newer_versions_carry_early_access_and_paid_flags() -> None:
     assert found[0]["early_access_ends_at"] == "2026-12-01T00:00:00.000Z"
     assert newer_versions(body, [30]) == []
     assert orjson.dumps(found)  # plain JSON for the route and the cache
+
+
+def test_a_newer_version_is_one_only_with_an_id_the_map_could_show() -> None:
+    body = model(1, [version(MAX_ID + 1), version(2**64 - 1), {"id": True}, {"id": "40"}, version(40)])
+    assert [v["id"] for v in newer_versions(body, [20])] == [40]

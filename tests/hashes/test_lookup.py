@@ -6,6 +6,7 @@ from __future__ import annotations
 import orjson
 
 from service.civitai.lookup import UNKNOWN_RETRY_S, identities_from_versions
+from service.map.entry import MAX_ID
 
 from ..helpers import lora_version
 
@@ -46,10 +47,10 @@ def test_bodies_that_are_not_versions_are_ignored() -> None:
 
 
 def test_ids_beyond_what_sqlite_and_the_map_hold_are_not_versions() -> None:
-    for key, value in (("id", 2**63), ("modelId", 2**64 - 1), ("id", True)):
+    for key, value in (("id", MAX_ID + 1), ("id", 2**63), ("modelId", 2**64 - 1), ("id", True)):
         broken = version_with(SHA)
         broken[key] = value
         assert not identities_from_versions([broken], [SHA], now=1.0)[SHA].known, (key, value)
     largest = version_with(SHA)
-    largest["id"] = largest["modelId"] = 2**63 - 1
-    assert identities_from_versions([largest], [SHA], now=1.0)[SHA].version_id == 2**63 - 1
+    largest["id"] = largest["modelId"] = MAX_ID
+    assert identities_from_versions([largest], [SHA], now=1.0)[SHA].version_id == MAX_ID
