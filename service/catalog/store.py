@@ -82,6 +82,7 @@ class Written:
     digest: str
     size: int = 0
     outline: list[Any] | None = None  # a spliced doc's pieces as written (see `write_catalog`)
+    placed: tuple[int, ...] | None = None  # `placed_stamp` of the file just after it was swapped in
 
 
 class CatalogStore:
@@ -206,7 +207,7 @@ class CatalogStore:
         stamp(reading.doc)
         outline: list[Any] | None = [] if reading.source is not None else None
         try:
-            written, size = self._replace(
+            written, size, placed = self._replace(
                 reading.doc,
                 expected=reading.digest,
                 identity=reading.identity,
@@ -215,7 +216,7 @@ class CatalogStore:
                 source=reading.source,
                 outline=outline,
             )
-            return Written(written, size, outline)
+            return Written(written, size, outline, placed)
         except CatalogUnwritable as exc:
             raise Unavailable(
                 f"{self.name}.json was not changed: {exc}. It was left exactly as it is.", code="catalog_unwritable"
@@ -230,8 +231,9 @@ class CatalogStore:
         seen: tuple[int, int, int] | None = None,
         source: int | None = None,
         outline: list[Any] | None = None,
-    ) -> tuple[str, int]:
-        """Write the doc to a temp file and swap it in; the digest and size of what was written. A big
+    ) -> tuple[str, int, tuple[int, ...] | None]:
+        """Write the doc to a temp file and swap it in; the digest and size of what was written, and
+        which file is then at the path (`placed_stamp`, looked at before the folder's sync). A big
         catalog is written piece by piece (never all its bytes in memory); a small one at once.
         A spliced doc's runs are copied from `source`, which must still hold what was read."""
         folder = self.path.parent
@@ -261,6 +263,7 @@ class CatalogStore:
             if seen is None and swap.current_digest(self.path) != expected:
                 raise StaleRead()
             swap.swap_in(self.path, temp, written, expected, identity, seen, quiet)
+            placed = placed_stamp(self.path)
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(temp)  # after a swap it holds the file displaced; otherwise our unused copy
@@ -268,7 +271,7 @@ class CatalogStore:
             fsync_folder(folder)
         except OSError as exc:  # the new file is in place; only its survival of a power cut is unsure
             logger.warning("%s was saved but its folder could not be synced (%s)", self.path.name, exc.strerror)
-        return written, size
+        return written, size, placed
 
     def _remove_stale_temps(self) -> None:
         prefix = f"{TEMP_PREFIX}{self.path.name}."
@@ -287,6 +290,16 @@ class CatalogStore:
         except FileNotFoundError:
             mode = 0o644
         os.chmod(temp, mode)
+
+
+def placed_stamp(path: Path) -> tuple[int, ...] | None:
+    """Which file is at a path, and its size and times (None: none): another program's save,
+    in place or by a replace, moves it."""
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (stat.st_dev, stat.st_ino, *file_stamp(stat))
 
 
 def _read_all(fd: int) -> bytes:

@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..disk.files import file_stamp
 from ..errors import Conflict, ServiceError, Unavailable
 from ..map.entry import CatalogEntries, MapEntry
 from .document import CATALOG_NAMES
 from .reading import extract_entries
 from .splice import derive_text, spliced_shown
-from .store import CatalogStore, Reading, StaleRead, Written
+from .store import CatalogStore, Reading, StaleRead, Written, placed_stamp
 from .text import Text
 
 logger = logging.getLogger(__name__)
@@ -97,21 +95,12 @@ def _saved(reading: Reading, written: Written, name: str) -> SavedCatalog:
     return SavedCatalog(written.digest, changes=spliced_shown(spliced, name), based_on=based_on.digest, text=text)
 
 
-def _stamp(store: CatalogStore) -> tuple[int, ...] | None:
-    """Which file is at a catalog's path, and its size and times (None: none)."""
-    try:
-        stat = os.stat(store.path)
-    except FileNotFoundError:
-        return None
-    return (stat.st_dev, stat.st_ino, *file_stamp(stat))
-
-
 def _check_still_ours(stores: dict[str, CatalogStore], saved: dict[str, tuple[int, ...] | None]) -> None:
     """StaleRead when a catalog this change has just saved was saved over since (a program that
     takes no lock): the change is then applied again to both, before the next save of it (a
     promote's removal from models.json) can leave the entry in neither."""
     for name, stamp in saved.items():
-        if _stamp(stores[name]) != stamp:
+        if placed_stamp(stores[name].path) != stamp:
             logger.info("%s.json was saved by another program during this change; applying it again", name)
             raise StaleRead()
 
@@ -141,7 +130,7 @@ def run_transaction(
                     for name in decided.writes:
                         _check_still_ours(stores, saved)
                         written = stores[name].write(readings[name])
-                        saved[name] = _stamp(stores[name])
+                        saved[name] = written.placed
                         first_answer = first_answer or decided.answer
                         try:
                             outcome.written[name] = _saved(readings[name], written, name)
