@@ -16,7 +16,7 @@ from ..civitai.routing import (
     version_to_entry,
 )
 from ..disk.folders import canonical_folder
-from ..disk.names import check_file_name, printable
+from ..disk.names import check_file_name, check_folder_text, printable
 from ..disk.scan import FolderSource, locate
 from ..errors import Conflict, Invalid, NotFound, ServiceError
 from .document import (
@@ -149,6 +149,7 @@ def plan_import(readings: Readings, candidates: tuple[ImportCandidate, ...], dry
             body = orjson.loads(candidate.version)
             item["version_id"] = body.get("id") if isinstance(body, dict) else None
             check_file_name(candidate.file)
+            check_folder_text(candidate.folder)
             mapped = version_to_entry(body)
         except (ServiceError, orjson.JSONDecodeError) as exc:
             skipped.append({**item, "reason": "not_mappable", "detail": getattr(exc, "detail", "CivitAI's answer is not JSON")})

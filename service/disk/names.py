@@ -161,6 +161,24 @@ def check_relative_folder(dest: object) -> str:
     return trimmed
 
 
+_TEXT_RULES: tuple[_Rule, ...] = (
+    (_has_surrogate, "is not UTF-8, so no catalog can hold it"),
+    (_has_control, "contains a control or invisible formatting character"),
+    (_has_format_character, "contains an invisible format character (zero-width, soft hyphen, bidi, byte order mark...)"),
+)
+
+
+def check_folder_text(dest: str) -> str:
+    """Return a folder found on disk unchanged if a catalog can hold it as text (UTF-8, nothing
+    that draws otherwise than it reads), else raise Invalid. Looser than `check_relative_folder`:
+    the folder is there already, only what would be written about it is checked."""
+    for part in dest.split("/"):
+        problem = _problem(part, _TEXT_RULES)
+        if problem is not None:
+            raise Invalid(f"The folder {printable(dest)!r} has a part that {problem}.", code=_UNSAFE_FOLDER)
+    return dest
+
+
 def printable(name: str) -> str:
     """A name from disk as JSON can carry it: bytes that are not UTF-8 shown as \\xNN."""
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

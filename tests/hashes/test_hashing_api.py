@@ -385,6 +385,28 @@ async def test_a_file_name_that_is_not_utf8_breaks_nothing(start: StartClient, c
     assert hashing["last_error"] is None
 
 
+async def test_an_import_leaves_out_a_file_whose_folder_no_catalog_can_hold(start: StartClient, catalog_dir: Path, models_dir: Path) -> None:
+    """A folder name that is not UTF-8, or holds a control or bidi character, is left out of an
+    import: written into models.json it would make the file unreadable, or a log line lie."""
+    for folder, data in ((b"caf\xe9", LORA), ("esc\x1b[2J".encode(), OTHER), ("rtl\u202eevil".encode(), LORA + b"?")):
+        os.makedirs(os.fsencode(models_dir / "loras") + b"/" + folder)
+        with open(os.fsencode(models_dir / "loras") + b"/" + folder + b"/a" + folder[:3] + b".safetensors", "wb") as handle:
+            handle.write(data)
+    touch(models_dir / "loras" / "fine.safetensors", LORA + b"!")
+    with fake_civitai() as civitai:
+        for version, data in ((711, LORA), (712, OTHER), (713, LORA + b"?"), (714, LORA + b"!")):
+            civitai.knows(data, version)
+        client = await start(**HASHING)
+        await hashing_idle(client, 4)
+        imported = await client.post("/api/admin/library/import", headers=AUTH)
+        assert imported.status == 200, await imported.text()
+        answer = await imported.json()
+        assert [item["version_id"] for item in answer["added"]] == [714]
+        assert sorted(item["version_id"] for item in answer["skipped"] if item["reason"] == "not_mappable") == [711, 712, 713]
+        assert (await client.get("/ready")).status == 200
+    assert [e["civitai_version_id"] for c in read_json(catalog_dir / "models.json")["categories"] for e in c["models"]] == [714]
+
+
 async def test_a_store_held_by_another_process_at_start_is_opened_once_it_is_free(
     start: StartClient, catalog_dir: Path, models_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
