@@ -37,6 +37,7 @@ MAX_REDIRECTS = 5
 WRITE_BLOCK = 1 << 20  # bytes gathered before one write and one hash in worker threads (still in the CPU's cache)
 MAX_ATTEMPTS = 6  # attempts in a row that brought no new byte
 FREE_SPACE_MARGIN = 64 * 1024 * 1024  # kept free on the models' filesystem beyond the file
+SPACE_LOOK_EVERY = 256 * 1024 * 1024  # a file of no known size: the free space looked at again this often
 BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0)
 MAX_RETRY_AFTER_S = 300.0
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
@@ -79,8 +80,12 @@ class Fetched:
     sized: bool
 
 
-async def fetch(session: aiohttp.ClientSession, source: Remote, part: PartFile, progress: Progress, gate: RateGate) -> Fetched:
-    """Download into `part` (resuming what is there).
+async def fetch(
+    session: aiohttp.ClientSession, source: Remote, part: PartFile, progress: Progress, gate: RateGate, limit: int | None = None
+) -> Fetched:
+    """Download into `part` (resuming what is there), never more than `limit` bytes (`too_long`:
+    a server that announces or sends more is not sending the file asked for). With no limit and
+    no length from the server, the filesystem's free space is looked at as the file grows.
 
     Every request passes the service's CivitAI rate-limit gate; a 429 closes it for all.
     """
@@ -89,7 +94,7 @@ async def fetch(session: aiohttp.ClientSession, source: Remote, part: PartFile, 
     while True:
         await gate.wait()
         try:
-            return await _attempt(session, source, part, progress)
+            return await _attempt(session, source, part, progress, limit)
         except DownloadFailed as exc:
             reached = await asyncio.to_thread(part.size)
             if exc.retryable and exc.code == "connection_lost" and reached > furthest:
@@ -107,7 +112,7 @@ async def fetch(session: aiohttp.ClientSession, source: Remote, part: PartFile, 
             await asyncio.sleep(delay)
 
 
-async def _attempt(session: aiohttp.ClientSession, source: Remote, part: PartFile, progress: Progress) -> Fetched:
+async def _attempt(session: aiohttp.ClientSession, source: Remote, part: PartFile, progress: Progress, limit: int | None) -> Fetched:
     offset = await asyncio.to_thread(part.size)
     url = source.url
     for _hop in range(MAX_REDIRECTS + 1):
@@ -130,9 +135,11 @@ async def _attempt(session: aiohttp.ClientSession, source: Remote, part: PartFil
                 except DownloadFailed:
                     await asyncio.to_thread(part.truncate, 0)  # a range it cannot keep: start over from nothing
                     raise
+                if total is not None and limit is not None and total > limit:
+                    raise DownloadFailed(f"the server would send {total} bytes, more than the {limit} this file can be", "too_long")
                 if total is not None:
                     await asyncio.to_thread(check_space, part, total, start)
-                return await _stream(response, part, start, total, progress)
+                return await _stream(response, part, start, total, progress, limit)
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError) as exc:
             raise DownloadFailed(f"the connection dropped ({type(exc).__name__})", "connection_lost", retryable=True) from None
     raise DownloadFailed(f"more than {MAX_REDIRECTS} redirects", "too_many_redirects")
@@ -197,11 +204,13 @@ def _start_and_total(response: aiohttp.ClientResponse, offset: int) -> tuple[int
     return 0, length  # a 200 is the whole file, even when a range was asked for
 
 
-async def _stream(response: aiohttp.ClientResponse, part: PartFile, start: int, total: int | None, progress: Progress) -> Fetched:
+async def _stream(
+    response: aiohttp.ClientResponse, part: PartFile, start: int, total: int | None, progress: Progress, limit: int | None
+) -> Fetched:
     hasher = hashlib.sha256()
     handle = part.handle
     await asyncio.to_thread(_hash_prefix, part, hasher, start)  # and cut the part there
-    done = start
+    done = looked = start
     progress(done, total)
     chunks: list[bytes] = []
     gathered = 0
@@ -222,6 +231,9 @@ async def _stream(response: aiohttp.ClientResponse, part: PartFile, start: int, 
                     chunk = chunk[: total - done - gathered]  # type: ignore[operator]
                 chunks.append(chunk)
                 gathered += len(chunk)
+                if limit is not None and done + gathered > limit:
+                    chunks, gathered = [], 0  # what is past the limit is not written
+                    raise DownloadFailed(f"the server sent more than the {limit} bytes this file can be", "too_long")
                 if past_the_end:
                     break
                 if gathered >= WRITE_BLOCK:
@@ -230,6 +242,9 @@ async def _stream(response: aiohttp.ClientResponse, part: PartFile, start: int, 
                     done += gathered
                     chunks, gathered = [], 0
                     progress(done, total)
+                    if total is None and limit is None and done - looked >= SPACE_LOOK_EVERY:  # no size known: the disk is the bound
+                        await asyncio.to_thread(check_space, part, done + WRITE_BLOCK, done)
+                        looked = done
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
             for chunk in received_but_unread(response.content):
                 if total is not None:

@@ -42,7 +42,7 @@ from .fetch import DownloadFailed, Remote, check_space, fetch, origin
 from .huggingface import is_file_url, published_sha256
 from .job import Job
 from .part import PartFile, PartRefused, remove_unheld_part
-from .verify import civitai_sha256, verify
+from .verify import civitai_sha256, size_limit, verify
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ USER_AGENT = f"{PROGRAM}/{__version__} downloader"
 READ_BUFFER = 4 << 20  # aiohttp reads 64 KiB at a time by default: far too little for multi-GB files
 # Failures after which the part stays, to be resumed (or because it is not this download's to delete).
 RESUMABLE = frozenset(
-    {"connection_lost", "rate_limited", "upstream_error", "downloading_elsewhere", "part_not_a_file", "part_changed", "unverifiable", "too_long", "bad_range"}
+    {"connection_lost", "rate_limited", "upstream_error", "downloading_elsewhere", "part_not_a_file", "part_changed", "unverifiable", "bad_range"}
 )
 NOT_OUR_PART = frozenset({"downloading_elsewhere", "part_not_a_file"})  # failures where the part is another's
 RecordHash = Callable[[int, str, str], Awaitable[object]]  # (version id, file, SHA256): write a verified hash into the catalog
@@ -282,7 +282,9 @@ class DownloadManager:
             else:
                 source = Remote(f"{self.base_url}/api/download/models/{job.version_id}", self.api_key, origin(self.base_url))
             catalog_size = job.total
-            fetched = await fetch(self._session, source, part, lambda done, total: self._progress(job, done, total), self.gate)
+            fetched = await fetch(
+                self._session, source, part, lambda done, total: self._progress(job, done, total), self.gate, size_limit(catalog_size)
+            )
             job.state = "verifying"
             verify(fetched, job.expected_sha256, catalog_size)
             job.committed = True

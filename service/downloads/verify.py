@@ -31,6 +31,14 @@ async def civitai_sha256(civitai: CivitaiClient | None, version_id: int | None, 
 CATALOG_SIZE_SLACK = 1_000_000
 
 
+def size_limit(catalog_size: int | None) -> int | None:
+    """The most a download may bring for a file the catalog says is this large: a tenth more
+    (a size written by hand, rounded), at least the slack of three decimals. None: no size."""
+    if catalog_size is None:
+        return None
+    return catalog_size + max(CATALOG_SIZE_SLACK, catalog_size // 10)
+
+
 def verify(fetched: Fetched, expected_sha256: str | None, catalog_size: int | None) -> None:
     """Refuse a downloaded file that is not the one asked for: another SHA256 than expected; with
     no SHA256 to check, a size far from the catalog's, or no size at all to check by."""

@@ -39,6 +39,21 @@ async def test_a_body_cut_short_is_resumed_never_finished(service: Starter, fake
     assert len(headers_of(fake, "storage")) == 2  # the second one resumed what the first left
 
 
+@pytest.mark.parametrize("hide_length", [False, True], ids=["announced", "no-length"])
+async def test_a_body_far_larger_than_the_catalog_says_is_cut_off_and_kept_nowhere(
+    service: Starter, fake: FakeCivitai, models_dir: Path, hide_length: bool
+) -> None:
+    # The catalog says 1 MB; the server announces, or just sends, 4 MB (it could send forever).
+    # Its hash matches, so without a bound the disk would fill before anything was checked.
+    fake.blobs[22] = blob(22, size=4 * MB, hide_length=hide_length)
+    client = await service(lora(22, fake.blobs[22], size_gb=0.001))
+    job = (await download(client, "lora_22.safetensors"))["job"]
+    failed = await until_job(client, job, "failed")
+    assert failed["error_code"] == "too_long", failed
+    assert os.listdir(models_dir / "loras") == []
+    assert (await map_entry(client, 22))["status"] == "missing"
+
+
 LIES = {
     "declared-5000-short": {"short_by": 5000},
     "one-byte-flipped": {"flip_at": 1 * MB + 17},
@@ -94,6 +109,20 @@ async def test_free_space_is_checked_against_what_the_server_will_send(
     failed = await until_job(client, job, "failed")
     assert failed["error_code"] == "no_space"
     assert os.listdir(models_dir / "loras") == []
+
+
+async def test_free_space_is_looked_at_as_a_file_of_no_known_size_grows(
+    service: Starter, fake: FakeCivitai, models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No size from the catalog and none from the server: nothing bounds the body but the disk.
+    fake.blobs[26] = blob(26, size=3 * MB, hide_length=True)
+    client = await service(lora(26, fake.blobs[26], with_hash=True) | {"size_gb": None})
+    monkeypatch.setattr("service.downloads.fetch.SPACE_LOOK_EVERY", MB)
+    real = shutil.disk_usage
+    monkeypatch.setattr("service.downloads.fetch.shutil.disk_usage", lambda path: real(path)._replace(free=FREE_SPACE_MARGIN))
+    job = (await download(client, "lora_26.safetensors"))["job"]
+    failed = await until_job(client, job, "failed")
+    assert failed["error_code"] == "no_space" and failed["bytes"] < 3 * MB, failed
 
 
 async def test_with_nothing_to_check_a_file_by_it_is_not_placed(service: Starter, fake: FakeCivitai, models_dir: Path) -> None:
