@@ -41,6 +41,7 @@ from ..map.status import Transfer
 from .fetch import DownloadFailed, Remote, check_space, fetch, origin
 from .huggingface import is_file_url, published_sha256
 from .job import Job
+from .opening import open_part, written_elsewhere
 from .part import PartFile, PartRefused, remove_unheld_part
 from .verify import civitai_sha256, size_limit, verify
 
@@ -253,7 +254,9 @@ class DownloadManager:
         elif job.expected_sha256 is None:
             job.expected_sha256 = await civitai_sha256(self.civitai, job.version_id, job.file)
             hash_from_civitai = job.expected_sha256 is not None
-        part = await _open_part(job)
+        if await written_elsewhere(job.part, self.library.index.parts.stale_s):
+            raise DownloadFailed(f"{job.part.name} is being written by another program; it is left to it", "downloading_elsewhere")
+        part = await open_part(job)
         try:
             sha256, size = await self._fill(job, part)
         finally:
@@ -363,30 +366,3 @@ class DownloadManager:
         finished = sorted((job for job in self.jobs.values() if not job.active), key=lambda job: job.created_at)
         for job in finished[: max(0, len(finished) - KEEP_FINISHED)]:
             del self.jobs[job.id]
-
-
-async def _open_part(job: Job) -> PartFile:
-    """Open (and lock) the job's part in a thread. A cancel that comes meanwhile does not stop
-    the thread: what it opens is closed again (and deleted, when the job was cancelled)."""
-    opening = asyncio.ensure_future(asyncio.to_thread(PartFile.open, job.part))
-    try:
-        return await asyncio.shield(opening)
-    except PartRefused as exc:
-        raise DownloadFailed(str(exc), exc.code) from None
-    except asyncio.CancelledError:
-        # The open goes on in its thread: close what it opens (deleting it when the job was
-        # cancelled) in a task of its own, which a second cancel cannot stop, and wait for it.
-        letting_go = asyncio.ensure_future(_let_go(opening, cancelled=job.state == "cancelled"))
-        with contextlib.suppress(Exception):
-            await asyncio.shield(letting_go)
-        raise
-
-
-async def _let_go(opening: asyncio.Future[PartFile], *, cancelled: bool) -> None:
-    try:
-        part = await opening
-    except Exception:
-        return
-    if cancelled:
-        await asyncio.to_thread(part.remove)
-    await asyncio.to_thread(part.close)

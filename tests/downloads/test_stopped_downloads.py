@@ -5,6 +5,7 @@ that grows reads `downloading` until it stops changing. Loopback CivitAI, real f
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,43 @@ async def test_a_growing_part_is_downloading_until_it_stops_changing(service: St
     details = await change_of(events, 13, "downloading")
     assert details["dl_bytes"] == 1510
     events.close()
+
+
+async def test_a_part_another_program_is_writing_is_left_to_it(service: Starter, fake: FakeCivitai, models_dir: Path) -> None:
+    # A browser or wget appending to the part, with no lock: a download asked for meanwhile
+    # would write over its bytes, and delete them on the hash mismatch that follows.
+    fake.blobs[14] = blob(14)
+    part = models_dir / "loras" / "lora_14.safetensors.part"
+    part.write_bytes(b"x" * 1000)
+    stop = threading.Event()
+
+    def append_until_stopped() -> None:
+        while not stop.wait(0.05):
+            with part.open("ab") as handle:
+                handle.write(b"y" * 100)
+
+    writer = threading.Thread(target=append_until_stopped)
+    writer.start()
+    try:
+        client = await service(lora(14, fake.blobs[14]))
+        assert (await map_entry(client, 14))["status"] == "downloading"
+        failed = await until_job(client, (await download(client, "lora_14.safetensors"))["job"], "failed")
+        assert failed["error_code"] == "downloading_elsewhere", failed
+        assert headers_of(fake, "storage") == []
+        assert (await map_entry(client, 14))["status"] == "downloading"
+    finally:
+        stop.set()
+        writer.join()
+    assert set(part.read_bytes()[1000:]) == {ord("y")} and part.read_bytes()[:1000] == b"x" * 1000
+
+
+async def test_a_recent_part_left_by_a_restart_is_resumed_at_once(service: Starter, fake: FakeCivitai, models_dir: Path) -> None:
+    fake.blobs[15] = blob(15)
+    part = models_dir / "loras" / "lora_15.safetensors.part"
+    part.write_bytes(fake.blobs[15].data[: 2 * MB])  # written a moment ago, then the service restarted: nobody writes it now
+    client = await service(lora(15, fake.blobs[15]))
+    await until_job(client, (await download(client, "lora_15.safetensors"))["job"], "done")
+    assert [h.get("Range") for h in headers_of(fake, "storage")] == [f"bytes={2 * MB}-"]
 
 
 async def test_a_cancelled_download_is_missing_in_the_same_step(service: Starter, fake: FakeCivitai, models_dir: Path) -> None:
