@@ -553,7 +553,9 @@ def test_a_model_file_comfyui_would_not_list_is_unprocessable(name: str) -> None
     assert repr(name) in caught.value.detail and ".safetensors" in caught.value.detail
 
 
-@pytest.mark.parametrize("name", ["../../etc/passwd", ".hidden.safetensors", "x\x00.safetensors", "x.part"])
+@pytest.mark.parametrize(
+    "name", ["../../etc/passwd", ".hidden.safetensors", "x\x00.safetensors", "x.part", "a" * 239 + ".safetensors"]  # 251 bytes: no room for .part
+)
 def test_hostile_file_name_is_refused(name: str) -> None:
     body = minimal()
     body["files"][0]["name"] = name
@@ -561,6 +563,12 @@ def test_hostile_file_name_is_refused(name: str) -> None:
         version_to_entry(body)
     assert caught.value.code == "unsafe_file_name"
     assert "CivitAI file name" in caught.value.detail
+
+
+def test_the_longest_name_a_download_can_write_is_taken() -> None:
+    body = minimal()
+    body["files"][0]["name"] = "a" * 238 + ".safetensors"  # 250 bytes, 255 with .part
+    assert entry_of(body)["file"] == body["files"][0]["name"]
 
 
 # ---- restricted and unsupported ---------------------------------------------------------------------

@@ -306,7 +306,7 @@ def _build_entry(body: dict[str, Any], file: dict[str, Any], dest: str) -> dict[
     name = _display_name(
         _optional_str(model, "name", "model "), _optional_str(body, "name", ""), base_model, _file_fp(file)
     )
-    file_name = check_file_name(file.get("name"), what="CivitAI file name")
+    file_name = check_file_name(file.get("name"), what="CivitAI file name", downloaded=True)
     if not is_model_file(file_name):  # presence would never count it, so it could never show as present
         raise Unprocessable(
             f"Model version {version_id}'s model file {file_name!r} is not a kind ComfyUI's loaders list "

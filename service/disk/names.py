@@ -11,6 +11,7 @@ from collections.abc import Callable
 from ..errors import Invalid
 
 MAX_NAME_BYTES = 255
+DOWNLOAD_PART_SUFFIX = ".part"  # what a download is written as until it is whole: `<file>.part`
 PARTIAL_SUFFIXES: tuple[str, ...] = (".part", ".partial", ".tmp", ".download", ".crdownload", ".aria2")
 # What ComfyUI's loaders list: folder_paths.supported_pt_extensions, plus .gguf for the GGUF
 # loaders. Anything else beside a model (.txt, .json, .png, .civitai.info) is not a model file.
@@ -128,11 +129,18 @@ def _problem(name: str, rules: tuple[_Rule, ...]) -> str | None:
     return next((problem for test, problem in rules if test(name)), None)
 
 
-def check_file_name(name: object, *, what: str = "file name") -> str:
-    """Return the name unchanged if it is safe as one file name in a models folder, else raise Invalid."""
+def check_file_name(name: object, *, what: str = "file name", downloaded: bool = False) -> str:
+    """Return the name unchanged if it is safe as one file name in a models folder, else raise
+    Invalid. `downloaded`: this service writes the file, as `<name>.part` first, so the name
+    must leave room for that suffix in the filesystem's 255 bytes."""
     if not isinstance(name, str):
         raise Invalid(f"The {what} must be a string, not {type(name).__name__}.", code=_UNSAFE_NAME)
     problem = _problem(name, (*_COMPONENT_RULES, _PARTIAL_RULE))
+    if problem is None and downloaded and len(name.encode("utf-8")) + len(DOWNLOAD_PART_SUFFIX) > MAX_NAME_BYTES:
+        problem = (
+            f"is longer than {MAX_NAME_BYTES - len(DOWNLOAD_PART_SUFFIX)} bytes in UTF-8: a download writes it as "
+            f"'<name>{DOWNLOAD_PART_SUFFIX}' first, and a file name has at most {MAX_NAME_BYTES}"
+        )
     if problem is not None:
         raise Invalid(f"The {what} {_quote(name)} {problem}.", code=_UNSAFE_NAME)
     return name

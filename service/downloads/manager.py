@@ -119,7 +119,7 @@ class DownloadManager:
         """Queue a download of the catalogued file with that name (of that version, when given:
         two catalogued files may share a name in different folders); answer at once."""
         self._check_enabled()
-        check_file_name(file)
+        check_file_name(file, downloaded=True)
         entry = self._catalogued(file, version_id)
         target = self._target(entry)
         running = self._running(target)
@@ -185,7 +185,7 @@ class DownloadManager:
         self._check_enabled()
         if not is_file_url(url, self.huggingface_url):
             raise Invalid("Only files on Hugging Face (…/resolve/<revision>/<path>) are downloaded by URL.", code="unsafe_url")
-        check_file_name(file)
+        check_file_name(file, downloaded=True)
         target = (self.models_dir / check_relative_folder(folder) / file).absolute()
         if not target.is_relative_to(self.models_dir.absolute()):
             raise Invalid(f"{folder!r} would leave the models folder.", code="unsafe_folder")
@@ -207,7 +207,7 @@ class DownloadManager:
 
     def _target(self, entry: MapEntry) -> Path:
         folder = check_relative_folder(entry.dest)
-        target = (self.models_dir / folder / check_file_name(entry.file)).absolute()
+        target = (self.models_dir / folder / check_file_name(entry.file, downloaded=True)).absolute()
         if not target.is_relative_to(self.models_dir.absolute()):
             raise Invalid(f"{entry.dest!r} would leave the models folder.", code="unsafe_folder")
         return target

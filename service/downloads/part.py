@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..disk.files import RENAME_NOREPLACE, fsync_folder, rename_with
+from ..disk.names import DOWNLOAD_PART_SUFFIX
 
 logger = logging.getLogger(__name__)
 
-PART_SUFFIX = ".part"
+PART_SUFFIX = DOWNLOAD_PART_SUFFIX
 _OPEN_FLAGS = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # O_NONBLOCK: a FIFO planted there never blocks the open
 _ATTEMPTS = 3  # a part renamed away between our open and our lock is opened again, this often
 

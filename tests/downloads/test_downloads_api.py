@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ..helpers import AUTH, eventually, next_event
+from ..helpers import AUTH, entry, eventually, next_event
 from .fake_civitai import FakeCivitai, headers_of
 from .jobs import (
     CIVITAI_KEY,
@@ -209,3 +209,13 @@ async def test_a_job_that_says_done_has_its_version_present(service: Starter, fa
     job = (await download(client, "lora_15.safetensors"))["job"]
     await until_job(client, job, "done")
     assert (await map_entry(client, 15))["status"] == "present"
+
+
+async def test_a_catalogued_name_too_long_to_download_is_refused_saying_why(service: Starter, fake: FakeCivitai, models_dir: Path) -> None:
+    name = "l" * 241 + ".safetensors"  # 253 bytes: its .part would be 258, over the 255 a file name can have
+    client = await service(entry(40, name, "loras"))
+    refused = await client.post(f"/api/admin/models/download/{name}", headers=AUTH, json={})
+    assert refused.status == 400
+    answer = await refused.json()
+    assert answer["code"] == "unsafe_file_name" and "250 bytes" in answer["detail"] and ".part" in answer["detail"]
+    assert os.listdir(models_dir / "loras") == []
