@@ -135,6 +135,13 @@ class DownloadManager:
         if not self.enabled:
             raise Conflict("Downloads are switched off here (DOWNLOADS=off); the models folder is read-only for this service.", code="downloads_off")
 
+    def refuse_while_downloading(self, file: str) -> None:
+        """Conflict when a job of this service is downloading a file of that name: removing its
+        entry then would take the row (and its Cancel) out of the map while the file still lands."""
+        for job in self.jobs.values():
+            if job.file == file and job.active:
+                raise Conflict(f"{file!r} is being downloaded (job {job.id}); cancel the download first, then remove it.", code="download_active")
+
     def _running(self, target: Path) -> dict[str, Any] | None:
         """The answer for a job already on its way to that place, if there is one."""
         for job in self.jobs.values():

@@ -219,3 +219,26 @@ async def test_a_catalogued_name_too_long_to_download_is_refused_saying_why(serv
     answer = await refused.json()
     assert answer["code"] == "unsafe_file_name" and "250 bytes" in answer["detail"] and ".part" in answer["detail"]
     assert os.listdir(models_dir / "loras") == []
+
+
+async def test_an_entry_being_downloaded_is_not_removed_until_its_download_is_cancelled(
+    service: Starter, fake: FakeCivitai, models_dir: Path
+) -> None:
+    # Removed mid-download, the row would leave the map with its Cancel button, and the job
+    # would still place a file that no catalog lists.
+    fake.blobs[41] = blob(41, hold_at=1 * MB)
+    client = await service(lora(41, fake.blobs[41]))
+    job = (await download(client, "lora_41.safetensors"))["job"]
+
+    async def under_way() -> bool:
+        return (await job_state(client, job))["bytes"] >= 1 * MB
+
+    await eventually(under_way, what="the download under way")
+    refused = await client.delete("/api/admin/models/lora_41.safetensors/catalog", headers=AUTH)
+    assert refused.status == 409 and (await refused.json())["code"] == "download_active"
+    assert (await map_entry(client, 41))["status"] == "downloading"
+    assert (await client.delete(f"/api/admin/downloads/{job}", headers=AUTH)).status == 200
+    await until_job(client, job, "cancelled")
+    removed = await client.delete("/api/admin/models/lora_41.safetensors/catalog", headers=AUTH)
+    assert removed.status == 200 and (await removed.json())["status"] == "removed"
+    fake.blobs[41].release.set()

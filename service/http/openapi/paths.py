@@ -240,7 +240,10 @@ PATHS: dict[str, dict[str, Schema]] = {
                 "400": error("The file name holds a path separator or NUL (`unsafe_file_name`)."),
                 "401": UNAUTHORIZED,
                 "404": error(f"No entry of either catalog has this file name (`not_in_catalog`); or {ROUTE_NOT_FOUND}."),
-                "409": error("The file is still on disk (`file_on_disk`), or the catalogs kept changing (`catalog_busy`)."),
+                "409": error(
+                    "The file is still on disk (`file_on_disk`), this service is downloading it (`download_active`: cancel "
+                    "it first), or the catalogs kept changing (`catalog_busy`)."
+                ),
                 "413": TOO_LARGE,
                 "415": UNSUPPORTED_MEDIA,
                 "503": WRITE_FAILED,
