@@ -16,8 +16,9 @@ from typing import Any
 import orjson
 
 from ..errors import NotFound, Unavailable, UpstreamError
-from ..map.entry import json_id
+from ..map.entry import MAX_TRIGGER_WORD_CHARS, MAX_TRIGGER_WORDS, json_id
 from .client import CivitaiClient
+from .image_facts import text
 
 logger = logging.getLogger(__name__)
 
@@ -77,20 +78,20 @@ def identity_of(version: dict[str, Any], file: dict[str, Any], sha256: str, now:
     if not _an_id(version_id) or (model_id is not None and not _an_id(model_id)):  # what SQLite and the map can hold
         return None
     model = version.get("model") if isinstance(version.get("model"), dict) else {}
+    texts = (version.get("name"), version.get("baseModel"), model.get("name"), model.get("type"))
+    if any(value is not None and not isinstance(value, str) for value in texts):  # not a version body: a sidecar that lies
+        return None
     trimmed = {key: version[key] for key in _KEPT_FIELDS if key in version}
-    trimmed["model"] = {key: model[key] for key in ("name", "type") if key in model}
+    for key in ("name", "baseModel"):
+        if key in trimmed:
+            trimmed[key] = text(trimmed[key])
+    if "trainedWords" in trimmed:
+        trimmed["trainedWords"] = _words(trimmed["trainedWords"])
+    trimmed["model"] = {key: text(model[key]) for key in ("name", "type") if key in model}
     trimmed["files"] = [file]  # the file on disk: an import maps this one, whatever CivitAI calls primary
     return Identity(
-        sha256,
-        version_id,
-        model_id,
-        _text(model.get("name")),
-        _text(version.get("name")),
-        _text(model.get("type")),
-        _text(version.get("baseModel")),
-        orjson.dumps(trimmed),
-        now,
-        None,
+        sha256, version_id, model_id, text(model.get("name")), text(version.get("name")), text(model.get("type")), text(version.get("baseModel")),
+        orjson.dumps(trimmed), now, None,
     )
 
 
@@ -98,8 +99,12 @@ def _an_id(value: object) -> bool:
     return json_id(value) is not None
 
 
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) else None
+def _words(words: object) -> list[str]:
+    """Trigger words as the map keeps them (strings only, at most 50 of 200 characters): a
+    sidecar may hold any number of any size."""
+    if not isinstance(words, list):
+        return []
+    return [word[:MAX_TRIGGER_WORD_CHARS] for word in words if isinstance(word, str)][:MAX_TRIGGER_WORDS]
 
 
 async def look_up(client: CivitaiClient, hashes: list[str]) -> tuple[dict[str, Identity], int]:

@@ -4,6 +4,7 @@ marked for a retry a day later, and what an import keeps of a version."""
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from service.civitai.lookup import UNKNOWN_RETRY_S, identities_from_versions
 from service.map.entry import MAX_ID
@@ -54,3 +55,26 @@ def test_ids_beyond_what_sqlite_and_the_map_hold_are_not_versions() -> None:
     largest = version_with(SHA)
     largest["id"] = largest["modelId"] = MAX_ID
     assert identities_from_versions([largest], [SHA], now=1.0)[SHA].version_id == MAX_ID
+
+
+def test_what_a_version_body_says_is_cut_to_what_the_map_keeps() -> None:
+    # A sidecar on disk is read as a version body: its names and trigger words can be any size.
+    body = version_with(SHA)
+    body["name"] = "\x1b[2J" + "v" * 1_500_000
+    body["model"]["name"] = "m" * 10_000
+    body["trainedWords"] = ["w" * 1000] * 50_000 + [7]
+    identity = identities_from_versions([body], [SHA], now=1.0)[SHA]
+    assert len(identity.version_name or "") == len(identity.model_name or "") == 200
+    kept = orjson.loads(identity.version or b"")
+    assert len(kept["name"]) == 200 and len(kept["model"]["name"]) == 200
+    assert len(kept["trainedWords"]) == 50 and {len(word) for word in kept["trainedWords"]} == {200}
+
+
+@pytest.mark.parametrize(("where", "key"), [((), "baseModel"), ((), "name"), (("model",), "type"), (("model",), "name")])
+def test_a_body_whose_names_are_not_text_is_no_version(where: tuple[str, ...], key: str) -> None:
+    body = version_with(SHA)
+    holder = body
+    for step in where:
+        holder = holder[step]
+    holder[key] = {"not": "text"} if key != "type" else 7
+    assert not identities_from_versions([body], [SHA], now=1.0)[SHA].known
