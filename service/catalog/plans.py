@@ -150,7 +150,7 @@ def plan_import(readings: Readings, candidates: tuple[ImportCandidate, ...], dry
             item["version_id"] = body.get("id") if isinstance(body, dict) else None
             check_file_name(candidate.file)
             check_folder_text(candidate.folder)
-            mapped = version_to_entry(body)
+            mapped = version_to_entry(body, downloaded=False)  # the file is there, under its own name
         except (ServiceError, orjson.JSONDecodeError) as exc:
             skipped.append({**item, "reason": "not_mappable", "detail": getattr(exc, "detail", "CivitAI's answer is not JSON")})
             continue

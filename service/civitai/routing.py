@@ -299,14 +299,14 @@ def _is_sha256(value: str) -> bool:
     return len(value) == 64 and all(char in "0123456789abcdefABCDEF" for char in value)
 
 
-def _build_entry(body: dict[str, Any], file: dict[str, Any], dest: str) -> dict[str, Any]:
+def _build_entry(body: dict[str, Any], file: dict[str, Any], dest: str, downloaded: bool) -> dict[str, Any]:
     version_id = _int_field(body, "id", "")
     model = _model(body)
     base_model = _optional_str(body, "baseModel", "")
     name = _display_name(
         _optional_str(model, "name", "model "), _optional_str(body, "name", ""), base_model, _file_fp(file)
     )
-    file_name = check_file_name(file.get("name"), what="CivitAI file name", downloaded=True)
+    file_name = check_file_name(file.get("name"), what="CivitAI file name", downloaded=downloaded)
     if not is_model_file(file_name):  # presence would never count it, so it could never show as present
         raise Unprocessable(
             f"Model version {version_id}'s model file {file_name!r} is not a kind ComfyUI's loaders list "
@@ -334,8 +334,10 @@ def _build_entry(body: dict[str, Any], file: dict[str, Any], dest: str) -> dict[
     return entry
 
 
-def version_to_entry(version: object) -> MappedVersion:
-    """Map a CivitAI model-version body to a catalog entry, or say why CivitAI does not allow its download."""
+def version_to_entry(version: object, *, downloaded: bool = True) -> MappedVersion:
+    """Map a CivitAI model-version body to a catalog entry, or say why CivitAI does not allow its
+    download. `downloaded`: the file will be downloaded under CivitAI's name (an add), so the name
+    must leave room for `.part`; an import keeps the name the file has on disk."""
     if not isinstance(version, dict):
         raise _bad_body(f"the body is {type(version).__name__}, not an object")
     version_id = _int_field(version, "id", "")
@@ -349,7 +351,7 @@ def version_to_entry(version: object) -> MappedVersion:
     file = _choose_file(_files(version), version_id)
     name = file.get("name") if isinstance(file.get("name"), str) else None
     category, dest = folder_for(model_type or "", base_model, name)
-    return MappedVersion(entry=_build_entry(version, file, dest), category=category, restricted_reason=None)
+    return MappedVersion(entry=_build_entry(version, file, dest, downloaded), category=category, restricted_reason=None)
 
 
 def file_sha256(version: object, file_name: str) -> str | None:
