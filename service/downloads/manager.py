@@ -22,7 +22,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +88,7 @@ class DownloadManager:
         self.placed = placed or (lambda version_id, path: None)  # told of each file placed (its preview is fetched)
         self.huggingface_url = huggingface_url
         self.jobs: dict[str, Job] = {}
+        self._removing: dict[str, int] = {}  # file names whose entries are being removed (see `removing`)
         self._slots = asyncio.Semaphore(concurrency)
         self._session: aiohttp.ClientSession | None = None
 
@@ -120,6 +121,8 @@ class DownloadManager:
         two catalogued files may share a name in different folders); answer at once."""
         self._check_enabled()
         check_file_name(file, downloaded=True)
+        if file in self._removing:
+            raise Conflict(f"{file!r} is being removed from its catalog; it is not downloaded.", code="being_removed")
         entry = self._catalogued(file, version_id)
         target = self._target(entry)
         running = self._running(target)
@@ -135,12 +138,22 @@ class DownloadManager:
         if not self.enabled:
             raise Conflict("Downloads are switched off here (DOWNLOADS=off); the models folder is read-only for this service.", code="downloads_off")
 
-    def refuse_while_downloading(self, file: str) -> None:
-        """Conflict when a job of this service is downloading a file of that name: removing its
-        entry then would take the row (and its Cancel) out of the map while the file still lands."""
+    @contextlib.contextmanager
+    def removing(self, file: str) -> Iterator[None]:
+        """Hold off downloads of a file while its entry is removed; Conflict when a job of this
+        service is downloading it now (removing the entry would take the row, and its Cancel,
+        out of the map while the file still lands). Both checks run on the event loop, so a
+        download asked for while the remove waits for the catalogs is refused too."""
         for job in self.jobs.values():
             if job.file == file and job.active:
                 raise Conflict(f"{file!r} is being downloaded (job {job.id}); cancel the download first, then remove it.", code="download_active")
+        self._removing[file] = self._removing.get(file, 0) + 1
+        try:
+            yield
+        finally:
+            self._removing[file] -= 1
+            if not self._removing[file]:
+                del self._removing[file]
 
     def _running(self, target: Path) -> dict[str, Any] | None:
         """The answer for a job already on its way to that place, if there is one."""

@@ -146,8 +146,9 @@ async def promote_to_lora(request: web.Request) -> web.Response:
 async def remove_from_catalog(request: web.Request) -> web.Response:
     """Remove an entry (by file name) from whichever catalog holds it, when its file is not on disk
     and no download of it is under way."""
-    request.app[DOWNLOADS].refuse_while_downloading(request.match_info["filename"])
-    answer = await request.app[EDITOR].remove(request.match_info["filename"])
+    file = request.match_info["filename"]
+    with request.app[DOWNLOADS].removing(file):
+        answer = await request.app[EDITOR].remove(file)
     return web.json_response(answer, dumps=_dumps)
 
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from service.http.appkeys import DOWNLOADS, EDITOR
+
 from ..helpers import AUTH, entry, eventually, next_event
 from .fake_civitai import FakeCivitai, headers_of
 from .jobs import (
@@ -242,3 +244,22 @@ async def test_an_entry_being_downloaded_is_not_removed_until_its_download_is_ca
     removed = await client.delete("/api/admin/models/lora_41.safetensors/catalog", headers=AUTH)
     assert removed.status == 200 and (await removed.json())["status"] == "removed"
     fake.blobs[41].release.set()
+
+
+async def test_a_download_asked_for_while_its_entry_is_being_removed_is_refused(service: Starter, fake: FakeCivitai, models_dir: Path) -> None:
+    fake.blobs[42] = blob(42)
+    client = await service(lora(42, fake.blobs[42]))
+    editor = client.server.app[EDITOR]
+    async with editor._lock:  # another catalog change under way: the remove waits for it
+        deleting = asyncio.ensure_future(client.delete("/api/admin/models/lora_42.safetensors/catalog", headers=AUTH))
+
+        async def waiting() -> bool:
+            return "lora_42.safetensors" in client.server.app[DOWNLOADS]._removing
+
+        await eventually(waiting, what="the remove waiting for the catalogs")
+        answer = await client.post("/api/admin/models/download/lora_42.safetensors", headers=AUTH, json={})
+        assert answer.status == 409 and (await answer.json())["code"] == "being_removed"
+    removed = await deleting
+    assert removed.status == 200 and (await removed.json())["status"] == "removed"
+    assert (await (await client.get("/api/admin/downloads", headers=AUTH)).json())["downloads"] == []
+    assert os.listdir(models_dir / "loras") == []

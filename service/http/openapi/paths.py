@@ -273,7 +273,7 @@ PATHS: dict[str, dict[str, Schema]] = {
                 "400": error("The file name is not a safe single file name (`unsafe_file_name`)."),
                 "401": UNAUTHORIZED,
                 "404": error(f"No catalog entry has this file name (`not_in_catalog`); or {ROUTE_NOT_FOUND}."),
-                "409": error("Downloads are switched off (`downloads_off`, DOWNLOADS=off)."),
+                "409": error("Downloads are switched off (`downloads_off`, DOWNLOADS=off), or the file's entry is being removed (`being_removed`)."),
                 "413": TOO_LARGE,
                 "415": UNSUPPORTED_MEDIA,
                 "503": NOT_READY,
