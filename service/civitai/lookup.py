@@ -82,13 +82,13 @@ def identity_of(version: dict[str, Any], file: dict[str, Any], sha256: str, now:
     if any(value is not None and not isinstance(value, str) for value in texts):  # not a version body: a sidecar that lies
         return None
     trimmed = {key: version[key] for key in _KEPT_FIELDS if key in version}
-    for key in ("name", "baseModel"):
+    for key in ("name", "baseModel", "availability", "usageControl", "status"):
         if key in trimmed:
             trimmed[key] = text(trimmed[key])
     if "trainedWords" in trimmed:
         trimmed["trainedWords"] = _words(trimmed["trainedWords"])
     trimmed["model"] = {key: text(model[key]) for key in ("name", "type") if key in model}
-    trimmed["files"] = [file]  # the file on disk: an import maps this one, whatever CivitAI calls primary
+    trimmed["files"] = [_kept_file(file)]  # the file on disk: an import maps this one, whatever CivitAI calls primary
     return Identity(
         sha256, version_id, model_id, text(model.get("name")), text(version.get("name")), text(model.get("type")), text(version.get("baseModel")),
         orjson.dumps(trimmed), now, None,
@@ -97,6 +97,19 @@ def identity_of(version: dict[str, Any], file: dict[str, Any], sha256: str, now:
 
 def _an_id(value: object) -> bool:
     return json_id(value) is not None
+
+
+def _kept_file(file: dict[str, Any]) -> dict[str, Any]:
+    """What an import maps of a version's file, its texts cut as the map keeps them (a sidecar
+    may hold anything there): ids, name, size, type, SHA256, and the precision and format."""
+    kept = {key: file[key] for key in ("id", "name", "sizeKB", "type", "primary") if key in file}
+    hashes = file.get("hashes")
+    if isinstance(hashes, dict) and "SHA256" in hashes:
+        kept["hashes"] = {"SHA256": text(hashes["SHA256"])}
+    metadata = file.get("metadata")
+    if isinstance(metadata, dict):
+        kept["metadata"] = {key: text(metadata[key]) for key in ("fp", "size", "format") if key in metadata}
+    return kept
 
 
 def _words(words: object) -> list[str]:

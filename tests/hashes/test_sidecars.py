@@ -199,7 +199,7 @@ async def test_a_lying_sidecar_is_caught_by_the_hash_and_logged_once(start: Star
 
 @pytest.mark.parametrize(
     "case",
-    ["older than the model", "another size", "not json", "not utf-8", "deep", "wrong types", "too big", "a folder", "a list"],
+    ["older than the model", "another size", "not json", "not utf-8", "deep", "wrong types", "names not text", "too big", "a folder", "a list"],
 )
 async def test_untrustworthy_sidecars_cost_a_warning_and_nothing_else(
     start: StartClient, models_dir: Path, caplog: pytest.LogCaptureFixture, case: str
@@ -213,6 +213,7 @@ async def test_untrustworthy_sidecars_cost_a_warning_and_nothing_else(
         "not utf-8": b'{"sha256": "\xff\xfe"}',
         "deep": b"[" * 100_000 + b"]" * 100_000,
         "wrong types": orjson.dumps({**good, "sha256": True, "civitai": {"id": True, "modelId": "94"}}),
+        "names not text": orjson.dumps({**good, "civitai": {**good["civitai"], "baseModel": {"x": 1}, "model": {"name": "m", "type": 7}}}),
         "too big": b" " * (MAX_SIDECAR_BYTES + 10) + orjson.dumps(good),
         "a list": orjson.dumps([good]),
     }
