@@ -37,7 +37,7 @@ MAX_REDIRECTS = 5
 WRITE_BLOCK = 1 << 20  # bytes gathered before one write and one hash in worker threads (still in the CPU's cache)
 MAX_ATTEMPTS = 6  # attempts in a row that brought no new byte
 FREE_SPACE_MARGIN = 64 * 1024 * 1024  # kept free on the models' filesystem beyond the file
-SPACE_LOOK_EVERY = 256 * 1024 * 1024  # a file of no known size: the free space looked at again this often
+SPACE_LOOK_EVERY = 16 * 1024 * 1024  # a file of no known size: room for this much more (and the margin) is looked for this often
 BACKOFF_S = (1.0, 2.0, 4.0, 8.0, 16.0)
 MAX_RETRY_AFTER_S = 300.0
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
@@ -204,13 +204,34 @@ def _start_and_total(response: aiohttp.ClientResponse, offset: int) -> tuple[int
     return 0, length  # a 200 is the whole file, even when a range was asked for
 
 
+@dataclass(slots=True)
+class _Bounds:
+    """What a body may bring: at most `limit` bytes; and with no size known at all (`unbounded`),
+    room on the disk for the next SPACE_LOOK_EVERY and the margin, looked for that often."""
+
+    part: PartFile
+    limit: int | None
+    unbounded: bool
+    looked: int | None = None  # where the room was last looked for
+
+    def passed(self, brought: int) -> bool:
+        return self.limit is not None and brought > self.limit
+
+    async def look_for_room(self, done: int) -> None:
+        if self.unbounded and (self.looked is None or done - self.looked >= SPACE_LOOK_EVERY):
+            await asyncio.to_thread(check_space, self.part, done + 2 * SPACE_LOOK_EVERY, done)  # this stretch and the next
+            self.looked = done
+
+
 async def _stream(
     response: aiohttp.ClientResponse, part: PartFile, start: int, total: int | None, progress: Progress, limit: int | None
 ) -> Fetched:
     hasher = hashlib.sha256()
     handle = part.handle
     await asyncio.to_thread(_hash_prefix, part, hasher, start)  # and cut the part there
-    done = looked = start
+    done = start
+    bounds = _Bounds(part, limit, total is None and limit is None)
+    await bounds.look_for_room(done)
     progress(done, total)
     chunks: list[bytes] = []
     gathered = 0
@@ -231,7 +252,7 @@ async def _stream(
                     chunk = chunk[: total - done - gathered]  # type: ignore[operator]
                 chunks.append(chunk)
                 gathered += len(chunk)
-                if limit is not None and done + gathered > limit:
+                if bounds.passed(done + gathered):
                     chunks, gathered = [], 0  # what is past the limit is not written
                     raise DownloadFailed(f"the server sent more than the {limit} bytes this file can be", "too_long")
                 if past_the_end:
@@ -242,9 +263,7 @@ async def _stream(
                     done += gathered
                     chunks, gathered = [], 0
                     progress(done, total)
-                    if total is None and limit is None and done - looked >= SPACE_LOOK_EVERY:  # no size known: the disk is the bound
-                        await asyncio.to_thread(check_space, part, done + WRITE_BLOCK, done)
-                        looked = done
+                    await bounds.look_for_room(done)
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
             for chunk in received_but_unread(response.content):
                 if total is not None:

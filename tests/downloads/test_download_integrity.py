@@ -125,6 +125,25 @@ async def test_free_space_is_looked_at_as_a_file_of_no_known_size_grows(
     assert failed["error_code"] == "no_space" and failed["bytes"] < 3 * MB, failed
 
 
+async def test_a_file_of_no_known_size_stops_before_the_disk_is_full(
+    service: Starter, fake: FakeCivitai, models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The disk has room for 4 MB beyond the margin; the body (no length, no size in the catalog) is 12 MB.
+    fake.blobs[27] = blob(27, size=12 * MB, hide_length=True)
+    client = await service(lora(27, fake.blobs[27], with_hash=True) | {"size_gb": None})
+    monkeypatch.setattr("service.downloads.fetch.SPACE_LOOK_EVERY", MB)
+    part = models_dir / "loras" / "lora_27.safetensors.part"
+    real = shutil.disk_usage
+
+    def filling(path: Any) -> Any:
+        written = part.stat().st_size if part.exists() else 0
+        return real(path)._replace(free=FREE_SPACE_MARGIN + 4 * MB - written)
+
+    monkeypatch.setattr("service.downloads.fetch.shutil.disk_usage", filling)
+    failed = await until_job(client, (await download(client, "lora_27.safetensors"))["job"], "failed")
+    assert failed["error_code"] == "no_space" and failed["bytes"] <= 4 * MB, failed
+
+
 async def test_with_nothing_to_check_a_file_by_it_is_not_placed(service: Starter, fake: FakeCivitai, models_dir: Path) -> None:
     """No SHA256 in the catalog, none from CivitAI, no size in the catalog, none from the server:
     a body cut short could not be told from a whole one."""
