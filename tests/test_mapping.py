@@ -573,8 +573,9 @@ def test_the_longest_name_a_download_can_write_is_taken() -> None:
 
 def test_a_file_on_disk_is_mapped_whatever_the_length_of_civitais_name_for_it() -> None:
     body = minimal()
-    body["files"][0]["name"] = "a" * 243 + ".safetensors"  # 255 bytes: no download could write it, an import need not
-    assert version_to_entry(body, downloaded=False).entry is not None
+    for name in ("a" * 243 + ".safetensors", "ä" * 130 + ".safetensors", "CON.safetensors"):  # no download could write these
+        body["files"][0]["name"] = name
+        assert version_to_entry(body, downloaded=False).entry is not None, name
 
 
 # ---- restricted and unsupported ---------------------------------------------------------------------

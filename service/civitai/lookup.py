@@ -15,10 +15,11 @@ from typing import Any
 
 import orjson
 
+from ..disk.names import MAX_NAME_BYTES
 from ..errors import NotFound, Unavailable, UpstreamError
 from ..map.entry import MAX_TRIGGER_WORD_CHARS, MAX_TRIGGER_WORDS, json_id
 from .client import CivitaiClient
-from .image_facts import text
+from .image_facts import MAX_NAME_CHARS, text
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +103,10 @@ def _an_id(value: object) -> bool:
 def _kept_file(file: dict[str, Any]) -> dict[str, Any]:
     """What an import maps of a version's file, its texts cut as the map keeps them (a sidecar
     may hold anything there): ids, name, size, type, SHA256, and the precision and format."""
-    kept = {key: file[key] for key in ("id", "name", "sizeKB", "type", "primary") if key in file}
+    kept: dict[str, Any] = {key: file[key] for key in ("id", "sizeKB", "primary") if type(file.get(key)) in (int, float, bool)}
+    for key, longest in (("name", MAX_NAME_BYTES), ("type", MAX_NAME_CHARS)):
+        if isinstance(file.get(key), str):
+            kept[key] = file[key][:longest]
     hashes = file.get("hashes")
     if isinstance(hashes, dict) and "SHA256" in hashes:
         kept["hashes"] = {"SHA256": text(hashes["SHA256"])}

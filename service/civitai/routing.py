@@ -259,7 +259,7 @@ def _choose_file(files: list[dict[str, Any]], version_id: int) -> dict[str, Any]
         chosen = next((file for file in usable if _file_type(file) == kind), None)
         if chosen is not None:
             return chosen
-    listed = ", ".join(repr(file.get("type")) for file in files) or "none"
+    listed = ", ".join(repr(file.get("type"))[:80] for file in files[:20]) or "none"
     raise Unprocessable(
         f"Model version {version_id} has no model file to download (file types listed: {listed}).",
         code="no_model_file",
@@ -306,13 +306,16 @@ def _build_entry(body: dict[str, Any], file: dict[str, Any], dest: str, download
     name = _display_name(
         _optional_str(model, "name", "model "), _optional_str(body, "name", ""), base_model, _file_fp(file)
     )
-    file_name = check_file_name(file.get("name"), what="CivitAI file name", downloaded=downloaded)
-    if not is_model_file(file_name):  # presence would never count it, so it could never show as present
-        raise Unprocessable(
-            f"Model version {version_id}'s model file {file_name!r} is not a kind ComfyUI's loaders list "
-            f"({', '.join(sorted(MODEL_EXTENSIONS))}).",
-            code="no_model_file",
-        )
+    if downloaded:
+        file_name = check_file_name(file.get("name"), what="CivitAI file name", downloaded=True)
+        if not is_model_file(file_name):  # presence would never count it, so it could never show as present
+            raise Unprocessable(
+                f"Model version {version_id}'s model file {file_name!r} is not a kind ComfyUI's loaders list "
+                f"({', '.join(sorted(MODEL_EXTENSIONS))}).",
+                code="no_model_file",
+            )
+    else:  # an import: the entry takes the name the file has on disk, checked there
+        file_name = file.get("name") if isinstance(file.get("name"), str) else ""
     entry: dict[str, Any] = {
         "name": name or f"CivitAI model version {version_id}",
         "file": file_name,

@@ -113,7 +113,7 @@ def _version_identity(version: object, file_name: str, size: int, sha256: str | 
     elif _id(version.get("id")) is not None:
         identity = identity_of(version, {"name": file_name, "hashes": {"SHA256": sha256.upper()}}, sha256, 0.0)
     if identity is None and _id(version.get("id")) is not None:  # a version of the wrong types: none of it is trusted
-        raise Refused("its CivitAI version has a name, base model or type that is not text")
+        raise Refused("its CivitAI version has an id, name, base model or type of the wrong type")
     return sha256, identity
 
 

@@ -66,13 +66,16 @@ def test_what_a_version_body_says_is_cut_to_what_the_map_keeps() -> None:
     body["status"] = "s" * 10_000
     body["files"][1]["metadata"] = {"fp": "f" * 1_500_000, "format": "SafeTensor", "other": "x" * 10_000}
     body["files"][1]["extra"] = ["y" * 10_000]
+    body["files"][1]["type"] = "T" * 1_500_000
+    body["files"][1]["id"] = "i" * 10_000
     identity = identities_from_versions([body], [SHA], now=1.0)[SHA]
     assert len(identity.version_name or "") == len(identity.model_name or "") == 200
     kept = orjson.loads(identity.version or b"")
     assert len(kept["name"]) == 200 and len(kept["model"]["name"]) == 200
     assert len(kept["trainedWords"]) == 50 and {len(word) for word in kept["trainedWords"]} == {200}
     assert len(kept["status"]) == 200 and kept["files"][0]["metadata"] == {"fp": "f" * 200, "format": "SafeTensor"}
-    assert "extra" not in kept["files"][0] and len(identity.version or b"") < 20_000
+    assert "extra" not in kept["files"][0] and "id" not in kept["files"][0] and len(kept["files"][0]["type"]) == 200
+    assert len(identity.version or b"") < 20_000
 
 
 @pytest.mark.parametrize(("where", "key"), [((), "baseModel"), ((), "name"), (("model",), "type"), (("model",), "name")])
