@@ -424,3 +424,42 @@ async def test_the_list_sorts_by_date_added_and_by_size(start: StartClient, cata
         await page.evaluate("{ const f = document.getElementById('sort'); f.value = 'size'; f.dispatchEvent(new Event('change')) }")
         await page.wait_for(f"JSON.stringify({in_order}) === '[712,711,713]'")
         assert "sort=size" in await page.evaluate("location.hash")
+
+
+async def test_rows_in_view_show_the_map_as_read_again(start: StartClient, catalog_dir: Path, models_dir: Path) -> None:
+    # The map is read again after a reconnect or a resync: rows drawn before must not keep old statuses.
+    library(catalog_dir)
+    client = await start()
+    async with browser_page() as page:
+        await login(page, str(client.make_url("/")))
+        assert await page.evaluate(row(702, "querySelector('.status').textContent")) == "missing"
+        await page.evaluate("state.events.abort()")  # no event tells it: only the map read again can
+        touch(models_dir / "checkpoints" / "photon_v2.safetensors", b"x")
+
+        async def present() -> bool:
+            return (await get_map(client))["by_version"]["702"]["status"] == "present"
+
+        await eventually(present, what="the file in the map")
+        await page.evaluate("loadMap()")
+        assert (await page.evaluate(row(702, "querySelector('.status').textContent"))).startswith("present")
+
+
+async def test_an_unknown_sort_in_the_fragment_falls_back_to_the_name(start: StartClient, catalog_dir: Path) -> None:
+    library(catalog_dir)
+    client = await start()
+    async with browser_page() as page:
+        await page.goto(str(client.make_url("/#sort=bogus")))
+        await page.evaluate(f"document.getElementById('key').value = '{API_KEY}'; document.getElementById('key-form').requestSubmit()")
+        await page.wait_for("document.querySelectorAll('[data-version-id]').length === 3")
+        assert await page.evaluate("document.getElementById('sort').value") == "name"
+
+
+async def test_a_key_that_stops_working_brings_the_key_form_back(start: StartClient, catalog_dir: Path) -> None:
+    library(catalog_dir)
+    client = await start()
+    async with browser_page() as page:
+        await login(page, str(client.make_url("/")))
+        await page.evaluate("sessionStorage.setItem(KEY, 'not-the-key'); api('GET', MAP).catch(() => {})")  # as after a restart with another key
+        await page.wait_for("document.readyState === 'complete' && !document.getElementById('key-form').classList.contains('hidden')")
+        assert "not right" in await page.evaluate("document.getElementById('message').textContent")
+        assert await page.evaluate("document.getElementById('offline').classList.contains('hidden')")

@@ -48,8 +48,18 @@ async function api(method, path, payload) {
     throw new Error("The service cannot be reached; the page reconnects by itself.");
   }
   const body = await response.json().catch(() => ({}));
+  if (response.status === 401) keyRefused();
   if (!response.ok) throw new Error(body.detail || `HTTP ${response.status}`);
   return body;
+}
+
+const REFUSED = "comfy-catalog-key-refused";
+
+function keyRefused() {  // the key was changed or revoked: ask for it again, not "offline"
+  sessionStorage.removeItem(KEY);
+  sessionStorage.setItem(REFUSED, "1");
+  if (state.events) state.events.abort();
+  location.reload();
 }
 
 function say(text, isError = false) {
@@ -105,6 +115,7 @@ function takeMap(map) {
   fillChoices();
   updateBulk();
   applyView();
+  for (const id of [...rendered.keys()]) redraw(id);  // rows kept in view show the map as read now
   setTimeout(prepareSearch, 0);
 }
 
@@ -145,7 +156,8 @@ const VIEW_FIELDS = { q: "search", status: "f-status", catalog: "f-catalog", fol
 function viewFromFragment() {
   const params = new URLSearchParams(location.hash.slice(1));
   for (const [name, id] of Object.entries(VIEW_FIELDS)) {
-    const value = params.get(name) ?? (name === "sort" ? "name" : "");
+    let value = params.get(name) ?? (name === "sort" ? "name" : "");
+    if (name === "sort" && !Object.hasOwn(SORTS, value)) value = "name";  // a fragment from elsewhere: only the sorts there are
     if ($(id).tagName === "SELECT" && ![...$(id).options].some((o) => o.value === value)) $(id).appendChild(new Option(value, value));
     $(id).value = value;
   }
@@ -300,7 +312,7 @@ function rowElement(row) {
     const url = state.thumbs.get(row.id);
     if (url) thumb.src = url; else if (url === undefined) wantThumb(row.id);
   } else {
-    thumb = el("div", "thumb none", (row.name || row.file).trim().charAt(0));
+    thumb = el("div", "thumb none", [...(row.name || row.file).trim()][0] ?? "");  // a whole character, an emoji too
     thumb.setAttribute("aria-hidden", "true");
   }
   const names = el("div", "names");

@@ -161,6 +161,7 @@ function listen() {
 
 async function streamEvents(signal) {
   const response = await fetch(`${MAP}/events`, { headers: { "X-API-Key": key(), Accept: "text/event-stream" }, signal, cache: "no-store" });
+  if (response.status === 401) { keyRefused(); return; }
   if (!response.ok || !response.body) throw new Error(`events: HTTP ${response.status}`);
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";

@@ -38,7 +38,7 @@ function table(headings, rows) {
   node.appendChild(head);
   for (const cells of rows) {
     const tr = el("tr");
-    for (const cell of cells) tr.appendChild(el("td", "", String(cell ?? "")));
+    for (const cell of cells) tr.appendChild(el("td", "", visible(cell)));  // names from disk or a workflow: no bidi tricks
     node.appendChild(tr);
   }
   return node;
@@ -221,3 +221,7 @@ $("bulk-clear").addEventListener("click", () => {
 $("forget").addEventListener("click", () => { sessionStorage.removeItem(KEY); if (state.events) state.events.abort(); location.reload(); });
 
 if (key()) start();
+else if (sessionStorage.getItem(REFUSED)) {
+  sessionStorage.removeItem(REFUSED);
+  say("The API key is not right any more (it was changed, or the service was started with another); enter it again.", true);
+}
