@@ -88,6 +88,13 @@ def _listen_problem(settings: Settings, exc: OSError) -> str:
 
 def prepare_folders(settings: Settings) -> None:
     """Create the catalog folder (and the embedded models folder); check both can be used."""
+    try:
+        _prepare_folders(settings)
+    except OSError as exc:  # a path the filesystem refuses outright (a name too long, a loop of links)
+        raise ConfigError(f"CATALOG_DIR or MODELS_DIR cannot be used ({exc.strerror or exc}): {exc.filename}") from None
+
+
+def _prepare_folders(settings: Settings) -> None:
     if settings.catalog_dir.exists() and not settings.catalog_dir.is_dir():
         hint = f" ({settings.catalog_dir.name} is a catalog: point at its folder, {settings.catalog_dir.parent})" if settings.catalog_dir.suffix == ".json" else ""
         raise ConfigError(f"CATALOG_DIR is a file, not a folder: {settings.catalog_dir}{hint}.")

@@ -184,7 +184,8 @@ class Settings:
 
 def _in_range(name: str, value: float, low: float, high: float, unit: str) -> None:
     if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low:g} and {high:g} {unit}, not {value:g}.")
+        shown = f"{value:g}" if isinstance(value, float) or abs(value) < 10**15 else f"a number of {len(str(abs(value)))} digits"
+        raise ConfigError(f"{name} must be between {low:g} and {high:g} {unit}, not {shown}.")
 
 
 def _path(env: Mapping[str, str], name: str, default: Path | None) -> Path | None:

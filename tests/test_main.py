@@ -107,6 +107,10 @@ def test_the_key_survives_restarts(folders: dict[str, str]) -> None:
         ({"CORS_ORIGINS": "http://[::1"}, "CORS_ORIGINS"),
         ({"HOST": "exa..mple", "API_KEY": "k" * 20}, "HOST"),
         ({"HOST": "fe80::1", "API_KEY": "k" * 20}, "HOST"),
+        ({"WATCH_DEBOUNCE_MS": "9" * 400}, "WATCH_DEBOUNCE_MS"),
+        ({"DOWNLOAD_CONCURRENCY": "9" * 400}, "DOWNLOAD_CONCURRENCY"),
+        ({"CATALOG_DIR": "/tmp/" + "c" * 300}, "CATALOG_DIR"),
+        ({"EXTRA_MODEL_PATHS": "/dev/zero"}, "EXTRA_MODEL_PATHS"),
     ],
 )
 def test_bad_configuration_stops_with_one_line_naming_the_variable(

@@ -14,6 +14,7 @@ sentence. EXTRA_MODEL_PATHS may name several files, separated like PATH (`:` on 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import yaml
@@ -66,11 +67,26 @@ def load_extra_model_paths(paths: tuple[Path, ...] | Path | None) -> list[Folder
     sources: list[FolderSource] = []
     for path in (paths,) if isinstance(paths, Path) else paths:
         try:
-            text = path.read_text(encoding="utf-8")
+            text = _read_small(path)
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"EXTRA_MODEL_PATHS cannot be read ({getattr(exc, 'strerror', None) or exc}): {path}") from None
         sources += parse_extra_model_paths(text, path.parent, name=f"EXTRA_MODEL_PATHS file {path}")
     return _unique(sources)
+
+
+MAX_EXTRA_PATHS_BYTES = 1 << 20  # an extra_model_paths.yaml is a few hundred bytes
+
+
+def _read_small(path: Path) -> str:
+    """A regular file of at most MAX_EXTRA_PATHS_BYTES, as UTF-8 (never a device or a FIFO, which
+    could be endless or never end)."""
+    with open(path, "rb", buffering=0, opener=lambda name, flags: os.open(name, flags | os.O_NONBLOCK)) as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise ConfigError(f"EXTRA_MODEL_PATHS is not a regular file: {path}")
+        data = handle.read(MAX_EXTRA_PATHS_BYTES + 1)
+    if len(data) > MAX_EXTRA_PATHS_BYTES:
+        raise ConfigError(f"EXTRA_MODEL_PATHS is larger than {MAX_EXTRA_PATHS_BYTES // 1024} KB, which no extra_model_paths.yaml is: {path}")
+    return data.decode("utf-8")
 
 
 def _lines(value: object, kind: object, section: object, name: str) -> list[str]:
