@@ -380,3 +380,11 @@ async def test_two_hugging_face_files_of_one_name_in_two_folders_are_both_fetche
         await until_job(client, job, "done")
     assert (models_dir / "loras" / "styleA" / "model.safetensors").read_bytes() == first
     assert (models_dir / "loras" / "styleB" / "model.safetensors").read_bytes() == second
+
+
+def test_a_name_is_cleaned_of_a_leading_dot_slash_only() -> None:
+    from service.workflows.models import needs_of
+
+    prompt = {str(i): {"class_type": "LoraLoader", "inputs": {"lora_name": name}} for i, name in enumerate(
+        ["..hidden.safetensors", "./sub/a.safetensors", "/b.safetensors", ".\\c.safetensors"])}
+    assert sorted(need.name for need in needs_of(None, prompt)) == ["..hidden.safetensors", "b.safetensors", "c.safetensors", "sub/a.safetensors"]

@@ -126,8 +126,12 @@ def _add(
 
 
 def _clean(name: str) -> str:
-    """A name as ComfyUI lists it: forward slashes, no leading ./ or /."""
-    return name.replace("\\", "/").strip().lstrip("./")[:MAX_NAME_CHARS]
+    """A name as ComfyUI lists it: forward slashes, no leading "./" or "/" (a leading ".." is kept:
+    "..hidden.safetensors" is a name of its own)."""
+    name = name.replace("\\", "/").strip()
+    while name.startswith(("./", "/")):
+        name = name[2:] if name.startswith("./") else name[1:]
+    return name[:MAX_NAME_CHARS]
 
 
 def _models_of(node_type: str, values: dict[str, object] | list[object]) -> list[tuple[str, str | None]]:
