@@ -14,6 +14,7 @@ from ..catalog.plans import ImportCandidate
 from ..civitai.images import image_resources
 from ..errors import Conflict, Invalid, NotFound
 from ..hashes.survey import completed
+from ..map.entry import MAX_ID, json_id
 from .appkeys import (
     CIVITAI,
     DOWNLOADS,
@@ -157,8 +158,15 @@ def _dumps(value: object) -> str:
 
 
 async def download_file(request: web.Request) -> web.Response:
-    """Queue a download of a catalogued file; answers at once with the job."""
-    answer = request.app[DOWNLOADS].start(request.match_info["file"])
+    """Queue a download of a catalogued file (of one version, with body `{"version_id": N}`: two
+    folders may hold files of one name); answers at once with the job."""
+    body = orjson.loads((await request.read()).strip() or b"{}") if request.body_exists else {}  # the pipeline checked it is JSON
+    if not isinstance(body, dict) or set(body) - {"version_id"}:
+        raise Invalid('The body is `{}` or `{"version_id": <the version whose file to download>}`.', code="invalid_body")
+    version_id = None
+    if "version_id" in body and (version_id := json_id(body["version_id"])) is None:
+        raise Invalid(f"version_id must be a version id (a whole number from 1 to {MAX_ID}).", code="invalid_version_id")
+    answer = request.app[DOWNLOADS].start(request.match_info["file"], version_id)
     return web.json_response(answer, dumps=_dumps)
 
 

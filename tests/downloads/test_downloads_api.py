@@ -263,3 +263,19 @@ async def test_a_download_asked_for_while_its_entry_is_being_removed_is_refused(
     assert removed.status == 200 and (await removed.json())["status"] == "removed"
     assert (await (await client.get("/api/admin/downloads", headers=AUTH)).json())["downloads"] == []
     assert os.listdir(models_dir / "loras") == []
+
+
+async def test_a_download_names_its_version_when_two_folders_hold_files_of_one_name(service: Starter, fake: FakeCivitai, models_dir: Path) -> None:
+    fake.blobs[43], fake.blobs[44] = blob(43), blob(44)
+    client = await service(
+        entry(43, "model.safetensors", "checkpoints", hash=fake.blobs[43].sha256.upper()),
+        entry(44, "model.safetensors", "vae", hash=fake.blobs[44].sha256.upper()),
+    )
+    answer = await client.post("/api/admin/models/download/model.safetensors", headers=AUTH, json={"version_id": 44})
+    assert answer.status == 200, await answer.text()
+    await until_job(client, (await answer.json())["job"], "done")
+    assert (models_dir / "vae" / "model.safetensors").read_bytes() == fake.blobs[44].data
+    assert not (models_dir / "checkpoints" / "model.safetensors").exists()
+    for body, code in (({"version_id": "44"}, "invalid_version_id"), ({"version": 44}, "invalid_body"), ([44], "invalid_body")):
+        refused = await client.post("/api/admin/models/download/model.safetensors", headers=AUTH, json=body)
+        assert refused.status == 400 and (await refused.json())["code"] == code

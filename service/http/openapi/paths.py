@@ -263,25 +263,42 @@ PATHS: dict[str, dict[str, Schema]] = {
         )
     },
     "/api/admin/models/download/{file}": {
-        "post": operation(
+        "post": {**operation(
             "downloadFile",
             "Download a catalogued file from CivitAI into its folder",
             {
                 "200": json_response(
                     "Queued (or the job already under way for that file), or already on disk.", one_of("DownloadStarted", "AlreadyPresent")
                 ),
-                "400": error("The file name is not a safe single file name (`unsafe_file_name`)."),
+                "400": error(
+                    "The file name is not a safe single file name (`unsafe_file_name`); or the body is not `{}` or "
+                    "`{\"version_id\": N}` (`invalid_body`, `invalid_version_id`)."
+                ),
                 "401": UNAUTHORIZED,
-                "404": error(f"No catalog entry has this file name (`not_in_catalog`); or {ROUTE_NOT_FOUND}."),
+                "404": error(f"No catalog entry has this file name (of that version) (`not_in_catalog`); or {ROUTE_NOT_FOUND}."),
                 "409": error("Downloads are switched off (`downloads_off`, DOWNLOADS=off), or the file's entry is being removed (`being_removed`)."),
                 "413": TOO_LARGE,
                 "415": UNSUPPORTED_MEDIA,
                 "503": NOT_READY,
             },
             description="Answers at once; the download runs in the background (see `GET /api/admin/downloads` and the map's "
-            "`queued` / `downloading` statuses). Takes no body, or `{}`.",
+            "`queued` / `downloading` statuses). Takes no body, `{}`, or `{\"version_id\": N}` to say whose file of that name "
+            "(two folders may hold files of one name).",
             parameters=[{"name": "file", "in": "path", "required": True, "description": "The catalogued file name.", "schema": {"type": "string"}}],
-        )
+        ),
+            "requestBody": {
+                "required": False,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"version_id": {"type": "integer", "minimum": 1, "maximum": MAX_ID}},
+                            "additionalProperties": False,
+                        }
+                    }
+                },
+            },
+        }
     },
     "/api/admin/downloads": {
         "get": operation(

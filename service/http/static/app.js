@@ -351,7 +351,7 @@ function statusElement(row) {
     bar.max = 100; bar.value = percent;
     bar.setAttribute("aria-label", `${row.name}: ${percent} %`);
     status.appendChild(bar);
-    const job = state.jobs.get(row.file);
+    const job = state.jobs.get(row.id);
     if (job && job.speed) {
       const left = total && total > row.dl_bytes ? (total - row.dl_bytes) / job.speed : null; // none once all bytes are in (the check)
       status.appendChild(el("span", "detail", `${megabytes(job.speed)}/s${left === null ? "" : `, ${duration(left)} left`}`));
@@ -387,12 +387,12 @@ function actionsElement(row, update) {
   const file = encodeURIComponent(row.file);
   if (row.catalog && row.status === "missing") {
     actions.appendChild(actionButton(row.partial_bytes ? "Resume" : "Download", "download", async () => {
-      const answer = await api("POST", `/api/admin/models/download/${file}`);
+      const answer = await api("POST", `/api/admin/models/download/${file}`, { version_id: row.id });
       refreshJobsSoon();
       return `${answer.status}: ${row.file}`;
     }, row));
   }
-  const job = state.jobs.get(row.file);
+  const job = state.jobs.get(row.id);
   if (job && (row.status === "downloading" || row.status === "queued")) {
     actions.appendChild(actionButton("Cancel", "cancel", async () => `${(await api("DELETE", `/api/admin/downloads/${job.job}`)).status}: ${row.file}`, row));
   }

@@ -133,8 +133,9 @@ async function refreshJobs() {
     const { downloads } = await api("GET", "/api/admin/downloads");
     const before = new Set(state.jobs.keys());
     state.jobs.clear();
-    for (const job of downloads) if (["queued", "downloading", "verifying"].includes(job.state)) state.jobs.set(job.file, job);
-    for (const row of state.rows.values()) if (state.jobs.has(row.file) || before.has(row.file)) redraw(row.id);
+    // By version: two folders may hold files of one name, each its own row and its own job.
+    for (const job of downloads) if (["queued", "downloading", "verifying"].includes(job.state)) state.jobs.set(job.version_id ?? job.file, job);
+    for (const row of state.rows.values()) if (state.jobs.has(row.id) || before.has(row.id)) redraw(row.id);
     if (state.jobs.size) refreshJobsSoon();
   } catch (error) { /* offline */ }
 }

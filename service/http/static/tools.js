@@ -21,7 +21,7 @@ async function bulk(kind) {
   let done = 0, failed = 0;
   for (const row of rows) {
     try {
-      if (kind === "download" && row.catalog && row.status === "missing") { await api("POST", `/api/admin/models/download/${encodeURIComponent(row.file)}`); done++; }
+      if (kind === "download" && row.catalog && row.status === "missing") { await api("POST", `/api/admin/models/download/${encodeURIComponent(row.file)}`, { version_id: row.id }); done++; }
       if (kind === "remove" && row.catalog) { await api("DELETE", `/api/admin/models/${encodeURIComponent(row.file)}/catalog`); done++; }
     } catch (error) { failed++; }
   }
