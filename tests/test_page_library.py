@@ -4,6 +4,7 @@ the phone layout, import and duplicates, bulk actions, thumbnails, and accessibi
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -12,7 +13,10 @@ from typing import Any
 
 import orjson
 import pytest
+from aiohttp import web
 from PIL import Image
+
+from service.http.appkeys import DOWNLOADS
 
 from .browser import Page, browser_page
 from .conftest import StartClient, get_map
@@ -463,3 +467,35 @@ async def test_a_key_that_stops_working_brings_the_key_form_back(start: StartCli
         await page.wait_for("document.readyState === 'complete' && !document.getElementById('key-form').classList.contains('hidden')")
         assert "not right" in await page.evaluate("document.getElementById('message').textContent")
         assert await page.evaluate("document.getElementById('offline').classList.contains('hidden')")
+
+
+async def test_a_hugging_face_download_of_a_catalogued_file_has_its_cancel_on_the_row(start: StartClient, catalog_dir: Path, aiohttp_server: Any) -> None:
+    # A job of no version (a workflow's Hugging Face file) is found by its file, as the map finds it.
+    library(catalog_dir)
+    data, release = b"x" * 1_000_000, asyncio.Event()
+
+    async def resolve_file(request: web.Request) -> web.Response:
+        return web.Response(status=302, headers={"Location": "/storage/f", "X-Linked-Etag": '"' + "ab" * 32 + '"', "X-Linked-Size": str(len(data))})
+
+    async def storage(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Length": str(len(data))})
+        await response.prepare(request)
+        await response.write(data[:4096])
+        await release.wait()
+        return response
+
+    hub_app = web.Application()
+    hub_app.router.add_get("/{owner}/{repo}/resolve/main/{path}", resolve_file)
+    hub_app.router.add_get("/storage/{path}", storage)
+    hub = await aiohttp_server(hub_app)
+    base = str(hub.make_url("")).rstrip("/")
+    client = await start(huggingface_base_url=base)
+    try:
+        async with browser_page() as page:
+            await login(page, str(client.make_url("/")))
+            client.app[DOWNLOADS].start_url(f"{base}/o/r/resolve/main/photon_v2.safetensors", "checkpoints", "photon_v2.safetensors")
+            await page.wait_for(row(702, "querySelector('[data-action=cancel]') !== null"), timeout=15)
+            await page.evaluate(row(702, "querySelector('[data-action=cancel]').click()"))
+            await page.wait_for(row(702, "querySelector('.status').dataset.status === 'missing'"), timeout=15)
+    finally:
+        release.set()

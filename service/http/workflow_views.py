@@ -76,7 +76,7 @@ async def _fetch_missing(request: web.Request, resolved: list[Resolved]) -> list
                 if added.get("status") == "restricted":
                     outcomes.append({"name": name, "status": "restricted", "detail": added.get("reason")})
                     continue
-                outcomes.append({"name": name, "added": added.get("status"), **downloads.start(added["file"])})
+                outcomes.append({"name": name, "added": added.get("status"), **downloads.start(added["file"], item.version_id)})
             elif item.state == "identified" and item.source == "huggingface" and item.need.url is not None:
                 if item.need.folder is None:
                     outcomes.append({"name": name, "status": "refused", "code": "unknown_folder", "detail": "The workflow does not say which model folder it goes in."})

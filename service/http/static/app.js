@@ -23,7 +23,7 @@ const state = {
   sorted: null,          // version ids in the current sort order (null: sort again)
   shown: [],             // the ids that pass the filters, in order
   selected: new Set(),
-  jobs: new Map(),       // file -> download job (queued, downloading or verifying)
+  jobs: new Map(),       // version id (a file name for a job of no version) -> download job (queued, downloading or verifying)
   updates: new Map(),    // model id -> the newest version CivitAI has that no catalog lists
   thumbs: new Map(),     // version id -> object URL of its thumbnail ("" while loading or none)
   thumbQueue: [],
@@ -340,6 +340,10 @@ function visible(text) {
 
 function megabytes(bytes) { return `${(bytes / 1e6).toFixed(1)} MB`; }
 
+function jobOf(row) {  // a CivitAI job by its version; a Hugging Face one (no version) by its file
+  return state.jobs.get(row.id) ?? state.jobs.get(row.file);
+}
+
 function statusElement(row) {
   const status = el("div", "status");
   status.dataset.status = row.status;
@@ -351,7 +355,7 @@ function statusElement(row) {
     bar.max = 100; bar.value = percent;
     bar.setAttribute("aria-label", `${row.name}: ${percent} %`);
     status.appendChild(bar);
-    const job = state.jobs.get(row.id);
+    const job = jobOf(row);
     if (job && job.speed) {
       const left = total && total > row.dl_bytes ? (total - row.dl_bytes) / job.speed : null; // none once all bytes are in (the check)
       status.appendChild(el("span", "detail", `${megabytes(job.speed)}/s${left === null ? "" : `, ${duration(left)} left`}`));
@@ -392,7 +396,7 @@ function actionsElement(row, update) {
       return `${answer.status}: ${row.file}`;
     }, row));
   }
-  const job = state.jobs.get(row.id);
+  const job = jobOf(row);
   if (job && (row.status === "downloading" || row.status === "queued")) {
     actions.appendChild(actionButton("Cancel", "cancel", async () => `${(await api("DELETE", `/api/admin/downloads/${job.job}`)).status}: ${row.file}`, row));
   }

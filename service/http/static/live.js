@@ -135,7 +135,9 @@ async function refreshJobs() {
     state.jobs.clear();
     // By version: two folders may hold files of one name, each its own row and its own job.
     for (const job of downloads) if (["queued", "downloading", "verifying"].includes(job.state)) state.jobs.set(job.version_id ?? job.file, job);
-    for (const row of state.rows.values()) if (state.jobs.has(row.id) || before.has(row.id)) redraw(row.id);
+    for (const row of state.rows.values()) {
+      if ([row.id, row.file].some((key) => state.jobs.has(key) || before.has(key))) redraw(row.id);
+    }
     if (state.jobs.size) refreshJobsSoon();
   } catch (error) { /* offline */ }
 }
