@@ -19,6 +19,7 @@ from ..disk.folders import canonical_folder
 from ..disk.names import check_file_name, check_folder_text, printable
 from ..disk.scan import FolderSource, locate
 from ..errors import Conflict, Invalid, NotFound, ServiceError
+from ..map.entry import sha256_hex
 from .document import (
     CATALOG_NAMES,
     Entry,
@@ -115,16 +116,12 @@ def plan_record_hash(readings: Readings, version_id: int, file: str, sha256: str
     for name in CATALOG_NAMES:
         changed = False
         for _category, entry in iter_entries(readings[name].doc):
-            if version_id_of(entry) == version_id and entry.get("file") == file and not _is_sha256(entry.get("hash")):
+            if version_id_of(entry) == version_id and entry.get("file") == file and sha256_hex(entry.get("hash")) is None:
                 entry["hash"] = sha256.upper()
                 changed = True
         if changed:
             writes.append(name)
     return Plan({"status": "recorded" if writes else "unchanged", "file": file}, writes=tuple(writes))
-
-
-def _is_sha256(value: object) -> bool:
-    return isinstance(value, str) and len(value) == 64 and all(char in "0123456789abcdefABCDEF" for char in value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..disk.names import MODEL_EXTENSIONS, check_file_name, is_model_file
 from ..errors import ServiceError, Unprocessable, UpstreamError
-from ..map.entry import MAX_ID, json_id
+from ..map.entry import MAX_ID, json_id, sha256_hex
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,11 +292,7 @@ def _file_hash(file: dict[str, Any]) -> str | None:
     """The file's SHA256 as CivitAI writes it; None when it lists none, or a value that is not one
     (an entry's `hash` is a SHA256 or absent: downloads and duplicates compare it)."""
     value = _optional_str(_optional_dict(file, "hashes", "the model file's "), "SHA256", "the model file's hashes ")
-    return value if value is not None and _is_sha256(value) else None
-
-
-def _is_sha256(value: str) -> bool:
-    return len(value) == 64 and all(char in "0123456789abcdefABCDEF" for char in value)
+    return value if sha256_hex(value) is not None else None
 
 
 def _build_entry(body: dict[str, Any], file: dict[str, Any], dest: str, downloaded: bool) -> dict[str, Any]:
@@ -370,6 +366,4 @@ def file_sha256(version: object, file_name: str) -> str | None:
         return None
     hashes = chosen.get("hashes")
     value = hashes.get("SHA256") if isinstance(hashes, dict) else None
-    if isinstance(value, str) and _is_sha256(value):
-        return value.lower()
-    return None
+    return sha256_hex(value)

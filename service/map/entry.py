@@ -183,7 +183,12 @@ def disk_entry(
 
 
 def _sha256(entry: dict[str, object]) -> str | None:
-    value = entry.get("hash")
+    return sha256_hex(entry.get("hash"))
+
+
+def sha256_hex(value: object) -> str | None:
+    """A SHA256 as 64 hex digits, lower-cased; None for anything else (this runs for every
+    entry of every reading, and for every hash from CivitAI, sidecars and workflows)."""
     if not isinstance(value, str) or len(value) != 64:
         return None
     try:  # hex digits in C; the white space fromhex lets between bytes makes fewer than 32 of them

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from ..civitai.lookup import Identity, identity_of
-from ..map.entry import json_id
+from ..map.entry import json_id, sha256_hex
 
 MAX_SIDECAR_BYTES = 2 * 1024 * 1024  # larger sidecars are not read (a warning says so)
 SIZE_KB_SLACK = 1024  # CivitAI's sizeKB is a float of KiB: a size within this many bytes agrees
@@ -50,13 +50,6 @@ class Sidecar:
     parse: Callable[[bytes, str, int], Hint]  # (sidecar bytes, model file name, model size) -> Hint; raises Refused
 
 
-def sha256_of(value: object) -> str | None:
-    """A SHA256 as 64 hex digits (lower-cased), or None."""
-    if isinstance(value, str) and len(value) == 64 and not value.strip("0123456789abcdefABCDEF"):
-        return value.lower()
-    return None
-
-
 def _id(value: object) -> int | None:
     return json_id(value)
 
@@ -77,7 +70,7 @@ def _document(data: bytes) -> dict[str, Any]:
 
 def _sha256_field(doc: dict[str, Any], *keys: str) -> str:
     for key in keys:
-        sha256 = sha256_of(doc.get(key))
+        sha256 = sha256_hex(doc.get(key))
         if sha256 is not None:
             return sha256
     raise Refused("no SHA256 in it")
@@ -92,7 +85,7 @@ def _version_identity(version: object, file_name: str, size: int, sha256: str | 
     files = [file for file in version.get("files") or () if isinstance(file, dict)] if isinstance(version.get("files"), list) else []
     chosen = next((file for file in files if file.get("name") == file_name), None)
     if chosen is None and sha256 is not None:
-        chosen = next((file for file in files if isinstance(file.get("hashes"), dict) and sha256_of(file["hashes"].get("SHA256")) == sha256), None)
+        chosen = next((file for file in files if isinstance(file.get("hashes"), dict) and sha256_hex(file["hashes"].get("SHA256")) == sha256), None)
     if chosen is None and len(files) == 1:
         chosen = files[0]
     if chosen is not None:
@@ -100,7 +93,7 @@ def _version_identity(version: object, file_name: str, size: int, sha256: str | 
         if isinstance(size_kb, int | float) and not isinstance(size_kb, bool) and abs(size_kb * 1024 - size) > SIZE_KB_SLACK:
             raise Refused(f"it describes a file of {size_kb * 1024:.0f} bytes; this one has {size}")
         hashes = chosen.get("hashes")
-        listed = sha256_of(hashes.get("SHA256")) if isinstance(hashes, dict) else None
+        listed = sha256_hex(hashes.get("SHA256")) if isinstance(hashes, dict) else None
         if sha256 is None:
             sha256 = listed
         elif listed is not None and listed != sha256:
@@ -145,7 +138,7 @@ def stability_matrix(data: bytes, file_name: str, size: int) -> Hint:
     `ModelId`, `VersionId`, `ModelName`, `VersionName`, `ModelType`, `BaseModel`, `TrainedWords`."""
     doc = _document(data)
     hashes = doc.get("Hashes")
-    sha256 = sha256_of(hashes.get("SHA256")) if isinstance(hashes, dict) else None
+    sha256 = sha256_hex(hashes.get("SHA256")) if isinstance(hashes, dict) else None
     if sha256 is None:
         raise Refused("no SHA256 in it")
     version_id, model_id = _id(doc.get("VersionId")), _id(doc.get("ModelId"))
@@ -174,7 +167,7 @@ def sha256_file(data: bytes, file_name: str, size: int) -> Hint:
         text = data.decode("ascii").strip()
     except UnicodeDecodeError:
         raise Refused("not plain ASCII text") from None
-    sha256 = sha256_of(text.split()[0] if text else "")
+    sha256 = sha256_hex(text.split()[0] if text else "")
     if sha256 is None:
         raise Refused("it does not start with a SHA256")
     return Hint(sha256, "", "SHA256 file")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from ..disk.folders import canonical_folder
 from ..disk.names import MODEL_EXTENSIONS
+from ..map.entry import sha256_hex
 
 MAX_NODES = 10_000  # in all the graph's nodes and subgraphs together
 MAX_EMBEDDED = 5_000  # `models` entries read from one workflow
@@ -212,7 +213,7 @@ def _embedded_models(workflow: object) -> list[dict[str, str]]:
                 "name": item["name"],
                 "url": url if isinstance(url, str) and url.startswith(("https://", "http://")) and len(url) <= 2000 else None,
                 "directory": directory if isinstance(directory, str) and 0 < len(directory) <= 200 and _relative(directory) else None,
-                "sha256": sha.lower() if isinstance(sha, str) and len(sha) == 64 and not sha.strip("0123456789abcdefABCDEF") else None,
+                "sha256": sha256_hex(sha),
             })
     return found
 
