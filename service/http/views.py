@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from http import HTTPStatus
 from pathlib import Path
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -128,12 +129,9 @@ async def add_version(request: web.Request) -> web.Response:
 
 async def add_reference(request: web.Request) -> web.Response:
     """Add the CivitAI version a URL, an AIR or an id names: body `{"ref": "..."}`."""
-    body = orjson.loads((await request.read()).strip() or b"null") if request.body_exists else None  # the pipeline checked it is JSON
-    if not isinstance(body, dict) or "ref" not in body:
+    body = await _body_object(request, {"ref"}, 'Send the version as {"ref": "<a civitai.com URL, an AIR or a version id>"}.')
+    if "ref" not in body:
         raise Invalid('Send the version as {"ref": "<a civitai.com URL, an AIR or a version id>"}.', code="invalid_body")
-    unknown = sorted(set(body) - {"ref"})
-    if unknown:
-        raise Invalid(f"The body takes only `ref`; {', '.join(repr(key[:40]) for key in unknown[:5])} is not known.", code="invalid_body")
     answer = await request.app[EDITOR].add_reference(body["ref"])
     return web.json_response(answer, dumps=_dumps)
 
@@ -157,12 +155,22 @@ def _dumps(value: object) -> str:
     return orjson.dumps(value).decode()
 
 
+async def _body_object(request: web.Request, keys: set[str], shape: str) -> dict[str, Any]:
+    """A mutation's JSON body (the pipeline checked it is JSON; none is `{}`): an object of no
+    other keys than `keys`, else Invalid saying `shape`."""
+    body = orjson.loads((await request.read()).strip() or b"{}") if request.body_exists else {}
+    if not isinstance(body, dict):
+        raise Invalid(shape, code="invalid_body")
+    unknown = sorted(set(body) - keys)
+    if unknown:
+        raise Invalid(f"{shape} {', '.join(repr(key[:40]) for key in unknown[:5])} is not known.", code="invalid_body")
+    return body
+
+
 async def download_file(request: web.Request) -> web.Response:
     """Queue a download of a catalogued file (of one version, with body `{"version_id": N}`: two
     folders may hold files of one name); answers at once with the job."""
-    body = orjson.loads((await request.read()).strip() or b"{}") if request.body_exists else {}  # the pipeline checked it is JSON
-    if not isinstance(body, dict) or set(body) - {"version_id"}:
-        raise Invalid('The body is `{}` or `{"version_id": <the version whose file to download>}`.', code="invalid_body")
+    body = await _body_object(request, {"version_id"}, 'The body is `{}` or `{"version_id": <the version whose file to download>}`.')
     version_id = None
     if "version_id" in body and (version_id := json_id(body["version_id"])) is None:
         raise Invalid(f"version_id must be a version id (a whole number from 1 to {MAX_ID}).", code="invalid_version_id")
