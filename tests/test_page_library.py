@@ -212,7 +212,8 @@ async def test_a_row_shows_its_thumbnail(start: StartClient, catalog_dir: Path, 
     await eventually(offered, what="the preview in the map before the page opens")  # drawn at login, not by an event
     async with browser_page() as page:
         await login(page, str(client.make_url("/")))
-        await page.wait_for(row(702, "querySelector('img.thumb')?.src.startsWith('blob:')"), timeout=15)
+        loaded = row(702, "querySelector('img.thumb')?.src.startsWith('blob:')") + " && " + row(702, "querySelector('img.thumb').complete")
+        await page.wait_for(loaded, timeout=15)  # decoded: a src just set has no size yet
         assert await page.evaluate(row(702, "querySelector('img.thumb').naturalWidth")) == 320
 
 

@@ -106,6 +106,7 @@ function hayOf(row) {
 }
 
 function takeMap(map) {
+  const drawn = [...rendered.keys()];  // rows drawn from the map read before
   state.lastFilters = null;
   state.rows.clear();
   const entries = map.by_version;
@@ -115,7 +116,7 @@ function takeMap(map) {
   fillChoices();
   updateBulk();
   applyView();
-  for (const id of [...rendered.keys()]) redraw(id);  // rows kept in view show the map as read now
+  for (const id of drawn) redraw(id);  // those kept in view show the map as read now; new ones are drawn from it already
   setTimeout(prepareSearch, 0);
 }
 
